@@ -1,0 +1,263 @@
+//! The catalog: an embedded SQLite database holding document records, chunk texts and the
+//! ingest journal. It is the source of truth for what the indexes should contain.
+//!
+//! Crash consistency works through the journal: before a document's chunks are touched in
+//! either index, its id is journaled (committed); the index writes follow; the catalog rows
+//! and the journal removal are committed in one transaction afterwards. On the next open,
+//! every journaled document is removed from both indexes and the catalog, so a rerun
+//! ingests it afresh. No state exists in which the indexes disagree after recovery.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::acl::Acl;
+use crate::error::{Error, Result};
+use crate::lang::Lang;
+use crate::types::{Chunk, DocumentRecord};
+
+pub struct Catalog {
+    conn: Connection,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    title TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    acl TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    format TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    indexed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')),
+    UNIQUE (source, path)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id TEXT PRIMARY KEY,
+    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    heading_path TEXT NOT NULL,
+    page INTEGER,
+    char_start INTEGER NOT NULL,
+    char_end INTEGER NOT NULL,
+    lang TEXT NOT NULL,
+    text TEXT NOT NULL,
+    content_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id, ordinal);
+CREATE TABLE IF NOT EXISTS ingest_journal (
+    doc_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now'))
+);
+"#;
+
+impl Catalog {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Catalog { conn })
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn document(&self, id: &str) -> Result<Option<DocumentRecord>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count \
+                 FROM documents WHERE id = ?1",
+                [id],
+                row_to_document,
+            )
+            .optional()?)
+    }
+
+    pub fn documents_of_source(&self, source: &str) -> Result<Vec<DocumentRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count \
+             FROM documents WHERE source = ?1 ORDER BY path",
+        )?;
+        let rows = stmt.query_map([source], row_to_document)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    pub fn counts(&self) -> Result<(usize, usize)> {
+        let docs: i64 = self.conn.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
+        let chunks: i64 = self.conn.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?;
+        Ok((docs as usize, chunks as usize))
+    }
+
+    pub fn chunk_ids(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT id FROM chunks ORDER BY id")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    /// Loads chunks by id, in the order given; ids not in the catalog are skipped.
+    pub fn chunks_by_id(&self, ids: &[String]) -> Result<Vec<Chunk>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, doc_id, ordinal, title, heading_path, page, char_start, char_end, lang, text, content_hash \
+             FROM chunks WHERE id = ?1",
+        )?;
+        let mut chunks = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(chunk) = stmt.query_row([id], row_to_chunk).optional()? {
+                chunks.push(chunk);
+            }
+        }
+        Ok(chunks)
+    }
+
+    pub fn chunks_of_document(&self, doc_id: &str) -> Result<Vec<Chunk>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, doc_id, ordinal, title, heading_path, page, char_start, char_end, lang, text, content_hash \
+             FROM chunks WHERE doc_id = ?1 ORDER BY ordinal",
+        )?;
+        let rows = stmt.query_map([doc_id], row_to_chunk)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Marks documents as in flight; must be committed before either index is touched.
+    pub fn journal_begin(&mut self, doc_ids: &[String]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare("INSERT OR IGNORE INTO ingest_journal (doc_id) VALUES (?1)")?;
+            for id in doc_ids {
+                stmt.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn journaled(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT doc_id FROM ingest_journal ORDER BY doc_id")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
+    /// After both indexes hold exactly `chunks` for these documents: store the records and
+    /// chunks, remove `deleted` documents, and clear their journal entries, atomically.
+    pub fn journal_commit(
+        &mut self,
+        upserts: &[(DocumentRecord, Vec<Chunk>)],
+        deleted: &[String],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut delete_doc = tx.prepare_cached("DELETE FROM documents WHERE id = ?1")?;
+            let mut delete_chunks = tx.prepare_cached("DELETE FROM chunks WHERE doc_id = ?1")?;
+            let mut clear = tx.prepare_cached("DELETE FROM ingest_journal WHERE doc_id = ?1")?;
+            for id in deleted.iter().chain(upserts.iter().map(|(d, _)| &d.id)) {
+                delete_chunks.execute([id])?;
+                delete_doc.execute([id])?;
+                clear.execute([id])?;
+            }
+            let mut insert_doc = tx.prepare_cached(
+                "INSERT INTO documents (id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            let mut insert_chunk = tx.prepare_cached(
+                "INSERT INTO chunks (id, doc_id, ordinal, title, heading_path, page, char_start, char_end, lang, text, content_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for (doc, chunks) in upserts {
+                insert_doc.execute(params![
+                    doc.id,
+                    doc.source,
+                    doc.path,
+                    doc.title,
+                    doc.fingerprint,
+                    serde_json::to_string(&doc.acl).expect("acl serializes"),
+                    doc.lang.code(),
+                    doc.format,
+                    doc.size_bytes as i64,
+                    chunks.len() as i64,
+                ])?;
+                for c in chunks {
+                    insert_chunk.execute(params![
+                        c.id,
+                        c.doc_id,
+                        c.ordinal as i64,
+                        c.title,
+                        serde_json::to_string(&c.heading_path).expect("headings serialize"),
+                        c.page,
+                        c.char_start as i64,
+                        c.char_end as i64,
+                        c.lang.code(),
+                        c.text,
+                        c.content_hash,
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets journaled documents entirely (after they were removed from both indexes).
+    pub fn journal_abandon(&mut self, doc_ids: &[String]) -> Result<()> {
+        self.journal_commit(&[], doc_ids)
+    }
+}
+
+fn row_to_document(row: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentRecord> {
+    let acl: String = row.get(5)?;
+    let lang: String = row.get(6)?;
+    Ok(DocumentRecord {
+        id: row.get(0)?,
+        source: row.get(1)?,
+        path: row.get(2)?,
+        title: row.get(3)?,
+        fingerprint: row.get(4)?,
+        acl: serde_json::from_str::<Acl>(&acl).map_err(|e| conversion_error(5, e))?,
+        lang: Lang::from_code(&lang).unwrap_or(Lang::En),
+        format: row.get(7)?,
+        size_bytes: row.get::<_, i64>(8)? as u64,
+        chunk_count: row.get::<_, i64>(9)? as usize,
+    })
+}
+
+fn row_to_chunk(row: &rusqlite::Row<'_>) -> rusqlite::Result<Chunk> {
+    let headings: String = row.get(4)?;
+    let lang: String = row.get(8)?;
+    Ok(Chunk {
+        id: row.get(0)?,
+        doc_id: row.get(1)?,
+        ordinal: row.get::<_, i64>(2)? as usize,
+        title: row.get(3)?,
+        heading_path: serde_json::from_str(&headings).map_err(|e| conversion_error(4, e))?,
+        page: row.get(5)?,
+        char_start: row.get::<_, i64>(6)? as usize,
+        char_end: row.get::<_, i64>(7)? as usize,
+        lang: Lang::from_code(&lang).unwrap_or(Lang::En),
+        text: row.get(9)?,
+        content_hash: row.get(10)?,
+    })
+}
+
+fn conversion_error(column: usize, e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
+}

@@ -1,0 +1,246 @@
+//! Layered configuration: built-in defaults, then a TOML file, then environment variables
+//! (see [`crate::env`]). Relative paths in a file are resolved against the file's folder.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::env;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Catalog (SQLite) and embedded indexes live here.
+    pub data_dir: PathBuf,
+    pub embedding: EmbeddingConfig,
+    pub chunking: ChunkingConfig,
+    pub vector_store: VectorStoreConfig,
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingConfig {
+    /// Human-readable model name recorded in the index with the model file's checksum.
+    pub name: String,
+    /// Folder with `model.onnx`, `tokenizer.json`, `config.json`, `special_tokens_map.json`
+    /// and `tokenizer_config.json` (any sentence-embedding ONNX export works, e.g.
+    /// multilingual-e5-small with `query_prefix = "query: "`).
+    pub model_dir: PathBuf,
+    /// ONNX Runtime shared library, e.g. `libonnxruntime.so.1.31.1` from the PyPI wheel.
+    pub onnxruntime_library: PathBuf,
+    pub dimension: usize,
+    pub pooling: Pooling,
+    /// Longest input in model tokens; longer inputs are truncated by the model's tokenizer.
+    pub max_length: usize,
+    pub query_prefix: String,
+    pub passage_prefix: String,
+    /// Texts per ONNX Runtime call during ingest.
+    pub batch_size: usize,
+    /// Intra-op threads for ONNX Runtime (default: all cores).
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    Mean,
+    Cls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChunkingConfig {
+    /// Largest chunk in embedding-model tokens (without the special tokens).
+    pub max_tokens: usize,
+    /// Smallest chunk the splitter aims for before it may cut at a weaker boundary.
+    pub min_tokens: usize,
+    pub overlap_tokens: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum VectorStoreConfig {
+    /// In-process Qdrant (qdrant-edge) under `data_dir/vectors`.
+    Embedded,
+    /// A Qdrant server or cluster over gRPC.
+    Qdrant { url: String, collection: String, api_key: Option<String> },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Files larger than this are rejected with a per-file error.
+    pub max_file_bytes: u64,
+    /// Documents per index commit.
+    pub commit_every_documents: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            embedding: EmbeddingConfig::default(),
+            chunking: ChunkingConfig::default(),
+            vector_store: VectorStoreConfig::Embedded,
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        let models = default_models_dir();
+        EmbeddingConfig {
+            name: "all-MiniLM-L6-v2-int8".into(),
+            model_dir: models.join("all-minilm-l6-v2-int8"),
+            onnxruntime_library: models.join("onnxruntime/libonnxruntime.so.1.31.1"),
+            dimension: 384,
+            pooling: Pooling::Mean,
+            max_length: 256,
+            query_prefix: String::new(),
+            passage_prefix: String::new(),
+            batch_size: 32,
+            threads: None,
+        }
+    }
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        ChunkingConfig { max_tokens: 200, min_tokens: 120, overlap_tokens: 0 }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { max_file_bytes: 50 * 1024 * 1024, commit_every_documents: 200 }
+    }
+}
+
+impl Default for VectorStoreConfig {
+    fn default() -> Self {
+        VectorStoreConfig::Embedded
+    }
+}
+
+/// `$LORE_MODELS_DIR`, else the `.models` folder of the workspace this binary was built
+/// from when it exists (development and tests), else `.models` in the working directory.
+pub fn default_models_dir() -> PathBuf {
+    if let Some(dir) = env::var(env::LORE_MODELS_DIR) {
+        return PathBuf::from(dir);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.models");
+    if workspace.exists() {
+        return workspace.canonicalize().unwrap_or(workspace);
+    }
+    PathBuf::from(".models")
+}
+
+impl Config {
+    /// Defaults, then `path` (or `$LORE_CONFIG`, or `./lore.toml` if present), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let explicit = path.map(Path::to_path_buf).or_else(|| env::var(env::LORE_CONFIG).map(PathBuf::from));
+        let file = match explicit {
+            Some(path) => Some(path),
+            None => Some(PathBuf::from("lore.toml")).filter(|p| p.exists()),
+        };
+        let mut config = match file {
+            Some(path) => Self::from_file(&path)?,
+            None => Config::default(),
+        };
+        config.apply_env();
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.data_dir = base.join(&config.data_dir);
+        config.embedding.model_dir = base.join(&config.embedding.model_dir);
+        config.embedding.onnxruntime_library = base.join(&config.embedding.onnxruntime_library);
+        Ok(config)
+    }
+
+    fn apply_env(&mut self) {
+        if let Some(dir) = env::var(env::LORE_DATA_DIR) {
+            self.data_dir = dir.into();
+        }
+        if let Some(lib) = env::var(env::ORT_DYLIB_PATH) {
+            self.embedding.onnxruntime_library = lib.into();
+        }
+        if let Some(url) = env::var(env::QDRANT_URL) {
+            let collection = env::var(env::LORE_QDRANT_COLLECTION).unwrap_or_else(|| "lore_chunks".into());
+            self.vector_store = VectorStoreConfig::Qdrant { url, collection, api_key: env::var(env::QDRANT_API_KEY) };
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let c = &self.chunking;
+        if c.max_tokens == 0 || c.min_tokens > c.max_tokens || c.overlap_tokens >= c.max_tokens {
+            return Err(Error::Config(format!(
+                "chunking: need 0 < min_tokens ({}) <= max_tokens ({}) and overlap_tokens ({}) < max_tokens",
+                c.min_tokens, c.max_tokens, c.overlap_tokens
+            )));
+        }
+        if c.max_tokens + 16 > self.embedding.max_length {
+            return Err(Error::Config(format!(
+                "chunking.max_tokens ({}) leaves no room for headings and special tokens within embedding.max_length ({})",
+                c.max_tokens, self.embedding.max_length
+            )));
+        }
+        if self.embedding.dimension == 0 || self.embedding.batch_size == 0 {
+            return Err(Error::Config("embedding.dimension and embedding.batch_size must be positive".into()));
+        }
+        Ok(())
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.data_dir.join("catalog.sqlite")
+    }
+    pub fn keyword_dir(&self) -> PathBuf {
+        self.data_dir.join("keyword")
+    }
+    pub fn vector_dir(&self) -> PathBuf {
+        self.data_dir.join("vectors")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lore.toml");
+        std::fs::write(&path, "data_dir = \"d\"\n[chunking]\nmax_tokens = 150\n").unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.data_dir, dir.path().join("d"));
+        assert_eq!(config.chunking.max_tokens, 150);
+        assert_eq!(config.chunking.min_tokens, 120);
+
+        std::fs::write(&path, "data_dri = \"d\"\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("data_dri"), "{err}");
+    }
+
+    #[test]
+    fn vector_store_server_is_selected_by_kind() {
+        let config: Config =
+            toml::from_str("[vector_store]\nkind = \"qdrant\"\nurl = \"http://127.0.0.1:6334\"\ncollection = \"c\"\n")
+                .unwrap();
+        assert!(matches!(config.vector_store, VectorStoreConfig::Qdrant { .. }));
+    }
+
+    #[test]
+    fn invalid_chunking_is_rejected() {
+        let mut config = Config::default();
+        config.chunking.min_tokens = 500;
+        assert!(config.validate().is_err());
+    }
+}

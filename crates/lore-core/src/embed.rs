@@ -1,0 +1,173 @@
+//! The embedding model: a fastembed user-defined ONNX model run by ONNX Runtime, loaded
+//! dynamically from a library path we check ourselves first (`ort` panics on a bad path).
+//!
+//! Sharing: `TextEmbedding::embed` takes `&mut self`, so one session sits behind a mutex.
+//! ONNX Runtime already spreads one call over all cores (intra-op threads), so callers gain
+//! throughput by batching many texts into one call, not by running sessions side by side.
+//! Ingest batches chunks; concurrent queries queue on the mutex.
+
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use fastembed::{
+    InitOptionsUserDefined, Pooling as FastembedPooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
+};
+
+use crate::config::{EmbeddingConfig, Pooling};
+use crate::error::{Error, Result};
+
+/// Identity of the model that produced a set of vectors; stored with the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub dimension: usize,
+    /// `name`, dimension, pooling and a prefix of the ONNX file's sha256.
+    pub fingerprint: String,
+}
+
+pub struct Embedder {
+    session: Mutex<TextEmbedding>,
+    tokenizer: tokenizers::Tokenizer,
+    info: ModelInfo,
+    config: EmbeddingConfig,
+}
+
+const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json"];
+
+static ORT_ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
+
+/// Loads ONNX Runtime from `library` once per process, failing with a clear message
+/// instead of `ort`'s panic when the file is missing or not a compatible library.
+pub fn init_onnxruntime(library: &Path) -> Result<ort::environment::Environment> {
+    ORT_ENVIRONMENT
+        .get_or_init(|| {
+            if !library.is_file() {
+                return Err(format!(
+                    "ONNX Runtime library not found at {} (set ORT_DYLIB_PATH or embedding.onnxruntime_library; \
+                     `python3 scripts/setup-models.py` installs it from the PyPI wheel)",
+                    library.display()
+                ));
+            }
+            let absolute = library.canonicalize().map_err(|e| format!("{}: {e}", library.display()))?;
+            let loaded = std::panic::catch_unwind(|| ort::init_from(&absolute).map(|b| b.with_name("lore").build()));
+            match loaded {
+                Ok(Ok(Ok(environment))) => Ok(environment),
+                Ok(Ok(Err(e))) => Err(format!("ONNX Runtime at {} failed to start: {e}", absolute.display())),
+                Ok(Err(e)) => Err(format!("could not load ONNX Runtime from {}: {e}", absolute.display())),
+                Err(_) => Err(format!("loading ONNX Runtime from {} panicked", absolute.display())),
+            }
+        })
+        .clone()
+        .map_err(Error::ModelSetup)
+}
+
+fn read_model_file(dir: &Path, name: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    std::fs::read(&path).map_err(|e| {
+        Error::ModelSetup(format!(
+            "cannot read {} ({e}); run `python3 scripts/setup-models.py` or point embedding.model_dir at a model folder",
+            path.display()
+        ))
+    })
+}
+
+/// The model's tokenizer with truncation and padding switched off, as needed to size chunks.
+/// (The packaged `tokenizer.json` truncates at 128 tokens and pads to a fixed length.)
+pub fn load_sizing_tokenizer(model_dir: &Path) -> Result<tokenizers::Tokenizer> {
+    let bytes = read_model_file(model_dir, "tokenizer.json")?;
+    let mut tokenizer = tokenizers::Tokenizer::from_bytes(&bytes)
+        .map_err(|e| Error::ModelSetup(format!("{}: {e}", model_dir.join("tokenizer.json").display())))?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| Error::ModelSetup(format!("cannot disable truncation: {e}")))?;
+    Ok(tokenizer)
+}
+
+impl Embedder {
+    pub fn load(config: &EmbeddingConfig) -> Result<Self> {
+        let environment = init_onnxruntime(&config.onnxruntime_library)?;
+        let dir = &config.model_dir;
+        let onnx = read_model_file(dir, "model.onnx")?;
+        let [tokenizer_file, config_file, special_tokens_map_file, tokenizer_config_file] =
+            TOKENIZER_FILES.map(|name| read_model_file(dir, name));
+        let files = TokenizerFiles {
+            tokenizer_file: tokenizer_file?,
+            config_file: config_file?,
+            special_tokens_map_file: special_tokens_map_file?,
+            tokenizer_config_file: tokenizer_config_file?,
+        };
+        let fingerprint = format!(
+            "{}/{}d/{:?}/{}",
+            config.name,
+            config.dimension,
+            config.pooling,
+            &crate::types::sha256_hex(&onnx)[..16]
+        )
+        .to_lowercase();
+        let pooling = match config.pooling {
+            Pooling::Mean => FastembedPooling::Mean,
+            Pooling::Cls => FastembedPooling::Cls,
+        };
+        let model = UserDefinedEmbeddingModel::new(onnx, files).with_pooling(pooling);
+        let mut options = InitOptionsUserDefined::new().with_environment(environment).with_max_length(config.max_length);
+        if let Some(threads) = config.threads {
+            options = options.with_intra_threads(threads);
+        }
+        let session = TextEmbedding::try_new_from_user_defined(model, options)
+            .map_err(|e| Error::ModelSetup(format!("cannot load model from {}: {e}", dir.display())))?;
+        let embedder = Embedder {
+            session: Mutex::new(session),
+            tokenizer: load_sizing_tokenizer(dir)?,
+            info: ModelInfo { name: config.name.clone(), dimension: config.dimension, fingerprint },
+            config: config.clone(),
+        };
+        let probe = embedder.embed_raw(&["dimension probe"])?;
+        if probe[0].len() != config.dimension {
+            return Err(Error::ModelSetup(format!(
+                "model in {} produces {}-dimensional vectors, configuration says {}",
+                dir.display(),
+                probe[0].len(),
+                config.dimension
+            )));
+        }
+        Ok(embedder)
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Tokenizer without truncation or padding, for sizing chunks.
+    pub fn tokenizer(&self) -> &tokenizers::Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.config.batch_size
+    }
+
+    /// Embeds document passages (with the model's passage prefix); L2-normalised vectors.
+    pub fn embed_passages(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        if self.config.passage_prefix.is_empty() {
+            self.embed_raw(texts)
+        } else {
+            let prefixed: Vec<String> = texts.iter().map(|t| format!("{}{t}", self.config.passage_prefix)).collect();
+            self.embed_raw(&prefixed)
+        }
+    }
+
+    /// Embeds a search query (with the model's query prefix).
+    pub fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
+        let text = format!("{}{query}", self.config.query_prefix);
+        Ok(self.embed_raw(&[text])?.remove(0))
+    }
+
+    fn embed_raw<S: AsRef<str> + Send + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        session.embed(texts, Some(self.config.batch_size)).map_err(|e| Error::Embedding(e.to_string()))
+    }
+}

@@ -1,0 +1,24 @@
+//! Every environment variable Lore reads, declared once.
+//!
+//! Configuration is layered: built-in defaults, then the TOML file, then these variables.
+
+/// Path of the TOML configuration file (default: `lore.toml` if it exists).
+pub const LORE_CONFIG: &str = "LORE_CONFIG";
+/// Data folder holding the catalog and the embedded indexes (default: `data`).
+pub const LORE_DATA_DIR: &str = "LORE_DATA_DIR";
+/// Folder the model setup step fills (default: `.models` beside the workspace or cwd).
+pub const LORE_MODELS_DIR: &str = "LORE_MODELS_DIR";
+/// ONNX Runtime shared library (`libonnxruntime.so.1.31.1`); overrides the config file.
+pub const ORT_DYLIB_PATH: &str = "ORT_DYLIB_PATH";
+/// URL of a Qdrant server (gRPC port, e.g. `http://127.0.0.1:6334`); selects the server backend.
+pub const QDRANT_URL: &str = "QDRANT_URL";
+/// API key for the Qdrant server.
+pub const QDRANT_API_KEY: &str = "QDRANT_API_KEY";
+/// Collection name in the Qdrant server (default: `lore_chunks`).
+pub const LORE_QDRANT_COLLECTION: &str = "LORE_QDRANT_COLLECTION";
+/// `tracing` filter, e.g. `info` or `lore_ingest=debug`.
+pub const LORE_LOG: &str = "LORE_LOG";
+
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}

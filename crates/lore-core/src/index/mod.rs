@@ -1,0 +1,136 @@
+//! The two indexes every chunk lives in, under the same chunk id: dense vectors in Qdrant
+//! and BM25 in Tantivy. Ingest writes both; chat reads both.
+
+pub mod keyword;
+pub mod vector;
+
+use std::collections::BTreeMap;
+
+use crate::acl::AccessScope;
+use crate::catalog::Catalog;
+use crate::config::{Config, VectorStoreConfig};
+use crate::embed::ModelInfo;
+use crate::error::{Error, Result};
+
+pub use keyword::{KeywordEntry, KeywordIndex};
+pub use vector::{VectorIndex, VectorPoint};
+
+const MODEL_META_KEY: &str = "embedding_model";
+
+pub struct Indexes {
+    pub keyword: KeywordIndex,
+    pub vector: VectorIndex,
+}
+
+impl Indexes {
+    /// Opens both indexes for `config`. `writable` takes the keyword index's writer lock.
+    pub async fn open(config: &Config, writable: bool) -> Result<Self> {
+        let keyword = KeywordIndex::open(&config.keyword_dir(), writable)?;
+        let dimension = config.embedding.dimension;
+        let vector = match &config.vector_store {
+            VectorStoreConfig::Embedded => VectorIndex::open_embedded(&config.vector_dir(), dimension)?,
+            VectorStoreConfig::Qdrant { url, collection, api_key } => {
+                VectorIndex::open_server(url, collection, api_key.as_deref(), dimension).await?
+            }
+        };
+        Ok(Indexes { keyword, vector })
+    }
+
+    /// Removes every chunk of these documents from both indexes, durably.
+    pub async fn delete_documents(&self, doc_ids: &[String]) -> Result<()> {
+        if doc_ids.is_empty() {
+            return Ok(());
+        }
+        self.keyword.delete_documents(doc_ids)?;
+        self.keyword.commit()?;
+        self.vector.delete_documents(doc_ids.to_vec()).await
+    }
+
+    /// Undoes the effects of an interrupted ingest: every journaled document is removed from
+    /// both indexes and from the catalog, so the next run ingests it afresh.
+    pub async fn recover(&self, catalog: &mut Catalog) -> Result<Vec<String>> {
+        let pending = catalog.journaled()?;
+        if !pending.is_empty() {
+            tracing::warn!(documents = pending.len(), "recovering from an interrupted ingest");
+            self.delete_documents(&pending).await?;
+            catalog.journal_abandon(&pending)?;
+        }
+        Ok(pending)
+    }
+
+    /// Compares the chunk ids (and ACLs) held by the catalog and both indexes.
+    pub async fn check_consistency(&self, catalog: &Catalog) -> Result<ConsistencyReport> {
+        let scope = AccessScope::unrestricted_for_admin_tooling("consistency check");
+        let keyword: BTreeMap<String, Vec<String>> = self.keyword.all_chunks(&scope)?.into_iter().map(sorted).collect();
+        let vector: BTreeMap<String, Vec<String>> =
+            self.vector.all_chunks(&scope).await?.into_iter().map(sorted).collect();
+        let catalog_ids = catalog.chunk_ids()?;
+        let keyword_total = self.keyword.num_chunks() as usize;
+        let vector_total = self.vector.count().await?;
+        Ok(ConsistencyReport { catalog_ids, keyword, vector, keyword_total, vector_total })
+    }
+}
+
+fn sorted((id, mut acl): (String, Vec<String>)) -> (String, Vec<String>) {
+    acl.sort();
+    (id, acl)
+}
+
+#[derive(Debug)]
+pub struct ConsistencyReport {
+    pub catalog_ids: Vec<String>,
+    pub keyword: BTreeMap<String, Vec<String>>,
+    pub vector: BTreeMap<String, Vec<String>>,
+    /// Raw entry counts, which expose duplicates that the id maps would hide.
+    pub keyword_total: usize,
+    pub vector_total: usize,
+}
+
+impl ConsistencyReport {
+    /// Empty when catalog, keyword and vector index hold exactly the same chunk ids, once
+    /// each, with the same ACLs in both indexes.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let catalog: std::collections::BTreeSet<&String> = self.catalog_ids.iter().collect();
+        let keyword: std::collections::BTreeSet<&String> = self.keyword.keys().collect();
+        let vector: std::collections::BTreeSet<&String> = self.vector.keys().collect();
+        for (name, ids) in [("keyword", &keyword), ("vector", &vector)] {
+            let orphans = ids.difference(&catalog).count();
+            let missing = catalog.difference(ids).count();
+            if orphans > 0 {
+                problems.push(format!("{orphans} chunk(s) in the {name} index are not in the catalog"));
+            }
+            if missing > 0 {
+                problems.push(format!("{missing} catalog chunk(s) are missing from the {name} index"));
+            }
+        }
+        if self.keyword_total != self.keyword.len() {
+            problems.push(format!("keyword index holds {} entries for {} ids", self.keyword_total, self.keyword.len()));
+        }
+        if self.vector_total != self.vector.len() {
+            problems.push(format!("vector index holds {} points for {} ids", self.vector_total, self.vector.len()));
+        }
+        let acl_mismatch = self.keyword.iter().filter(|(id, acl)| self.vector.get(*id).is_some_and(|v| v != *acl)).count();
+        if acl_mismatch > 0 {
+            problems.push(format!("{acl_mismatch} chunk(s) carry different ACLs in the two indexes"));
+        }
+        problems
+    }
+}
+
+/// Records the model on first use and refuses to mix vectors of two models afterwards.
+pub fn check_model(catalog: &Catalog, model: &ModelInfo, config: &Config) -> Result<()> {
+    match catalog.meta(MODEL_META_KEY)? {
+        Some(stored) if stored != model.fingerprint => Err(Error::ModelMismatch {
+            data_dir: config.data_dir.clone(),
+            stored,
+            configured: model.fingerprint.clone(),
+        }),
+        Some(_) => Ok(()),
+        None => catalog.set_meta(MODEL_META_KEY, &model.fingerprint),
+    }
+}
+
+pub fn stored_model(catalog: &Catalog) -> Result<Option<String>> {
+    catalog.meta(MODEL_META_KEY)
+}

@@ -1,0 +1,435 @@
+//! Dense vectors in Qdrant: in-process (qdrant-edge, the embedded default) or a Qdrant
+//! server/cluster (qdrant-client). Both keep the chunk's ACL principals and document id in
+//! the payload, with keyword payload indexes on both, and filter by ACL inside the engine.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::acl::AccessScope;
+use crate::error::{Error, Result};
+use crate::types::ScoredChunkId;
+
+/// One point: a chunk's vector and the payload the filters need.
+#[derive(Debug, Clone)]
+pub struct VectorPoint {
+    pub chunk_id: String,
+    pub doc_id: String,
+    pub acl: Vec<String>,
+    pub lang: String,
+    pub vector: Vec<f32>,
+}
+
+/// The vector index backends. A plain enum: two backends, one set of conformance tests.
+pub enum VectorIndex {
+    Embedded(EdgeIndex),
+    Server(ServerIndex),
+}
+
+pub const ACL_FIELD: &str = "acl";
+pub const DOC_ID_FIELD: &str = "doc_id";
+pub const CHUNK_ID_FIELD: &str = "chunk_id";
+
+impl VectorIndex {
+    pub fn open_embedded(dir: &Path, dimension: usize) -> Result<Self> {
+        Ok(VectorIndex::Embedded(EdgeIndex::open(dir, dimension)?))
+    }
+
+    pub async fn open_server(url: &str, collection: &str, api_key: Option<&str>, dimension: usize) -> Result<Self> {
+        Ok(VectorIndex::Server(ServerIndex::open(url, collection, api_key, dimension).await?))
+    }
+
+    pub async fn upsert(&self, points: Vec<VectorPoint>) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        match self {
+            VectorIndex::Embedded(edge) => {
+                let edge = edge.clone();
+                blocking(move || edge.upsert(points)).await
+            }
+            VectorIndex::Server(server) => server.upsert(points).await,
+        }
+    }
+
+    pub async fn delete_documents(&self, doc_ids: Vec<String>) -> Result<()> {
+        if doc_ids.is_empty() {
+            return Ok(());
+        }
+        match self {
+            VectorIndex::Embedded(edge) => {
+                let edge = edge.clone();
+                blocking(move || edge.delete_documents(doc_ids)).await
+            }
+            VectorIndex::Server(server) => server.delete_documents(doc_ids).await,
+        }
+    }
+
+    /// Nearest chunks to `vector` among those `scope` may read.
+    pub async fn search(&self, vector: Vec<f32>, scope: &AccessScope, limit: usize) -> Result<Vec<ScoredChunkId>> {
+        let principals = scope.filter_principals();
+        if principals.as_ref().is_some_and(Vec::is_empty) || limit == 0 {
+            return Ok(Vec::new());
+        }
+        match self {
+            VectorIndex::Embedded(edge) => {
+                let edge = edge.clone();
+                blocking(move || edge.search(vector, principals, limit)).await
+            }
+            VectorIndex::Server(server) => server.search(vector, principals, limit).await,
+        }
+    }
+
+    /// Every chunk id with its ACL. Admin tooling only, hence the unrestricted scope.
+    pub async fn all_chunks(&self, scope: &AccessScope) -> Result<Vec<(String, Vec<String>)>> {
+        if scope.filter_principals().is_some() {
+            return Err(Error::Vector("all_chunks needs an unrestricted scope".into()));
+        }
+        match self {
+            VectorIndex::Embedded(edge) => {
+                let edge = edge.clone();
+                blocking(move || edge.all_chunks()).await
+            }
+            VectorIndex::Server(server) => server.all_chunks().await,
+        }
+    }
+
+    pub async fn count(&self) -> Result<usize> {
+        match self {
+            VectorIndex::Embedded(edge) => {
+                let edge = edge.clone();
+                blocking(move || edge.count()).await
+            }
+            VectorIndex::Server(server) => server.count().await,
+        }
+    }
+
+    /// Builds search structures (HNSW, merged segments). qdrant-edge has no background
+    /// optimizer, so ingest calls this at the end of a run; the server optimizes by itself.
+    pub async fn optimize(&self) -> Result<()> {
+        match self {
+            VectorIndex::Embedded(edge) => {
+                let edge = edge.clone();
+                blocking(move || edge.optimize()).await
+            }
+            VectorIndex::Server(_) => Ok(()),
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            VectorIndex::Embedded(_) => "qdrant-edge (embedded)",
+            VectorIndex::Server(_) => "qdrant server",
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Vector(format!("vector index task failed: {e}")))?
+}
+
+fn acl_filter_json(principals: &[String]) -> serde_json::Value {
+    json!({ "must": [ { "key": ACL_FIELD, "match": { "any": principals } } ] })
+}
+
+// ---------------------------------------------------------------------------------------
+// Embedded: qdrant-edge
+
+#[derive(Clone)]
+pub struct EdgeIndex {
+    shard: Arc<qdrant_edge::EdgeShard>,
+}
+
+fn edge_error(e: impl std::fmt::Display) -> Error {
+    Error::Vector(format!("qdrant-edge: {e}"))
+}
+
+impl EdgeIndex {
+    pub fn open(dir: &Path, dimension: usize) -> Result<Self> {
+        use qdrant_edge::{
+            Distance, EdgeConfigBuilder, EdgeShard, EdgeVectorParamsBuilder, FieldIndexOperations, JsonPath,
+            PayloadFieldSchema, PayloadSchemaType, UpdateOperation,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let existing = dir.join("edge_config.json").exists();
+        let config = EdgeConfigBuilder::new()
+            .vector("", EdgeVectorParamsBuilder::new(dimension, Distance::Cosine).build())
+            .on_disk_payload(false)
+            .build();
+        let shard = if existing {
+            EdgeShard::load(dir, None).map_err(edge_error)?
+        } else {
+            EdgeShard::new(dir, config).map_err(edge_error)?
+        };
+        let stored_dimension = shard.config().vectors.get("").map(|v| v.size);
+        if stored_dimension != Some(dimension) {
+            return Err(Error::Vector(format!(
+                "vector index in {} holds {stored_dimension:?}-dimensional vectors, model produces {dimension}",
+                dir.display()
+            )));
+        }
+        if !existing {
+            for field in [ACL_FIELD, DOC_ID_FIELD] {
+                shard
+                    .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
+                        qdrant_edge::CreateIndex {
+                            field_name: field
+                                .parse::<JsonPath>()
+                                .map_err(|()| Error::Vector(format!("invalid payload path {field:?}")))?,
+                            field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
+                        },
+                    )))
+                    .map_err(edge_error)?;
+            }
+        }
+        Ok(EdgeIndex { shard: Arc::new(shard) })
+    }
+
+    fn upsert(&self, points: Vec<VectorPoint>) -> Result<()> {
+        use qdrant_edge::{Payload, PointInsertOperations, PointOperations, PointStructPersisted, UpdateOperation, VectorStructPersisted};
+        let mut persisted = Vec::with_capacity(points.len());
+        for p in points {
+            let id = parse_point_id(&p.chunk_id)?;
+            let payload = json!({
+                CHUNK_ID_FIELD: p.chunk_id, DOC_ID_FIELD: p.doc_id, ACL_FIELD: p.acl, "lang": p.lang,
+            });
+            let serde_json::Value::Object(map) = payload else { unreachable!("payload is an object") };
+            persisted.push(PointStructPersisted {
+                id,
+                vector: VectorStructPersisted::Single(p.vector),
+                payload: Some(Payload(map)),
+            });
+        }
+        self.shard
+            .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(PointInsertOperations::PointsList(
+                persisted,
+            ))))
+            .map_err(edge_error)
+    }
+
+    fn delete_documents(&self, doc_ids: Vec<String>) -> Result<()> {
+        use qdrant_edge::{Filter, PointOperations, UpdateOperation};
+        let filter: Filter = serde_json::from_value(json!({ "must": [ { "key": DOC_ID_FIELD, "match": { "any": doc_ids } } ] }))
+            .map_err(edge_error)?;
+        self.shard
+            .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter)))
+            .map_err(edge_error)
+    }
+
+    fn search(&self, vector: Vec<f32>, principals: Option<Vec<String>>, limit: usize) -> Result<Vec<ScoredChunkId>> {
+        use qdrant_edge::{Filter, NamedQuery, QueryEnum, QueryRequest, ScoringQuery, WithPayloadInterface, WithVector};
+        let filter = match principals {
+            Some(principals) => Some(serde_json::from_value::<Filter>(acl_filter_json(&principals)).map_err(edge_error)?),
+            None => None,
+        };
+        let request = QueryRequest {
+            prefetches: Vec::new(),
+            query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::default_dense(vector)))),
+            filter,
+            score_threshold: None,
+            limit,
+            offset: 0,
+            params: None,
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(true),
+        };
+        let points = self.shard.query(request).map_err(edge_error)?;
+        Ok(points
+            .into_iter()
+            .map(|p| {
+                let payload = p.payload.map(|p| p.0).unwrap_or_default();
+                ScoredChunkId {
+                    chunk_id: payload_str(&payload, CHUNK_ID_FIELD),
+                    doc_id: payload_str(&payload, DOC_ID_FIELD),
+                    score: p.score,
+                }
+            })
+            .collect())
+    }
+
+    fn all_chunks(&self) -> Result<Vec<(String, Vec<String>)>> {
+        use qdrant_edge::{ScrollRequest, WithPayloadInterface, WithVector};
+        let mut out = Vec::new();
+        let mut offset = None;
+        loop {
+            let request = ScrollRequest {
+                offset,
+                limit: Some(1000),
+                filter: None,
+                with_payload: Some(WithPayloadInterface::Bool(true)),
+                with_vector: WithVector::Bool(false),
+                order_by: None,
+            };
+            let (records, next) = self.shard.scroll(request).map_err(edge_error)?;
+            for record in records {
+                let payload = record.payload.map(|p| p.0).unwrap_or_default();
+                let acl = payload
+                    .get(ACL_FIELD)
+                    .and_then(|v| v.as_array())
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                out.push((payload_str(&payload, CHUNK_ID_FIELD), acl));
+            }
+            match next {
+                Some(next) => offset = Some(next),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn count(&self) -> Result<usize> {
+        self.shard.count(qdrant_edge::CountRequest { filter: None, exact: true }).map_err(edge_error)
+    }
+
+    fn optimize(&self) -> Result<()> {
+        self.shard.optimize().map(|_| ()).map_err(edge_error)
+    }
+}
+
+fn parse_point_id(chunk_id: &str) -> Result<qdrant_edge::PointId> {
+    let uuid = uuid::Uuid::parse_str(chunk_id).map_err(|e| Error::Vector(format!("chunk id {chunk_id:?}: {e}")))?;
+    Ok(qdrant_edge::PointId::Uuid(uuid))
+}
+
+fn payload_str(payload: &serde_json::Map<String, serde_json::Value>, key: &str) -> String {
+    payload.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// Server: qdrant-client over gRPC
+
+pub struct ServerIndex {
+    client: qdrant_client::Qdrant,
+    collection: String,
+}
+
+fn server_error(e: impl std::fmt::Display) -> Error {
+    Error::Vector(format!("qdrant server: {e}"))
+}
+
+impl ServerIndex {
+    pub async fn open(url: &str, collection: &str, api_key: Option<&str>, dimension: usize) -> Result<Self> {
+        use qdrant_client::qdrant::{
+            CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, Distance, FieldType, VectorParamsBuilder,
+        };
+        let mut builder = qdrant_client::Qdrant::from_url(url);
+        if let Some(key) = api_key {
+            builder = builder.api_key(key.to_owned());
+        }
+        let client = builder.build().map_err(server_error)?;
+        if !client.collection_exists(collection).await.map_err(server_error)? {
+            client
+                .create_collection(
+                    CreateCollectionBuilder::new(collection)
+                        .vectors_config(VectorParamsBuilder::new(dimension as u64, Distance::Cosine)),
+                )
+                .await
+                .map_err(server_error)?;
+            for field in [ACL_FIELD, DOC_ID_FIELD] {
+                client
+                    .create_field_index(
+                        CreateFieldIndexCollectionBuilder::new(collection, field, FieldType::Keyword).wait(true),
+                    )
+                    .await
+                    .map_err(server_error)?;
+            }
+        }
+        Ok(ServerIndex { client, collection: collection.to_owned() })
+    }
+
+    async fn upsert(&self, points: Vec<VectorPoint>) -> Result<()> {
+        use qdrant_client::qdrant::{PointStruct, UpsertPointsBuilder};
+        let points: Vec<PointStruct> = points
+            .into_iter()
+            .map(|p| {
+                use qdrant_client::qdrant::Value;
+                let payload = qdrant_client::Payload::from(HashMap::from([
+                    (CHUNK_ID_FIELD, Value::from(p.chunk_id.clone())),
+                    (DOC_ID_FIELD, Value::from(p.doc_id)),
+                    (ACL_FIELD, Value::from(p.acl)),
+                    ("lang", Value::from(p.lang)),
+                ]));
+                PointStruct::new(p.chunk_id, p.vector, payload)
+            })
+            .collect();
+        self.client
+            .upsert_points(UpsertPointsBuilder::new(&self.collection, points).wait(true))
+            .await
+            .map_err(server_error)?;
+        Ok(())
+    }
+
+    async fn delete_documents(&self, doc_ids: Vec<String>) -> Result<()> {
+        use qdrant_client::qdrant::{Condition, DeletePointsBuilder, Filter};
+        self.client
+            .delete_points(
+                DeletePointsBuilder::new(&self.collection)
+                    .points(Filter::must([Condition::matches(DOC_ID_FIELD, doc_ids)]))
+                    .wait(true),
+            )
+            .await
+            .map_err(server_error)?;
+        Ok(())
+    }
+
+    async fn search(&self, vector: Vec<f32>, principals: Option<Vec<String>>, limit: usize) -> Result<Vec<ScoredChunkId>> {
+        use qdrant_client::qdrant::{Condition, Filter, QueryPointsBuilder};
+        let mut request = QueryPointsBuilder::new(&self.collection).query(vector).limit(limit as u64).with_payload(true);
+        if let Some(principals) = principals {
+            request = request.filter(Filter::must([Condition::matches(ACL_FIELD, principals)]));
+        }
+        let response = self.client.query(request).await.map_err(server_error)?;
+        Ok(response
+            .result
+            .into_iter()
+            .map(|p| ScoredChunkId {
+                chunk_id: server_payload_str(&p.payload, CHUNK_ID_FIELD),
+                doc_id: server_payload_str(&p.payload, DOC_ID_FIELD),
+                score: p.score,
+            })
+            .collect())
+    }
+
+    async fn all_chunks(&self) -> Result<Vec<(String, Vec<String>)>> {
+        use qdrant_client::qdrant::ScrollPointsBuilder;
+        let mut out = Vec::new();
+        let mut offset = None;
+        loop {
+            let mut request = ScrollPointsBuilder::new(&self.collection).limit(1000).with_payload(true);
+            if let Some(offset) = offset.take() {
+                request = request.offset(offset);
+            }
+            let response = self.client.scroll(request).await.map_err(server_error)?;
+            for point in response.result {
+                let acl = point
+                    .payload
+                    .get(ACL_FIELD)
+                    .and_then(|v| v.as_list())
+                    .map(|list| list.iter().filter_map(|v| v.as_str().cloned()).collect())
+                    .unwrap_or_default();
+                out.push((server_payload_str(&point.payload, CHUNK_ID_FIELD), acl));
+            }
+            match response.next_page_offset {
+                Some(next) => offset = Some(next),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn count(&self) -> Result<usize> {
+        use qdrant_client::qdrant::CountPointsBuilder;
+        let response =
+            self.client.count(CountPointsBuilder::new(&self.collection).exact(true)).await.map_err(server_error)?;
+        Ok(response.result.map(|r| r.count as usize).unwrap_or(0))
+    }
+}
+
+fn server_payload_str(payload: &HashMap<String, qdrant_client::qdrant::Value>, key: &str) -> String {
+    payload.get(key).and_then(|v| v.as_str()).cloned().unwrap_or_default()
+}

@@ -1,0 +1,15 @@
+//! Shared core of Lore: document and chunk types, principals and ACLs, configuration,
+//! the embedder, the document catalog (SQLite) and the two search indexes that ingest
+//! writes and chat reads.
+
+pub mod acl;
+pub mod catalog;
+pub mod config;
+pub mod embed;
+pub mod env;
+pub mod error;
+pub mod index;
+pub mod lang;
+pub mod types;
+
+pub use error::{Error, Result};

@@ -1,0 +1,13 @@
+//! Ingest: load files (Markdown, text, HTML, PDF, DOCX), resolve their ACL, chunk them by
+//! embedding-model tokens, embed them, and write both indexes and the catalog, idempotently
+//! and crash-consistently.
+
+pub mod chunker;
+pub mod error;
+pub mod loaders;
+pub mod pipeline;
+pub mod source;
+
+pub use error::{FileError, FileErrorKind, IngestError};
+pub use pipeline::{IngestOptions, IngestReport, Ingestor};
+pub use source::{Source, SourceConfig};

@@ -1,0 +1,103 @@
+use pdf_extract::content::{Content, Operation};
+use pdf_extract::{Document, Object, PlainTextOutput, output_doc_page};
+
+use super::{Format, LoadedDocument, Section, tidy};
+use crate::error::FileErrorKind;
+use crate::source::DocumentMeta;
+
+fn corrupt(detail: impl ToString) -> FileErrorKind {
+    FileErrorKind::Corrupt { format: "pdf", detail: detail.to_string() }
+}
+
+/// PDF text by page, through `pdf-extract`.
+///
+/// `pdf-extract` 0.12 ignores the `'` and `"` text operators (move to the next line, then
+/// show text), so PDFs that use them (anything rewritten by Ghostscript) lose every line
+/// but the first of each text block. Before extraction each page's content stream is
+/// rewritten into the equivalent `T*` + `Tj` (and `Tw`/`Tc` for `"`) sequence.
+pub fn load(bytes: &[u8]) -> Result<LoadedDocument, FileErrorKind> {
+    let mut doc = Document::load_mem(bytes).map_err(|e| {
+        let message = e.to_string();
+        if is_password_error(&message) { FileErrorKind::Encrypted } else { corrupt(message) }
+    })?;
+    if doc.is_encrypted() && doc.decrypt("").is_err() {
+        return Err(FileErrorKind::Encrypted);
+    }
+    let pages = doc.get_pages();
+    if pages.is_empty() {
+        return Err(corrupt("no pages"));
+    }
+    for &page_id in pages.values() {
+        rewrite_next_line_operators(&mut doc, page_id);
+    }
+    let mut sections = Vec::with_capacity(pages.len());
+    for &number in pages.keys() {
+        let mut text = String::new();
+        {
+            let mut output = PlainTextOutput::new(&mut text);
+            output_doc_page(&doc, &mut output, number).map_err(|e| corrupt(format!("page {number}: {e}")))?;
+        }
+        sections.push(Section { page: Some(number), text: tidy(&text) });
+    }
+    Ok(LoadedDocument { format: Format::Pdf, title: info_title(&doc), meta: DocumentMeta::default(), markdown: false, sections })
+}
+
+fn is_password_error(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("password") || lower.contains("decrypt") || lower.contains("encrypt")
+}
+
+fn rewrite_next_line_operators(doc: &mut Document, page_id: pdf_extract::ObjectId) {
+    let Ok(raw) = doc.get_page_content(page_id) else { return };
+    if !raw.contains(&b'\'') && !raw.contains(&b'"') {
+        return;
+    }
+    let Ok(content) = Content::decode(&raw) else { return };
+    if !content.operations.iter().any(|op| op.operator == "'" || op.operator == "\"") {
+        return;
+    }
+    let mut operations = Vec::with_capacity(content.operations.len() + 8);
+    for op in content.operations {
+        match (op.operator.as_str(), op.operands.as_slice()) {
+            ("'", [text]) => {
+                operations.push(Operation::new("T*", vec![]));
+                operations.push(Operation::new("Tj", vec![text.clone()]));
+            }
+            ("\"", [word_spacing, char_spacing, text]) => {
+                operations.push(Operation::new("Tw", vec![word_spacing.clone()]));
+                operations.push(Operation::new("Tc", vec![char_spacing.clone()]));
+                operations.push(Operation::new("T*", vec![]));
+                operations.push(Operation::new("Tj", vec![text.clone()]));
+            }
+            _ => operations.push(op),
+        }
+    }
+    if let Ok(encoded) = (Content { operations }).encode() {
+        let _ = doc.change_page_content(page_id, encoded);
+    }
+}
+
+fn info_title(doc: &Document) -> Option<String> {
+    let info = doc.trailer.get(b"Info").ok()?;
+    let dict = match info {
+        Object::Reference(id) => doc.get_dictionary(*id).ok()?,
+        Object::Dictionary(dict) => dict,
+        _ => return None,
+    };
+    let title = dict.get(b"Title").ok()?;
+    let text = match title {
+        Object::String(bytes, _) => decode_pdf_string(bytes),
+        _ => return None,
+    };
+    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// PDF text strings are UTF-16BE with a BOM or PDFDocEncoding (≈ Latin-1 for titles).
+fn decode_pdf_string(bytes: &[u8]) -> String {
+    if let Some(utf16) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        let units: Vec<u16> = utf16.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+        String::from_utf16_lossy(&units)
+    } else {
+        bytes.iter().map(|&b| b as char).collect()
+    }
+}

@@ -1,0 +1,401 @@
+//! The ingest pipeline: walk sources → read, parse, resolve ACL, chunk (producer thread) →
+//! embed in batches (blocking pool) → write both indexes and the catalog under the journal.
+//!
+//! Re-ingesting an unchanged document does nothing (fingerprint over its bytes, sidecar,
+//! ACL default and the chunking/model settings); a changed one replaces its chunks in both
+//! indexes; with `sync`, documents whose files disappeared are removed.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lore_core::catalog::Catalog;
+use lore_core::config::Config;
+use lore_core::embed::Embedder;
+use lore_core::index::{Indexes, KeywordEntry, VectorPoint, check_model};
+use lore_core::lang::Lang;
+use lore_core::types::{Chunk, DocumentRecord, sha256_hex};
+
+use crate::chunker::{ChunkContext, Chunker};
+use crate::error::{FileError, FileErrorKind, IngestError};
+use crate::loaders::{self, Format};
+use crate::source::{DocumentMeta, SIDECAR_SUFFIX, Source, read_sidecar};
+
+#[derive(Debug, Clone, Default)]
+pub struct IngestOptions {
+    /// Remove documents of the ingested sources whose files no longer exist.
+    pub sync: bool,
+    /// Draw a progress bar on stderr (only when it is a terminal).
+    pub progress: bool,
+}
+
+/// Time spent per stage, summed over the run (stages overlap in wall-clock time).
+#[derive(Debug, Clone, Default)]
+pub struct StageTimings {
+    pub parse: Duration,
+    pub chunk: Duration,
+    pub embed: Duration,
+    pub index: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IngestReport {
+    pub scanned: usize,
+    pub unchanged: usize,
+    pub indexed: usize,
+    pub deleted: usize,
+    pub chunks: usize,
+    /// Files of unsupported types met while walking a folder (images, scripts, ...).
+    pub skipped: Vec<PathBuf>,
+    pub failures: Vec<FileError>,
+    /// Documents whose interrupted ingest was rolled back at start.
+    pub recovered: usize,
+    pub timings: StageTimings,
+    pub elapsed: Duration,
+}
+
+impl IngestReport {
+    pub fn summary_line(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        format!(
+            "ingest: {} scanned, {} indexed, {} unchanged, {} deleted, {} failed, {} skipped (unsupported type); \
+             {} chunks in {:.1}s ({:.1} chunks/s)",
+            self.scanned,
+            self.indexed,
+            self.unchanged,
+            self.deleted,
+            self.failures.len(),
+            self.skipped.len(),
+            self.chunks,
+            secs,
+            self.chunks as f64 / secs
+        )
+    }
+}
+
+pub struct Ingestor {
+    config: Config,
+    embedder: Arc<Embedder>,
+    catalog: Catalog,
+    indexes: Indexes,
+    chunker: Arc<Chunker>,
+    recovered: usize,
+}
+
+/// A document ready to embed.
+struct Prepared {
+    record: DocumentRecord,
+    chunks: Vec<Chunk>,
+}
+
+enum Item {
+    Prepared(Prepared),
+    Unchanged,
+    Skipped(PathBuf),
+    Failed(FileError),
+}
+
+impl Ingestor {
+    /// Loads the model, opens the catalog and both indexes for writing, checks that the
+    /// index was built with this model, and rolls back any interrupted ingest.
+    pub async fn open(config: Config, embedder: Arc<Embedder>) -> Result<Self, IngestError> {
+        let mut catalog = Catalog::open(&config.catalog_path())?;
+        check_model(&catalog, embedder.info(), &config)?;
+        let indexes = Indexes::open(&config, true).await?;
+        let recovered = indexes.recover(&mut catalog).await?.len();
+        let chunker = Arc::new(Chunker::new(embedder.tokenizer().clone(), &config.chunking)?);
+        Ok(Ingestor { config, embedder, catalog, indexes, chunker, recovered })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn indexes(&self) -> &Indexes {
+        &self.indexes
+    }
+
+    pub async fn ingest(&mut self, sources: &[Source], options: &IngestOptions) -> Result<IngestReport, IngestError> {
+        let started = Instant::now();
+        let mut report = IngestReport { recovered: std::mem::take(&mut self.recovered), ..Default::default() };
+        let mut known: HashMap<String, String> = HashMap::new();
+        for source in sources {
+            for doc in self.catalog.documents_of_source(&source.name)? {
+                known.insert(doc.id, doc.fingerprint);
+            }
+        }
+        let settings = format!(
+            "{}|{}|{}|{}",
+            self.embedder.info().fingerprint,
+            self.config.chunking.min_tokens,
+            self.config.chunking.max_tokens,
+            self.config.chunking.overlap_tokens
+        );
+        let files: Vec<(Source, PathBuf, bool)> = sources.iter().flat_map(list_files).collect();
+        report.scanned = files.iter().filter(|(_, _, supported)| *supported).count();
+        let seen: HashSet<String> =
+            files.iter().map(|(source, path, _)| source.document_id(&relative_path(source, path))).collect();
+
+        let progress = progress_bar(options.progress, files.len() as u64);
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<(Item, StageTimings)>(64);
+        let producer = {
+            let chunker = self.chunker.clone();
+            let max_bytes = self.config.ingest.max_file_bytes;
+            std::thread::spawn(move || {
+                for (source, path, supported) in files {
+                    let mut timings = StageTimings::default();
+                    let item = if supported {
+                        prepare(&source, &path, &known, &settings, max_bytes, &chunker, &mut timings)
+                    } else {
+                        Item::Skipped(path)
+                    };
+                    if sender.blocking_send((item, timings)).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+
+        let mut batch: Vec<Prepared> = Vec::new();
+        let mut batch_chunks = 0;
+        let chunk_batch = self.embedder.batch_size() * 8;
+        while let Some((item, timings)) = receiver.recv().await {
+            report.timings.parse += timings.parse;
+            report.timings.chunk += timings.chunk;
+            progress.inc(1);
+            match item {
+                Item::Prepared(prepared) => {
+                    batch_chunks += prepared.chunks.len();
+                    batch.push(prepared);
+                    if batch_chunks >= chunk_batch || batch.len() >= self.config.ingest.commit_every_documents {
+                        self.write_batch(std::mem::take(&mut batch), &mut report).await?;
+                        batch_chunks = 0;
+                        progress.set_message(format!("{} docs, {} chunks", report.indexed, report.chunks));
+                    }
+                }
+                Item::Unchanged => report.unchanged += 1,
+                Item::Skipped(path) => report.skipped.push(path),
+                Item::Failed(error) => {
+                    progress.suspend(|| tracing::warn!(file = %error.path.display(), reason = %error.kind, "file not ingested"));
+                    report.failures.push(error);
+                }
+            }
+        }
+        producer.join().map_err(|_| IngestError::Other("ingest reader thread panicked".into()))?;
+        self.write_batch(batch, &mut report).await?;
+
+        if options.sync {
+            let mut gone = Vec::new();
+            for source in sources {
+                for doc in self.catalog.documents_of_source(&source.name)? {
+                    if !seen.contains(&doc.id) {
+                        gone.push(doc.id);
+                    }
+                }
+            }
+            if !gone.is_empty() {
+                let started = Instant::now();
+                self.catalog.journal_begin(&gone)?;
+                self.indexes.delete_documents(&gone).await?;
+                self.catalog.journal_commit(&[], &gone)?;
+                report.deleted = gone.len();
+                report.timings.index += started.elapsed();
+            }
+        }
+        if report.indexed > 0 || report.deleted > 0 {
+            let started = Instant::now();
+            self.indexes.vector.optimize().await?;
+            report.timings.index += started.elapsed();
+        }
+        progress.finish_and_clear();
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    async fn write_batch(&mut self, batch: Vec<Prepared>, report: &mut IngestReport) -> Result<(), IngestError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let embed_started = Instant::now();
+        let texts: Vec<String> = batch.iter().flat_map(|p| p.chunks.iter().map(Chunk::embedding_text)).collect();
+        let embedder = self.embedder.clone();
+        let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts))
+            .await
+            .map_err(|e| IngestError::Other(format!("embedding task failed: {e}")))??;
+        report.timings.embed += embed_started.elapsed();
+
+        let index_started = Instant::now();
+        let doc_ids: Vec<String> = batch.iter().map(|p| p.record.id.clone()).collect();
+        let acls: Vec<Vec<String>> = batch.iter().map(|p| p.record.acl.to_strings()).collect();
+        let mut points = Vec::with_capacity(vectors.len());
+        let mut vectors = vectors.into_iter();
+        for (prepared, acl) in batch.iter().zip(&acls) {
+            for chunk in &prepared.chunks {
+                points.push(VectorPoint {
+                    chunk_id: chunk.id.clone(),
+                    doc_id: chunk.doc_id.clone(),
+                    acl: acl.clone(),
+                    lang: chunk.lang.code().to_owned(),
+                    vector: vectors.next().expect("one vector per chunk"),
+                });
+            }
+        }
+        let entries: Vec<KeywordEntry<'_>> = batch
+            .iter()
+            .zip(&acls)
+            .flat_map(|(p, acl)| p.chunks.iter().map(move |chunk| KeywordEntry { chunk, acl }))
+            .collect();
+
+        // Journal first: after a crash anywhere below, recovery removes these documents
+        // from both indexes and the catalog, and the next run ingests them again.
+        self.catalog.journal_begin(&doc_ids)?;
+        self.indexes.keyword.delete_documents(&doc_ids)?;
+        self.indexes.keyword.add(&entries)?;
+        self.indexes.vector.delete_documents(doc_ids.clone()).await?;
+        self.indexes.vector.upsert(points).await?;
+        self.indexes.keyword.commit()?;
+        let upserts: Vec<(DocumentRecord, Vec<Chunk>)> = batch.into_iter().map(|p| (p.record, p.chunks)).collect();
+        self.catalog.journal_commit(&upserts, &[])?;
+        report.timings.index += index_started.elapsed();
+        report.indexed += upserts.len();
+        report.chunks += upserts.iter().map(|(_, c)| c.len()).sum::<usize>();
+        Ok(())
+    }
+}
+
+/// Files of a source: (source, path, supported type). Hidden entries and sidecars are skipped.
+fn list_files(source: &Source) -> Vec<(Source, PathBuf, bool)> {
+    if source.path.is_file() {
+        return vec![(source.clone(), source.path.clone(), true)];
+    }
+    let mut files: Vec<(Source, PathBuf, bool)> = walkdir::WalkDir::new(&source.path)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && !e.file_name().to_string_lossy().ends_with(SIDECAR_SUFFIX))
+        .map(|e| {
+            let supported = Format::from_path(e.path()).is_some();
+            (source.clone(), e.into_path(), supported)
+        })
+        .collect();
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    files
+}
+
+fn relative_path(source: &Source, path: &Path) -> String {
+    let relative = if source.path.is_file() {
+        Path::new(path.file_name().unwrap_or_default())
+    } else {
+        path.strip_prefix(&source.path).unwrap_or(path)
+    };
+    relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
+
+fn prepare(
+    source: &Source,
+    path: &Path,
+    known: &HashMap<String, String>,
+    settings: &str,
+    max_bytes: u64,
+    chunker: &Chunker,
+    timings: &mut StageTimings,
+) -> Item {
+    let fail = |kind| Item::Failed(FileError { path: path.to_owned(), kind });
+    let started = Instant::now();
+    let size = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) => return fail(FileErrorKind::Io(e.to_string())),
+    };
+    if size > max_bytes {
+        return fail(FileErrorKind::TooLarge { size, limit: max_bytes });
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => return fail(FileErrorKind::Io(e.to_string())),
+    };
+    let sidecar = match read_sidecar(path) {
+        Ok(sidecar) => sidecar,
+        Err(kind) => return fail(kind),
+    };
+    let relative = relative_path(source, path);
+    let doc_id = source.document_id(&relative);
+    let fingerprint = {
+        let mut material = bytes.clone();
+        for part in [
+            sidecar.as_ref().map(|(_, raw)| raw.as_slice()).unwrap_or_default(),
+            source.default_acl.as_ref().map(|a| a.join(",")).unwrap_or_default().as_bytes(),
+            settings.as_bytes(),
+        ] {
+            material.push(0x1f);
+            material.extend_from_slice(part);
+        }
+        sha256_hex(&material)
+    };
+    if known.get(&doc_id) == Some(&fingerprint) {
+        return Item::Unchanged;
+    }
+    let loaded = match loaders::load(path, &bytes) {
+        Ok(loaded) => loaded,
+        Err(kind) => return fail(kind),
+    };
+    let meta: DocumentMeta = match sidecar {
+        Some((sidecar_meta, _)) => loaded.meta.clone().overlay(sidecar_meta),
+        None => loaded.meta.clone(),
+    };
+    let acl = match source.resolve_acl(&meta) {
+        Ok(acl) => acl,
+        Err(kind) => return fail(kind),
+    };
+    let title = meta
+        .title
+        .clone()
+        .or_else(|| loaded.title.clone())
+        .unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().into_owned());
+    let lang = match meta.lang.as_deref() {
+        Some(code) => match Lang::from_code(code) {
+            Some(lang) => lang,
+            None => return fail(FileErrorKind::InvalidMetadata(format!("unsupported language {code:?}"))),
+        },
+        None => {
+            let sample: String = loaded.sections.iter().flat_map(|s| s.text.chars()).take(4000).collect();
+            Lang::detect(&sample)
+        }
+    };
+    timings.parse += started.elapsed();
+
+    let started = Instant::now();
+    let chunks = chunker.chunk(&ChunkContext { doc_id: &doc_id, title: &title, lang }, &loaded);
+    timings.chunk += started.elapsed();
+    if chunks.is_empty() {
+        return fail(FileErrorKind::NoText);
+    }
+    Item::Prepared(Prepared {
+        record: DocumentRecord {
+            id: doc_id,
+            source: source.name.clone(),
+            path: relative,
+            title,
+            fingerprint,
+            acl,
+            lang,
+            format: loaded.format.name().to_owned(),
+            size_bytes: size,
+            chunk_count: chunks.len(),
+        },
+        chunks,
+    })
+}
+
+fn progress_bar(enabled: bool, total: u64) -> indicatif::ProgressBar {
+    if !enabled {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files {msg} [{elapsed_precise}, {per_sec}]")
+            .expect("static template"),
+    );
+    bar
+}

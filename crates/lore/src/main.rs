@@ -1,0 +1,219 @@
+//! `lore`: the command-line entry point. Thin: parses arguments, loads configuration, sets
+//! up tracing, and calls into the library crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lore_core::acl::{AccessScope, PrincipalSet};
+use lore_core::catalog::Catalog;
+use lore_core::config::Config;
+use lore_core::embed::Embedder;
+use lore_ingest::{IngestOptions, Ingestor, Source, SourceConfig};
+
+#[derive(Parser)]
+#[command(name = "lore", version, about = "Self-hosted company knowledge assistant")]
+struct Cli {
+    /// Configuration file (TOML); default: $LORE_CONFIG or ./lore.toml when present.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data folder; overrides the config file.
+    #[arg(long, global = true, env = "LORE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest a source config (.toml) or a folder/file into both indexes.
+    Ingest {
+        /// A source config file, or a folder or file.
+        path: PathBuf,
+        /// Remove documents whose files disappeared from the ingested sources.
+        #[arg(long)]
+        sync: bool,
+        /// Default ACL for a bare folder, e.g. `--acl everyone` or `--acl group:hr,group:finance`.
+        #[arg(long, value_delimiter = ',')]
+        acl: Option<Vec<String>>,
+    },
+    /// Documents, chunks, model and index sizes; `--check` verifies both indexes agree.
+    Status {
+        #[arg(long)]
+        check: bool,
+    },
+    /// Search both indexes as a user, with the ACL filter applied.
+    Search {
+        query: String,
+        /// User id of the caller.
+        #[arg(long = "as")]
+        user: String,
+        /// Groups of the caller.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Departments of the caller.
+        #[arg(long = "depts", value_delimiter = ',')]
+        departments: Vec<String>,
+        #[arg(long, short = 'k', default_value_t = 5)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let filter = lore_core::env::var(lore_core::env::LORE_LOG).unwrap_or_else(|| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Ingest { path, sync, acl } => {
+            let sources = if path.extension().is_some_and(|e| e == "toml") {
+                if acl.is_some() {
+                    anyhow::bail!("--acl applies to a folder or file; a source config sets default_acl itself");
+                }
+                SourceConfig::load(&path)?.sources
+            } else if path.exists() {
+                vec![Source::ad_hoc(&path, acl)]
+            } else {
+                anyhow::bail!("{} does not exist", path.display());
+            };
+            let embedder = Arc::new(Embedder::load(&config.embedding)?);
+            let mut ingestor = Ingestor::open(config, embedder).await?;
+            let options = IngestOptions { sync, progress: true };
+            let report = ingestor.ingest(&sources, &options).await?;
+            if report.recovered > 0 {
+                eprintln!("recovered {} document(s) from an interrupted ingest", report.recovered);
+            }
+            for failure in &report.failures {
+                eprintln!("failed: {failure}");
+            }
+            let t = &report.timings;
+            eprintln!(
+                "stages: parse {:.2}s, chunk {:.2}s, embed {:.2}s, index {:.2}s",
+                t.parse.as_secs_f64(),
+                t.chunk.as_secs_f64(),
+                t.embed.as_secs_f64(),
+                t.index.as_secs_f64()
+            );
+            println!("{}", report.summary_line());
+            Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Status { check } => {
+            let catalog = Catalog::open(&config.catalog_path())?;
+            let (documents, chunks) = catalog.counts()?;
+            println!("data folder:   {}", config.data_dir.display());
+            println!("documents:     {documents}");
+            println!("chunks:        {chunks}");
+            println!(
+                "model:         {}",
+                lore_core::index::stored_model(&catalog)?.unwrap_or_else(|| "(none yet)".into())
+            );
+            println!("vector store:  {:?}", config.vector_store);
+            for (name, dir) in [("keyword index", config.keyword_dir()), ("vector index", config.vector_dir())] {
+                println!("{name}: {} ({})", human_bytes(dir_size(&dir)), dir.display());
+            }
+            println!("catalog:       {}", human_bytes(dir_size(&config.catalog_path())));
+            let pending = catalog.journaled()?;
+            if !pending.is_empty() {
+                println!("interrupted:   {} document(s) will be rolled back by the next ingest", pending.len());
+            }
+            if check {
+                let indexes = lore_core::index::Indexes::open(&config, false).await?;
+                let report = indexes.check_consistency(&catalog).await?;
+                let problems = report.problems();
+                if problems.is_empty() {
+                    println!("consistency:   ok ({} chunk ids in catalog, keyword and vector index)", report.catalog_ids.len());
+                } else {
+                    for problem in &problems {
+                        println!("consistency:   {problem}");
+                    }
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Search { query, user, groups, departments, limit, json } => {
+            let principals = PrincipalSet::for_user(&user, &groups, &departments).context("caller principals")?;
+            let scope = AccessScope::principals(principals);
+            let embedder = Arc::new(Embedder::load(&config.embedding)?);
+            let retriever = lore_chat::Retriever::open(&config, embedder).await?;
+            let results = retriever.search(&query, &scope, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                for (name, hits) in [("BM25", &results.bm25), ("dense", &results.dense)] {
+                    println!("== {name} ({} hits)", hits.len());
+                    for hit in hits {
+                        let location = match hit.chunk.page {
+                            Some(page) => format!("{} p.{page}", hit.doc_path),
+                            None => hit.doc_path.clone(),
+                        };
+                        let heading = hit.chunk.heading_path.join(" > ");
+                        let snippet: String = hit.chunk.text.chars().take(160).collect::<String>().replace('\n', " ");
+                        println!("{:>2}. [{:.3}] {location} | {heading}\n    {snippet}", hit.rank, hit.score);
+                    }
+                }
+                eprintln!(
+                    "query language: {}; embed {:.1} ms, search {:.1} ms",
+                    results.query_lang.code(),
+                    results.embed_time.as_secs_f64() * 1e3,
+                    results.search_time.as_secs_f64() * 1e3
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    if path.is_file() {
+        return path.metadata().map(|m| m.len()).unwrap_or(0);
+    }
+    walkdir_size(path)
+}
+
+fn walkdir_size(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { walkdir_size(&p) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }
+        })
+        .sum()
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
