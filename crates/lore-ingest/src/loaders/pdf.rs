@@ -1,6 +1,8 @@
 use pdf_extract::content::{Content, Operation};
 use pdf_extract::{Document, Object, PlainTextOutput, output_doc_page};
 
+use unicode_normalization::UnicodeNormalization;
+
 use super::{Format, LoadedDocument, Section, tidy};
 use crate::error::FileErrorKind;
 use crate::source::DocumentMeta;
@@ -37,6 +39,9 @@ pub fn load(bytes: &[u8]) -> Result<LoadedDocument, FileErrorKind> {
             let mut output = PlainTextOutput::new(&mut text);
             output_doc_page(&doc, &mut output, number).map_err(|e| corrupt(format!("page {number}: {e}")))?;
         }
+        // NFKC folds presentation forms (Arabic contextual glyphs, ligatures such as "ﬁ")
+        // back to the letters a reader types in a query.
+        let text: String = text.nfkc().collect();
         sections.push(Section { page: Some(number), text: tidy(&text) });
     }
     Ok(LoadedDocument { format: Format::Pdf, title: info_title(&doc), meta: DocumentMeta::default(), markdown: false, sections })

@@ -1,0 +1,6 @@
+//! Integration tests of lore-ingest (one test binary).
+
+mod ingest;
+mod loaders;
+mod pdf_coverage;
+mod support;
