@@ -1,0 +1,104 @@
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::{assert_success, lore, workspace_root};
+
+/// The sample corpus, ingested once for all tests in this module.
+fn sample_data_dir() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = workspace_root().join("ingest/samples.toml");
+        assert_success(&lore(dir.path(), &["ingest", samples.to_str().unwrap()]));
+        dir
+    })
+    .path()
+}
+
+fn search(user: &str, groups: &str, query: &str) -> Value {
+    let mut args = vec!["search", query, "--as", user, "--json", "-k", "5"];
+    if !groups.is_empty() {
+        args.extend(["--groups", groups]);
+    }
+    let output = lore(sample_data_dir(), &args);
+    assert_success(&output);
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn paths(results: &Value, retriever: &str) -> Vec<String> {
+    results[retriever].as_array().unwrap().iter().map(|h| h["doc_path"].as_str().unwrap().to_owned()).collect()
+}
+
+const RESTRICTED: [(&str, &str); 6] = [
+    ("samples/hr/", "hr"),
+    ("samples/engineering/", "engineering"),
+    ("samples/sales/", "sales"),
+    ("samples/hr/bandas", "hr"),
+    ("samples/sales/guia", "sales"),
+    ("samples/engineering/runbooks/deploy", "engineering"),
+];
+
+#[test]
+fn results_only_contain_documents_the_caller_may_read() {
+    let queries = [
+        "salary bands for engineers",
+        "bandas salariales",
+        "database failover",
+        "discount approval",
+        "roll back a deploy",
+        "vacation days",
+    ];
+    for groups in ["", "hr", "sales", "engineering", "hr,sales"] {
+        for query in queries {
+            let results = search("someone@acme.example", groups, query);
+            for retriever in ["bm25", "dense"] {
+                for path in paths(&results, retriever) {
+                    for (prefix, group) in RESTRICTED {
+                        if path.starts_with(prefix) {
+                            assert!(
+                                groups.split(',').any(|g| g == group),
+                                "{retriever} returned {path} to groups {groups:?} for {query:?}"
+                            );
+                        }
+                    }
+                }
+            }
+            // Both engines fill their top-k with permitted chunks (no post-filter starvation).
+            assert_eq!(results["bm25"].as_array().unwrap().len().min(5), results["bm25"].as_array().unwrap().len());
+            assert_eq!(results["dense"].as_array().unwrap().len(), 5, "dense top-k starved for {groups:?} {query:?}");
+        }
+    }
+}
+
+#[test]
+fn obvious_questions_find_their_document() {
+    let cases = [
+        ("hr", "What is the salary range for an Engineer I?", "samples/hr/salary-bands.md"),
+        ("", "How many days of paid vacation do employees get?", "samples/handbook/employee-handbook.md"),
+        ("engineering", "How do I fail over the Postgres database?", "samples/engineering/runbooks/database-failover.md"),
+        ("sales", "Who must approve a 15% discount?", "samples/sales/sales-playbook.docx"),
+        ("", "minimum password length", "samples/policies/security-policy.pdf"),
+        ("", "¿Cuántos días de vacaciones tengo?", "samples/handbook/manual-del-empleado.md"),
+        ("", "política de teletrabajo", "samples/handbook/manual-del-empleado.md"),
+    ];
+    for (groups, question, expected) in cases {
+        let results = search("someone@acme.example", groups, question);
+        let bm25 = paths(&results, "bm25");
+        let dense = paths(&results, "dense");
+        let top3 = |p: &[String]| p.iter().take(3).any(|p| p == expected);
+        assert!(top3(&bm25) || top3(&dense), "{question:?}: expected {expected} in a top 3\nbm25: {bm25:?}\ndense: {dense:?}");
+    }
+}
+
+#[test]
+fn pdf_hits_carry_their_page() {
+    let results = search("someone@acme.example", "", "report a lost laptop within 24 hours");
+    let hit = results["bm25"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["doc_path"] == "samples/policies/security-policy.pdf")
+        .expect("security policy found");
+    assert_eq!(hit["chunk"]["page"], 2);
+}
