@@ -1,0 +1,147 @@
+//! Conformance tests for the index backends, written once against the shared API and run
+//! on every backend: embedded qdrant-edge always, a Qdrant server when QDRANT_URL is set.
+
+use lore_core::acl::{AccessScope, Principal, PrincipalSet};
+use lore_core::index::{KeywordEntry, KeywordIndex, VectorIndex, VectorPoint};
+use lore_core::lang::Lang;
+use lore_core::types::Chunk;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const PRINCIPALS: [&str; 8] =
+    ["everyone", "group:hr", "group:sales", "group:eng", "dept:legal", "user:ann", "user:bob", "group:ops"];
+
+struct Corpus {
+    points: Vec<VectorPoint>,
+    chunks: Vec<Chunk>,
+}
+
+fn random_corpus(rng: &mut StdRng, documents: usize, chunks_per_doc: usize, dimension: usize) -> Corpus {
+    let mut points = Vec::new();
+    let mut chunks = Vec::new();
+    for d in 0..documents {
+        let doc_id = format!("doc-{d}");
+        // ACLs never include `everyone` here so that filtering has something to exclude.
+        let mut acl: Vec<String> =
+            PRINCIPALS[1..].iter().filter(|_| rng.random_bool(0.25)).map(|p| p.to_string()).collect();
+        if acl.is_empty() {
+            acl.push(PRINCIPALS[1 + rng.random_range(0..PRINCIPALS.len() - 1)].to_string());
+        }
+        for c in 0..chunks_per_doc {
+            let text = format!("shared topic words about policy number {} and item {c}", d % 7);
+            let chunk = Chunk {
+                id: Chunk::make_id(&doc_id, c, &format!("{d}-{c}")),
+                doc_id: doc_id.clone(),
+                ordinal: c,
+                title: format!("Document {d}"),
+                heading_path: vec![],
+                page: None,
+                char_start: 0,
+                char_end: text.len(),
+                lang: Lang::En,
+                text,
+                content_hash: String::new(),
+            };
+            let vector: Vec<f32> = (0..dimension).map(|_| rng.random_range(-1.0..1.0)).collect();
+            points.push(VectorPoint {
+                chunk_id: chunk.id.clone(),
+                doc_id: doc_id.clone(),
+                acl: acl.clone(),
+                lang: "en".into(),
+                vector,
+            });
+            chunks.push(chunk);
+        }
+    }
+    Corpus { points, chunks }
+}
+
+fn random_caller(rng: &mut StdRng) -> PrincipalSet {
+    PrincipalSet::from_principals(
+        PRINCIPALS.iter().filter(|_| rng.random_bool(0.3)).map(|p| p.parse::<Principal>().unwrap()),
+    )
+}
+
+/// The vector-index contract, for any backend.
+async fn vector_conformance(index: &VectorIndex, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let corpus = random_corpus(&mut rng, 40, 5, 16);
+    index.upsert(corpus.points.clone()).await.unwrap();
+    index.upsert(corpus.points[..10].to_vec()).await.unwrap(); // upsert is idempotent
+    assert_eq!(index.count().await.unwrap(), corpus.points.len());
+
+    for _ in 0..200 {
+        let caller = random_caller(&mut rng);
+        let scope = AccessScope::principals(caller.clone());
+        let k = rng.random_range(1..12);
+        let query: Vec<f32> = (0..16).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let hits = index.search(query, &scope, k).await.unwrap();
+        let permitted: Vec<&VectorPoint> = corpus.points.iter().filter(|p| scope.permits(&p.acl)).collect();
+        for hit in &hits {
+            let point = corpus.points.iter().find(|p| p.chunk_id == hit.chunk_id).expect("known chunk");
+            assert!(scope.permits(&point.acl), "chunk with ACL {:?} returned to {caller:?}", point.acl);
+            assert_eq!(point.doc_id, hit.doc_id);
+        }
+        assert_eq!(hits.len(), k.min(permitted.len()), "top-k not filled with permitted chunks");
+    }
+
+    let denied = AccessScope::principals(PrincipalSet::from_principals([]));
+    assert!(index.search(vec![0.5; 16], &denied, 10).await.unwrap().is_empty());
+
+    index.delete_documents(vec!["doc-0".into(), "doc-1".into()]).await.unwrap();
+    assert_eq!(index.count().await.unwrap(), corpus.points.len() - 10);
+    index.optimize().await.unwrap();
+    let all = index.all_chunks(&AccessScope::unrestricted_for_admin_tooling("test")).await.unwrap();
+    assert_eq!(all.len(), corpus.points.len() - 10);
+    assert!(index.all_chunks(&AccessScope::principals(random_caller(&mut rng))).await.is_err());
+}
+
+#[tokio::test]
+async fn embedded_vector_index_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = VectorIndex::open_embedded(dir.path(), 16).unwrap();
+    vector_conformance(&index, 7).await;
+    drop(index);
+    // Reopening keeps the data and refuses another dimension.
+    let reopened = VectorIndex::open_embedded(dir.path(), 16).unwrap();
+    assert_eq!(reopened.count().await.unwrap(), 190);
+    drop(reopened);
+    assert!(VectorIndex::open_embedded(dir.path(), 32).is_err());
+}
+
+#[tokio::test]
+async fn server_vector_index_conforms() {
+    let Some(url) = lore_core::env::var(lore_core::env::QDRANT_URL) else {
+        eprintln!("SKIP server_vector_index_conforms: set QDRANT_URL (e.g. http://127.0.0.1:6334) to run against a Qdrant server");
+        return;
+    };
+    let collection = format!("lore_conformance_{}", std::process::id());
+    let index = VectorIndex::open_server(&url, &collection, None, 16).await.unwrap();
+    vector_conformance(&index, 7).await;
+}
+
+#[test]
+fn keyword_index_filters_inside_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = KeywordIndex::open(dir.path(), true).unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    let corpus = random_corpus(&mut rng, 60, 3, 2);
+    let entries: Vec<KeywordEntry<'_>> =
+        corpus.chunks.iter().zip(&corpus.points).map(|(chunk, p)| KeywordEntry { chunk, acl: &p.acl }).collect();
+    index.add(&entries).unwrap();
+    index.commit().unwrap();
+    for _ in 0..300 {
+        let scope = AccessScope::principals(random_caller(&mut rng));
+        let k = rng.random_range(1..20);
+        let hits = index.search("policy topic", Lang::En, &scope, k).unwrap();
+        let permitted = corpus.points.iter().filter(|p| scope.permits(&p.acl)).count();
+        for hit in &hits {
+            let point = corpus.points.iter().find(|p| p.chunk_id == hit.chunk_id).unwrap();
+            assert!(scope.permits(&point.acl));
+        }
+        assert_eq!(hits.len(), k.min(permitted));
+    }
+    index.delete_documents(&["doc-3".into()]).unwrap();
+    index.commit().unwrap();
+    assert_eq!(index.num_chunks() as usize, corpus.chunks.len() - 3);
+}
