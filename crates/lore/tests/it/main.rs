@@ -1,5 +1,6 @@
 //! End-to-end tests of the `lore` binary.
 
+mod compose;
 mod crash;
 mod search;
 
