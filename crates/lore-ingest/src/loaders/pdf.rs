@@ -39,12 +39,25 @@ pub fn load(bytes: &[u8]) -> Result<LoadedDocument, FileErrorKind> {
             let mut output = PlainTextOutput::new(&mut text);
             output_doc_page(&doc, &mut output, number).map_err(|e| corrupt(format!("page {number}: {e}")))?;
         }
-        // NFKC folds presentation forms (Arabic contextual glyphs, ligatures such as "ﬁ")
-        // back to the letters a reader types in a query.
-        let text: String = text.nfkc().collect();
+        let text = fold_presentation_forms(&text);
         sections.push(Section { page: Some(number), text: tidy(&text) });
     }
     Ok(LoadedDocument { format: Format::Pdf, title: info_title(&doc), meta: DocumentMeta::default(), markdown: false, sections })
+}
+
+/// Folds presentation forms (ligatures such as "ﬁ", Arabic contextual glyphs) back to the
+/// letters a reader types in a query. Only those blocks: NFKC on everything would also
+/// rewrite CJK compatibility ideographs, which measurably lost words on Japanese PDFs.
+fn fold_presentation_forms(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c as u32, 0xFB00..=0xFDFF | 0xFE70..=0xFEFF) {
+            out.extend(c.to_string().nfkc());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn is_password_error(message: &str) -> bool {
