@@ -1,0 +1,195 @@
+//! `lore-bench`: benchmarks that are run by hand in release mode, never as timed tests.
+//!
+//! `lore-bench ingest <folder>` ingests the folder into a fresh data folder and, in the same
+//! run, embeds the very same chunk texts by calling ONNX Runtime directly (tokenize, run,
+//! mean-pool, normalise) with the same model and thread count: the practical limit of this
+//! machine. It prints a table and writes it as JSON.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lore_core::catalog::Catalog;
+use lore_core::config::Config;
+use lore_core::embed::{Embedder, init_onnxruntime};
+use lore_ingest::{IngestOptions, Ingestor, Source};
+use ort::session::Session;
+use ort::value::Tensor;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest throughput next to raw ONNX Runtime throughput on the same chunk texts.
+    Ingest {
+        folder: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "everyone")]
+        acl: Vec<String>,
+        /// Where to write the JSON result.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let Command::Ingest { folder, acl, json } = Cli::parse().command;
+    anyhow::ensure!(folder.is_dir(), "{} is not a folder", folder.display());
+    let data = tempfile::tempdir()?;
+    let mut config = Config::load(None)?;
+    config.data_dir = data.path().join("data");
+    let embedder = Arc::new(Embedder::load(&config.embedding)?);
+
+    // 1. Ingest, end to end.
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(async {
+        let mut ingestor = Ingestor::open(config.clone(), embedder.clone()).await?;
+        let source = Source { name: "bench".into(), path: folder.clone(), default_acl: Some(acl) };
+        ingestor.ingest(&[source], &IngestOptions::default()).await
+    })?;
+    let ingest_secs = report.elapsed.as_secs_f64();
+
+    // 2. The same chunk texts, embedded by ONNX Runtime directly.
+    let catalog = Catalog::open(&config.catalog_path())?;
+    let mut texts = Vec::with_capacity(report.chunks);
+    for id in catalog.chunk_ids()? {
+        texts.extend(catalog.chunks_by_id(&[id])?.iter().map(|c| c.embedding_text()));
+    }
+    let raw = raw_onnxruntime(&config, &texts, embedder.batch_size())?;
+
+    let chunks_per_s = report.chunks as f64 / ingest_secs;
+    let raw_per_s = texts.len() as f64 / raw.total_secs;
+    let t = &report.timings;
+    let result = serde_json::json!({
+        "corpus": folder.display().to_string(),
+        "documents": report.indexed,
+        "failed": report.failures.len(),
+        "chunks": report.chunks,
+        "ingest_seconds": ingest_secs,
+        "ingest_documents_per_s": report.indexed as f64 / ingest_secs,
+        "ingest_chunks_per_s": chunks_per_s,
+        "stage_seconds": { "parse": t.parse.as_secs_f64(), "chunk": t.chunk.as_secs_f64(), "embed": t.embed.as_secs_f64(), "index": t.index.as_secs_f64() },
+        "raw_onnxruntime": {
+            "texts": texts.len(),
+            "batch_size": embedder.batch_size(),
+            "seconds": raw.total_secs,
+            "session_run_seconds": raw.run_secs,
+            "texts_per_s": raw_per_s,
+            "tokens": raw.tokens,
+        },
+        "ingest_over_raw": chunks_per_s / raw_per_s,
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    });
+    println!("| corpus | docs | chunks | ingest s | docs/s | chunks/s | raw ORT texts/s | ingest/raw |");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
+        folder.file_name().unwrap_or_default().to_string_lossy(),
+        report.indexed,
+        report.chunks,
+        ingest_secs,
+        report.indexed as f64 / ingest_secs,
+        chunks_per_s,
+        raw_per_s,
+        chunks_per_s / raw_per_s
+    );
+    println!(
+        "stages (summed; parse/chunk overlap embedding): parse {:.1}s, chunk {:.1}s, embed {:.1}s, index {:.1}s; raw ORT session.run {:.1}s of {:.1}s",
+        t.parse.as_secs_f64(),
+        t.chunk.as_secs_f64(),
+        t.embed.as_secs_f64(),
+        t.index.as_secs_f64(),
+        raw.run_secs,
+        raw.total_secs
+    );
+    if let Some(path) = json {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&result)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+struct RawRun {
+    total_secs: f64,
+    run_secs: f64,
+    tokens: usize,
+}
+
+/// Tokenize (truncate at the model's max length, pad to the batch's longest), run the
+/// session, mean-pool over the attention mask and L2-normalise: the work any embedding
+/// pipeline must do, with nothing else around it.
+fn raw_onnxruntime(config: &Config, texts: &[String], batch_size: usize) -> anyhow::Result<RawRun> {
+    let environment = init_onnxruntime(&config.embedding.onnxruntime_library)?;
+    let model = std::fs::read(config.embedding.model_dir.join("model.onnx"))?;
+    let threads = config
+        .embedding
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let mut session = Session::builder(&environment)?
+        .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_intra_threads(threads)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .commit_from_memory(&model)?;
+    let mut tokenizer = lore_core::embed::load_sizing_tokenizer(&config.embedding.model_dir)?;
+    tokenizer
+        .with_truncation(Some(tokenizers::TruncationParams { max_length: config.embedding.max_length, ..Default::default() }))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tokenizer.with_padding(Some(tokenizers::PaddingParams::default()));
+    let wants_token_types = session.inputs().iter().any(|i| i.name() == "token_type_ids");
+
+    let started = Instant::now();
+    let mut run_secs = 0.0;
+    let mut tokens = 0;
+    let mut checksum = 0.0f32;
+    for batch in texts.chunks(batch_size) {
+        let encodings = tokenizer.encode_batch(batch.to_vec(), true).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let rows = encodings.len();
+        let width = encodings[0].len();
+        let mut ids = Vec::with_capacity(rows * width);
+        let mut mask = Vec::with_capacity(rows * width);
+        let mut types = Vec::with_capacity(rows * width);
+        for e in &encodings {
+            ids.extend(e.get_ids().iter().map(|&v| v as i64));
+            mask.extend(e.get_attention_mask().iter().map(|&v| v as i64));
+            types.extend(e.get_type_ids().iter().map(|&v| v as i64));
+            tokens += e.get_attention_mask().iter().filter(|&&m| m == 1).count();
+        }
+        let shape = [rows, width];
+        let run_started = Instant::now();
+        let mut inputs = ort::inputs![
+            "input_ids" => Tensor::from_array((shape, ids))?,
+            "attention_mask" => Tensor::from_array((shape, mask.clone()))?,
+        ];
+        if wants_token_types {
+            inputs.push(("token_type_ids".into(), Tensor::from_array((shape, types))?.into()));
+        }
+        let outputs = session.run(inputs)?;
+        run_secs += run_started.elapsed().as_secs_f64();
+        let (out_shape, hidden) = outputs[0].try_extract_tensor::<f32>()?;
+        let dim = out_shape[2] as usize;
+        for r in 0..rows {
+            let mut pooled = vec![0.0f32; dim];
+            let mut count = 0.0f32;
+            for t in 0..width {
+                if mask[r * width + t] == 1 {
+                    let row = &hidden[(r * width + t) * dim..(r * width + t + 1) * dim];
+                    pooled.iter_mut().zip(row).for_each(|(p, h)| *p += h);
+                    count += 1.0;
+                }
+            }
+            let norm = pooled.iter().map(|v| (v / count).powi(2)).sum::<f32>().sqrt().max(1e-12);
+            checksum += pooled[0] / count / norm;
+        }
+    }
+    std::hint::black_box(checksum);
+    Ok(RawRun { total_secs: started.elapsed().as_secs_f64(), run_secs, tokens })
+}
