@@ -53,6 +53,9 @@ fn main() -> anyhow::Result<()> {
         ingestor.ingest(&[source], &IngestOptions::default()).await
     })?;
     let ingest_secs = report.elapsed.as_secs_f64();
+    for failure in &report.failures {
+        eprintln!("failed: {failure}");
+    }
 
     // 2. The same chunk texts, embedded by ONNX Runtime directly.
     let catalog = Catalog::open(&config.catalog_path())?;
@@ -129,10 +132,8 @@ struct RawRun {
 fn raw_onnxruntime(config: &Config, texts: &[String], batch_size: usize) -> anyhow::Result<RawRun> {
     let environment = init_onnxruntime(&config.embedding.onnxruntime_library)?;
     let model = std::fs::read(config.embedding.model_dir.join("model.onnx"))?;
-    let threads = config
-        .embedding
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads =
+        config.embedding.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let mut session = Session::builder(&environment)?
         .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)
         .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -141,7 +142,10 @@ fn raw_onnxruntime(config: &Config, texts: &[String], batch_size: usize) -> anyh
         .commit_from_memory(&model)?;
     let mut tokenizer = lore_core::embed::load_sizing_tokenizer(&config.embedding.model_dir)?;
     tokenizer
-        .with_truncation(Some(tokenizers::TruncationParams { max_length: config.embedding.max_length, ..Default::default() }))
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: config.embedding.max_length,
+            ..Default::default()
+        }))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     tokenizer.with_padding(Some(tokenizers::PaddingParams::default()));
     let wants_token_types = session.inputs().iter().any(|i| i.name() == "token_type_ids");

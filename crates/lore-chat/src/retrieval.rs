@@ -92,7 +92,12 @@ impl Retriever {
                 tracing::error!(chunk = %chunk.id, "engine returned a chunk outside the caller's ACL; dropped");
                 continue;
             }
-            out.push(Hit { rank: out.len() + 1, score: hit.score, doc_path: format!("{}/{}", doc.source, doc.path), chunk });
+            out.push(Hit {
+                rank: out.len() + 1,
+                score: hit.score,
+                doc_path: format!("{}/{}", doc.source, doc.path),
+                chunk,
+            });
         }
         Ok(out)
     }

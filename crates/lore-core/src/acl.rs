@@ -46,8 +46,7 @@ impl FromStr for Principal {
     fn from_str(raw: &str) -> Result<Self> {
         let valid = raw == EVERYONE
             || PREFIXES.iter().any(|prefix| {
-                raw.strip_prefix(prefix)
-                    .is_some_and(|rest| !rest.is_empty() && !rest.chars().any(char::is_whitespace))
+                raw.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && !rest.chars().any(char::is_whitespace))
             });
         if valid { Ok(Principal(raw.to_owned())) } else { Err(Error::InvalidPrincipal(raw.to_owned())) }
     }

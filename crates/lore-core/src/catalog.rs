@@ -160,11 +160,7 @@ impl Catalog {
 
     /// After both indexes hold exactly `chunks` for these documents: store the records and
     /// chunks, remove `deleted` documents, and clear their journal entries, atomically.
-    pub fn journal_commit(
-        &mut self,
-        upserts: &[(DocumentRecord, Vec<Chunk>)],
-        deleted: &[String],
-    ) -> Result<()> {
+    pub fn journal_commit(&mut self, upserts: &[(DocumentRecord, Vec<Chunk>)], deleted: &[String]) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut delete_doc = tx.prepare_cached("DELETE FROM documents WHERE id = ?1")?;

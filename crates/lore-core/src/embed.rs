@@ -32,33 +32,45 @@ pub struct Embedder {
     config: EmbeddingConfig,
 }
 
-const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json"];
+const TOKENIZER_FILES: [&str; 4] =
+    ["tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json"];
 
-static ORT_ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
+static ORT_ENVIRONMENT: OnceLock<ort::environment::Environment> = OnceLock::new();
+static ORT_LOADING: Mutex<()> = Mutex::new(());
 
 /// Loads ONNX Runtime from `library` once per process, failing with a clear message
 /// instead of `ort`'s panic when the file is missing or not a compatible library.
+///
+/// The path is checked on every call; the library itself can be loaded only once per process,
+/// so later calls share the first environment.
 pub fn init_onnxruntime(library: &Path) -> Result<ort::environment::Environment> {
-    ORT_ENVIRONMENT
-        .get_or_init(|| {
-            if !library.is_file() {
-                return Err(format!(
-                    "ONNX Runtime library not found at {} (set ORT_DYLIB_PATH or embedding.onnxruntime_library; \
-                     `python3 scripts/setup-models.py` installs it from the PyPI wheel)",
-                    library.display()
-                ));
-            }
-            let absolute = library.canonicalize().map_err(|e| format!("{}: {e}", library.display()))?;
-            let loaded = std::panic::catch_unwind(|| ort::init_from(&absolute).map(|b| b.with_name("lore").build()));
-            match loaded {
-                Ok(Ok(Ok(environment))) => Ok(environment),
-                Ok(Ok(Err(e))) => Err(format!("ONNX Runtime at {} failed to start: {e}", absolute.display())),
-                Ok(Err(e)) => Err(format!("could not load ONNX Runtime from {}: {e}", absolute.display())),
-                Err(_) => Err(format!("loading ONNX Runtime from {} panicked", absolute.display())),
-            }
-        })
-        .clone()
-        .map_err(Error::ModelSetup)
+    if !library.is_file() {
+        return Err(Error::ModelSetup(format!(
+            "ONNX Runtime library not found at {} (set ORT_DYLIB_PATH or embedding.onnxruntime_library; \
+             `python3 scripts/setup-models.py` installs it from the PyPI wheel)",
+            library.display()
+        )));
+    }
+    if let Some(environment) = ORT_ENVIRONMENT.get() {
+        return Ok(environment.clone());
+    }
+    let _loading = ORT_LOADING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(environment) = ORT_ENVIRONMENT.get() {
+        return Ok(environment.clone());
+    }
+    let absolute = library.canonicalize().map_err(|e| Error::io(library, e))?;
+    let loaded = std::panic::catch_unwind(|| ort::init_from(&absolute).map(|b| b.with_name("lore").build()));
+    let environment = match loaded {
+        Ok(Ok(Ok(environment))) => environment,
+        Ok(Ok(Err(e))) => {
+            return Err(Error::ModelSetup(format!("ONNX Runtime at {} failed to start: {e}", absolute.display())));
+        }
+        Ok(Err(e)) => {
+            return Err(Error::ModelSetup(format!("could not load ONNX Runtime from {}: {e}", absolute.display())));
+        }
+        Err(_) => return Err(Error::ModelSetup(format!("loading ONNX Runtime from {} panicked", absolute.display()))),
+    };
+    Ok(ORT_ENVIRONMENT.get_or_init(|| environment).clone())
 }
 
 fn read_model_file(dir: &Path, name: &str) -> Result<Vec<u8>> {
@@ -78,9 +90,7 @@ pub fn load_sizing_tokenizer(model_dir: &Path) -> Result<tokenizers::Tokenizer> 
     let mut tokenizer = tokenizers::Tokenizer::from_bytes(&bytes)
         .map_err(|e| Error::ModelSetup(format!("{}: {e}", model_dir.join("tokenizer.json").display())))?;
     tokenizer.with_padding(None);
-    tokenizer
-        .with_truncation(None)
-        .map_err(|e| Error::ModelSetup(format!("cannot disable truncation: {e}")))?;
+    tokenizer.with_truncation(None).map_err(|e| Error::ModelSetup(format!("cannot disable truncation: {e}")))?;
     Ok(tokenizer)
 }
 
@@ -110,7 +120,8 @@ impl Embedder {
             Pooling::Cls => FastembedPooling::Cls,
         };
         let model = UserDefinedEmbeddingModel::new(onnx, files).with_pooling(pooling);
-        let mut options = InitOptionsUserDefined::new().with_environment(environment).with_max_length(config.max_length);
+        let mut options =
+            InitOptionsUserDefined::new().with_environment(environment).with_max_length(config.max_length);
         if let Some(threads) = config.threads {
             options = options.with_intra_threads(threads);
         }

@@ -47,8 +47,7 @@ impl Chunk {
     /// Deterministic chunk id: the same document content always yields the same ids.
     pub fn make_id(doc_id: &str, ordinal: usize, content_hash: &str) -> String {
         const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6c6f_7265_2d63_6875_6e6b_2d69_6473_0001);
-        uuid::Uuid::new_v5(&NAMESPACE, format!("{doc_id}\u{1f}{ordinal}\u{1f}{content_hash}").as_bytes())
-            .to_string()
+        uuid::Uuid::new_v5(&NAMESPACE, format!("{doc_id}\u{1f}{ordinal}\u{1f}{content_hash}").as_bytes()).to_string()
     }
 
     /// The text given to the embedding model: title and heading path give the chunk context.

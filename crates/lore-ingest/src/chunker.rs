@@ -43,13 +43,18 @@ impl Chunker {
         for section in &document.sections {
             let headings = if document.markdown { markdown_headings(&section.text) } else { Vec::new() };
             let pieces: Vec<(usize, usize, &str)> = if document.markdown {
-                self.markdown.chunk_char_indices(&section.text).map(|c| (c.byte_offset, c.char_offset, c.chunk)).collect()
+                self.markdown
+                    .chunk_char_indices(&section.text)
+                    .map(|c| (c.byte_offset, c.char_offset, c.chunk))
+                    .collect()
             } else {
                 self.plain.chunk_char_indices(&section.text).map(|c| (c.byte_offset, c.char_offset, c.chunk)).collect()
             };
             for (byte_offset, char_offset, text) in pieces {
                 let text = text.trim();
-                if text.is_empty() {
+                // A chunk holding only headings says nothing by itself; its headings are in
+                // the heading path of the chunks that follow.
+                if text.is_empty() || (document.markdown && only_headings(text)) {
                     continue;
                 }
                 let ordinal = chunks.len();
@@ -59,7 +64,10 @@ impl Chunker {
                     doc_id: context.doc_id.to_owned(),
                     ordinal,
                     title: context.title.to_owned(),
-                    heading_path: heading_path_at(&headings, byte_offset + leading_whitespace(&section.text[byte_offset..])),
+                    heading_path: heading_path_at(
+                        &headings,
+                        byte_offset + leading_whitespace(&section.text[byte_offset..]),
+                    ),
                     page: section.page,
                     char_start: char_offset,
                     char_end: char_offset + text.chars().count(),
@@ -71,6 +79,10 @@ impl Chunker {
         }
         chunks
     }
+}
+
+fn only_headings(text: &str) -> bool {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).all(|l| l.starts_with('#'))
 }
 
 fn leading_whitespace(text: &str) -> usize {
@@ -118,6 +130,12 @@ fn heading_path_at(headings: &[(usize, usize, String)], position: usize) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heading_only_text_is_recognised() {
+        assert!(only_headings("## Engineering levels\n\n### L1"));
+        assert!(!only_headings("## Engineering levels\n\n| L1 | Engineer I |"));
+    }
 
     #[test]
     fn heading_path_follows_levels_and_skips_code() {

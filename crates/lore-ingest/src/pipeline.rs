@@ -171,13 +171,19 @@ impl Ingestor {
                     if batch_chunks >= chunk_batch || batch.len() >= self.config.ingest.commit_every_documents {
                         self.write_batch(std::mem::take(&mut batch), &mut report).await?;
                         batch_chunks = 0;
-                        progress.set_message(format!("{} docs, {} chunks", report.indexed, report.chunks));
+                        let rate = report.chunks as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                        progress.set_message(format!(
+                            "{} docs, {} chunks, {rate:.0} chunks/s",
+                            report.indexed, report.chunks
+                        ));
                     }
                 }
                 Item::Unchanged => report.unchanged += 1,
                 Item::Skipped(path) => report.skipped.push(path),
                 Item::Failed(error) => {
-                    progress.suspend(|| tracing::warn!(file = %error.path.display(), reason = %error.kind, "file not ingested"));
+                    progress.suspend(
+                        || tracing::warn!(file = %error.path.display(), reason = %error.kind, "file not ingested"),
+                    );
                     report.failures.push(error);
                 }
             }

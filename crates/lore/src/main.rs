@@ -148,7 +148,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let report = indexes.check_consistency(&catalog).await?;
                 let problems = report.problems();
                 if problems.is_empty() {
-                    println!("consistency:   ok ({} chunk ids in catalog, keyword and vector index)", report.catalog_ids.len());
+                    println!(
+                        "consistency:   ok ({} chunk ids in catalog, keyword and vector index)",
+                        report.catalog_ids.len()
+                    );
                 } else {
                     for problem in &problems {
                         println!("consistency:   {problem}");

@@ -7,10 +7,10 @@ use std::sync::Mutex;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, QueryParser, TermQuery};
-use tantivy::schema::{
-    Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+use tantivy::schema::{Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer,
 };
-use tantivy::tokenizer::{AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 
 use crate::acl::AccessScope;
@@ -68,7 +68,8 @@ fn build_schema() -> (Schema, Fields) {
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         )
     };
-    let title = [builder.add_text_field("title_en", text(Lang::En)), builder.add_text_field("title_es", text(Lang::Es))];
+    let title =
+        [builder.add_text_field("title_en", text(Lang::En)), builder.add_text_field("title_es", text(Lang::Es))];
     let body = [builder.add_text_field("body_en", text(Lang::En)), builder.add_text_field("body_es", text(Lang::Es))];
     (builder.build(), Fields { chunk_id, doc_id, acl, lang, title, body })
 }
@@ -91,8 +92,8 @@ impl KeywordIndex {
     pub fn open(dir: &Path, writable: bool) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let (schema, fields) = build_schema();
-        let directory = tantivy::directory::MmapDirectory::open(dir)
-            .map_err(|e| Error::Keyword(tantivy::TantivyError::from(e)))?;
+        let directory =
+            tantivy::directory::MmapDirectory::open(dir).map_err(|e| Error::Keyword(tantivy::TantivyError::from(e)))?;
         let index = Index::open_or_create(directory, schema)?;
         register_analyzers(&index);
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
@@ -169,7 +170,13 @@ impl KeywordIndex {
 
     /// BM25 search over title and body in both languages, filtered by `scope` inside the
     /// query. `query_lang` boosts the fields analyzed for the query's language.
-    pub fn search(&self, query: &str, query_lang: Lang, scope: &AccessScope, limit: usize) -> Result<Vec<ScoredChunkId>> {
+    pub fn search(
+        &self,
+        query: &str,
+        query_lang: Lang,
+        scope: &AccessScope,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunkId>> {
         let f = self.fields;
         let mut parser = QueryParser::for_index(&self.index, vec![f.title[0], f.body[0], f.title[1], f.body[1]]);
         for lang in Lang::ALL {
@@ -201,9 +208,7 @@ impl KeywordIndex {
         let searcher = self.reader.searcher();
         let mut out = Vec::new();
         for segment in searcher.segment_readers() {
-            let store = segment
-                .get_store_reader(64)
-                .map_err(|e| Error::Keyword(tantivy::TantivyError::from(e)))?;
+            let store = segment.get_store_reader(64).map_err(|e| Error::Keyword(tantivy::TantivyError::from(e)))?;
             let alive = segment.alive_bitset();
             for doc_id in 0..segment.max_doc() {
                 if alive.is_some_and(|bits| !bits.is_alive(doc_id)) {

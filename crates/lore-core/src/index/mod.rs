@@ -110,7 +110,8 @@ impl ConsistencyReport {
         if self.vector_total != self.vector.len() {
             problems.push(format!("vector index holds {} points for {} ids", self.vector_total, self.vector.len()));
         }
-        let acl_mismatch = self.keyword.iter().filter(|(id, acl)| self.vector.get(*id).is_some_and(|v| v != *acl)).count();
+        let acl_mismatch =
+            self.keyword.iter().filter(|(id, acl)| self.vector.get(*id).is_some_and(|v| v != *acl)).count();
         if acl_mismatch > 0 {
             problems.push(format!("{acl_mismatch} chunk(s) carry different ACLs in the two indexes"));
         }

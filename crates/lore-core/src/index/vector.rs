@@ -127,9 +127,7 @@ impl VectorIndex {
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Error::Vector(format!("vector index task failed: {e}")))?
+    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Vector(format!("vector index task failed: {e}")))?
 }
 
 fn acl_filter_json(principals: &[String]) -> serde_json::Value {
@@ -172,8 +170,11 @@ impl EdgeIndex {
                 dir.display()
             )));
         }
-        if !existing {
-            for field in [ACL_FIELD, DOC_ID_FIELD] {
+        // Created on every open when missing, so a crash right after creating the shard
+        // cannot leave it without the indexes the filters rely on.
+        let indexed: Vec<String> = shard.info().payload_schema.keys().map(|k| k.to_string()).collect();
+        for field in [ACL_FIELD, DOC_ID_FIELD] {
+            if !indexed.iter().any(|f| f == field) {
                 shard
                     .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
                         qdrant_edge::CreateIndex {
@@ -190,7 +191,10 @@ impl EdgeIndex {
     }
 
     fn upsert(&self, points: Vec<VectorPoint>) -> Result<()> {
-        use qdrant_edge::{Payload, PointInsertOperations, PointOperations, PointStructPersisted, UpdateOperation, VectorStructPersisted};
+        use qdrant_edge::{
+            Payload, PointInsertOperations, PointOperations, PointStructPersisted, UpdateOperation,
+            VectorStructPersisted,
+        };
         let mut persisted = Vec::with_capacity(points.len());
         for p in points {
             let id = parse_point_id(&p.chunk_id)?;
@@ -213,17 +217,22 @@ impl EdgeIndex {
 
     fn delete_documents(&self, doc_ids: Vec<String>) -> Result<()> {
         use qdrant_edge::{Filter, PointOperations, UpdateOperation};
-        let filter: Filter = serde_json::from_value(json!({ "must": [ { "key": DOC_ID_FIELD, "match": { "any": doc_ids } } ] }))
-            .map_err(edge_error)?;
+        let filter: Filter =
+            serde_json::from_value(json!({ "must": [ { "key": DOC_ID_FIELD, "match": { "any": doc_ids } } ] }))
+                .map_err(edge_error)?;
         self.shard
             .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter)))
             .map_err(edge_error)
     }
 
     fn search(&self, vector: Vec<f32>, principals: Option<Vec<String>>, limit: usize) -> Result<Vec<ScoredChunkId>> {
-        use qdrant_edge::{Filter, NamedQuery, QueryEnum, QueryRequest, ScoringQuery, WithPayloadInterface, WithVector};
+        use qdrant_edge::{
+            Filter, NamedQuery, QueryEnum, QueryRequest, ScoringQuery, WithPayloadInterface, WithVector,
+        };
         let filter = match principals {
-            Some(principals) => Some(serde_json::from_value::<Filter>(acl_filter_json(&principals)).map_err(edge_error)?),
+            Some(principals) => {
+                Some(serde_json::from_value::<Filter>(acl_filter_json(&principals)).map_err(edge_error)?)
+            }
             None => None,
         };
         let request = QueryRequest {
@@ -377,9 +386,15 @@ impl ServerIndex {
         Ok(())
     }
 
-    async fn search(&self, vector: Vec<f32>, principals: Option<Vec<String>>, limit: usize) -> Result<Vec<ScoredChunkId>> {
+    async fn search(
+        &self,
+        vector: Vec<f32>,
+        principals: Option<Vec<String>>,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunkId>> {
         use qdrant_client::qdrant::{Condition, Filter, QueryPointsBuilder};
-        let mut request = QueryPointsBuilder::new(&self.collection).query(vector).limit(limit as u64).with_payload(true);
+        let mut request =
+            QueryPointsBuilder::new(&self.collection).query(vector).limit(limit as u64).with_payload(true);
         if let Some(principals) = principals {
             request = request.filter(Filter::must([Condition::matches(ACL_FIELD, principals)]));
         }

@@ -1,6 +1,8 @@
 //! Conformance tests for the index backends, written once against the shared API and run
 //! on every backend: embedded qdrant-edge always, a Qdrant server when QDRANT_URL is set.
 
+mod embed;
+
 use lore_core::acl::{AccessScope, Principal, PrincipalSet};
 use lore_core::index::{KeywordEntry, KeywordIndex, VectorIndex, VectorPoint};
 use lore_core::lang::Lang;
@@ -112,7 +114,9 @@ async fn embedded_vector_index_conforms() {
 #[tokio::test]
 async fn server_vector_index_conforms() {
     let Some(url) = lore_core::env::var(lore_core::env::QDRANT_URL) else {
-        eprintln!("SKIP server_vector_index_conforms: set QDRANT_URL (e.g. http://127.0.0.1:6334) to run against a Qdrant server");
+        eprintln!(
+            "SKIP server_vector_index_conforms: set QDRANT_URL (e.g. http://127.0.0.1:6334) to run against a Qdrant server"
+        );
         return;
     };
     let collection = format!("lore_conformance_{}", std::process::id());

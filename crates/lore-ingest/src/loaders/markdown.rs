@@ -34,7 +34,9 @@ fn split_front_matter(text: &str) -> Result<(DocumentMeta, &str), FileErrorKind>
             Some(serde_norway::Value::Sequence(items)) => Some(
                 items
                     .iter()
-                    .map(|v| scalar_string(v).ok_or_else(|| FileErrorKind::InvalidAcl("acl entries must be strings".into())))
+                    .map(|v| {
+                        scalar_string(v).ok_or_else(|| FileErrorKind::InvalidAcl("acl entries must be strings".into()))
+                    })
                     .collect::<Result<_, _>>()?,
             ),
             Some(v) => Some(vec![
@@ -55,10 +57,7 @@ fn scalar_string(value: &serde_norway::Value) -> Option<String> {
 }
 
 fn first_heading(body: &str) -> Option<String> {
-    body.lines()
-        .find_map(|line| line.strip_prefix("# "))
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
+    body.lines().find_map(|line| line.strip_prefix("# ")).map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
 }
 
 #[cfg(test)]
@@ -67,7 +66,8 @@ mod tests {
 
     #[test]
     fn reads_front_matter_and_strips_it() {
-        let doc = load("---\ntitle: Leave\nacl: [\"group:hr\"]\nupdated: 2024-01-15\n---\n# Heading\n\nBody text.\n").unwrap();
+        let doc = load("---\ntitle: Leave\nacl: [\"group:hr\"]\nupdated: 2024-01-15\n---\n# Heading\n\nBody text.\n")
+            .unwrap();
         assert_eq!(doc.title.as_deref(), Some("Leave"));
         assert_eq!(doc.meta.acl, Some(vec!["group:hr".to_owned()]));
         assert!(doc.sections[0].text.starts_with("# Heading"));

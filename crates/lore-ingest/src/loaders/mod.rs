@@ -83,7 +83,9 @@ pub fn load(path: &Path, bytes: &[u8]) -> Result<LoadedDocument, FileErrorKind> 
     }
     let loaded = std::panic::catch_unwind(|| match format {
         Format::Markdown => markdown::load(as_text(bytes)?),
-        Format::Text => Ok(LoadedDocument::single(Format::Text, None, DocumentMeta::default(), false, as_text(bytes)?.to_owned())),
+        Format::Text => {
+            Ok(LoadedDocument::single(Format::Text, None, DocumentMeta::default(), false, as_text(bytes)?.to_owned()))
+        }
         Format::Html => html::load(as_text(bytes)?),
         Format::Pdf => pdf::load(bytes),
         Format::Docx => docx::load(bytes),

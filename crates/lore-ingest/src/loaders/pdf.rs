@@ -42,7 +42,13 @@ pub fn load(bytes: &[u8]) -> Result<LoadedDocument, FileErrorKind> {
         let text = fold_presentation_forms(&text);
         sections.push(Section { page: Some(number), text: tidy(&text) });
     }
-    Ok(LoadedDocument { format: Format::Pdf, title: info_title(&doc), meta: DocumentMeta::default(), markdown: false, sections })
+    Ok(LoadedDocument {
+        format: Format::Pdf,
+        title: info_title(&doc),
+        meta: DocumentMeta::default(),
+        markdown: false,
+        sections,
+    })
 }
 
 /// Folds presentation forms (ligatures such as "ﬁ", Arabic contextual glyphs) back to the

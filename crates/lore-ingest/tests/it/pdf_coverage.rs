@@ -16,10 +16,7 @@ const MIN_COVERAGE: f64 = 0.97;
 const KNOWN_GAPS: [(&str, f64); 1] = [("ar_Tribute to Michael Hart.pdf", 0.35)];
 
 fn words(text: &str) -> HashSet<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.chars().count() >= 2)
-        .map(|w| w.to_lowercase())
-        .collect()
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 2).map(|w| w.to_lowercase()).collect()
 }
 
 fn pdfs_under(dir: &Path) -> Vec<PathBuf> {

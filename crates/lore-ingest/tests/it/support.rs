@@ -23,9 +23,11 @@ pub fn embedder() -> Arc<Embedder> {
     static EMBEDDER: OnceLock<Arc<Embedder>> = OnceLock::new();
     EMBEDDER
         .get_or_init(|| {
-            Arc::new(Embedder::load(&Config::default().embedding).expect(
-                "embedding model missing: run `python3 scripts/setup-models.py` (the test script does this)",
-            ))
+            Arc::new(
+                Embedder::load(&Config::default().embedding).expect(
+                    "embedding model missing: run `python3 scripts/setup-models.py` (the test script does this)",
+                ),
+            )
         })
         .clone()
 }

@@ -31,7 +31,9 @@ fn compose_file_names_the_services_and_variables_the_code_expects() {
     let url = environment.get(env::QDRANT_URL).and_then(Value::as_str).unwrap();
     assert!(url.starts_with("http://qdrant:6334"), "QDRANT_URL must point at the gRPC port of the qdrant service");
     let data_dir = environment.get(env::LORE_DATA_DIR).and_then(Value::as_str).unwrap();
-    assert!(lore["volumes"].as_sequence().unwrap().iter().any(|v| v.as_str().unwrap().ends_with(&format!(":{data_dir}"))));
+    assert!(
+        lore["volumes"].as_sequence().unwrap().iter().any(|v| v.as_str().unwrap().ends_with(&format!(":{data_dir}")))
+    );
     for volume in ["qdrant-storage", "lore-data"] {
         assert!(compose["volumes"].as_mapping().unwrap().contains_key(volume), "volume {volume} not declared");
     }

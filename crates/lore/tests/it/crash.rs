@@ -9,8 +9,24 @@ use crate::{assert_success, lore};
 
 fn write_corpus(root: &Path, documents: usize) {
     let words = [
-        "invoice", "ledger", "turbine", "harbor", "quarterly", "onboarding", "failover", "glacier", "payroll",
-        "compliance", "firmware", "warehouse", "forklift", "sensor", "gripper", "calibration", "torque", "audit",
+        "invoice",
+        "ledger",
+        "turbine",
+        "harbor",
+        "quarterly",
+        "onboarding",
+        "failover",
+        "glacier",
+        "payroll",
+        "compliance",
+        "firmware",
+        "warehouse",
+        "forklift",
+        "sensor",
+        "gripper",
+        "calibration",
+        "torque",
+        "audit",
     ];
     std::fs::create_dir_all(root).unwrap();
     for d in 0..documents {

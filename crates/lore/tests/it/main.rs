@@ -2,18 +2,14 @@
 
 mod compose;
 mod crash;
+mod errors;
 mod search;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 pub fn lore(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lore"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .expect("run lore")
+    Command::new(env!("CARGO_BIN_EXE_lore")).arg("--data-dir").arg(data_dir).args(args).output().expect("run lore")
 }
 
 pub fn workspace_root() -> std::path::PathBuf {

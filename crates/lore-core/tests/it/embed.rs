@@ -1,0 +1,51 @@
+//! The real embedding model: shape, normalisation, meaning, and the sizing tokenizer.
+
+use lore_core::config::Config;
+use lore_core::embed::{Embedder, load_sizing_tokenizer};
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn embeddings_are_normalised_384_dimensional_and_meaningful() {
+    let embedder = Embedder::load(&Config::default().embedding).expect("run `python3 scripts/setup-models.py`");
+    assert_eq!(embedder.info().dimension, 384);
+    assert!(embedder.info().fingerprint.starts_with("all-minilm-l6-v2-int8/384d/mean/"));
+    let texts: Vec<String> = [
+        "How many vacation days do employees get?",
+        "Employees receive 25 days of paid annual leave.",
+        "The database fails over to the replica in the other region.",
+    ]
+    .map(String::from)
+    .to_vec();
+    let vectors = embedder.embed_passages(&texts).unwrap();
+    for v in &vectors {
+        assert_eq!(v.len(), 384);
+        assert!((cosine(v, v) - 1.0).abs() < 1e-3, "not L2-normalised");
+    }
+    let query = embedder.embed_query("How many vacation days do employees get?").unwrap();
+    assert!((cosine(&query, &vectors[0]) - 1.0).abs() < 1e-3, "query and passage paths disagree");
+    assert!(cosine(&vectors[0], &vectors[1]) > cosine(&vectors[0], &vectors[2]) + 0.2);
+    // Batched and single embeddings agree (padding must not leak into the mean).
+    let single = embedder.embed_passages(&texts[2..].to_vec()).unwrap();
+    assert!((cosine(&single[0], &vectors[2]) - 1.0).abs() < 1e-3);
+}
+
+#[test]
+fn sizing_tokenizer_neither_truncates_nor_pads() {
+    let tokenizer = load_sizing_tokenizer(&Config::default().embedding.model_dir).unwrap();
+    let long = "vacation ".repeat(400);
+    let encoding = tokenizer.encode(long.as_str(), false).unwrap();
+    assert_eq!(encoding.len(), 400, "the packaged tokenizer.json truncates at 128 unless switched off");
+    let short = tokenizer.encode("hello", false).unwrap();
+    assert_eq!(short.len(), 1, "the packaged tokenizer.json pads to 128 unless switched off");
+}
+
+#[test]
+fn a_missing_onnxruntime_library_is_a_clear_error() {
+    let mut config = Config::default().embedding;
+    config.onnxruntime_library = "/nonexistent/libonnxruntime.so".into();
+    let err = Embedder::load(&config).err().expect("must fail").to_string();
+    assert!(err.contains("/nonexistent/libonnxruntime.so") && err.contains("ORT_DYLIB_PATH"), "{err}");
+}
