@@ -39,7 +39,7 @@ pub fn load(bytes: &[u8]) -> Result<LoadedDocument, FileErrorKind> {
             let mut output = PlainTextOutput::new(&mut text);
             output_doc_page(&doc, &mut output, number).map_err(|e| corrupt(format!("page {number}: {e}")))?;
         }
-        let text = fold_presentation_forms(&text);
+        let text = reorder_right_to_left_lines(&fold_presentation_forms(&text));
         sections.push(Section { page: Some(number), text: tidy(&text) });
     }
     Ok(LoadedDocument {
@@ -62,6 +62,56 @@ fn fold_presentation_forms(text: &str) -> String {
         } else {
             out.push(c);
         }
+    }
+    out
+}
+
+fn is_right_to_left(c: char) -> bool {
+    matches!(c as u32, 0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF)
+}
+
+/// `pdf-extract` emits glyphs in drawing order, which for right-to-left scripts (Arabic,
+/// Hebrew) is visual order: every word comes out reversed. A line dominated by RTL letters is
+/// reversed back into reading order; left-to-right words inside it (names, numbers, URLs)
+/// are then turned the right way round again.
+fn reorder_right_to_left_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (body, newline) = match line.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (line, ""),
+        };
+        let rtl = body.chars().filter(|&c| is_right_to_left(c)).count();
+        let ltr = body.chars().filter(|c| c.is_alphabetic() && !is_right_to_left(*c)).count();
+        if rtl == 0 || rtl <= ltr {
+            out.push_str(line);
+            continue;
+        }
+        // Reverse the line, then turn each run of non-RTL, non-space characters (Latin words,
+        // digits) back into its own left-to-right order. Such a run drawn flush against RTL
+        // letters (numbers often are) gets a space, so both stay separate words.
+        let mut run: Vec<char> = Vec::new();
+        let mut previous_rtl = false;
+        for c in body.chars().rev() {
+            if c.is_whitespace() || is_right_to_left(c) {
+                let had_run = !run.is_empty();
+                let run_alphanumeric = run.iter().any(|c| c.is_alphanumeric());
+                out.extend(run.drain(..).rev());
+                if had_run && run_alphanumeric && is_right_to_left(c) && c.is_alphabetic() {
+                    out.push(' ');
+                }
+                out.push(c);
+                previous_rtl = is_right_to_left(c) && c.is_alphabetic();
+            } else {
+                if run.is_empty() && previous_rtl && c.is_alphanumeric() {
+                    out.push(' ');
+                }
+                run.push(c);
+                previous_rtl = false;
+            }
+        }
+        out.extend(run.drain(..).rev());
+        out.push_str(newline);
     }
     out
 }
@@ -117,6 +167,24 @@ fn info_title(doc: &Document) -> Option<String> {
 }
 
 /// PDF text strings are UTF-16BE with a BOM or PDFDocEncoding (≈ Latin-1 for titles).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn right_to_left_lines_are_put_in_reading_order() {
+        let visual = format!("1947 {}", "ولد في".chars().rev().collect::<String>());
+        assert_eq!(reorder_right_to_left_lines(&visual), "ولد في 1947");
+        let glued = format!("1947{}", "ولد".chars().rev().collect::<String>());
+        assert_eq!(reorder_right_to_left_lines(&glued), "ولد 1947");
+        // "اختراعاً مهماً Hart" as drawn: glyphs left to right, so the Arabic comes out
+        // reversed while the Latin name keeps its own order.
+        let visual = format!("Hart {}", "اختراعاً مهماً".chars().rev().collect::<String>());
+        assert_eq!(reorder_right_to_left_lines(&visual), "اختراعاً مهماً Hart");
+        assert_eq!(reorder_right_to_left_lines("plain English line\n"), "plain English line\n");
+    }
+}
+
 fn decode_pdf_string(bytes: &[u8]) -> String {
     if let Some(utf16) = bytes.strip_prefix(&[0xFE, 0xFF]) {
         let units: Vec<u16> = utf16.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
