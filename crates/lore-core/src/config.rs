@@ -59,10 +59,11 @@ pub struct ChunkingConfig {
     pub overlap_tokens: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 pub enum VectorStoreConfig {
     /// In-process Qdrant (qdrant-edge) under `data_dir/vectors`.
+    #[default]
     Embedded,
     /// A Qdrant server or cluster over gRPC.
     Qdrant { url: String, collection: String, api_key: Option<String> },
@@ -116,12 +117,6 @@ impl Default for ChunkingConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig { max_file_bytes: 50 * 1024 * 1024, commit_every_documents: 200 }
-    }
-}
-
-impl Default for VectorStoreConfig {
-    fn default() -> Self {
-        VectorStoreConfig::Embedded
     }
 }
 

@@ -202,9 +202,11 @@ impl KeywordIndex {
 
     /// Every chunk id with its ACL (admin tooling: consistency checks and tests).
     pub fn all_chunks(&self, scope: &AccessScope) -> Result<Vec<(String, Vec<String>)>> {
-        let _ = scope.filter_principals().is_none().then_some(()).ok_or_else(|| {
-            Error::Keyword(tantivy::TantivyError::InvalidArgument("all_chunks needs an unrestricted scope".into()))
-        })?;
+        if scope.filter_principals().is_some() {
+            return Err(Error::Keyword(tantivy::TantivyError::InvalidArgument(
+                "all_chunks needs an unrestricted scope".into(),
+            )));
+        }
         let searcher = self.reader.searcher();
         let mut out = Vec::new();
         for segment in searcher.segment_readers() {

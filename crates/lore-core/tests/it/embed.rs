@@ -28,7 +28,7 @@ fn embeddings_are_normalised_384_dimensional_and_meaningful() {
     assert!((cosine(&query, &vectors[0]) - 1.0).abs() < 1e-3, "query and passage paths disagree");
     assert!(cosine(&vectors[0], &vectors[1]) > cosine(&vectors[0], &vectors[2]) + 0.2);
     // Batched and single embeddings agree (padding must not leak into the mean).
-    let single = embedder.embed_passages(&texts[2..].to_vec()).unwrap();
+    let single = embedder.embed_passages(&texts[2..]).unwrap();
     assert!((cosine(&single[0], &vectors[2]) - 1.0).abs() < 1e-3);
 }
 

@@ -167,6 +167,15 @@ fn info_title(doc: &Document) -> Option<String> {
 }
 
 /// PDF text strings are UTF-16BE with a BOM or PDFDocEncoding (≈ Latin-1 for titles).
+fn decode_pdf_string(bytes: &[u8]) -> String {
+    if let Some(utf16) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        let units: Vec<u16> = utf16.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+        String::from_utf16_lossy(&units)
+    } else {
+        bytes.iter().map(|&b| b as char).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,14 +191,5 @@ mod tests {
         let visual = format!("Hart {}", "اختراعاً مهماً".chars().rev().collect::<String>());
         assert_eq!(reorder_right_to_left_lines(&visual), "اختراعاً مهماً Hart");
         assert_eq!(reorder_right_to_left_lines("plain English line\n"), "plain English line\n");
-    }
-}
-
-fn decode_pdf_string(bytes: &[u8]) -> String {
-    if let Some(utf16) = bytes.strip_prefix(&[0xFE, 0xFF]) {
-        let units: Vec<u16> = utf16.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
-        String::from_utf16_lossy(&units)
-    } else {
-        bytes.iter().map(|&b| b as char).collect()
     }
 }

@@ -33,7 +33,5 @@ pub fn embedder() -> Arc<Embedder> {
 }
 
 pub fn config_in(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.join("data");
-    config
+    Config { data_dir: dir.join("data"), ..Config::default() }
 }
