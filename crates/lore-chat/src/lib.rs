@@ -1,6 +1,8 @@
-//! Retrieval and (with the chat issue) grounded answers. For now: permission-filtered BM25
-//! and dense search over both indexes, the first consumer of what ingest writes.
+//! Retrieval and grounded answers: permission-filtered hybrid search over both indexes,
+//! fusion, and the HTTP service.
 
+pub mod fusion;
+pub mod http;
 pub mod retrieval;
 
-pub use retrieval::{Hit, Retriever, SearchResults};
+pub use retrieval::{HybridResults, Passage, Retriever, SearchResults};

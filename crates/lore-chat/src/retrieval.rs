@@ -1,23 +1,30 @@
-//! Both retrievers run with the caller's [`AccessScope`] applied inside the engine.
+//! Hybrid retrieval: BM25 (Tantivy) and dense (Qdrant) search run concurrently, each with
+//! the caller's [`AccessScope`] applied inside the engine; their candidates are fused by
+//! weighted reciprocal rank, near-duplicates dropped and chunks per document capped.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lore_core::acl::AccessScope;
 use lore_core::catalog::Catalog;
-use lore_core::config::Config;
+use lore_core::config::{Config, RetrievalConfig};
 use lore_core::embed::Embedder;
 use lore_core::index::{Indexes, check_model};
 use lore_core::lang::Lang;
-use lore_core::types::{Chunk, ScoredChunkId};
+use lore_core::types::{Chunk, DocumentRecord, ScoredChunkId};
 use serde::Serialize;
+
+use crate::fusion::{jaccard, reciprocal_rank_fusion, shingles};
 
 pub struct Retriever {
     embedder: Arc<Embedder>,
-    indexes: Indexes,
+    indexes: Arc<Indexes>,
     catalog: Mutex<Catalog>,
+    config: RetrievalConfig,
 }
 
+/// A hit of one engine, with its chunk loaded from the catalog.
 #[derive(Debug, Clone, Serialize)]
 pub struct Hit {
     pub rank: usize,
@@ -37,22 +44,88 @@ pub struct SearchResults {
     pub search_time: Duration,
 }
 
+/// The document a passage comes from, as shown to callers.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentRef {
+    pub id: String,
+    pub title: String,
+    pub source: String,
+    pub path: String,
+}
+
+/// A fused, permitted passage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Passage {
+    pub rank: usize,
+    pub score: f32,
+    pub bm25_rank: Option<usize>,
+    pub dense_rank: Option<usize>,
+    pub dense_score: Option<f32>,
+    pub document: DocumentRef,
+    pub chunk: Chunk,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RetrievalTimings {
+    pub embed_ms: f64,
+    pub bm25_ms: f64,
+    pub dense_ms: f64,
+    pub fusion_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HybridResults {
+    pub query_lang: Lang,
+    pub passages: Vec<Passage>,
+    /// Cosine similarity of the best permitted dense hit (the relevance signal for abstention).
+    pub best_dense_score: Option<f32>,
+    pub timings: RetrievalTimings,
+}
+
+struct Candidates {
+    query_lang: Lang,
+    bm25: Vec<ScoredChunkId>,
+    dense: Vec<ScoredChunkId>,
+    timings: RetrievalTimings,
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 impl Retriever {
     /// Opens the indexes read-only; fails if they were built with another model.
     pub async fn open(config: &Config, embedder: Arc<Embedder>) -> lore_core::Result<Self> {
         let catalog = Catalog::open(&config.catalog_path())?;
         check_model(&catalog, embedder.info(), config)?;
-        let indexes = Indexes::open(config, false).await?;
-        Ok(Retriever { embedder, indexes, catalog: Mutex::new(catalog) })
+        let indexes = Arc::new(Indexes::open(config, false).await?);
+        Ok(Retriever { embedder, indexes, catalog: Mutex::new(catalog), config: config.retrieval.clone() })
     }
 
     pub fn indexes(&self) -> &Indexes {
         &self.indexes
     }
 
-    /// BM25 and dense search, both filtered by `scope` inside their engine, run concurrently.
-    pub async fn search(&self, query: &str, scope: &AccessScope, limit: usize) -> lore_core::Result<SearchResults> {
+    pub fn config(&self) -> &RetrievalConfig {
+        &self.config
+    }
+
+    /// Picks up what another process committed (the keyword index reloads on demand).
+    pub fn reload(&self) -> lore_core::Result<()> {
+        self.indexes.keyword.reload()
+    }
+
+    /// BM25 starts at once; the query is embedded meanwhile, then dense search runs.
+    async fn candidates(&self, query: &str, scope: &AccessScope, limit: usize) -> lore_core::Result<Candidates> {
         let query_lang = Lang::detect(query);
+        let bm25_task = {
+            let indexes = self.indexes.clone();
+            let (query, scope) = (query.to_owned(), scope.clone());
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                indexes.keyword.search(&query, query_lang, &scope, limit).map(|hits| (hits, started.elapsed()))
+            })
+        };
         let started = Instant::now();
         let embedder = self.embedder.clone();
         let owned_query = query.to_owned();
@@ -61,43 +134,121 @@ impl Retriever {
             .map_err(|e| lore_core::Error::Embedding(e.to_string()))??;
         let embed_time = started.elapsed();
         let started = Instant::now();
-        let (bm25, dense) = tokio::join!(
-            async { self.indexes.keyword.search(query, query_lang, scope, limit) },
-            self.indexes.vector.search(vector, scope, limit)
-        );
-        let search_time = started.elapsed();
-        Ok(SearchResults {
+        let dense = self.indexes.vector.search(vector, scope, limit).await?;
+        let dense_time = started.elapsed();
+        let (bm25, bm25_time) =
+            bm25_task.await.map_err(|e| lore_core::Error::Vector(format!("keyword search task: {e}")))??;
+        Ok(Candidates {
             query_lang,
-            bm25: self.hydrate(bm25?, scope)?,
-            dense: self.hydrate(dense?, scope)?,
-            embed_time,
-            search_time,
+            bm25,
+            dense,
+            timings: RetrievalTimings {
+                embed_ms: millis(embed_time),
+                bm25_ms: millis(bm25_time),
+                dense_ms: millis(dense_time),
+                fusion_ms: 0.0,
+            },
         })
     }
 
-    /// Loads chunk texts from the catalog. The ACL check here is a second line of defence:
-    /// the engines already filtered, so a failure is logged as an invariant violation.
-    fn hydrate(&self, hits: Vec<ScoredChunkId>, scope: &AccessScope) -> lore_core::Result<Vec<Hit>> {
+    /// Both engines' rankings separately (what `lore search` prints).
+    pub async fn search(&self, query: &str, scope: &AccessScope, limit: usize) -> lore_core::Result<SearchResults> {
+        let started = Instant::now();
+        let candidates = self.candidates(query, scope, limit).await?;
+        let mut documents = HashMap::new();
+        let hydrate = |hits: &[ScoredChunkId], documents: &mut HashMap<String, Option<DocumentRecord>>| {
+            let loaded = self.load(hits, scope, documents)?;
+            Ok::<_, lore_core::Error>(
+                loaded
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (hit, doc, chunk))| Hit {
+                        rank: i + 1,
+                        score: hit.score,
+                        doc_path: format!("{}/{}", doc.source, doc.path),
+                        chunk,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let bm25 = hydrate(&candidates.bm25, &mut documents)?;
+        let dense = hydrate(&candidates.dense, &mut documents)?;
+        Ok(SearchResults {
+            query_lang: candidates.query_lang,
+            bm25,
+            dense,
+            embed_time: Duration::from_secs_f64(candidates.timings.embed_ms / 1e3),
+            search_time: started.elapsed(),
+        })
+    }
+
+    /// Fused, de-duplicated, per-document-capped passages the caller may read, best first.
+    pub async fn hybrid(&self, query: &str, scope: &AccessScope, limit: usize) -> lore_core::Result<HybridResults> {
+        let c = &self.config;
+        let mut candidates = self.candidates(query, scope, c.candidates.max(limit)).await?;
+        let started = Instant::now();
+        let fused = reciprocal_rank_fusion(&candidates.bm25, &candidates.dense, c.rrf_k, c.bm25_weight, c.dense_weight);
+        let best_dense_score = candidates.dense.first().map(|h| h.score);
+        let hits: Vec<ScoredChunkId> = fused
+            .iter()
+            .map(|f| ScoredChunkId { chunk_id: f.chunk_id.clone(), doc_id: f.doc_id.clone(), score: f.score })
+            .collect();
+        let loaded = self.load(&hits, scope, &mut HashMap::new())?;
+        let by_id: HashMap<&str, &crate::fusion::Fused> = fused.iter().map(|f| (f.chunk_id.as_str(), f)).collect();
+        let mut passages: Vec<Passage> = Vec::new();
+        let mut kept_shingles = Vec::new();
+        let mut per_document: HashMap<String, usize> = HashMap::new();
+        for (hit, doc, chunk) in loaded {
+            if passages.len() == limit {
+                break;
+            }
+            let count = per_document.entry(doc.id.clone()).or_default();
+            if *count >= c.max_chunks_per_document {
+                continue;
+            }
+            let shingle = shingles(&chunk.text);
+            if kept_shingles.iter().any(|kept| jaccard(kept, &shingle) >= c.near_duplicate_threshold) {
+                continue;
+            }
+            *count += 1;
+            kept_shingles.push(shingle);
+            let origin = by_id[hit.chunk_id.as_str()];
+            passages.push(Passage {
+                rank: passages.len() + 1,
+                score: hit.score,
+                bm25_rank: origin.bm25_rank,
+                dense_rank: origin.dense_rank,
+                dense_score: origin.dense_score,
+                document: DocumentRef { id: doc.id, title: doc.title, source: doc.source, path: doc.path },
+                chunk,
+            });
+        }
+        candidates.timings.fusion_ms = millis(started.elapsed());
+        Ok(HybridResults { query_lang: candidates.query_lang, passages, best_dense_score, timings: candidates.timings })
+    }
+
+    /// Loads chunks and their documents from the catalog, in hit order. A hit missing from the
+    /// catalog belongs to an interrupted ingest and is skipped. The ACL check here is a second
+    /// line of defence: the engines already filtered, so a failure is an invariant violation.
+    fn load(
+        &self,
+        hits: &[ScoredChunkId],
+        scope: &AccessScope,
+        documents: &mut HashMap<String, Option<DocumentRecord>>,
+    ) -> lore_core::Result<Vec<(ScoredChunkId, DocumentRecord, Chunk)>> {
         let catalog = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::with_capacity(hits.len());
-        let mut docs = std::collections::HashMap::new();
-        for hit in &hits {
-            // A hit missing from the catalog is a chunk of an interrupted ingest: skip it.
+        for hit in hits {
             let Some(chunk) = catalog.chunks_by_id(std::slice::from_ref(&hit.chunk_id))?.pop() else { continue };
-            if !docs.contains_key(&chunk.doc_id) {
-                docs.insert(chunk.doc_id.clone(), catalog.document(&chunk.doc_id)?);
+            if !documents.contains_key(&chunk.doc_id) {
+                documents.insert(chunk.doc_id.clone(), catalog.document(&chunk.doc_id)?);
             }
-            let Some(doc) = docs.get(&chunk.doc_id).cloned().flatten() else { continue };
+            let Some(doc) = documents[&chunk.doc_id].clone() else { continue };
             if !scope.permits(&doc.acl.to_strings()) {
                 tracing::error!(chunk = %chunk.id, "engine returned a chunk outside the caller's ACL; dropped");
                 continue;
             }
-            out.push(Hit {
-                rank: out.len() + 1,
-                score: hit.score,
-                doc_path: format!("{}/{}", doc.source, doc.path),
-                chunk,
-            });
+            out.push((hit.clone(), doc, chunk));
         }
         Ok(out)
     }

@@ -17,6 +17,81 @@ pub struct Config {
     pub chunking: ChunkingConfig,
     pub vector_store: VectorStoreConfig,
     pub ingest: IngestConfig,
+    pub retrieval: RetrievalConfig,
+    pub server: ServerConfig,
+}
+
+/// Hybrid retrieval: both engines' candidates fused by weighted reciprocal rank.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrievalConfig {
+    /// Candidates each engine returns before fusion.
+    pub candidates: usize,
+    /// The `k` of reciprocal rank fusion: score = Σ weight / (k + rank).
+    pub rrf_k: f32,
+    pub bm25_weight: f32,
+    pub dense_weight: f32,
+    /// At most this many chunks of one document in a result.
+    pub max_chunks_per_document: usize,
+    /// Chunks whose texts overlap this much (Jaccard over word shingles) count as one.
+    pub near_duplicate_threshold: f32,
+    /// Cosine similarity below which the best dense hit counts as "nothing relevant".
+    pub min_dense_score: f32,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        RetrievalConfig {
+            candidates: 40,
+            rrf_k: 60.0,
+            bm25_weight: 1.0,
+            dense_weight: 1.0,
+            max_chunks_per_document: 3,
+            near_duplicate_threshold: 0.9,
+            min_dense_score: 0.35,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address `lore serve` listens on.
+    pub bind: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { bind: "127.0.0.1:8080".into(), max_body_bytes: 256 * 1024, api_keys: Vec::new() }
+    }
+}
+
+/// An API key: only its sha256 is stored. It acts as `user` with the given groups and
+/// departments (the principals `user:<user>`, `group:<g>`, `dept:<d>` and `everyone`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub name: String,
+    /// Lowercase hex sha256 of the key (`lore keys new` prints it).
+    pub sha256: String,
+    pub role: Role,
+    pub user: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub departments: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Employee,
+    Agent,
+    KnowledgeManager,
+    Admin,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,6 +161,8 @@ impl Default for Config {
             chunking: ChunkingConfig::default(),
             vector_store: VectorStoreConfig::Embedded,
             ingest: IngestConfig::default(),
+            retrieval: RetrievalConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -187,6 +264,19 @@ impl Config {
                 "chunking.max_tokens ({}) leaves no room for headings and special tokens within embedding.max_length ({})",
                 c.max_tokens, self.embedding.max_length
             )));
+        }
+        for key in &self.server.api_keys {
+            if key.sha256.len() != 64 || !key.sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                return Err(Error::Config(format!("api key {:?}: sha256 must be 64 lowercase hex digits", key.name)));
+            }
+            crate::acl::PrincipalSet::for_user(&key.user, &key.groups, &key.departments)
+                .map_err(|e| Error::Config(format!("api key {:?}: {e}", key.name)))?;
+        }
+        let r = &self.retrieval;
+        if r.candidates == 0 || r.max_chunks_per_document == 0 || r.rrf_k <= 0.0 {
+            return Err(Error::Config(
+                "retrieval: candidates, max_chunks_per_document and rrf_k must be positive".into(),
+            ));
         }
         if self.embedding.dimension == 0 || self.embedding.batch_size == 0 {
             return Err(Error::Config("embedding.dimension and embedding.batch_size must be positive".into()));

@@ -44,6 +44,17 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Run the HTTP API (`/v1/search`, health, metrics) until Ctrl-C.
+    Serve {
+        /// Address to listen on (default: server.bind from the config, 127.0.0.1:8080).
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// API keys: `lore keys new` prints a new key once and the config entry with its hash.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Search both indexes as a user, with the ACL filter applied.
     Search {
         query: String,
@@ -61,6 +72,24 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    New {
+        #[arg(long)]
+        name: String,
+        /// employee, agent, knowledge_manager or admin.
+        #[arg(long, default_value = "agent")]
+        role: String,
+        /// The user id the key acts as.
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        #[arg(long = "depts", value_delimiter = ',')]
+        departments: Vec<String>,
     },
 }
 
@@ -123,6 +152,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             println!("{}", report.summary_line());
             Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Serve { bind } => {
+            let bind = bind.unwrap_or_else(|| config.server.bind.clone());
+            if config.server.api_keys.is_empty() {
+                eprintln!("warning: no API keys configured ([[server.api_keys]]); every request will be refused");
+            }
+            let embedder = Arc::new(Embedder::load(&config.embedding)?);
+            let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder).await?);
+            let state = Arc::new(lore_chat::http::AppState {
+                retriever,
+                keys: lore_chat::http::ApiKeys::from_config(&config.server.api_keys)?,
+                metrics: Default::default(),
+                max_body_bytes: config.server.max_body_bytes,
+            });
+            let listener =
+                tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+            println!("lore: listening on http://{}", listener.local_addr()?);
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            lore_chat::http::serve(listener, state, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { command: KeysCommand::New { name, role, user, groups, departments } } => {
+            let role: lore_core::config::Role = serde_json::from_value(serde_json::Value::String(role.clone()))
+                .map_err(|_| anyhow::anyhow!("unknown role {role:?}: employee, agent, knowledge_manager or admin"))?;
+            PrincipalSet::for_user(&user, &groups, &departments).context("key principals")?;
+            let (key, hash) = lore_chat::http::new_api_key();
+            eprintln!("New API key (shown once; store it now):\n{key}\n\nAdd to the config file:");
+            let role = serde_json::to_value(role)?.as_str().unwrap_or_default().to_owned();
+            println!(
+                "[[server.api_keys]]\nname = {name:?}\nsha256 = \"{hash}\"\nrole = \"{role}\"\nuser = {user:?}\ngroups = {groups:?}\ndepartments = {departments:?}"
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status { check } => {
             let catalog = Catalog::open(&config.catalog_path())?;

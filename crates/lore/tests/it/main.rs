@@ -3,6 +3,7 @@
 mod compose;
 mod crash;
 mod errors;
+mod http;
 mod search;
 
 use std::path::Path;

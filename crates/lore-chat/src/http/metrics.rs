@@ -1,0 +1,70 @@
+//! Prometheus text-format metrics: request counts and latency by route and status, and
+//! retrieval stage latency.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+const BUCKETS_SECONDS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS_SECONDS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bucket, limit) in self.counts.iter_mut().zip(BUCKETS_SECONDS) {
+            if seconds <= limit {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (count, limit) in self.counts.iter().zip(BUCKETS_SECONDS) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{limit}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{}}} {}", labels.trim_end_matches(','), self.sum);
+        let _ = writeln!(out, "{name}_count{{{}}} {}", labels.trim_end_matches(','), self.count);
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), Histogram>>,
+    stages: Mutex<BTreeMap<&'static str, Histogram>>,
+}
+
+impl Metrics {
+    pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        requests.entry((route.to_owned(), status)).or_default().observe(seconds);
+    }
+
+    pub fn observe_stage(&self, stage: &'static str, seconds: f64) {
+        let mut stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        stages.entry(stage).or_default().observe(seconds);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP lore_http_request_duration_seconds HTTP requests by route and status.\n");
+        out.push_str("# TYPE lore_http_request_duration_seconds histogram\n");
+        for ((route, status), histogram) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let labels = format!("route=\"{route}\",status=\"{status}\",");
+            histogram.render(&mut out, "lore_http_request_duration_seconds", &labels);
+        }
+        out.push_str("# HELP lore_retrieval_stage_duration_seconds Retrieval stages (embed, bm25, dense, fusion).\n");
+        out.push_str("# TYPE lore_retrieval_stage_duration_seconds histogram\n");
+        for (stage, histogram) in self.stages.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            histogram.render(&mut out, "lore_retrieval_stage_duration_seconds", &format!("stage=\"{stage}\","));
+        }
+        out
+    }
+}

@@ -1,0 +1,57 @@
+//! `POST /v1/search`: retrieval only, with the caller's ACL filter.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::{ApiJson, AppState, Caller};
+use crate::retrieval::{HybridResults, Passage};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub query: String,
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+fn default_limit() -> usize {
+    8
+}
+
+pub const MAX_LIMIT: usize = 50;
+
+#[derive(Debug, Serialize)]
+pub struct SearchResponse {
+    pub query_lang: lore_core::lang::Lang,
+    pub results: Vec<Passage>,
+    pub timings: crate::retrieval::RetrievalTimings,
+}
+
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(request): ApiJson<SearchRequest>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let query = request.query.trim();
+    if query.is_empty() {
+        return Err(ApiError::InvalidRequest("`query` must not be empty".into()));
+    }
+    if request.limit == 0 || request.limit > MAX_LIMIT {
+        return Err(ApiError::InvalidRequest(format!("`limit` must be between 1 and {MAX_LIMIT}")));
+    }
+    let HybridResults { query_lang, passages, timings, .. } =
+        state.retriever.hybrid(query, &caller.scope, request.limit).await?;
+    for (stage, ms) in [
+        ("embed", timings.embed_ms),
+        ("bm25", timings.bm25_ms),
+        ("dense", timings.dense_ms),
+        ("fusion", timings.fusion_ms),
+    ] {
+        state.metrics.observe_stage(stage, ms / 1e3);
+    }
+    Ok(Json(SearchResponse { query_lang, results: passages, timings }))
+}

@@ -1,0 +1,221 @@
+//! The HTTP API end to end on a loopback port, with the real model and indexes.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use lore_chat::http::{ApiKeys, AppState, new_api_key};
+use lore_core::config::{ApiKeyConfig, Config, Role};
+use lore_core::embed::Embedder;
+use lore_ingest::{IngestOptions, Ingestor, Source, SourceConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use crate::workspace_root;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    /// (key, groups) per user name.
+    pub keys: Vec<(String, String, Vec<String>)>,
+    _data: tempfile::TempDir,
+}
+
+fn embedder() -> Arc<Embedder> {
+    static EMBEDDER: OnceLock<Arc<Embedder>> = OnceLock::new();
+    EMBEDDER.get_or_init(|| Arc::new(Embedder::load(&Config::default().embedding).unwrap())).clone()
+}
+
+/// Ingests `sources`, then serves them on 127.0.0.1:0 from a background thread for the rest
+/// of the test binary's life.
+pub fn start(sources: Vec<Source>, users: Vec<(String, Vec<String>)>) -> TestServer {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config { data_dir: data.path().join("data"), ..Config::default() };
+    let mut keys = Vec::new();
+    for (user, groups) in users {
+        let (key, sha256) = new_api_key();
+        config.server.api_keys.push(ApiKeyConfig {
+            name: format!("key-{user}"),
+            sha256,
+            role: Role::Agent,
+            user: user.clone(),
+            groups: groups.clone(),
+            departments: vec![],
+        });
+        keys.push((user, key, groups));
+    }
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let mut ingestor = Ingestor::open(config.clone(), embedder()).await.unwrap();
+            let report = ingestor.ingest(&sources, &IngestOptions::default()).await.unwrap();
+            assert!(report.failures.is_empty(), "{:?}", report.failures);
+            drop(ingestor);
+            let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder()).await.unwrap());
+            let state = Arc::new(AppState {
+                retriever,
+                keys: ApiKeys::from_config(&config.server.api_keys).unwrap(),
+                metrics: Default::default(),
+                max_body_bytes: config.server.max_body_bytes,
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            sender.send(listener.local_addr().unwrap()).unwrap();
+            lore_chat::http::serve(listener, state, std::future::pending()).await.unwrap();
+        });
+    });
+    let addr = receiver.recv().expect("server started");
+    TestServer { addr, keys, _data: data }
+}
+
+fn sample_server() -> &'static TestServer {
+    static SERVER: OnceLock<TestServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let sources = SourceConfig::load(&workspace_root().join("ingest/samples.toml")).unwrap().sources;
+        start(
+            sources,
+            vec![
+                ("alice@acme.example".into(), vec!["hr".into()]),
+                ("dana@acme.example".into(), vec!["sales".into()]),
+                ("carlos@acme.example".into(), vec![]),
+            ],
+        )
+    })
+}
+
+fn key_of(server: &TestServer, user: &str) -> String {
+    server.keys.iter().find(|(u, _, _)| u == user).unwrap().1.clone()
+}
+
+async fn post(server: &TestServer, key: Option<&str>, path: &str, body: String) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request =
+        client.post(format!("http://{}{path}", server.addr)).header("content-type", "application/json").body(body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn documents(results: &Value) -> Vec<String> {
+    results["results"].as_array().unwrap().iter().map(|r| r["document"]["path"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn search_is_filtered_by_the_callers_key() {
+    let server = sample_server();
+    let body = json!({"query": "What is the salary range for an Engineer I?", "limit": 5}).to_string();
+    let (status, hr) = post(server, Some(&key_of(server, "alice@acme.example")), "/v1/search", body.clone()).await;
+    assert_eq!(status, 200, "{hr}");
+    assert_eq!(documents(&hr)[0], "hr/salary-bands.md", "{hr}");
+    assert!(hr["results"][0]["chunk"]["text"].as_str().unwrap().contains("Engineer"));
+    for user in ["dana@acme.example", "carlos@acme.example"] {
+        let (status, other) = post(server, Some(&key_of(server, user)), "/v1/search", body.clone()).await;
+        assert_eq!(status, 200);
+        assert!(documents(&other).iter().all(|d| !d.starts_with("hr/")), "{user} saw HR documents: {other}");
+        assert_eq!(other["results"].as_array().unwrap().len(), 5, "top-k must be filled with permitted chunks");
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_stable_codes_and_clear_messages() {
+    let server = sample_server();
+    let key = key_of(server, "carlos@acme.example");
+    let valid = json!({"query": "vacation"}).to_string();
+    let cases: Vec<(Option<&str>, String, u16, &str, &str)> = vec![
+        (None, valid.clone(), 401, "missing_credentials", "Authorization"),
+        (Some("lore_not-a-real-key"), valid.clone(), 401, "invalid_credentials", "API key"),
+        (Some(&key), "{\"query\": ".into(), 400, "invalid_request", "EOF"),
+        (Some(&key), json!({"query": "x", "top": 3}).to_string(), 400, "invalid_request", "unknown field `top`"),
+        (Some(&key), json!({"query": "   "}).to_string(), 400, "invalid_request", "must not be empty"),
+        (Some(&key), json!({"query": "x", "limit": 0}).to_string(), 400, "invalid_request", "between 1 and"),
+        (Some(&key), json!({"query": "x".repeat(300_000)}).to_string(), 413, "payload_too_large", "limit"),
+    ];
+    for (key, body, status, code, message) in cases {
+        let (got_status, got) = post(server, key, "/v1/search", body).await;
+        assert_eq!(got_status, status, "{got}");
+        assert_eq!(got["code"], code, "{got}");
+        assert!(got["message"].as_str().unwrap().contains(message), "{got}");
+    }
+    let (status, body) = post(server, Some(&key), "/v1/nothing-here", "{}".into()).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let server = sample_server();
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("http://{}{path}", server.addr)).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let key = key_of(server, "carlos@acme.example");
+    let (status, _) = post(server, Some(&key), "/v1/search", json!({"query": "travel policy"}).to_string()).await;
+    assert_eq!(status, 200);
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("lore_http_request_duration_seconds_count{route=\"/v1/search\",status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("lore_retrieval_stage_duration_seconds_count{stage=\"dense\"}"), "{metrics}");
+}
+
+/// Random documents with random ACLs, random users: for a thousand (user, query) pairs, no
+/// result lies outside the user's ACL, and k results come back whenever k permitted exist.
+#[tokio::test]
+async fn randomized_permissions_over_http() {
+    let mut rng = StdRng::seed_from_u64(20261126);
+    let groups = ["hr", "sales", "eng", "legal", "ops", "finance"];
+    let topics = ["vacation", "expenses", "laptop", "deployment", "contract", "invoice", "onboarding", "security"];
+    let corpus = tempfile::tempdir().unwrap();
+    let mut acl_of = std::collections::HashMap::new();
+    for d in 0..80 {
+        let mut acl: Vec<String> =
+            groups.iter().filter(|_| rng.random_bool(0.2)).map(|g| format!("group:{g}")).collect();
+        if rng.random_bool(0.1) {
+            acl.push("everyone".into());
+        }
+        if acl.is_empty() {
+            acl.push(format!("user:user{}", rng.random_range(0..12)));
+        }
+        let topic = topics[d % topics.len()];
+        let text = format!(
+            "---\nacl: {acl:?}\n---\n# Note {d} on {topic}\n\nThis note {d} explains the {topic} rules for team {}.\n",
+            rng.random_range(0..100)
+        );
+        let name = format!("note-{d:02}.md");
+        std::fs::write(corpus.path().join(&name), text).unwrap();
+        acl_of.insert(name, acl);
+    }
+    let users: Vec<(String, Vec<String>)> = (0..12)
+        .map(|u| (format!("user{u}"), groups.iter().filter(|_| rng.random_bool(0.3)).map(|g| g.to_string()).collect()))
+        .collect();
+    let server =
+        start(vec![Source { name: "random".into(), path: corpus.path().to_owned(), default_acl: None }], users);
+    let client = reqwest::Client::new();
+    for _ in 0..1000 {
+        let (user, key, user_groups) = &server.keys[rng.random_range(0..server.keys.len())];
+        let k = rng.random_range(1..15);
+        let query = format!("{} rules", topics[rng.random_range(0..topics.len())]);
+        let response = client
+            .post(format!("http://{}/v1/search", server.addr))
+            .bearer_auth(key)
+            .json(&json!({"query": query, "limit": k}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        let principals: Vec<String> = ["everyone".to_owned(), format!("user:{user}")]
+            .into_iter()
+            .chain(user_groups.iter().map(|g| format!("group:{g}")))
+            .collect();
+        let permitted = acl_of.values().filter(|acl| acl.iter().any(|p| principals.contains(p))).count();
+        let paths = documents(&body);
+        for path in &paths {
+            let acl = &acl_of[path];
+            assert!(acl.iter().any(|p| principals.contains(p)), "{user} {principals:?} got {path} with ACL {acl:?}");
+        }
+        assert_eq!(paths.len(), k.min(permitted), "{user}: {k} requested, {permitted} permitted, got {}", paths.len());
+    }
+}
