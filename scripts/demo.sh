@@ -14,5 +14,9 @@ echo; echo "### An employee in sales asks about salary bands (HR-only): nothing 
 "$lore" --data-dir "$data" search "salary range for an Engineer I" --as dana@acme.example --groups sales -k 3
 echo; echo "### An HR partner asks the same"
 "$lore" --data-dir "$data" search "salary range for an Engineer I" --as alice@acme.example --groups hr -k 3
-echo; echo "### Spanish question from any employee"
-"$lore" --data-dir "$data" search "¿Cuántos días de vacaciones tengo?" --as carlos@acme.example -k 3
+echo; echo "### Answers with citations (extractive: no language model configured)"
+"$lore" --data-dir "$data" ask "How many days of paid vacation do I get, and can I carry some over?" --as carlos@acme.example
+echo
+"$lore" --data-dir "$data" ask "¿Cuántos días a la semana puedo teletrabajar?" --as carlos@acme.example
+echo; echo "### A sales employee asks about salary bands: the knowledge base has nothing they may read"
+"$lore" --data-dir "$data" ask "What is the salary range for an Engineer I?" --as dana@acme.example --groups sales

@@ -1,8 +1,12 @@
 //! Retrieval and grounded answers: permission-filtered hybrid search over both indexes,
 //! fusion, and the HTTP service.
 
+pub mod answer;
+pub mod chat;
+pub mod conversations;
 pub mod fusion;
 pub mod http;
 pub mod retrieval;
 
+pub use chat::{ChatAnswer, ChatEngine, ChatError};
 pub use retrieval::{HybridResults, Passage, Retriever, SearchResults};

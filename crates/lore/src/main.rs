@@ -55,6 +55,19 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Answer a question from the command line, through the same pipeline as `/v1/chat`.
+    Ask {
+        question: String,
+        #[arg(long = "as")]
+        user: String,
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        #[arg(long = "depts", value_delimiter = ',')]
+        departments: Vec<String>,
+        /// Print the full JSON response.
+        #[arg(long)]
+        json: bool,
+    },
     /// Search both indexes as a user, with the ACL filter applied.
     Search {
         query: String,
@@ -160,7 +173,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let embedder = Arc::new(Embedder::load(&config.embedding)?);
             let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder).await?);
+            let conversations = lore_chat::conversations::Conversations::open(&config.catalog_path())?;
             let state = Arc::new(lore_chat::http::AppState {
+                chat: Arc::new(lore_chat::ChatEngine::new(retriever.clone(), conversations)),
                 retriever,
                 keys: lore_chat::http::ApiKeys::from_config(&config.server.api_keys)?,
                 metrics: Default::default(),
@@ -220,6 +235,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         println!("consistency:   {problem}");
                     }
                     return Ok(ExitCode::from(1));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ask { question, user, groups, departments, json } => {
+            let scope = AccessScope::principals(
+                PrincipalSet::for_user(&user, &groups, &departments).context("caller principals")?,
+            );
+            let embedder = Arc::new(Embedder::load(&config.embedding)?);
+            let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder).await?);
+            let conversations = lore_chat::conversations::Conversations::open(&config.catalog_path())?;
+            let engine = lore_chat::ChatEngine::new(retriever, conversations);
+            let answer = engine.ask(&user, &scope, &question, None, None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                println!("{}\n", answer.answer);
+                for c in &answer.citations {
+                    let page = c.page.map(|p| format!(", page {p}")).unwrap_or_default();
+                    let heading = c.heading.as_ref().map(|h| format!(" — {h}")).unwrap_or_default();
+                    println!("[{}] {} ({}{page}){heading}", c.marker, c.title, c.source_path);
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -18,6 +18,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("no route for this path")]
     NotFound,
+    #[error("conversation not found")]
+    ConversationNotFound,
     #[error("the service is not ready: {0}")]
     NotReady(String),
     #[error("internal error")]
@@ -38,6 +40,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::NotFound => "not_found",
+            ApiError::ConversationNotFound => "conversation_not_found",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal",
         }
@@ -48,7 +51,7 @@ impl ApiError {
             ApiError::MissingCredentials | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::ConversationNotFound => StatusCode::NOT_FOUND,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -2,6 +2,7 @@
 //! shutdown future resolves, so tests can bind `127.0.0.1:0`.
 
 pub mod auth;
+mod chat;
 pub mod error;
 pub mod metrics;
 mod search;
@@ -26,6 +27,7 @@ use crate::retrieval::Retriever;
 
 pub struct AppState {
     pub retriever: Arc<Retriever>,
+    pub chat: Arc<crate::chat::ChatEngine>,
     pub keys: ApiKeys,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
@@ -35,6 +37,9 @@ pub fn app(state: Arc<AppState>) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
         .route("/v1/search", post(search::search))
+        .route("/v1/chat", post(chat::chat))
+        .route("/v1/conversations", get(chat::list))
+        .route("/v1/conversations/{id}", get(chat::get))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

@@ -158,10 +158,22 @@ impl EdgeIndex {
             .vector("", EdgeVectorParamsBuilder::new(dimension, Distance::Cosine).build())
             .on_disk_payload(false)
             .build();
+        let in_use = |e: qdrant_edge::OperationError| {
+            let message = e.to_string();
+            if message.contains("WouldBlock") {
+                Error::Vector(format!(
+                    "the embedded vector index in {} is open in another Lore process (only one process can use an \
+                     embedded data folder at a time: stop `lore serve` or use a Qdrant server)",
+                    dir.display()
+                ))
+            } else {
+                edge_error(message)
+            }
+        };
         let shard = if existing {
-            EdgeShard::load(dir, None).map_err(edge_error)?
+            EdgeShard::load(dir, None).map_err(in_use)?
         } else {
-            EdgeShard::new(dir, config).map_err(edge_error)?
+            EdgeShard::new(dir, config).map_err(in_use)?
         };
         let stored_dimension = shard.config().vectors.get("").map(|v| v.size);
         if stored_dimension != Some(dimension) {

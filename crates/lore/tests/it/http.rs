@@ -52,7 +52,9 @@ pub fn start(sources: Vec<Source>, users: Vec<(String, Vec<String>)>) -> TestSer
             assert!(report.failures.is_empty(), "{:?}", report.failures);
             drop(ingestor);
             let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder()).await.unwrap());
+            let conversations = lore_chat::conversations::Conversations::open(&config.catalog_path()).unwrap();
             let state = Arc::new(AppState {
+                chat: Arc::new(lore_chat::ChatEngine::new(retriever.clone(), conversations)),
                 retriever,
                 keys: ApiKeys::from_config(&config.server.api_keys).unwrap(),
                 metrics: Default::default(),
@@ -161,7 +163,8 @@ async fn health_readiness_and_metrics() {
 }
 
 /// Random documents with random ACLs, random users: for a thousand (user, query) pairs, no
-/// result lies outside the user's ACL, and k results come back whenever k permitted exist.
+/// search result or chat citation lies outside the user's ACL, and k results come back
+/// whenever k permitted exist.
 #[tokio::test]
 async fn randomized_permissions_over_http() {
     let mut rng = StdRng::seed_from_u64(20261126);
@@ -193,6 +196,7 @@ async fn randomized_permissions_over_http() {
     let server =
         start(vec![Source { name: "random".into(), path: corpus.path().to_owned(), default_acl: None }], users);
     let client = reqwest::Client::new();
+    let mut citations_checked = 0;
     for _ in 0..1000 {
         let (user, key, user_groups) = &server.keys[rng.random_range(0..server.keys.len())];
         let k = rng.random_range(1..15);
@@ -217,5 +221,107 @@ async fn randomized_permissions_over_http() {
             assert!(acl.iter().any(|p| principals.contains(p)), "{user} {principals:?} got {path} with ACL {acl:?}");
         }
         assert_eq!(paths.len(), k.min(permitted), "{user}: {k} requested, {permitted} permitted, got {}", paths.len());
+
+        // Chat citations obey the same ACL.
+        if rng.random_bool(0.2) {
+            let response = client
+                .post(format!("http://{}/v1/chat", server.addr))
+                .bearer_auth(key)
+                .json(&json!({"question": query}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let answer: Value = response.json().await.unwrap();
+            for citation in answer["citations"].as_array().unwrap() {
+                let path = citation["source_path"].as_str().unwrap().trim_start_matches("random/");
+                let acl = &acl_of[path];
+                assert!(acl.iter().any(|p| principals.contains(p)), "chat cited {path} ({acl:?}) to {principals:?}");
+                citations_checked += 1;
+            }
+        }
+    }
+    assert!(citations_checked > 100, "only {citations_checked} chat citations checked");
+}
+
+async fn get_json(server: &TestServer, key: &str, path: &str) -> (u16, Value) {
+    let response =
+        reqwest::Client::new().get(format!("http://{}{path}", server.addr)).bearer_auth(key).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn chat_answers_with_citations_and_keeps_conversations_private() {
+    let server = sample_server();
+    let alice = key_of(server, "alice@acme.example");
+    let dana = key_of(server, "dana@acme.example");
+    let question = json!({"question": "How many days of paid vacation do I get?"}).to_string();
+    let (status, first) = post(server, Some(&alice), "/v1/chat", question).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["kind"], "extracted");
+    assert!(first["answer"].as_str().unwrap().contains("25 days"), "{first}");
+    let citation = &first["citations"][0];
+    assert_eq!(citation["source_path"], "samples/handbook/employee-handbook.md");
+    for field in ["document_id", "title", "snippet", "score", "heading"] {
+        assert!(!citation[field].is_null(), "citation lacks {field}: {citation}");
+    }
+    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+
+    // A follow-up is condensed with the previous question before retrieval.
+    let follow_up = json!({"question": "Can I carry them over?", "conversation_id": conversation}).to_string();
+    let (status, second) = post(server, Some(&alice), "/v1/chat", follow_up.clone()).await;
+    assert_eq!(status, 200, "{second}");
+    assert!(second["standalone_query"].as_str().unwrap().contains("vacation"), "{second}");
+    assert!(second["answer"].as_str().unwrap().contains("carry over"), "{second}");
+
+    let (status, detail) = get_json(server, &alice, &format!("/v1/conversations/{conversation}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["messages"].as_array().unwrap().len(), 4);
+    let (_, list) = get_json(server, &alice, "/v1/conversations").await;
+    assert!(list["conversations"].as_array().unwrap().iter().any(|c| c["id"] == conversation.as_str()));
+
+    // Another user can neither read nor continue it, nor see it listed.
+    let (status, body) = get_json(server, &dana, &format!("/v1/conversations/{conversation}")).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("conversation_not_found")));
+    let (status, body) = post(server, Some(&dana), "/v1/chat", follow_up).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("conversation_not_found")));
+    let (_, list) = get_json(server, &dana, "/v1/conversations").await;
+    assert!(list["conversations"].as_array().unwrap().iter().all(|c| c["id"] != conversation.as_str()));
+}
+
+#[tokio::test]
+async fn chat_abstains_without_citations_and_validates_input() {
+    let server = sample_server();
+    let dana = key_of(server, "dana@acme.example");
+    let (status, answer) = post(
+        server,
+        Some(&dana),
+        "/v1/chat",
+        json!({"question": "What is the salary range for an Engineer I?"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["kind"], "no_answer", "{answer}");
+    assert!(answer["citations"].as_array().unwrap().is_empty());
+
+    let messages = json!({"messages": [
+        {"role": "user", "content": "How many days of paid vacation do I get?"},
+        {"role": "assistant", "content": "25 days."},
+        {"role": "user", "content": "Can I carry them over?"}
+    ]});
+    let (status, answer) = post(server, Some(&dana), "/v1/chat", messages.to_string()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["standalone_query"].as_str().unwrap().contains("vacation"));
+
+    for (body, message) in [
+        (json!({}), "is required"),
+        (json!({"question": "a", "messages": []}), "not both"),
+        (json!({"messages": [{"role": "assistant", "content": "hi"}]}), "role `user`"),
+        (json!({"question": "hi", "stream": true}), "unknown field `stream`"),
+    ] {
+        let (status, error) = post(server, Some(&dana), "/v1/chat", body.to_string()).await;
+        assert_eq!(status, 400, "{error}");
+        assert!(error["message"].as_str().unwrap().contains(message), "{error}");
     }
 }

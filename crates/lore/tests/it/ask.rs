@@ -1,0 +1,116 @@
+//! `lore ask` in extractive mode (no model configured): the sample questions get answers
+//! citing the right document, and questions the knowledge base cannot answer get the
+//! no-answer reply with no citation.
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::{assert_success, lore, workspace_root};
+
+fn data_dir() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        assert_success(&lore(dir.path(), &["ingest", workspace_root().join("ingest/samples.toml").to_str().unwrap()]));
+        dir
+    })
+    .path()
+}
+
+fn ask(groups: &str, question: &str) -> Value {
+    let mut args = vec!["ask", question, "--as", "someone@acme.example", "--json"];
+    if !groups.is_empty() {
+        args.extend(["--groups", groups]);
+    }
+    let output = lore(data_dir(), &args);
+    assert_success(&output);
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn cited(answer: &Value) -> Vec<String> {
+    answer["citations"].as_array().unwrap().iter().map(|c| c["source_path"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn sample_questions_are_answered_with_correct_citations() {
+    // (group, question, expected document, a fact the answer must contain)
+    let cases = [
+        (
+            "",
+            "How many days of paid vacation do I get, and how many can I carry over to next year?",
+            "handbook/employee-handbook.md",
+            "25 days",
+        ),
+        (
+            "",
+            "What is the minimum password length, and do I have to rotate my password?",
+            "policies/security-policy.pdf",
+            "14 characters",
+        ),
+        ("", "Can I fly business class to a customer 5 hours away?", "policies/travel-policy.txt", "economy"),
+        ("hr", "What is the salary range for an Engineer I (L1)?", "hr/salary-bands.md", "$95,000"),
+        ("sales", "Who must approve a 15% discount on a deal?", "sales/sales-playbook.docx", "approv"),
+        (
+            "engineering",
+            "How long do we wait before the database page escalates to the secondary on-call?",
+            "engineering/runbooks/database-failover.md",
+            "15 minutes",
+        ),
+        (
+            "engineering",
+            "What command rolls back the checkout service to a previous release?",
+            "engineering/runbooks/deploy-rollback.html",
+            "checkout",
+        ),
+        (
+            "",
+            "¿Cuántos días a la semana puedo teletrabajar y cuánto me pagan por ello?",
+            "handbook/manual-del-empleado.md",
+            "3 días",
+        ),
+        (
+            "",
+            "¿Cuáles son los niveles de clasificación de la información?",
+            "policies/politica-de-seguridad.pdf",
+            "niveles",
+        ),
+        ("hr", "¿Cuál es la banda salarial de un ingeniero sénior (L3) en España?", "hr/bandas-salariales.md", "€"),
+    ];
+    for (group, question, expected, fact) in cases {
+        let answer = ask(group, question);
+        assert_eq!(answer["kind"], "extracted", "{question}: {answer}");
+        let documents = cited(&answer);
+        assert_eq!(
+            documents.first().map(String::as_str),
+            Some(format!("samples/{expected}").as_str()),
+            "{question}: {answer}"
+        );
+        let text = answer["answer"].as_str().unwrap();
+        assert!(text.contains(fact), "{question}: answer lacks {fact:?}:\n{text}");
+        // Every marker in the text points at a citation, and every citation is used.
+        let markers = answer["citations"].as_array().unwrap().len();
+        for marker in 1..=markers {
+            assert!(text.contains(&format!("[{marker}]")), "citation [{marker}] unused in {text}");
+        }
+        assert!(!text.contains(&format!("[{}]", markers + 1)), "marker without citation in {text}");
+        let lang = if question.starts_with('¿') { "es" } else { "en" };
+        assert_eq!(answer["lang"], lang, "{question}");
+    }
+}
+
+#[test]
+fn questions_outside_the_knowledge_base_get_no_answer_and_no_citation() {
+    for (group, question, reply) in [
+        ("", "What is the capital of Mongolia?", "does not cover"),
+        ("", "Who won the football world cup in 2010?", "does not cover"),
+        ("", "¿Quién ganó el mundial de fútbol de 2010?", "no trata"),
+        // Answerable only from HR documents, which this caller may not read.
+        ("sales", "What is the salary range for an Engineer I (L1)?", "does not cover"),
+    ] {
+        let answer = ask(group, question);
+        assert_eq!(answer["kind"], "no_answer", "{question}: {answer}");
+        assert!(answer["citations"].as_array().unwrap().is_empty(), "{question}: {answer}");
+        assert!(answer["answer"].as_str().unwrap().contains(reply), "{question}: {answer}");
+    }
+}
