@@ -208,8 +208,62 @@ pub fn extractive_answer(question: &str, passages: &[Passage], max_sentences: us
     (lines.join("\n"), citations)
 }
 
+/// Keeps the citation markers `[n]` (also `[n, m]`) that point at one of `context_len`
+/// passages and drops the rest, so a model cannot cite what it was not given. Returns the
+/// cleaned text and the valid markers in order of first use.
+pub fn validate_markers(text: &str, context_len: usize) -> (String, Vec<usize>) {
+    let mut out = String::with_capacity(text.len());
+    let mut used = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(']') else {
+            out.push_str(&rest[open..]);
+            rest = "";
+            break;
+        };
+        let inside = &after[..close];
+        let numbers: Option<Vec<usize>> =
+            inside.split(',').map(|n| n.trim().parse::<usize>().ok()).collect::<Option<Vec<_>>>();
+        match numbers {
+            Some(numbers) if !inside.trim().is_empty() => {
+                let valid: Vec<usize> = numbers.into_iter().filter(|n| (1..=context_len).contains(n)).collect();
+                if !valid.is_empty() {
+                    for n in &valid {
+                        if !used.contains(n) {
+                            used.push(*n);
+                        }
+                    }
+                    let list: Vec<String> = valid.iter().map(|n| n.to_string()).collect();
+                    out.push_str(&format!("[{}]", list.join(", ")));
+                } else {
+                    // An invented marker: drop it and the space before it.
+                    while out.ends_with(' ') {
+                        out.pop();
+                    }
+                }
+            }
+            // Not a citation (e.g. a Markdown link text or a checkbox): keep as written.
+            _ => out.push_str(&rest[open..open + close + 2]),
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    (out, used)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn invented_markers_are_dropped() {
+        let (text, used) = super::validate_markers("Vacation is 25 days [1]. Carry over 5 [7]. Both [2, 9] [x] ok.", 3);
+        assert_eq!(text, "Vacation is 25 days [1]. Carry over 5. Both [2] [x] ok.");
+        assert_eq!(used, [1, 2]);
+        let (text, used) = super::validate_markers("No citations here [4]", 3);
+        assert_eq!((text.as_str(), used.len()), ("No citations here", 0));
+    }
+
     use super::*;
 
     #[test]

@@ -6,6 +6,8 @@ pub mod chat;
 pub mod conversations;
 pub mod fusion;
 pub mod http;
+pub mod prompts;
+pub mod provider;
 pub mod retrieval;
 
 pub use chat::{ChatAnswer, ChatEngine, ChatError};

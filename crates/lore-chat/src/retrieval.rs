@@ -106,6 +106,11 @@ impl Retriever {
         &self.indexes
     }
 
+    /// Tokens of `text` in the embedding model's tokenizer (sizes the model context).
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.embedder.tokenizer().encode(text, false).map(|e| e.len()).unwrap_or(text.len() / 4)
+    }
+
     pub fn config(&self) -> &RetrievalConfig {
         &self.config
     }

@@ -19,6 +19,77 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub retrieval: RetrievalConfig,
     pub server: ServerConfig,
+    pub chat: ChatConfig,
+}
+
+/// Answer generation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// Model providers, tried in order: the first is primary, the rest are fallbacks. Empty:
+    /// answers are extractive.
+    pub providers: Vec<ProviderConfig>,
+    /// Largest context given to the model, in embedding-tokenizer tokens.
+    pub context_token_budget: usize,
+    /// Passages retrieved for an answer (before the token budget cuts).
+    pub context_passages: usize,
+    /// Folder with replacement prompt templates (default: the compiled-in `prompts/`).
+    pub prompts_dir: Option<PathBuf>,
+    /// Company name used in the system prompt.
+    pub company: String,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            providers: Vec::new(),
+            context_token_budget: 1800,
+            context_passages: 8,
+            prompts_dir: None,
+            company: "the company".into(),
+        }
+    }
+}
+
+/// An OpenAI-compatible chat-completions endpoint (OpenAI, Azure OpenAI, vLLM, Ollama,
+/// llama.cpp server).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    /// Base URL up to the API version, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`.
+    pub base_url: String,
+    pub model: String,
+    /// Name of the environment variable holding the API key (keys stay out of config files).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: f64,
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: f64,
+    /// Retries on transient errors (timeouts, 429, 5xx) before moving to the next provider.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// First backoff; doubles on each retry.
+    #[serde(default = "default_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
+fn default_timeout_secs() -> f64 {
+    60.0
+}
+fn default_connect_timeout_secs() -> f64 {
+    5.0
+}
+fn default_max_retries() -> u32 {
+    2
+}
+fn default_backoff_ms() -> u64 {
+    250
 }
 
 /// Hybrid retrieval: both engines' candidates fused by weighted reciprocal rank.
@@ -163,6 +234,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             retrieval: RetrievalConfig::default(),
             server: ServerConfig::default(),
+            chat: ChatConfig::default(),
         }
     }
 }
@@ -235,6 +307,9 @@ impl Config {
         config.data_dir = base.join(&config.data_dir);
         config.embedding.model_dir = base.join(&config.embedding.model_dir);
         config.embedding.onnxruntime_library = base.join(&config.embedding.onnxruntime_library);
+        if let Some(dir) = &config.chat.prompts_dir {
+            config.chat.prompts_dir = Some(base.join(dir));
+        }
         Ok(config)
     }
 

@@ -175,7 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder).await?);
             let conversations = lore_chat::conversations::Conversations::open(&config.catalog_path())?;
             let state = Arc::new(lore_chat::http::AppState {
-                chat: Arc::new(lore_chat::ChatEngine::new(retriever.clone(), conversations)),
+                chat: Arc::new(lore_chat::ChatEngine::new(retriever.clone(), conversations, &config.chat)?),
                 retriever,
                 keys: lore_chat::http::ApiKeys::from_config(&config.server.api_keys)?,
                 metrics: Default::default(),
@@ -246,7 +246,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let embedder = Arc::new(Embedder::load(&config.embedding)?);
             let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder).await?);
             let conversations = lore_chat::conversations::Conversations::open(&config.catalog_path())?;
-            let engine = lore_chat::ChatEngine::new(retriever, conversations);
+            let engine = lore_chat::ChatEngine::new(retriever, conversations, &config.chat)?;
             let answer = engine.ask(&user, &scope, &question, None, None).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);

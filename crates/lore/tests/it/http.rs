@@ -54,7 +54,7 @@ pub fn start(sources: Vec<Source>, users: Vec<(String, Vec<String>)>) -> TestSer
             let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder()).await.unwrap());
             let conversations = lore_chat::conversations::Conversations::open(&config.catalog_path()).unwrap();
             let state = Arc::new(AppState {
-                chat: Arc::new(lore_chat::ChatEngine::new(retriever.clone(), conversations)),
+                chat: Arc::new(lore_chat::ChatEngine::new(retriever.clone(), conversations, &config.chat).unwrap()),
                 retriever,
                 keys: ApiKeys::from_config(&config.server.api_keys).unwrap(),
                 metrics: Default::default(),

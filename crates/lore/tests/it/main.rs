@@ -5,6 +5,7 @@ mod compose;
 mod crash;
 mod errors;
 mod http;
+mod provider;
 mod search;
 
 use std::path::Path;

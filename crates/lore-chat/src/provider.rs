@@ -1,0 +1,185 @@
+//! Model providers: any OpenAI-compatible chat-completions endpoint through `async-openai`,
+//! in a chain: the primary, then fallbacks. Transient errors (timeouts, connection failures,
+//! 408, 429, 5xx) are retried with exponential backoff before moving on; permanent ones
+//! (other 4xx, malformed responses) move on at once.
+
+use std::time::Duration;
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::middleware::ReqwestService;
+use async_openai::types::chat::{
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+    CreateChatCompletionRequestArgs,
+};
+use lore_core::config::ProviderConfig;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Worth retrying: timeouts, connection failures, 408, 429, 5xx.
+    Transient,
+    /// The request was too long for the model's context window.
+    ContextTooLong,
+    /// Retrying the same request will not help (bad key, bad request, malformed reply).
+    Permanent,
+}
+
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[error("{provider}: {kind:?}: {message}")]
+pub struct ProviderError {
+    pub provider: String,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Completion {
+    pub text: String,
+    pub provider: String,
+    pub model: String,
+    pub usage: Option<Usage>,
+    /// Attempts made across the chain, including failed ones.
+    pub attempts: u32,
+}
+
+struct Provider {
+    config: ProviderConfig,
+    client: Client<OpenAIConfig>,
+}
+
+pub struct ProviderChain {
+    providers: Vec<Provider>,
+}
+
+pub fn classify(error: &OpenAIError) -> ErrorKind {
+    match error {
+        OpenAIError::Reqwest(e) if e.is_timeout() || e.is_connect() || e.is_request() => ErrorKind::Transient,
+        OpenAIError::Reqwest(e) => match e.status() {
+            Some(status) if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 => {
+                ErrorKind::Transient
+            }
+            Some(_) => ErrorKind::Permanent,
+            None => ErrorKind::Transient,
+        },
+        OpenAIError::ApiError(response) => {
+            let status = response.status_code.as_u16();
+            let code = response.api_error.code.as_deref().unwrap_or_default();
+            if code == "context_length_exceeded" || response.api_error.message.contains("maximum context length") {
+                ErrorKind::ContextTooLong
+            } else if status == 408 || status == 429 || status >= 500 {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::Permanent
+            }
+        }
+        OpenAIError::StreamError(_) => ErrorKind::Transient,
+        _ => ErrorKind::Permanent,
+    }
+}
+
+impl ProviderChain {
+    pub fn new(configs: &[ProviderConfig]) -> Result<Self, lore_core::Error> {
+        let mut providers = Vec::with_capacity(configs.len());
+        for config in configs {
+            let mut openai = OpenAIConfig::new().with_api_base(config.base_url.trim_end_matches('/'));
+            if let Some(variable) = &config.api_key_env {
+                let key = std::env::var(variable).map_err(|_| {
+                    lore_core::Error::Config(format!(
+                        "provider {:?}: environment variable {variable} (api_key_env) is not set",
+                        config.name
+                    ))
+                })?;
+                openai = openai.with_api_key(key);
+            }
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs_f64(config.timeout_secs))
+                .connect_timeout(Duration::from_secs_f64(config.connect_timeout_secs))
+                .build()
+                .map_err(|e| lore_core::Error::Config(format!("provider {:?}: {e}", config.name)))?;
+            // async-openai's default transport retries 429/5xx by itself; this chain decides
+            // retries (and moves to fallbacks), so the client gets the bare transport.
+            let client = Client::with_config(openai).with_http_service(ReqwestService::new(http));
+            providers.push(Provider { config: config.clone(), client });
+        }
+        Ok(ProviderChain { providers })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+
+    /// Runs the chain. Returns every error met when all providers failed.
+    pub async fn complete(&self, system: &str, user: &str) -> Result<Completion, Vec<ProviderError>> {
+        let mut errors = Vec::new();
+        let mut attempts = 0;
+        for provider in &self.providers {
+            let config = &provider.config;
+            let mut backoff = Duration::from_millis(config.initial_backoff_ms);
+            for attempt in 0..=config.max_retries {
+                attempts += 1;
+                match provider.complete_once(system, user).await {
+                    Ok(mut completion) => {
+                        completion.attempts = attempts;
+                        return Ok(completion);
+                    }
+                    Err(error) => {
+                        tracing::warn!(provider = %config.name, attempt, kind = ?error.kind, message = %error.message, "model call failed");
+                        let retry = error.kind == ErrorKind::Transient && attempt < config.max_retries;
+                        errors.push(error);
+                        if !retry {
+                            break;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                }
+            }
+        }
+        Err(errors)
+    }
+}
+
+impl Provider {
+    async fn complete_once(&self, system: &str, user: &str) -> Result<Completion, ProviderError> {
+        let config = &self.config;
+        let fail = |kind, message: String| ProviderError { provider: config.name.clone(), kind, message };
+        let messages = vec![
+            ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage::from(system)),
+            ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage::from(user)),
+        ];
+        let mut request = CreateChatCompletionRequestArgs::default();
+        request.model(&config.model).messages(messages);
+        if let Some(temperature) = config.temperature {
+            request.temperature(temperature);
+        }
+        if let Some(max_tokens) = config.max_tokens {
+            request.max_completion_tokens(max_tokens);
+        }
+        let request = request.build().map_err(|e| fail(ErrorKind::Permanent, e.to_string()))?;
+        let response = self.client.chat().create(request).await.map_err(|e| fail(classify(&e), e.to_string()))?;
+        let text = response
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|choice| choice.message.content)
+            .ok_or_else(|| fail(ErrorKind::Permanent, "reply has no message content".into()))?;
+        Ok(Completion {
+            text,
+            provider: config.name.clone(),
+            model: response.model,
+            usage: response
+                .usage
+                .map(|u| Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
+            attempts: 0,
+        })
+    }
+}
