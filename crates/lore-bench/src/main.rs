@@ -139,7 +139,9 @@ async fn search(
         one(i).await?; // warm-up
     }
     let mut rows = Vec::new();
-    println!("| concurrency | requests | p50 ms | p95 ms | p99 ms | req/s | embed ms | bm25 ms | dense ms | fusion ms |");
+    println!(
+        "| concurrency | requests | p50 ms | p95 ms | p99 ms | req/s | embed ms | bm25 ms | dense ms | fusion ms |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for &level in &levels {
         let started = Instant::now();
@@ -168,7 +170,9 @@ async fn search(
         let mut latencies: Vec<f64> = samples.iter().map(|(ms, _)| *ms).collect();
         latencies.sort_by(f64::total_cmp);
         let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];
-        let mean = |field: &str| samples.iter().map(|(_, t)| t[field].as_f64().unwrap_or(0.0)).sum::<f64>() / samples.len() as f64;
+        let mean = |field: &str| {
+            samples.iter().map(|(_, t)| t[field].as_f64().unwrap_or(0.0)).sum::<f64>() / samples.len() as f64
+        };
         let row = serde_json::json!({
             "concurrency": level, "requests": samples.len(),
             "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
@@ -178,8 +182,15 @@ async fn search(
         });
         println!(
             "| {level} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
-            samples.len(), pct(0.50), pct(0.95), pct(0.99), samples.len() as f64 / wall,
-            mean("embed_ms"), mean("bm25_ms"), mean("dense_ms"), mean("fusion_ms")
+            samples.len(),
+            pct(0.50),
+            pct(0.95),
+            pct(0.99),
+            samples.len() as f64 / wall,
+            mean("embed_ms"),
+            mean("bm25_ms"),
+            mean("dense_ms"),
+            mean("fusion_ms")
         );
         rows.push(row);
     }

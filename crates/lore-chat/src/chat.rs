@@ -160,6 +160,159 @@ impl ChatEngine {
         conversation_id: Option<&str>,
         earlier_question: Option<&str>,
     ) -> Result<ChatAnswer, ChatError> {
+        let mut prepared = self.prepare(user, scope, question, conversation_id, earlier_question).await?;
+        let outcome = match prepared.generation.take() {
+            None => prepared.fallback(Vec::new()),
+            Some(generation) => {
+                let started = Instant::now();
+                let result = self.providers.complete(&generation.system, &generation.user).await;
+                prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
+                match result {
+                    Ok(completion) => {
+                        let (text, used) = validate_markers(&completion.text, generation.context.passages.len());
+                        Outcome {
+                            kind: AnswerKind::Generated,
+                            citations: generation.citations(&used),
+                            answer: text,
+                            prompt_version: Some(self.prompts.answer_version()),
+                            model: Some(completion.model),
+                            usage: completion.usage,
+                            provider_errors: Vec::new(),
+                        }
+                    }
+                    Err(errors) => prepared.fallback(errors),
+                }
+            }
+        };
+        self.finish(prepared, outcome)
+    }
+
+    /// Streaming variant: events go to `events` as they happen — metadata (with the passages
+    /// the answer may cite) first, then answer deltas, then the final answer. Returns when the
+    /// answer is complete or as soon as `events` is closed (the client went away), which drops
+    /// the provider stream and so cancels generation.
+    pub async fn ask_streaming(
+        &self,
+        user: &str,
+        scope: &AccessScope,
+        question: &str,
+        conversation_id: Option<&str>,
+        earlier_question: Option<&str>,
+        events: tokio::sync::mpsc::Sender<ChatEvent>,
+    ) -> Result<(), ChatError> {
+        use futures::StreamExt;
+        let mut prepared = self.prepare(user, scope, question, conversation_id, earlier_question).await?;
+        let Some(generation) = prepared.generation.take() else {
+            let outcome = prepared.fallback(Vec::new());
+            return self.send_whole(prepared, outcome, &events).await;
+        };
+        let started = Instant::now();
+        let stream = self.providers.stream(&generation.system, &generation.user).await;
+        let mut started_stream = match stream {
+            Ok(stream) => stream,
+            Err(errors) => {
+                prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
+                let outcome = prepared.fallback(errors);
+                return self.send_whole(prepared, outcome, &events).await;
+            }
+        };
+        let sources: Vec<Citation> = (1..=generation.context.passages.len())
+            .map(|n| Citation::from_passage(n, &generation.context.passages[n - 1]))
+            .collect();
+        let metadata = StreamMetadata {
+            kind: AnswerKind::Generated,
+            standalone_query: prepared.standalone_query.clone(),
+            lang: prepared.lang,
+            sources,
+            prompt_version: Some(self.prompts.answer_version()),
+            model: Some(started_stream.model.clone()),
+        };
+        if events.send(ChatEvent::Metadata(metadata)).await.is_err() {
+            return Ok(());
+        }
+        let mut filter = MarkerFilter::new(generation.context.passages.len());
+        let mut answer = String::new();
+        let mut interrupted = None;
+        let mut next = Some(started_stream.first.clone());
+        loop {
+            if let Some(text) = next.take() {
+                let clean = filter.push(&text);
+                if !clean.is_empty() {
+                    answer.push_str(&clean);
+                    if events.send(ChatEvent::Delta(clean)).await.is_err() {
+                        return Ok(()); // client gone: dropping the stream cancels generation
+                    }
+                }
+            }
+            let item = tokio::select! {
+                item = started_stream.rest.next() => item,
+                () = events.closed() => return Ok(()),
+            };
+            match item {
+                Some(Ok(text)) => next = Some(text),
+                Some(Err(error)) => {
+                    interrupted = Some(error);
+                    break;
+                }
+                None => break,
+            }
+        }
+        let tail = filter.finish();
+        if !tail.is_empty() {
+            answer.push_str(&tail);
+            if events.send(ChatEvent::Delta(tail)).await.is_err() {
+                return Ok(());
+            }
+        }
+        prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
+        let outcome = Outcome {
+            kind: AnswerKind::Generated,
+            citations: generation.citations(&filter.used),
+            answer,
+            prompt_version: Some(self.prompts.answer_version()),
+            model: Some(started_stream.model),
+            usage: None,
+            provider_errors: interrupted.into_iter().collect(),
+        };
+        let answer = self.finish(prepared, outcome)?;
+        let _ = events.send(ChatEvent::Final(Box::new(answer))).await;
+        Ok(())
+    }
+
+    async fn send_whole(
+        &self,
+        prepared: Prepared,
+        outcome: Outcome,
+        events: &tokio::sync::mpsc::Sender<ChatEvent>,
+    ) -> Result<(), ChatError> {
+        let metadata = StreamMetadata {
+            kind: outcome.kind,
+            standalone_query: prepared.standalone_query.clone(),
+            lang: prepared.lang,
+            sources: outcome.citations.clone(),
+            prompt_version: outcome.prompt_version.clone(),
+            model: outcome.model.clone(),
+        };
+        let delta = outcome.answer.clone();
+        let answer = self.finish(prepared, outcome)?;
+        for event in [ChatEvent::Metadata(metadata), ChatEvent::Delta(delta), ChatEvent::Final(Box::new(answer))] {
+            if events.send(event).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything before generation: ownership check, condensation, retrieval, abstention and
+    /// the extractive answer (used when there is no model or every provider fails).
+    async fn prepare(
+        &self,
+        user: &str,
+        scope: &AccessScope,
+        question: &str,
+        conversation_id: Option<&str>,
+        earlier_question: Option<&str>,
+    ) -> Result<Prepared, ChatError> {
         let started = Instant::now();
         let previous = match conversation_id {
             Some(id) => {
@@ -168,7 +321,7 @@ impl ChatEngine {
             }
             None => earlier_question.map(str::to_owned),
         };
-        let (standalone_query, mut generation_ms) = self.standalone_query(previous.as_deref(), question).await;
+        let (standalone_query, generation_ms) = self.standalone_query(previous.as_deref(), question).await;
         let lang = Lang::detect(question);
         let retrieved = self.retriever.hybrid(&standalone_query, scope, self.config.context_passages).await?;
         let relevant = retrieved.best_dense_score.is_some_and(|score| score >= self.retriever.config().min_dense_score)
@@ -182,80 +335,184 @@ impl ChatEngine {
         } else {
             None
         };
-        let mut prompt_version = None;
-        let mut model = None;
-        let mut usage = None;
-        let mut provider_errors = Vec::new();
-        let (kind, answer, citations) = match extracted {
-            None => (AnswerKind::NoAnswer, no_answer_text(lang).to_owned(), Vec::new()),
-            Some((body, citations)) => {
-                let generated = if self.providers.is_empty() {
-                    None
-                } else {
-                    let context = self.context(&retrieved.passages);
-                    let language = match lang {
-                        Lang::En => "English",
-                        Lang::Es => "Spanish",
-                    };
-                    let system = self.prompts.system.render(&[("company", &self.config.company)])?;
-                    let user = self.prompts.answer.render(&[
-                        ("language", language),
-                        ("context", &context.text),
-                        ("question", question),
-                    ])?;
-                    let started = Instant::now();
-                    let result = self.providers.complete(&system, &user).await;
-                    generation_ms += started.elapsed().as_secs_f64() * 1e3;
-                    match result {
-                        Ok(completion) => Some((completion, context)),
-                        Err(errors) => {
-                            provider_errors = errors;
-                            None
-                        }
-                    }
+        let generation = match &extracted {
+            Some(_) if !self.providers.is_empty() => {
+                let context = self.context(&retrieved.passages);
+                let language = match lang {
+                    Lang::En => "English",
+                    Lang::Es => "Spanish",
                 };
-                match generated {
-                    Some((completion, context)) => {
-                        let (text, used) = validate_markers(&completion.text, context.passages.len());
-                        let citations =
-                            used.iter().map(|&n| Citation::from_passage(n, &context.passages[n - 1])).collect();
-                        prompt_version = Some(self.prompts.answer_version());
-                        model = Some(completion.model);
-                        usage = completion.usage;
-                        (AnswerKind::Generated, text, citations)
-                    }
-                    None => (AnswerKind::Extracted, format!("{}\n\n{body}", extracted_label(lang)), citations),
-                }
+                let system = self.prompts.system.render(&[("company", &self.config.company)])?;
+                let user_prompt = self.prompts.answer.render(&[
+                    ("language", language),
+                    ("context", &context.text),
+                    ("question", question),
+                ])?;
+                Some(Generation { context, system, user: user_prompt })
             }
+            _ => None,
         };
+        Ok(Prepared {
+            started,
+            user: user.to_owned(),
+            question: question.to_owned(),
+            conversation_id: conversation_id.map(str::to_owned),
+            standalone_query,
+            lang,
+            timings: retrieved.timings,
+            extracted,
+            generation,
+            generation_ms,
+        })
+    }
 
+    /// Stores the exchange in the conversation and assembles the response.
+    fn finish(&self, prepared: Prepared, outcome: Outcome) -> Result<ChatAnswer, ChatError> {
         let conversation_id = {
             let store = self.conversations();
-            let id = match conversation_id {
-                Some(id) => id.to_owned(),
-                None => store.create(user, question)?,
+            let id = match &prepared.conversation_id {
+                Some(id) => id.clone(),
+                None => store.create(&prepared.user, &prepared.question)?,
             };
-            store.append(&id, "user", question, &serde_json::Value::Array(vec![]))?;
-            store.append(&id, "assistant", &answer, &serde_json::to_value(&citations).unwrap_or_default())?;
+            store.append(&id, "user", &prepared.question, &serde_json::Value::Array(vec![]))?;
+            store.append(
+                &id,
+                "assistant",
+                &outcome.answer,
+                &serde_json::to_value(&outcome.citations).unwrap_or_default(),
+            )?;
             id
         };
         Ok(ChatAnswer {
             conversation_id,
-            kind,
-            answer,
-            citations,
-            standalone_query,
-            lang,
-            prompt_version,
-            model,
-            usage,
-            provider_errors,
+            kind: outcome.kind,
+            answer: outcome.answer,
+            citations: outcome.citations,
+            standalone_query: prepared.standalone_query,
+            lang: prepared.lang,
+            prompt_version: outcome.prompt_version,
+            model: outcome.model,
+            usage: outcome.usage,
+            provider_errors: outcome.provider_errors,
             timings: ChatTimings {
-                retrieval: retrieved.timings,
-                generation_ms,
-                total_ms: started.elapsed().as_secs_f64() * 1e3,
+                retrieval: prepared.timings,
+                generation_ms: prepared.generation_ms,
+                total_ms: prepared.started.elapsed().as_secs_f64() * 1e3,
             },
         })
+    }
+}
+
+struct Generation {
+    context: Context,
+    system: String,
+    user: String,
+}
+
+impl Generation {
+    fn citations(&self, used: &[usize]) -> Vec<Citation> {
+        used.iter().map(|&n| Citation::from_passage(n, &self.context.passages[n - 1])).collect()
+    }
+}
+
+struct Prepared {
+    started: Instant,
+    user: String,
+    question: String,
+    conversation_id: Option<String>,
+    standalone_query: String,
+    lang: Lang,
+    timings: RetrievalTimings,
+    extracted: Option<(String, Vec<Citation>)>,
+    generation: Option<Generation>,
+    generation_ms: f64,
+}
+
+impl Prepared {
+    /// The extracted answer, or the no-answer reply when nothing relevant was found.
+    fn fallback(&mut self, provider_errors: Vec<ProviderError>) -> Outcome {
+        let (kind, answer, citations) = match self.extracted.take() {
+            Some((body, citations)) => {
+                (AnswerKind::Extracted, format!("{}\n\n{body}", extracted_label(self.lang)), citations)
+            }
+            None => (AnswerKind::NoAnswer, no_answer_text(self.lang).to_owned(), Vec::new()),
+        };
+        Outcome { kind, answer, citations, prompt_version: None, model: None, usage: None, provider_errors }
+    }
+}
+
+struct Outcome {
+    kind: AnswerKind,
+    answer: String,
+    citations: Vec<Citation>,
+    prompt_version: Option<String>,
+    model: Option<String>,
+    usage: Option<Usage>,
+    provider_errors: Vec<ProviderError>,
+}
+
+/// What a streamed answer announces before its text.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamMetadata {
+    pub kind: AnswerKind,
+    pub standalone_query: String,
+    pub lang: Lang,
+    /// The passages the answer may cite, numbered as its markers (for a generated answer:
+    /// the context given to the model).
+    pub sources: Vec<Citation>,
+    pub prompt_version: Option<String>,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChatEvent {
+    Metadata(StreamMetadata),
+    Delta(String),
+    Final(Box<ChatAnswer>),
+    /// The pipeline failed after the stream started (the message is safe to show).
+    Failed(String),
+}
+
+/// Removes invented citation markers from streamed text. Text after an unclosed `[` (and the
+/// whitespace before it) is held back until the bracket closes, so every emitted delta is
+/// final: the concatenated deltas equal the final answer.
+pub struct MarkerFilter {
+    pending: String,
+    context_len: usize,
+    pub used: Vec<usize>,
+}
+
+impl MarkerFilter {
+    pub fn new(context_len: usize) -> Self {
+        MarkerFilter { pending: String::new(), context_len, used: Vec::new() }
+    }
+
+    pub fn push(&mut self, text: &str) -> String {
+        self.pending.push_str(text);
+        let open = self.pending.rfind('[').filter(|&i| !self.pending[i..].contains(']'));
+        let mut cut = match open {
+            // Give up holding a bracket that is clearly not a citation marker.
+            Some(i) if self.pending.len() - i <= 12 => i,
+            _ => self.pending.len(),
+        };
+        cut = self.pending[..cut].trim_end().len();
+        let ready: String = self.pending.drain(..cut).collect();
+        self.validate(&ready)
+    }
+
+    pub fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.pending);
+        self.validate(&rest)
+    }
+
+    fn validate(&mut self, text: &str) -> String {
+        let (clean, used) = validate_markers(text, self.context_len);
+        for n in used {
+            if !self.used.contains(&n) {
+                self.used.push(n);
+            }
+        }
+        clean
     }
 }
 
@@ -300,7 +557,24 @@ pub fn condense(previous: Option<&str>, question: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::condense;
+    use super::{MarkerFilter, condense};
+    use crate::answer::validate_markers;
+
+    #[test]
+    fn streamed_deltas_add_up_to_the_validated_answer() {
+        let raw = "Vacation is 25 days [1]. Carry over 5 [7]. See [2, 9] and [a link](x).";
+        for split in 1..raw.len() {
+            if !raw.is_char_boundary(split) {
+                continue;
+            }
+            let mut filter = MarkerFilter::new(3);
+            let mut out = filter.push(&raw[..split]);
+            out.push_str(&filter.push(&raw[split..]));
+            out.push_str(&filter.finish());
+            assert_eq!(out, validate_markers(raw, 3).0, "split at {split}");
+            assert_eq!(filter.used, [1, 2]);
+        }
+    }
 
     #[test]
     fn follow_ups_are_joined_to_the_previous_question() {

@@ -148,10 +148,56 @@ impl ProviderChain {
     }
 }
 
+/// A started streaming completion: the first content already arrived, the rest follows.
+pub struct StartedStream {
+    pub provider: String,
+    pub model: String,
+    pub first: String,
+    pub rest: futures::stream::BoxStream<'static, Result<String, ProviderError>>,
+    pub attempts: u32,
+}
+
+impl ProviderChain {
+    /// Like [`complete`](Self::complete) but streaming. A provider counts as answering once its
+    /// first chunk arrived; failures before that are retried and fall back as usual. Dropping
+    /// the returned stream closes the connection to the provider (cancels generation).
+    pub async fn stream(&self, system: &str, user: &str) -> Result<StartedStream, Vec<ProviderError>> {
+        let mut errors = Vec::new();
+        let mut attempts = 0;
+        for provider in &self.providers {
+            let config = &provider.config;
+            let mut backoff = Duration::from_millis(config.initial_backoff_ms);
+            for attempt in 0..=config.max_retries {
+                attempts += 1;
+                match provider.start_stream(system, user).await {
+                    Ok(mut started) => {
+                        started.attempts = attempts;
+                        return Ok(started);
+                    }
+                    Err(error) => {
+                        tracing::warn!(provider = %config.name, attempt, kind = ?error.kind, message = %error.message, "model stream failed to start");
+                        let retry = error.kind == ErrorKind::Transient && attempt < config.max_retries;
+                        errors.push(error);
+                        if !retry {
+                            break;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                }
+            }
+        }
+        Err(errors)
+    }
+}
+
 impl Provider {
-    async fn complete_once(&self, system: &str, user: &str) -> Result<Completion, ProviderError> {
+    fn request(
+        &self,
+        system: &str,
+        user: &str,
+    ) -> Result<async_openai::types::chat::CreateChatCompletionRequest, ProviderError> {
         let config = &self.config;
-        let fail = |kind, message: String| ProviderError { provider: config.name.clone(), kind, message };
         let messages = vec![
             ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage::from(system)),
             ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage::from(user)),
@@ -164,7 +210,54 @@ impl Provider {
         if let Some(max_tokens) = config.max_tokens {
             request.max_completion_tokens(max_tokens);
         }
-        let request = request.build().map_err(|e| fail(ErrorKind::Permanent, e.to_string()))?;
+        request.build().map_err(|e| ProviderError {
+            provider: config.name.clone(),
+            kind: ErrorKind::Permanent,
+            message: e.to_string(),
+        })
+    }
+
+    async fn start_stream(&self, system: &str, user: &str) -> Result<StartedStream, ProviderError> {
+        use futures::StreamExt;
+        let name = self.config.name.clone();
+        let fail = |kind, message: String| ProviderError { provider: name.clone(), kind, message };
+        let request = self.request(system, user)?;
+        let mut stream =
+            self.client.chat().create_stream(request).await.map_err(|e| fail(classify(&e), e.to_string()))?;
+        // Skip role-only chunks until the first content arrives.
+        let (first, model) = loop {
+            match stream.next().await {
+                Some(Ok(chunk)) => {
+                    let model = chunk.model.clone();
+                    if let Some(text) = chunk.choices.into_iter().next().and_then(|c| c.delta.content)
+                        && !text.is_empty()
+                    {
+                        break (text, model);
+                    }
+                }
+                Some(Err(e)) => return Err(fail(classify(&e), e.to_string())),
+                None => return Err(fail(ErrorKind::Permanent, "stream ended before any content".into())),
+            }
+        };
+        let provider = self.config.name.clone();
+        let rest = stream
+            .filter_map(move |item| {
+                let provider = provider.clone();
+                async move {
+                    match item {
+                        Ok(chunk) => chunk.choices.into_iter().next().and_then(|c| c.delta.content).map(Ok),
+                        Err(e) => Some(Err(ProviderError { provider, kind: classify(&e), message: e.to_string() })),
+                    }
+                }
+            })
+            .boxed();
+        Ok(StartedStream { provider: self.config.name.clone(), model, first, rest, attempts: 0 })
+    }
+
+    async fn complete_once(&self, system: &str, user: &str) -> Result<Completion, ProviderError> {
+        let config = &self.config;
+        let fail = |kind, message: String| ProviderError { provider: config.name.clone(), kind, message };
+        let request = self.request(system, user)?;
         let response = self.client.chat().create(request).await.map_err(|e| fail(classify(&e), e.to_string()))?;
         let text = response
             .choices

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::{ApiJson, AppState, Caller};
-use crate::chat::{ChatAnswer, ChatError};
+use crate::chat::{ChatError, ChatEvent};
 use crate::conversations::{ConversationSummary, Message};
 
 #[derive(Debug, Deserialize)]
@@ -20,6 +21,9 @@ pub struct ChatRequest {
     pub messages: Option<Vec<ChatMessage>>,
     /// Continue one of the caller's conversations.
     pub conversation_id: Option<String>,
+    /// Answer as Server-Sent Events: `metadata`, then `delta`s, then `final` (or `error`).
+    #[serde(default)]
+    pub stream: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,7 +49,7 @@ pub async fn chat(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     ApiJson(request): ApiJson<ChatRequest>,
-) -> Result<Json<ChatAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     let (question, earlier) = match (request.question, request.messages) {
         (Some(question), None) => (question, None),
         (None, Some(messages)) => {
@@ -63,22 +67,75 @@ pub async fn chat(
         }
         (None, None) => return Err(ApiError::InvalidRequest("`question` (or `messages`) is required".into())),
     };
-    let question = question.trim();
+    let question = question.trim().to_owned();
     if question.is_empty() {
         return Err(ApiError::InvalidRequest("the question must not be empty".into()));
     }
     if question.chars().count() > MAX_QUESTION_CHARS {
         return Err(ApiError::InvalidRequest(format!("the question is longer than {MAX_QUESTION_CHARS} characters")));
     }
+    if request.stream {
+        return stream_answer(state, caller, question, request.conversation_id, earlier).await;
+    }
     let answer = state
         .chat
-        .ask(&caller.user, &caller.scope, question, request.conversation_id.as_deref(), earlier.as_deref())
+        .ask(&caller.user, &caller.scope, &question, request.conversation_id.as_deref(), earlier.as_deref())
         .await?;
     let r = &answer.timings.retrieval;
     for (stage, ms) in [("embed", r.embed_ms), ("bm25", r.bm25_ms), ("dense", r.dense_ms), ("fusion", r.fusion_ms)] {
         state.metrics.observe_stage(stage, ms / 1e3);
     }
-    Ok(Json(answer))
+    Ok(Json(answer).into_response())
+}
+
+async fn stream_answer(
+    state: Arc<AppState>,
+    caller: Caller,
+    question: String,
+    conversation_id: Option<String>,
+    earlier: Option<String>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    // Checked before the stream starts, so a foreign conversation is a plain 404.
+    if let Some(id) = &conversation_id
+        && !state.chat.conversations().owned_by(id, &caller.user).map_err(ChatError::from)?
+    {
+        return Err(ApiError::ConversationNotFound);
+    }
+    let (sender, receiver) = tokio::sync::mpsc::channel::<ChatEvent>(32);
+    let engine = state.chat.clone();
+    tokio::spawn(async move {
+        let result = engine
+            .ask_streaming(
+                &caller.user,
+                &caller.scope,
+                &question,
+                conversation_id.as_deref(),
+                earlier.as_deref(),
+                sender.clone(),
+            )
+            .await;
+        if let Err(error) = result {
+            tracing::error!(%error, "streamed answer failed");
+            let _ = sender.send(ChatEvent::Failed("the answer could not be completed".into())).await;
+        }
+    });
+    let events = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|event| (event, receiver))
+    })
+    .map(|event| {
+        let sse = match event {
+            ChatEvent::Metadata(metadata) => Event::default().event("metadata").json_data(metadata),
+            ChatEvent::Delta(text) => Event::default().event("delta").json_data(serde_json::json!({ "text": text })),
+            ChatEvent::Final(answer) => Event::default().event("final").json_data(answer),
+            ChatEvent::Failed(message) => {
+                Event::default().event("error").json_data(serde_json::json!({ "code": "internal", "message": message }))
+            }
+        };
+        Ok::<_, std::convert::Infallible>(sse.unwrap_or_else(|_| Event::default().event("error")))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
 
 #[derive(Serialize)]

@@ -318,10 +318,40 @@ async fn chat_abstains_without_citations_and_validates_input() {
         (json!({}), "is required"),
         (json!({"question": "a", "messages": []}), "not both"),
         (json!({"messages": [{"role": "assistant", "content": "hi"}]}), "role `user`"),
-        (json!({"question": "hi", "stream": true}), "unknown field `stream`"),
+        (json!({"question": "hi", "streaming": true}), "unknown field `streaming`"),
     ] {
         let (status, error) = post(server, Some(&dana), "/v1/chat", body.to_string()).await;
         assert_eq!(status, 400, "{error}");
         assert!(error["message"].as_str().unwrap().contains(message), "{error}");
     }
+}
+
+#[tokio::test]
+async fn chat_streams_server_sent_events() {
+    let server = sample_server();
+    let key = key_of(server, "carlos@acme.example");
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat", server.addr))
+        .bearer_auth(&key)
+        .json(&json!({"question": "How many days of paid vacation do I get?", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let body = response.text().await.unwrap();
+    let events: Vec<(String, Value)> = body
+        .split("\n\n")
+        .filter_map(|block| {
+            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((name.to_owned(), serde_json::from_str(data).unwrap()))
+        })
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["metadata", "delta", "final"], "{body}");
+    assert_eq!(events[0].1["kind"], "extracted");
+    assert!(!events[0].1["sources"].as_array().unwrap().is_empty());
+    assert_eq!(events[1].1["text"], events[2].1["answer"]);
+    assert!(events[2].1["answer"].as_str().unwrap().contains("25 days"));
 }

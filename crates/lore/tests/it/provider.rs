@@ -25,12 +25,60 @@ enum Step {
     Reply(&'static str),
     Status(u16),
     Delay(u64, &'static str),
+    /// Streamed as chat.completion.chunk events, one every `delay` milliseconds.
+    Stream(Vec<&'static str>, u64),
 }
 
 #[derive(Default)]
 struct Script {
     steps: Mutex<VecDeque<Step>>,
     requests: Mutex<Vec<Value>>,
+    /// Chunks written to streaming responses, and whether a stream was dropped unfinished.
+    chunks_sent: std::sync::atomic::AtomicUsize,
+    cancelled: std::sync::atomic::AtomicBool,
+}
+
+/// Flags the script when a streaming response is dropped before its last chunk.
+struct CancelGuard {
+    script: Arc<Script>,
+    finished: bool,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.script.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+fn stream_reply(name: &'static str, script: Arc<Script>, parts: Vec<&'static str>, delay: u64) -> Response {
+    use futures::StreamExt;
+    let chunk = move |content: Value| {
+        json!({"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": format!("fake-{name}"),
+               "choices": [{"index": 0, "delta": content, "finish_reason": null, "logprobs": null}]})
+    };
+    let mut frames: Vec<String> = vec![format!("data: {}\n\n", chunk(json!({"role": "assistant", "content": ""})))];
+    frames.extend(parts.iter().map(|p| format!("data: {}\n\n", chunk(json!({"content": p})))));
+    frames.push("data: [DONE]\n\n".into());
+    let total = frames.len();
+    let guard = CancelGuard { script: script.clone(), finished: false };
+    let body = futures::stream::unfold((frames.into_iter().enumerate(), guard), move |(mut frames, mut guard)| {
+        let script = script.clone();
+        async move {
+            let (i, frame) = frames.next()?;
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            script.chunks_sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if i + 1 == total {
+                guard.finished = true;
+            }
+            Some((Ok::<_, std::convert::Infallible>(frame), (frames, guard)))
+        }
+    })
+    .boxed();
+    Response::builder().header("content-type", "text/event-stream").body(axum::body::Body::from_stream(body)).unwrap()
 }
 
 struct FakeProvider {
@@ -40,7 +88,7 @@ struct FakeProvider {
 
 impl FakeProvider {
     async fn start(name: &'static str, steps: Vec<Step>) -> FakeProvider {
-        let script = Arc::new(Script { steps: Mutex::new(steps.into()), requests: Mutex::default() });
+        let script = Arc::new(Script { steps: Mutex::new(steps.into()), ..Script::default() });
         let app = axum::Router::new()
             .route("/v1/chat/completions", axum::routing::post(move |state, body| completions(name, state, body)))
             .with_state(script.clone());
@@ -82,6 +130,7 @@ async fn completions(name: &'static str, State(script): State<Arc<Script>>, Json
     script.requests.lock().unwrap().push(body.clone());
     let step = script.steps.lock().unwrap().pop_front().unwrap_or(Step::Reply("Default reply [1]."));
     let text = match step {
+        Step::Stream(parts, delay) => return stream_reply(name, script.clone(), parts, delay),
         Step::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap();
             let error = json!({"error": {"message": format!("scripted {code}"), "type": "scripted", "param": null, "code": null}});
@@ -258,4 +307,71 @@ async fn follow_ups_are_condensed_by_the_model() {
         prompts[1].contains("User: How many days of paid vacation") && prompts[1].contains("Can I carry them over?")
     );
     assert_eq!(second.answer, "Up to 5 [1].");
+}
+
+async fn collect(engine: &ChatEngine, question: &str) -> Vec<lore_chat::chat::ChatEvent> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(64);
+    engine.ask_streaming("ann", &scope("ann", &[]), question, None, None, sender).await.unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = receiver.recv().await {
+        events.push(event);
+    }
+    events
+}
+
+#[tokio::test]
+async fn streamed_answers_send_metadata_then_filtered_deltas_then_the_final_answer() {
+    use lore_chat::chat::ChatEvent;
+    let fake =
+        FakeProvider::start("primary", vec![Step::Stream(vec!["You get ", "25 days [", "1]. Also [", "9] ok."], 5)])
+            .await;
+    let engine = engine(vec![fake.config("primary", 0, 5.0)]);
+    let events = collect(&engine, VACATION).await;
+    let ChatEvent::Metadata(metadata) = &events[0] else { panic!("metadata must come first") };
+    assert_eq!(metadata.model.as_deref(), Some("fake-primary"));
+    assert!(!metadata.sources.is_empty());
+    let deltas: String = events
+        .iter()
+        .filter_map(|e| match e {
+            ChatEvent::Delta(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let ChatEvent::Final(answer) = events.last().unwrap() else { panic!("final must come last") };
+    assert_eq!(deltas, "You get 25 days [1]. Also ok.");
+    assert_eq!(answer.answer, deltas);
+    assert_eq!(answer.citations.len(), 1);
+    assert_eq!(fake.requests()[0]["stream"], true);
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_to_start_falls_back() {
+    use lore_chat::chat::ChatEvent;
+    let primary = FakeProvider::start("primary", vec![Step::Status(500)]).await;
+    let secondary = FakeProvider::start("secondary", vec![Step::Stream(vec!["25 days [1]."], 1)]).await;
+    let engine = engine(vec![primary.config("primary", 0, 5.0), secondary.config("secondary", 0, 5.0)]);
+    let events = collect(&engine, VACATION).await;
+    let ChatEvent::Final(answer) = events.last().unwrap() else { panic!() };
+    assert_eq!(answer.model.as_deref(), Some("fake-secondary"));
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_generation() {
+    use lore_chat::chat::ChatEvent;
+    let parts = vec!["word "; 40];
+    let fake = FakeProvider::start("primary", vec![Step::Stream(parts, 100)]).await;
+    let engine = Arc::new(engine(vec![fake.config("primary", 0, 10.0)]));
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(4);
+    let task = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.ask_streaming("ann", &scope("ann", &[]), VACATION, None, None, sender).await })
+    };
+    assert!(matches!(receiver.recv().await, Some(ChatEvent::Metadata(_))));
+    assert!(matches!(receiver.recv().await, Some(ChatEvent::Delta(_))));
+    drop(receiver); // the client disconnects
+    tokio::time::timeout(Duration::from_secs(2), task).await.expect("generation stopped").unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fake.script.cancelled.load(std::sync::atomic::Ordering::SeqCst), "provider stream was not closed");
+    let sent = fake.script.chunks_sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < 20, "the provider kept streaming after the client left ({sent} chunks)");
 }
