@@ -85,6 +85,12 @@ pub async fn chat(
     for (stage, ms) in [("embed", r.embed_ms), ("bm25", r.bm25_ms), ("dense", r.dense_ms), ("fusion", r.fusion_ms)] {
         state.metrics.observe_stage(stage, ms / 1e3);
     }
+    if answer.model.is_some() {
+        state.metrics.observe_stage("generation", answer.timings.generation_ms / 1e3);
+    }
+    if let (Some(model), Some(usage)) = (&answer.model, &answer.usage) {
+        state.metrics.add_tokens(model, usage.prompt_tokens.into(), usage.completion_tokens.into());
+    }
     Ok(Json(answer).into_response())
 }
 

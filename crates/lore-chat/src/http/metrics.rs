@@ -39,6 +39,7 @@ impl Histogram {
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), Histogram>>,
     stages: Mutex<BTreeMap<&'static str, Histogram>>,
+    tokens: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -52,6 +53,12 @@ impl Metrics {
         stages.entry(stage).or_default().observe(seconds);
     }
 
+    pub fn add_tokens(&self, model: &str, prompt: u64, completion: u64) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        *tokens.entry((model.to_owned(), "prompt")).or_default() += prompt;
+        *tokens.entry((model.to_owned(), "completion")).or_default() += completion;
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str("# HELP lore_http_request_duration_seconds HTTP requests by route and status.\n");
@@ -60,7 +67,12 @@ impl Metrics {
             let labels = format!("route=\"{route}\",status=\"{status}\",");
             histogram.render(&mut out, "lore_http_request_duration_seconds", &labels);
         }
-        out.push_str("# HELP lore_retrieval_stage_duration_seconds Retrieval stages (embed, bm25, dense, fusion).\n");
+        out.push_str("# HELP lore_model_tokens_total Tokens reported by model providers.\n");
+        out.push_str("# TYPE lore_model_tokens_total counter\n");
+        for ((model, kind), count) in self.tokens.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "lore_model_tokens_total{{model=\"{model}\",kind=\"{kind}\"}} {count}");
+        }
+        out.push_str("# HELP lore_retrieval_stage_duration_seconds Answer stages (embed, bm25, dense, fusion, generation).\n");
         out.push_str("# TYPE lore_retrieval_stage_duration_seconds histogram\n");
         for (stage, histogram) in self.stages.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             histogram.render(&mut out, "lore_retrieval_stage_duration_seconds", &format!("stage=\"{stage}\","));
