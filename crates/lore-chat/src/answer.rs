@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::retrieval::Passage;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AnswerKind {
     /// Written by a language model from the cited passages.
@@ -21,7 +21,7 @@ pub enum AnswerKind {
 
 /// What a numbered marker `[n]` in the answer points at. Only passages that were in the
 /// context can be cited.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Citation {
     pub marker: usize,
     pub document_id: String,

@@ -31,7 +31,7 @@ pub enum ChatError {
     Store(#[from] rusqlite::Error),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChatTimings {
     pub retrieval: RetrievalTimings,
     /// Time spent waiting for model providers (condensation and answer).
@@ -39,7 +39,7 @@ pub struct ChatTimings {
     pub total_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChatAnswer {
     pub conversation_id: String,
     pub kind: AnswerKind,
@@ -452,7 +452,7 @@ struct Outcome {
 }
 
 /// What a streamed answer announces before its text.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StreamMetadata {
     pub kind: AnswerKind,
     pub standalone_query: String,

@@ -5,7 +5,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConversationSummary {
     pub id: String,
     pub title: String,
@@ -13,11 +13,12 @@ pub struct ConversationSummary {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Message {
     pub role: String,
     pub content: String,
     /// Citations (JSON) of an assistant message.
+    #[schema(value_type = Vec<crate::answer::Citation>)]
     pub citations: serde_json::Value,
     pub created_at: String,
 }

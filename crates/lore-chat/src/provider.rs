@@ -16,7 +16,7 @@ use async_openai::types::chat::{
 use lore_core::config::ProviderConfig;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Worth retrying: timeouts, connection failures, 408, 429, 5xx.
@@ -27,7 +27,7 @@ pub enum ErrorKind {
     Permanent,
 }
 
-#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, Serialize, thiserror::Error, utoipa::ToSchema)]
 #[error("{provider}: {kind:?}: {message}")]
 pub struct ProviderError {
     pub provider: String,
@@ -35,7 +35,7 @@ pub struct ProviderError {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,

@@ -45,7 +45,7 @@ pub struct SearchResults {
 }
 
 /// The document a passage comes from, as shown to callers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DocumentRef {
     pub id: String,
     pub title: String,
@@ -54,7 +54,7 @@ pub struct DocumentRef {
 }
 
 /// A fused, permitted passage.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Passage {
     pub rank: usize,
     pub score: f32,
@@ -65,7 +65,7 @@ pub struct Passage {
     pub chunk: Chunk,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RetrievalTimings {
     pub embed_ms: f64,
     pub bm25_ms: f64,

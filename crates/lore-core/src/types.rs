@@ -24,7 +24,7 @@ pub struct DocumentRecord {
 }
 
 /// One chunk of a document; the unit both indexes store under the same id.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Chunk {
     /// UUID (v5 over document id, ordinal and content hash), shared by both indexes.
     pub id: String,

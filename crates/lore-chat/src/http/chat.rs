@@ -12,7 +12,7 @@ use super::{ApiJson, AppState, Caller};
 use crate::chat::{ChatError, ChatEvent};
 use crate::conversations::{ConversationSummary, Message};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
     /// The question; or give `messages` instead.
@@ -26,7 +26,7 @@ pub struct ChatRequest {
     pub stream: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessage {
     pub role: String,
@@ -45,6 +45,17 @@ impl From<ChatError> for ApiError {
     }
 }
 
+#[utoipa::path(
+    post, path = "/v1/chat", tag = "chat",
+    request_body = ChatRequest,
+    responses(
+        (status = 200, description = "The answer (JSON), or with `stream: true` Server-Sent Events: `metadata` (StreamMetadata), `delta` ({text}), `final` (ChatAnswer), `error`", body = crate::chat::ChatAnswer),
+        (status = 400, description = "Invalid request", body = super::error::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = super::error::ErrorBody),
+        (status = 404, description = "Conversation not found (or not the caller's)", body = super::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn chat(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -144,22 +155,36 @@ async fn stream_answer(
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ConversationList {
     pub conversations: Vec<ConversationSummary>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/conversations", tag = "chat",
+    responses((status = 200, description = "The caller's conversations, most recent first", body = ConversationList)),
+    security(("api_key" = []))
+)]
 pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<ConversationList>, ApiError> {
     let conversations = state.chat.conversations().list(&caller.user).map_err(ChatError::from)?;
     Ok(Json(ConversationList { conversations }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ConversationDetail {
     pub id: String,
     pub messages: Vec<Message>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/conversations/{id}", tag = "chat",
+    params(("id" = String, Path, description = "Conversation id")),
+    responses(
+        (status = 200, description = "The conversation's messages", body = ConversationDetail),
+        (status = 404, description = "Conversation not found (or not the caller's)", body = super::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -26,10 +26,11 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: &'a str,
-    message: String,
+/// Every error response: a stable machine-readable code and a human message.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    pub code: &'a str,
+    pub message: String,
 }
 
 impl ApiError {

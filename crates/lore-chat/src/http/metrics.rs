@@ -72,7 +72,9 @@ impl Metrics {
         for ((model, kind), count) in self.tokens.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "lore_model_tokens_total{{model=\"{model}\",kind=\"{kind}\"}} {count}");
         }
-        out.push_str("# HELP lore_retrieval_stage_duration_seconds Answer stages (embed, bm25, dense, fusion, generation).\n");
+        out.push_str(
+            "# HELP lore_retrieval_stage_duration_seconds Answer stages (embed, bm25, dense, fusion, generation).\n",
+        );
         out.push_str("# TYPE lore_retrieval_stage_duration_seconds histogram\n");
         for (stage, histogram) in self.stages.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             histogram.render(&mut out, "lore_retrieval_stage_duration_seconds", &format!("stage=\"{stage}\","));

@@ -43,6 +43,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -67,15 +68,52 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     response
 }
 
+/// The OpenAPI description of this API, generated from the handlers and types.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Lore API", description = "Permission-filtered retrieval and cited answers over company documents."),
+    paths(search::search, chat::chat, chat::list, chat::get, healthz, readyz, metrics_text),
+    components(schemas(
+        error::ErrorBody, crate::chat::StreamMetadata, crate::answer::Citation, crate::retrieval::Passage
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key (`lore keys new`)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    axum::Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Indexes are open and answering"), (status = 503, description = "Not ready", body = error::ErrorBody)))]
 async fn readyz(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
     state.retriever.indexes().vector.count().await.map_err(|e| ApiError::NotReady(e.to_string()))?;
     Ok("ready")
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }

@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::{ApiJson, AppState, Caller};
 use crate::retrieval::{HybridResults, Passage};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     pub query: String,
@@ -24,13 +24,23 @@ fn default_limit() -> usize {
 
 pub const MAX_LIMIT: usize = 50;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     pub query_lang: lore_core::lang::Lang,
     pub results: Vec<Passage>,
     pub timings: crate::retrieval::RetrievalTimings,
 }
 
+#[utoipa::path(
+    post, path = "/v1/search", tag = "retrieval",
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "Passages the caller may read, best first", body = SearchResponse),
+        (status = 400, description = "Invalid request", body = super::error::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = super::error::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn search(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -355,3 +355,24 @@ async fn chat_streams_server_sent_events() {
     assert_eq!(events[1].1["text"], events[2].1["answer"]);
     assert!(events[2].1["answer"].as_str().unwrap().contains("25 days"));
 }
+
+#[tokio::test]
+async fn openapi_describes_every_route() {
+    let server = sample_server();
+    let spec: Value = reqwest::get(format!("http://{}/openapi.json", server.addr)).await.unwrap().json().await.unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    for path in
+        ["/v1/search", "/v1/chat", "/v1/conversations", "/v1/conversations/{id}", "/healthz", "/readyz", "/metrics"]
+    {
+        assert!(paths.contains_key(path), "{path} missing from openapi.json");
+    }
+    let schemas = spec["components"]["schemas"].as_object().unwrap();
+    for schema in
+        ["SearchRequest", "SearchResponse", "ChatRequest", "ChatAnswer", "Citation", "ErrorBody", "StreamMetadata"]
+    {
+        assert!(schemas.contains_key(schema), "schema {schema} missing");
+    }
+    assert_eq!(spec["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
+    // The request schema forbids what the server rejects.
+    assert!(schemas["SearchRequest"]["required"].as_array().unwrap().contains(&json!("query")));
+}
