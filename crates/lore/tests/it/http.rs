@@ -28,8 +28,17 @@ fn embedder() -> Arc<Embedder> {
 /// Ingests `sources`, then serves them on 127.0.0.1:0 from a background thread for the rest
 /// of the test binary's life.
 pub fn start(sources: Vec<Source>, users: Vec<(String, Vec<String>)>) -> TestServer {
+    start_with_providers(sources, users, Vec::new())
+}
+
+pub fn start_with_providers(
+    sources: Vec<Source>,
+    users: Vec<(String, Vec<String>)>,
+    providers: Vec<lore_core::config::ProviderConfig>,
+) -> TestServer {
     let data = tempfile::tempdir().unwrap();
     let mut config = Config { data_dir: data.path().join("data"), ..Config::default() };
+    config.chat.providers = providers;
     let mut keys = Vec::new();
     for (user, groups) in users {
         let (key, sha256) = new_api_key();
@@ -162,9 +171,10 @@ async fn health_readiness_and_metrics() {
     assert!(metrics.contains("lore_retrieval_stage_duration_seconds_count{stage=\"dense\"}"), "{metrics}");
 }
 
-/// Random documents with random ACLs, random users: for a thousand (user, query) pairs, no
-/// search result or chat citation lies outside the user's ACL, and k results come back
-/// whenever k permitted exist.
+/// Random documents with random ACLs, random users, and a model provider (a loopback fake):
+/// for a thousand (user, query) pairs, no search result, chat citation, streamed source or
+/// passage in the prompt sent to the model lies outside the user's ACL, and k results come
+/// back whenever k permitted exist.
 #[tokio::test]
 async fn randomized_permissions_over_http() {
     let mut rng = StdRng::seed_from_u64(20261126);
@@ -193,10 +203,23 @@ async fn randomized_permissions_over_http() {
     let users: Vec<(String, Vec<String>)> = (0..12)
         .map(|u| (format!("user{u}"), groups.iter().filter(|_| rng.random_bool(0.3)).map(|g| g.to_string()).collect()))
         .collect();
-    let server =
-        start(vec![Source { name: "random".into(), path: corpus.path().to_owned(), default_acl: None }], users);
+    let fake = crate::provider::FakeProvider::start("primary", vec![]).await;
+    let server = start_with_providers(
+        vec![Source { name: "random".into(), path: corpus.path().to_owned(), default_acl: None }],
+        users,
+        vec![fake.config("primary", 0, 5.0)],
+    );
     let client = reqwest::Client::new();
     let mut citations_checked = 0;
+    let mut prompts_checked = 0;
+    let note_of = |text: &str| -> Vec<String> {
+        text.match_indices("Note ")
+            .filter_map(|(i, _)| {
+                let digits: String = text[i + 5..].chars().take_while(char::is_ascii_digit).collect();
+                (!digits.is_empty()).then(|| format!("note-{:02}.md", digits.parse::<usize>().unwrap()))
+            })
+            .collect()
+    };
     for _ in 0..1000 {
         let (user, key, user_groups) = &server.keys[rng.random_range(0..server.keys.len())];
         let k = rng.random_range(1..15);
@@ -222,26 +245,52 @@ async fn randomized_permissions_over_http() {
         }
         assert_eq!(paths.len(), k.min(permitted), "{user}: {k} requested, {permitted} permitted, got {}", paths.len());
 
-        // Chat citations obey the same ACL.
+        // Chat (JSON or streamed) cites, streams and prompts only what the ACL allows.
         if rng.random_bool(0.2) {
+            let stream = rng.random_bool(0.5);
+            let prompts_before = fake.prompts().len();
             let response = client
                 .post(format!("http://{}/v1/chat", server.addr))
                 .bearer_auth(key)
-                .json(&json!({"question": query}))
+                .json(&json!({"question": query, "stream": stream}))
                 .send()
                 .await
                 .unwrap();
             assert_eq!(response.status(), 200);
-            let answer: Value = response.json().await.unwrap();
-            for citation in answer["citations"].as_array().unwrap() {
+            let mut cited: Vec<Value> = Vec::new();
+            if stream {
+                let body = response.text().await.unwrap();
+                for block in body.split("\n\n") {
+                    let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else { continue };
+                    let event: Value = serde_json::from_str(data).unwrap();
+                    for field in ["sources", "citations"] {
+                        cited.extend(event[field].as_array().cloned().unwrap_or_default());
+                    }
+                }
+            } else {
+                let answer: Value = response.json().await.unwrap();
+                cited.extend(answer["citations"].as_array().cloned().unwrap_or_default());
+            }
+            for citation in &cited {
                 let path = citation["source_path"].as_str().unwrap().trim_start_matches("random/");
                 let acl = &acl_of[path];
                 assert!(acl.iter().any(|p| principals.contains(p)), "chat cited {path} ({acl:?}) to {principals:?}");
                 citations_checked += 1;
             }
+            for prompt in &fake.prompts()[prompts_before..] {
+                for path in note_of(prompt) {
+                    let acl = &acl_of[&path];
+                    assert!(
+                        acl.iter().any(|p| principals.contains(p)),
+                        "prompt for {principals:?} held {path} ({acl:?})"
+                    );
+                    prompts_checked += 1;
+                }
+            }
         }
     }
     assert!(citations_checked > 100, "only {citations_checked} chat citations checked");
+    assert!(prompts_checked > 100, "only {prompts_checked} prompt passages checked");
 }
 
 async fn get_json(server: &TestServer, key: &str, path: &str) -> (u16, Value) {

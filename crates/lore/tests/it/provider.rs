@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::workspace_root;
 
 #[derive(Clone)]
-enum Step {
+pub enum Step {
     Reply(&'static str),
     Status(u16),
     Delay(u64, &'static str),
@@ -81,13 +81,13 @@ fn stream_reply(name: &'static str, script: Arc<Script>, parts: Vec<&'static str
     Response::builder().header("content-type", "text/event-stream").body(axum::body::Body::from_stream(body)).unwrap()
 }
 
-struct FakeProvider {
+pub struct FakeProvider {
     addr: SocketAddr,
     script: Arc<Script>,
 }
 
 impl FakeProvider {
-    async fn start(name: &'static str, steps: Vec<Step>) -> FakeProvider {
+    pub async fn start(name: &'static str, steps: Vec<Step>) -> FakeProvider {
         let script = Arc::new(Script { steps: Mutex::new(steps.into()), ..Script::default() });
         let app = axum::Router::new()
             .route("/v1/chat/completions", axum::routing::post(move |state, body| completions(name, state, body)))
@@ -98,7 +98,7 @@ impl FakeProvider {
         FakeProvider { addr, script }
     }
 
-    fn config(&self, name: &str, max_retries: u32, timeout_secs: f64) -> ProviderConfig {
+    pub fn config(&self, name: &str, max_retries: u32, timeout_secs: f64) -> ProviderConfig {
         ProviderConfig {
             name: name.into(),
             base_url: format!("http://{}/v1", self.addr),
@@ -118,7 +118,7 @@ impl FakeProvider {
     }
 
     /// The user message of each request.
-    fn prompts(&self) -> Vec<String> {
+    pub fn prompts(&self) -> Vec<String> {
         self.requests()
             .iter()
             .map(|r| r["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned())
@@ -129,8 +129,10 @@ impl FakeProvider {
 async fn completions(name: &'static str, State(script): State<Arc<Script>>, Json(body): Json<Value>) -> Response {
     script.requests.lock().unwrap().push(body.clone());
     let step = script.steps.lock().unwrap().pop_front().unwrap_or(Step::Reply("Default reply [1]."));
+    let streaming = body["stream"] == true;
     let text = match step {
         Step::Stream(parts, delay) => return stream_reply(name, script.clone(), parts, delay),
+        Step::Reply(text) if streaming => return stream_reply(name, script.clone(), vec![text], 0),
         Step::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap();
             let error = json!({"error": {"message": format!("scripted {code}"), "type": "scripted", "param": null, "code": null}});
