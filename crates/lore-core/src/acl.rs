@@ -163,8 +163,16 @@ pub(crate) enum ScopeKind {
 }
 
 impl AccessScope {
-    /// The scope of a caller whose principals the auth layer established.
-    pub fn principals(principals: PrincipalSet) -> Self {
+    /// The scope of a caller whose principals the auth layer established. Only
+    /// [`crate::auth`] calls this.
+    pub(crate) fn principals(principals: PrincipalSet) -> Self {
+        AccessScope(ScopeKind::Principals(principals))
+    }
+    /// Acts as the given principals without an authenticated request: the operator's CLI
+    /// (`lore search --as`, `lore ask --as`), benchmarks and tests. Named and logged so it
+    /// stands out in review; request handlers use [`crate::auth`].
+    pub fn impersonate_for_operator(principals: PrincipalSet, reason: &'static str) -> Self {
+        tracing::info!(reason, principals = ?principals.to_strings(), "operator impersonation");
         AccessScope(ScopeKind::Principals(principals))
     }
     /// Bypass the ACL filter. Admin tooling only; the reason is logged on every use.

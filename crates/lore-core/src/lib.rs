@@ -3,6 +3,7 @@
 //! writes and chat reads.
 
 pub mod acl;
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod embed;

@@ -261,6 +261,8 @@ impl Ingestor {
         self.indexes.vector.delete_documents(doc_ids.clone()).await?;
         self.indexes.vector.upsert(points).await?;
         self.indexes.keyword.commit()?;
+        // Both indexes must be durable before the catalog says the documents are indexed.
+        self.indexes.vector.flush().await?;
         let upserts: Vec<(DocumentRecord, Vec<Chunk>)> = batch.into_iter().map(|p| (p.record, p.chunks)).collect();
         self.catalog.journal_commit(&upserts, &[])?;
         report.timings.index += index_started.elapsed();

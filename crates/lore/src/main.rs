@@ -111,6 +111,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -240,8 +241,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ask { question, user, groups, departments, json } => {
-            let scope = AccessScope::principals(
+            let scope = AccessScope::impersonate_for_operator(
                 PrincipalSet::for_user(&user, &groups, &departments).context("caller principals")?,
+                "lore ask --as",
             );
             let embedder = Arc::new(Embedder::load(&config.embedding)?);
             let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder).await?);
@@ -262,7 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Search { query, user, groups, departments, limit, json } => {
             let principals = PrincipalSet::for_user(&user, &groups, &departments).context("caller principals")?;
-            let scope = AccessScope::principals(principals);
+            let scope = AccessScope::impersonate_for_operator(principals, "lore search --as");
             let embedder = Arc::new(Embedder::load(&config.embedding)?);
             let retriever = lore_chat::Retriever::open(&config, embedder).await?;
             let results = retriever.search(&query, &scope, limit).await?;

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::{ApiJson, AppState, Caller};
+use super::{ApiJson, AppState, Authenticated, Caller};
 use crate::chat::{ChatError, ChatEvent};
 use crate::conversations::{ConversationSummary, Message};
 
@@ -58,7 +58,7 @@ impl From<ChatError> for ApiError {
 )]
 pub async fn chat(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let (question, earlier) = match (request.question, request.messages) {
@@ -165,7 +165,10 @@ pub struct ConversationList {
     responses((status = 200, description = "The caller's conversations, most recent first", body = ConversationList)),
     security(("api_key" = []))
 )]
-pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Json<ConversationList>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<ConversationList>, ApiError> {
     let conversations = state.chat.conversations().list(&caller.user).map_err(ChatError::from)?;
     Ok(Json(ConversationList { conversations }))
 }
@@ -187,7 +190,7 @@ pub struct ConversationDetail {
 )]
 pub async fn get(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<ConversationDetail>, ApiError> {
     let messages = state

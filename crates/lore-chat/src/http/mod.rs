@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
-pub use auth::{ApiKeys, Caller, new_api_key};
+pub use auth::{ApiKeys, Authenticated, Caller, new_api_key};
 pub use error::ApiError;
 use metrics::Metrics;
 

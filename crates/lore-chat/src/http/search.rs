@@ -7,7 +7,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::{ApiJson, AppState, Caller};
+use super::{ApiJson, AppState, Authenticated};
 use crate::retrieval::{HybridResults, Passage};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -43,7 +43,7 @@ pub struct SearchResponse {
 )]
 pub async fn search(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let query = request.query.trim();

@@ -43,7 +43,8 @@ impl Indexes {
         }
         self.keyword.delete_documents(doc_ids)?;
         self.keyword.commit()?;
-        self.vector.delete_documents(doc_ids.to_vec()).await
+        self.vector.delete_documents(doc_ids.to_vec()).await?;
+        self.vector.flush().await
     }
 
     /// Undoes the effects of an interrupted ingest: every journaled document is removed from

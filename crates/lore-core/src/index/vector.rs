@@ -106,6 +106,25 @@ impl VectorIndex {
         }
     }
 
+    /// Makes every update so far durable. qdrant-edge buffers its write-ahead log in the
+    /// process: without this, a `kill -9` right after `upsert` returned can lose the points.
+    /// Callers flush before they record the write elsewhere (the catalog commit).
+    pub async fn flush(&self) -> Result<()> {
+        match self {
+            VectorIndex::Embedded(edge) => {
+                let edge = edge.clone();
+                blocking(move || {
+                    // `EdgeShard::flush` panics if another thread holds its WAL lock; ingest is
+                    // the only writer and flushes between its own updates.
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| edge.shard.flush()))
+                        .map_err(|_| Error::Vector("qdrant-edge flush failed: write-ahead log busy".into()))
+                })
+                .await
+            }
+            VectorIndex::Server(_) => Ok(()), // every server call waits for the write (`wait: true`)
+        }
+    }
+
     /// Builds search structures (HNSW, merged segments). qdrant-edge has no background
     /// optimizer, so ingest calls this at the end of a run; the server optimizes by itself.
     pub async fn optimize(&self) -> Result<()> {

@@ -74,7 +74,7 @@ async fn vector_conformance(index: &VectorIndex, seed: u64) {
 
     for _ in 0..200 {
         let caller = random_caller(&mut rng);
-        let scope = AccessScope::principals(caller.clone());
+        let scope = AccessScope::impersonate_for_operator(caller.clone(), "conformance test");
         let k = rng.random_range(1..12);
         let query: Vec<f32> = (0..16).map(|_| rng.random_range(-1.0..1.0)).collect();
         let hits = index.search(query, &scope, k).await.unwrap();
@@ -87,7 +87,7 @@ async fn vector_conformance(index: &VectorIndex, seed: u64) {
         assert_eq!(hits.len(), k.min(permitted.len()), "top-k not filled with permitted chunks");
     }
 
-    let denied = AccessScope::principals(PrincipalSet::from_principals([]));
+    let denied = AccessScope::impersonate_for_operator(PrincipalSet::from_principals([]), "conformance test");
     assert!(index.search(vec![0.5; 16], &denied, 10).await.unwrap().is_empty());
 
     index.delete_documents(vec!["doc-0".into(), "doc-1".into()]).await.unwrap();
@@ -95,7 +95,12 @@ async fn vector_conformance(index: &VectorIndex, seed: u64) {
     index.optimize().await.unwrap();
     let all = index.all_chunks(&AccessScope::unrestricted_for_admin_tooling("test")).await.unwrap();
     assert_eq!(all.len(), corpus.points.len() - 10);
-    assert!(index.all_chunks(&AccessScope::principals(random_caller(&mut rng))).await.is_err());
+    assert!(
+        index
+            .all_chunks(&AccessScope::impersonate_for_operator(random_caller(&mut rng), "conformance test"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -135,7 +140,7 @@ fn keyword_index_filters_inside_the_query() {
     index.add(&entries).unwrap();
     index.commit().unwrap();
     for _ in 0..300 {
-        let scope = AccessScope::principals(random_caller(&mut rng));
+        let scope = AccessScope::impersonate_for_operator(random_caller(&mut rng), "conformance test");
         let k = rng.random_range(1..20);
         let hits = index.search("policy topic", Lang::En, &scope, k).unwrap();
         let permitted = corpus.points.iter().filter(|p| scope.permits(&p.acl)).count();

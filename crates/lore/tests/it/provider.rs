@@ -190,7 +190,7 @@ fn engine(providers: Vec<ProviderConfig>) -> ChatEngine {
 
 fn scope(user: &str, groups: &[&str]) -> AccessScope {
     let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-    AccessScope::principals(PrincipalSet::for_user(user, &groups, &[]).unwrap())
+    AccessScope::impersonate_for_operator(PrincipalSet::for_user(user, &groups, &[]).unwrap(), "provider test")
 }
 
 const VACATION: &str = "How many days of paid vacation do I get?";
