@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: set up the models, build, ingest the sample corpus,
-# check both indexes agree, and search it as users with different access.
+# The main job on a fresh machine: set up the models, build, ingest the sample corpus, check
+# both indexes agree, search and ask as users with different access, then start the HTTP
+# service and ask it a question over POST /v1/chat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 scripts/setup-models.py
@@ -20,3 +21,26 @@ echo
 "$lore" --data-dir "$data" ask "¿Cuántos días a la semana puedo teletrabajar?" --as carlos@acme.example
 echo; echo "### A sales employee asks about salary bands: the knowledge base has nothing they may read"
 "$lore" --data-dir "$data" ask "What is the salary range for an Engineer I?" --as dana@acme.example --groups sales
+
+echo; echo "### The HTTP service: an API key, lore serve, and a question to POST /v1/chat"
+workdir="$(mktemp -d)"
+trap 'kill "${server_pid:-0}" 2>/dev/null || true; rm -rf "$workdir"' EXIT
+"$lore" keys new --name demo --role agent --user carlos@acme.example > "$workdir/key.toml" 2> "$workdir/key.txt"
+key="$(grep '^lore_' "$workdir/key.txt")"
+{ printf 'data_dir = "%s"\n[server]\nbind = "127.0.0.1:0"\n' "$(realpath "$data")"; cat "$workdir/key.toml"; } > "$workdir/lore.toml"
+"$lore" --config "$workdir/lore.toml" serve > "$workdir/serve.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$workdir/serve.log" && break; sleep 0.2; done
+url="$(sed -n 's/.*listening on //p' "$workdir/serve.log")"
+echo "lore serve is listening on $url"
+python3 - "$url" "$key" <<'PY'
+import json, sys, urllib.request
+url, key = sys.argv[1], sys.argv[2]
+body = json.dumps({"question": "How many days of paid vacation do I get?"}).encode()
+request = urllib.request.Request(url + "/v1/chat", data=body, headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
+answer = json.load(urllib.request.urlopen(request))
+print(f"POST {url}/v1/chat -> kind={answer['kind']}")
+print(answer["answer"])
+for citation in answer["citations"]:
+    print(f"[{citation['marker']}] {citation['title']} ({citation['source_path']})")
+PY
