@@ -87,10 +87,6 @@ impl ChatEngine {
         })
     }
 
-    pub fn prompts(&self) -> &Prompts {
-        &self.prompts
-    }
-
     /// Passages within the token budget, grouped by document (documents in order of their best
     /// passage) and in document order within a document.
     fn context(&self, passages: &[Passage]) -> Context {

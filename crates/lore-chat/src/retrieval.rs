@@ -115,11 +115,6 @@ impl Retriever {
         &self.config
     }
 
-    /// Picks up what another process committed (the keyword index reloads on demand).
-    pub fn reload(&self) -> lore_core::Result<()> {
-        self.indexes.keyword.reload()
-    }
-
     /// BM25 starts at once; the query is embedded meanwhile, then dense search runs.
     async fn candidates(&self, query: &str, scope: &AccessScope, limit: usize) -> lore_core::Result<Candidates> {
         let query_lang = Lang::detect(query);
