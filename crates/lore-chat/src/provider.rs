@@ -119,18 +119,29 @@ impl ProviderChain {
 
     /// Runs the chain. Returns every error met when all providers failed.
     pub async fn complete(&self, system: &str, user: &str) -> Result<Completion, Vec<ProviderError>> {
+        let (mut completion, attempts) = self.run(|i| self.providers[i].complete_once(system, user)).await?;
+        completion.attempts = attempts;
+        Ok(completion)
+    }
+
+    /// The retry/fallback policy shared by [`complete`](Self::complete) and
+    /// [`stream`](Self::stream): each provider in order, transient errors retried with
+    /// exponential backoff, permanent ones moving on at once. Returns the result and the
+    /// number of attempts made.
+    async fn run<T, F, Fut>(&self, mut attempt_once: F) -> Result<(T, u32), Vec<ProviderError>>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
         let mut errors = Vec::new();
         let mut attempts = 0;
-        for provider in &self.providers {
+        for (index, provider) in self.providers.iter().enumerate() {
             let config = &provider.config;
             let mut backoff = Duration::from_millis(config.initial_backoff_ms);
             for attempt in 0..=config.max_retries {
                 attempts += 1;
-                match provider.complete_once(system, user).await {
-                    Ok(mut completion) => {
-                        completion.attempts = attempts;
-                        return Ok(completion);
-                    }
+                match attempt_once(index).await {
+                    Ok(value) => return Ok((value, attempts)),
                     Err(error) => {
                         tracing::warn!(provider = %config.name, attempt, kind = ?error.kind, message = %error.message, "model call failed");
                         let retry = error.kind == ErrorKind::Transient && attempt < config.max_retries;
@@ -162,32 +173,9 @@ impl ProviderChain {
     /// first chunk arrived; failures before that are retried and fall back as usual. Dropping
     /// the returned stream closes the connection to the provider (cancels generation).
     pub async fn stream(&self, system: &str, user: &str) -> Result<StartedStream, Vec<ProviderError>> {
-        let mut errors = Vec::new();
-        let mut attempts = 0;
-        for provider in &self.providers {
-            let config = &provider.config;
-            let mut backoff = Duration::from_millis(config.initial_backoff_ms);
-            for attempt in 0..=config.max_retries {
-                attempts += 1;
-                match provider.start_stream(system, user).await {
-                    Ok(mut started) => {
-                        started.attempts = attempts;
-                        return Ok(started);
-                    }
-                    Err(error) => {
-                        tracing::warn!(provider = %config.name, attempt, kind = ?error.kind, message = %error.message, "model stream failed to start");
-                        let retry = error.kind == ErrorKind::Transient && attempt < config.max_retries;
-                        errors.push(error);
-                        if !retry {
-                            break;
-                        }
-                        tokio::time::sleep(backoff).await;
-                        backoff *= 2;
-                    }
-                }
-            }
-        }
-        Err(errors)
+        let (mut started, attempts) = self.run(|i| self.providers[i].start_stream(system, user)).await?;
+        started.attempts = attempts;
+        Ok(started)
     }
 }
 
