@@ -92,10 +92,7 @@ pub async fn chat(
         .chat
         .ask(&caller.user, &caller.scope, &question, request.conversation_id.as_deref(), earlier.as_deref())
         .await?;
-    let r = &answer.timings.retrieval;
-    for (stage, ms) in [("embed", r.embed_ms), ("bm25", r.bm25_ms), ("dense", r.dense_ms), ("fusion", r.fusion_ms)] {
-        state.metrics.observe_stage(stage, ms / 1e3);
-    }
+    state.metrics.observe_retrieval(&answer.timings.retrieval);
     if answer.model.is_some() {
         state.metrics.observe_stage("generation", answer.timings.generation_ms / 1e3);
     }

@@ -53,6 +53,13 @@ impl Metrics {
         stages.entry(stage).or_default().observe(seconds);
     }
 
+    pub fn observe_retrieval(&self, t: &crate::retrieval::RetrievalTimings) {
+        for (stage, ms) in [("embed", t.embed_ms), ("bm25", t.bm25_ms), ("dense", t.dense_ms), ("fusion", t.fusion_ms)]
+        {
+            self.observe_stage(stage, ms / 1e3);
+        }
+    }
+
     pub fn add_tokens(&self, model: &str, prompt: u64, completion: u64) {
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         *tokens.entry((model.to_owned(), "prompt")).or_default() += prompt;

@@ -55,13 +55,6 @@ pub async fn search(
     }
     let HybridResults { query_lang, passages, timings, .. } =
         state.retriever.hybrid(query, &caller.scope, request.limit).await?;
-    for (stage, ms) in [
-        ("embed", timings.embed_ms),
-        ("bm25", timings.bm25_ms),
-        ("dense", timings.dense_ms),
-        ("fusion", timings.fusion_ms),
-    ] {
-        state.metrics.observe_stage(stage, ms / 1e3);
-    }
+    state.metrics.observe_retrieval(&timings);
     Ok(Json(SearchResponse { query_lang, results: passages, timings }))
 }
