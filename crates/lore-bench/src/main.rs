@@ -96,7 +96,7 @@ async fn search(
     limit: usize,
     json: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    use lore_chat::http::{ApiKeys, AppState, new_api_key};
+    use lore_server::http::{ApiKeys, AppState, new_api_key};
     let mut config = Config::load(None)?;
     config.data_dir = data_dir.clone();
     let embedder = Arc::new(Embedder::load(&config.embedding)?);
@@ -121,7 +121,7 @@ async fn search(
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/v1/search", listener.local_addr()?);
-    tokio::spawn(lore_chat::http::serve(listener, state, std::future::pending()));
+    tokio::spawn(lore_server::http::serve(listener, state, std::future::pending()));
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
 
     let one = move |i: usize| {

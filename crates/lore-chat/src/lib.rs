@@ -1,11 +1,10 @@
 //! Retrieval and grounded answers: permission-filtered hybrid search over both indexes,
-//! fusion, and the HTTP service.
+//! fusion, answers and conversations.
 
 pub mod answer;
 pub mod chat;
 pub mod conversations;
 pub mod fusion;
-pub mod http;
 pub mod prompts;
 pub mod provider;
 pub mod retrieval;

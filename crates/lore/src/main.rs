@@ -175,10 +175,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let embedder = Arc::new(Embedder::load(&config.embedding)?);
             let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder).await?);
             let conversations = lore_chat::conversations::Conversations::open(&config.catalog_path())?;
-            let state = Arc::new(lore_chat::http::AppState {
+            let state = Arc::new(lore_server::http::AppState {
                 chat: Arc::new(lore_chat::ChatEngine::new(retriever.clone(), conversations, &config.chat)?),
                 retriever,
-                keys: lore_chat::http::ApiKeys::from_config(&config.server.api_keys)?,
+                keys: lore_server::http::ApiKeys::from_config(&config.server.api_keys)?,
                 metrics: Default::default(),
                 max_body_bytes: config.server.max_body_bytes,
             });
@@ -188,14 +188,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
-            lore_chat::http::serve(listener, state, shutdown).await?;
+            lore_server::http::serve(listener, state, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command: KeysCommand::New { name, role, user, groups, departments } } => {
             let role: lore_core::config::Role = serde_json::from_value(serde_json::Value::String(role.clone()))
                 .map_err(|_| anyhow::anyhow!("unknown role {role:?}: employee, agent, knowledge_manager or admin"))?;
             PrincipalSet::for_user(&user, &groups, &departments).context("key principals")?;
-            let (key, hash) = lore_chat::http::new_api_key();
+            let (key, hash) = lore_server::http::new_api_key();
             eprintln!("New API key (shown once; store it now):\n{key}\n\nAdd to the config file:");
             let role = serde_json::to_value(role)?.as_str().unwrap_or_default().to_owned();
             println!(

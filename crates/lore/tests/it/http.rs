@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use lore_chat::http::{ApiKeys, AppState, new_api_key};
 use lore_core::config::{ApiKeyConfig, Config, Role};
 use lore_core::embed::Embedder;
 use lore_ingest::{IngestOptions, Ingestor, Source, SourceConfig};
+use lore_server::http::{ApiKeys, AppState, new_api_key};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -71,7 +71,7 @@ pub fn start_with_providers(
             });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             sender.send(listener.local_addr().unwrap()).unwrap();
-            lore_chat::http::serve(listener, state, std::future::pending()).await.unwrap();
+            lore_server::http::serve(listener, state, std::future::pending()).await.unwrap();
         });
     });
     let addr = receiver.recv().expect("server started");

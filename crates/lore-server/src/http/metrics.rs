@@ -53,7 +53,7 @@ impl Metrics {
         stages.entry(stage).or_default().observe(seconds);
     }
 
-    pub fn observe_retrieval(&self, t: &crate::retrieval::RetrievalTimings) {
+    pub fn observe_retrieval(&self, t: &lore_chat::retrieval::RetrievalTimings) {
         for (stage, ms) in [("embed", t.embed_ms), ("bm25", t.bm25_ms), ("dense", t.dense_ms), ("fusion", t.fusion_ms)]
         {
             self.observe_stage(stage, ms / 1e3);

@@ -23,11 +23,11 @@ pub use auth::{ApiKeys, Authenticated, Caller, new_api_key};
 pub use error::ApiError;
 use metrics::Metrics;
 
-use crate::retrieval::Retriever;
+use lore_chat::retrieval::Retriever;
 
 pub struct AppState {
     pub retriever: Arc<Retriever>,
-    pub chat: Arc<crate::chat::ChatEngine>,
+    pub chat: Arc<lore_chat::chat::ChatEngine>,
     pub keys: ApiKeys,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
@@ -74,7 +74,7 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     info(title = "Lore API", description = "Permission-filtered retrieval and cited answers over company documents."),
     paths(search::search, chat::chat, chat::list, chat::get, healthz, readyz, metrics_text),
     components(schemas(
-        error::ErrorBody, crate::chat::StreamMetadata, crate::answer::Citation, crate::retrieval::Passage
+        error::ErrorBody, lore_chat::chat::StreamMetadata, lore_chat::answer::Citation, lore_chat::retrieval::Passage
     )),
     modifiers(&BearerAuth)
 )]

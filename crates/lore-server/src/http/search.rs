@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::{ApiJson, AppState, Authenticated};
-use crate::retrieval::{HybridResults, Passage};
+use lore_chat::retrieval::{HybridResults, Passage};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -28,7 +28,7 @@ pub const MAX_LIMIT: usize = 50;
 pub struct SearchResponse {
     pub query_lang: lore_core::lang::Lang,
     pub results: Vec<Passage>,
-    pub timings: crate::retrieval::RetrievalTimings,
+    pub timings: lore_chat::retrieval::RetrievalTimings,
 }
 
 #[utoipa::path(

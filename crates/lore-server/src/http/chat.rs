@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::{ApiJson, AppState, Authenticated, Caller};
-use crate::chat::{ChatError, ChatEvent};
-use crate::conversations::{ConversationSummary, Message};
+use lore_chat::chat::{ChatError, ChatEvent};
+use lore_chat::conversations::{ConversationSummary, Message};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +49,7 @@ impl From<ChatError> for ApiError {
     post, path = "/v1/chat", tag = "chat",
     request_body = ChatRequest,
     responses(
-        (status = 200, description = "The answer (JSON), or with `stream: true` Server-Sent Events: `metadata` (StreamMetadata), `delta` ({text}), `final` (ChatAnswer), `error`", body = crate::chat::ChatAnswer),
+        (status = 200, description = "The answer (JSON), or with `stream: true` Server-Sent Events: `metadata` (StreamMetadata), `delta` ({text}), `final` (ChatAnswer), `error`", body = lore_chat::chat::ChatAnswer),
         (status = 400, description = "Invalid request", body = super::error::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = super::error::ErrorBody),
         (status = 404, description = "Conversation not found (or not the caller's)", body = super::error::ErrorBody),

@@ -1,0 +1,4 @@
+//! The Lore service: the HTTP API over retrieval, chat, identity and document management,
+//! and the background workers that turn uploads into indexed documents.
+
+pub mod http;
