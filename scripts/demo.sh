@@ -25,9 +25,8 @@ echo; echo "### A sales employee asks about salary bands: the knowledge base has
 echo; echo "### The HTTP service: an API key, lore serve, and a question to POST /v1/chat"
 workdir="$(mktemp -d)"
 trap 'kill "${server_pid:-0}" 2>/dev/null || true; rm -rf "$workdir"' EXIT
-"$lore" keys new --name demo --role agent --user carlos@acme.example > "$workdir/key.toml" 2> "$workdir/key.txt"
-key="$(grep '^lore_' "$workdir/key.txt")"
-{ printf 'data_dir = "%s"\n[server]\nbind = "127.0.0.1:0"\n' "$(realpath "$data")"; cat "$workdir/key.toml"; } > "$workdir/lore.toml"
+key="$("$lore" --data-dir "$data" keys create --name "demo-$(date +%s)" --role agent --user carlos@acme.example)"
+printf 'data_dir = "%s"\n[server]\nbind = "127.0.0.1:0"\n' "$(realpath "$data")" > "$workdir/lore.toml"
 "$lore" --config "$workdir/lore.toml" serve > "$workdir/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$workdir/serve.log" && break; sleep 0.2; done

@@ -96,29 +96,21 @@ async fn search(
     limit: usize,
     json: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    use lore_server::http::{ApiKeys, AppState, new_api_key};
     let mut config = Config::load(None)?;
     config.data_dir = data_dir.clone();
     let embedder = Arc::new(Embedder::load(&config.embedding)?);
-    let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder).await?);
     let chunks = Catalog::open(&config.catalog_path())?.counts()?.1;
-    let (key, sha256) = new_api_key();
-    let keys = ApiKeys::from_config(&[lore_core::config::ApiKeyConfig {
+    let state = lore_server::AppState::open(config, embedder).await?;
+    let (key, _) = state.identity.keys.store().expect("key store").create(&lore_core::keys::NewKey {
         name: "bench".into(),
-        sha256,
         role: lore_core::config::Role::Agent,
         user: "bench".into(),
         groups: vec![],
-        departments: vec![],
-    }])?;
-    let conversations = lore_chat::conversations::Conversations::open(&config.catalog_path())?;
-    let state = Arc::new(AppState {
-        chat: Arc::new(lore_chat::ChatEngine::new(retriever.clone(), conversations, &config.chat)?),
-        retriever,
-        keys,
-        metrics: Default::default(),
-        max_body_bytes: config.server.max_body_bytes,
-    });
+        department: None,
+        public: false,
+        expires_at: None,
+        created_by: "lore-bench".into(),
+    })?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/v1/search", listener.local_addr()?);
     tokio::spawn(lore_server::http::serve(listener, state, std::future::pending()));
@@ -221,7 +213,7 @@ fn ingest(folder: PathBuf, acl: Vec<String>, json: Option<PathBuf>) -> anyhow::R
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
         let mut ingestor = Ingestor::open(config.clone(), embedder.clone()).await?;
-        let source = Source { name: "bench".into(), path: folder.clone(), default_acl: Some(acl) };
+        let source = Source { name: "bench".into(), path: folder.clone(), default_acl: Some(acl), department: None };
         ingestor.ingest(&[source], &IngestOptions::default()).await
     })?;
     let ingest_secs = report.elapsed.as_secs_f64();

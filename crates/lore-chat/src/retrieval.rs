@@ -102,6 +102,14 @@ impl Retriever {
         Ok(Retriever { embedder, indexes, catalog: Mutex::new(catalog), config: config.retrieval.clone() })
     }
 
+    /// A retriever over indexes opened elsewhere (the server shares them with its writer;
+    /// the keyword reader sees each commit as soon as it is made).
+    pub fn with_indexes(config: &Config, embedder: Arc<Embedder>, indexes: Arc<Indexes>) -> lore_core::Result<Self> {
+        let catalog = Catalog::open(&config.catalog_path())?;
+        check_model(&catalog, embedder.info(), config)?;
+        Ok(Retriever { embedder, indexes, catalog: Mutex::new(catalog), config: config.retrieval.clone() })
+    }
+
     pub fn indexes(&self) -> &Indexes {
         &self.indexes
     }

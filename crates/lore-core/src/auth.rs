@@ -1,63 +1,303 @@
-//! Authentication: the one place that turns a verified identity into an [`AccessScope`].
+//! Authentication: the one place that turns a verified identity into a [`Caller`] with its
+//! [`AccessScope`].
 //!
-//! API keys (`Authorization: Bearer <key>`) are stored as sha256 hashes, each mapped to a role
-//! and a principal set. SSO slots in here as another way to produce a [`Caller`]. Outside this
-//! module a scope can only be made through explicitly named, logged constructors
+//! Identities arrive as API keys (config file or the key store), SSO tokens verified by
+//! `lore-identity` ([`Caller::from_sso`]) or Lore's own embed tokens ([`Caller::from_embed`]).
+//! Outside this module a scope can only be made through explicitly named, logged constructors
 //! ([`AccessScope::impersonate_for_operator`], [`AccessScope::unrestricted_for_admin_tooling`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::acl::{AccessScope, PrincipalSet};
+use serde::{Deserialize, Serialize};
+
+use crate::acl::{AccessScope, Principal, PrincipalSet};
 use crate::config::{ApiKeyConfig, Role};
+use crate::keys::{KeyStore, Lookup};
 use crate::types::sha256_hex;
+
+pub use crate::keys::new_api_key;
+
+/// How a caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuthMethod {
+    ApiKey { id: String, name: String, public: bool },
+    Sso { issuer: String },
+    EmbedToken { id: String },
+    /// An agent acting for an end customer (narrowed principals).
+    OnBehalf { agent: String },
+}
+
+impl AuthMethod {
+    pub fn label(&self) -> &'static str {
+        match self {
+            AuthMethod::ApiKey { .. } => "api_key",
+            AuthMethod::Sso { .. } => "sso",
+            AuthMethod::EmbedToken { .. } => "embed_token",
+            AuthMethod::OnBehalf { .. } => "on_behalf",
+        }
+    }
+}
 
 /// A verified caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub key_name: String,
+    /// User id: conversation owner and audit actor.
     pub user: String,
     pub role: Role,
+    pub principals: PrincipalSet,
+    /// Departments the caller belongs to; a knowledge manager manages their collections.
+    pub departments: Vec<String>,
+    pub method: AuthMethod,
     pub scope: AccessScope,
 }
 
+impl Caller {
+    fn new(user: String, role: Role, principals: PrincipalSet, departments: Vec<String>, method: AuthMethod) -> Self {
+        let scope = AccessScope::principals(principals.clone());
+        Caller { user, role, principals, departments, method, scope }
+    }
+
+    /// The caller of a user signed in through the company's identity provider. The role
+    /// comes from group membership as configured ([`RoleMap`]); everyone else is an employee.
+    pub fn from_sso(identity: &SsoIdentity, roles: &RoleMap) -> crate::Result<Self> {
+        let principals = PrincipalSet::for_user(&identity.user_id, &identity.groups, &identity.departments)?;
+        let role = roles.role_for(&identity.groups);
+        Ok(Caller::new(
+            identity.user_id.clone(),
+            role,
+            principals,
+            identity.departments.clone(),
+            AuthMethod::Sso { issuer: identity.issuer.clone() },
+        ))
+    }
+
+    /// The caller of a widget session: the principals Lore put in the embed token when it
+    /// minted it for a verified user. Widget sessions can only ask, whatever the user's role.
+    pub fn from_embed(user: &str, principals: &[String], token_id: &str) -> crate::Result<Self> {
+        let principals = principals.iter().map(|p| p.parse::<Principal>()).collect::<crate::Result<Vec<_>>>()?;
+        Ok(Caller::new(
+            user.to_owned(),
+            Role::Employee,
+            PrincipalSet::from_principals(principals),
+            Vec::new(),
+            AuthMethod::EmbedToken { id: token_id.to_owned() },
+        ))
+    }
+
+    /// The audit actor: the user id, or `key:<name>` for keys acting as a service.
+    pub fn actor(&self) -> String {
+        match &self.method {
+            AuthMethod::ApiKey { name, public: true, .. } => format!("key:{name}"),
+            _ => self.user.clone(),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Whether the caller may manage documents of a collection owned by `department`.
+    /// Admins manage all; knowledge managers their departments' collections; a collection
+    /// without a department is for admins only.
+    pub fn manages(&self, department: Option<&str>) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::KnowledgeManager => department.is_some_and(|d| self.departments.iter().any(|mine| mine == d)),
+            Role::Employee | Role::Agent => false,
+        }
+    }
+
+    /// An agent (or admin) asking for an end customer: the customer's principals must be a
+    /// subset of the caller's own, so a scope can be narrowed but never widened.
+    pub fn on_behalf_of(&self, customer: &str, principals: &[String]) -> Result<Caller, OnBehalfError> {
+        if !matches!(self.role, Role::Agent | Role::Admin) {
+            return Err(OnBehalfError::NotAnAgent);
+        }
+        if customer.is_empty() || customer.chars().any(char::is_whitespace) || customer.len() > 200 {
+            return Err(OnBehalfError::InvalidCustomer);
+        }
+        let parsed = principals
+            .iter()
+            .map(|p| p.parse::<Principal>().map_err(|_| OnBehalfError::InvalidPrincipal(p.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let narrowed = PrincipalSet::from_principals(parsed);
+        let wider: Vec<String> =
+            narrowed.iter().filter(|p| !self.principals.iter().any(|own| own == *p)).map(|p| p.to_string()).collect();
+        if !wider.is_empty() {
+            return Err(OnBehalfError::Widens(wider));
+        }
+        Ok(Caller::new(
+            format!("{}/{}", self.user, customer),
+            Role::Employee,
+            narrowed,
+            Vec::new(),
+            AuthMethod::OnBehalf { agent: self.user.clone() },
+        ))
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OnBehalfError {
+    #[error("only agent and admin callers may ask on behalf of someone")]
+    NotAnAgent,
+    #[error("on_behalf_of.user must be a non-empty id without whitespace")]
+    InvalidCustomer,
+    #[error("invalid principal {0:?} in on_behalf_of.principals")]
+    InvalidPrincipal(String),
+    #[error("on_behalf_of.principals may only narrow the caller's access; not held by the caller: {0:?}")]
+    Widens(Vec<String>),
+}
+
+/// A user verified by the identity provider, as the claims map extracted it.
+#[derive(Debug, Clone)]
+pub struct SsoIdentity {
+    pub issuer: String,
+    pub user_id: String,
+    pub groups: Vec<String>,
+    pub departments: Vec<String>,
+}
+
+/// Which identity-provider groups make a signed-in user an admin, knowledge manager or agent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleMap {
+    pub admin: Vec<String>,
+    pub knowledge_manager: Vec<String>,
+    pub agent: Vec<String>,
+}
+
+impl RoleMap {
+    /// The highest role any of the groups grants.
+    pub fn role_for(&self, groups: &[String]) -> Role {
+        let member = |list: &[String]| groups.iter().any(|g| list.contains(g));
+        if member(&self.admin) {
+            Role::Admin
+        } else if member(&self.knowledge_manager) {
+            Role::KnowledgeManager
+        } else if member(&self.agent) {
+            Role::Agent
+        } else {
+            Role::Employee
+        }
+    }
+}
+
+/// Why a presented key was refused (logged and audited; the client sees one generic 401).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRejection {
+    Unknown,
+    Expired { name: String },
+    Revoked { name: String },
+}
+
+/// API keys from the config file and from the key store.
 pub struct ApiKeys {
-    by_hash: HashMap<String, Caller>,
+    configured: HashMap<String, Caller>,
+    store: Option<Arc<KeyStore>>,
 }
 
 impl ApiKeys {
-    pub fn from_config(keys: &[ApiKeyConfig]) -> crate::Result<Self> {
+    pub fn new(configured: &[ApiKeyConfig], store: Option<Arc<KeyStore>>) -> crate::Result<Self> {
         let mut by_hash = HashMap::new();
-        for key in keys {
+        for key in configured {
             let principals = PrincipalSet::for_user(&key.user, &key.groups, &key.departments)?;
             by_hash.insert(
                 key.sha256.clone(),
-                Caller {
-                    key_name: key.name.clone(),
-                    user: key.user.clone(),
-                    role: key.role,
-                    scope: AccessScope::principals(principals),
-                },
+                Caller::new(
+                    key.user.clone(),
+                    key.role,
+                    principals,
+                    key.departments.clone(),
+                    AuthMethod::ApiKey { id: format!("config:{}", key.name), name: key.name.clone(), public: false },
+                ),
             );
         }
-        Ok(ApiKeys { by_hash })
+        Ok(ApiKeys { configured: by_hash, store })
     }
 
-    /// The caller a presented key belongs to. The map is keyed by a hash of the secret, so
-    /// lookups never compare secrets byte by byte against attacker-controlled input.
-    pub fn verify(&self, presented: &str) -> Option<&Caller> {
-        self.by_hash.get(&sha256_hex(presented.as_bytes()))
+    /// Keys from the config file only (tests, tools without a database).
+    pub fn from_config(keys: &[ApiKeyConfig]) -> crate::Result<Self> {
+        Self::new(keys, None)
+    }
+
+    pub fn store(&self) -> Option<&Arc<KeyStore>> {
+        self.store.as_ref()
+    }
+
+    /// The caller a presented key belongs to. Keys are looked up by a hash of the secret, so
+    /// secrets are never compared byte by byte against attacker-controlled input.
+    pub fn verify(&self, presented: &str) -> crate::Result<Result<Caller, KeyRejection>> {
+        if let Some(caller) = self.configured.get(&sha256_hex(presented.as_bytes())) {
+            return Ok(Ok(caller.clone()));
+        }
+        let Some(store) = &self.store else { return Ok(Err(KeyRejection::Unknown)) };
+        Ok(match store.verify(presented)? {
+            Lookup::Valid(info) => {
+                let principals = info.principal_set()?;
+                // Defence in depth: a public key reads `everyone` documents only, whatever
+                // the stored row says.
+                let principals = if info.public {
+                    PrincipalSet::from_principals([Principal::everyone()])
+                } else {
+                    principals
+                };
+                let role = if info.public { Role::Employee } else { info.role };
+                Ok(Caller::new(
+                    info.user.clone(),
+                    role,
+                    principals,
+                    info.department.iter().cloned().collect(),
+                    AuthMethod::ApiKey { id: info.id, name: info.name, public: info.public },
+                ))
+            }
+            Lookup::Expired(info) => Err(KeyRejection::Expired { name: info.name }),
+            Lookup::Revoked(info) => Err(KeyRejection::Revoked { name: info.name }),
+            Lookup::Unknown => Err(KeyRejection::Unknown),
+        })
     }
 }
 
-/// A new random API key (`lore_` + 32 URL-safe characters) and its sha256.
-pub fn new_api_key() -> (String, String) {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let key: String = std::iter::once("lore_".to_owned())
-        .chain(bytes.iter().map(|b| (ALPHABET[(*b & 63) as usize] as char).to_string()))
-        .collect();
-    let hash = sha256_hex(key.as_bytes());
-    (key, hash)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent() -> Caller {
+        let principals = PrincipalSet::for_user("crm", &["support".into(), "customers".into()], &[]).unwrap();
+        Caller::new("crm".into(), Role::Agent, principals, vec![], AuthMethod::Sso { issuer: "x".into() })
+    }
+
+    #[test]
+    fn agents_narrow_but_never_widen() {
+        let narrowed = agent().on_behalf_of("cust-42", &["everyone".into(), "group:customers".into()]).unwrap();
+        assert_eq!(narrowed.principals.to_strings(), ["everyone", "group:customers"]);
+        assert_eq!(narrowed.role, Role::Employee);
+        assert_eq!(narrowed.user, "crm/cust-42");
+        assert_eq!(
+            agent().on_behalf_of("cust-42", &["group:hr".into(), "everyone".into()]).unwrap_err(),
+            OnBehalfError::Widens(vec!["group:hr".into()])
+        );
+        let employee = Caller { role: Role::Employee, ..agent() };
+        assert_eq!(employee.on_behalf_of("x", &["everyone".into()]).unwrap_err(), OnBehalfError::NotAnAgent);
+        assert!(matches!(agent().on_behalf_of("x", &["root".into()]), Err(OnBehalfError::InvalidPrincipal(_))));
+    }
+
+    #[test]
+    fn knowledge_managers_manage_their_departments_only() {
+        let km = Caller { role: Role::KnowledgeManager, departments: vec!["hr".into()], ..agent() };
+        assert!(km.manages(Some("hr")));
+        assert!(!km.manages(Some("sales")));
+        assert!(!km.manages(None));
+        assert!(Caller { role: Role::Admin, ..agent() }.manages(None));
+        assert!(!agent().manages(Some("hr")));
+    }
+
+    #[test]
+    fn role_map_picks_the_highest_role() {
+        let map = RoleMap { admin: vec!["it".into()], knowledge_manager: vec!["km".into()], agent: vec![] };
+        assert_eq!(map.role_for(&["km".into(), "it".into()]), Role::Admin);
+        assert_eq!(map.role_for(&["km".into()]), Role::KnowledgeManager);
+        assert_eq!(map.role_for(&[]), Role::Employee);
+    }
 }

@@ -10,11 +10,13 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
 
 use crate::acl::Acl;
+use crate::db;
 use crate::error::{Error, Result};
 use crate::lang::Lang;
-use crate::types::{Chunk, DocumentRecord};
+use crate::types::{Chunk, Collection, DocumentRecord};
 
 pub struct Catalog {
     conn: Connection,
@@ -54,19 +56,27 @@ CREATE TABLE IF NOT EXISTS ingest_journal (
     doc_id TEXT PRIMARY KEY,
     started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now'))
 );
+CREATE TABLE IF NOT EXISTS acl_journal (
+    doc_id TEXT PRIMARY KEY,
+    acl TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS collections (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    department TEXT,
+    default_acl TEXT,
+    created_at INTEGER NOT NULL
+);
 "#;
+
+/// Documents listed per page at most.
+pub const MAX_PAGE: usize = 500;
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        }
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let conn = db::open(path)?;
         conn.execute_batch(SCHEMA)?;
+        db::add_column_if_missing(&conn, "documents", "metadata", "TEXT NOT NULL DEFAULT '{}'")?;
         Ok(Catalog { conn })
     }
 
@@ -86,7 +96,7 @@ impl Catalog {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count \
+                "SELECT id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count, metadata \
                  FROM documents WHERE id = ?1",
                 [id],
                 row_to_document,
@@ -96,7 +106,7 @@ impl Catalog {
 
     pub fn documents_of_source(&self, source: &str) -> Result<Vec<DocumentRecord>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count \
+            "SELECT id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count, metadata \
              FROM documents WHERE source = ?1 ORDER BY path",
         )?;
         let rows = stmt.query_map([source], row_to_document)?;
@@ -172,8 +182,8 @@ impl Catalog {
                 clear.execute([id])?;
             }
             let mut insert_doc = tx.prepare_cached(
-                "INSERT INTO documents (id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO documents (id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count, metadata) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             let mut insert_chunk = tx.prepare_cached(
                 "INSERT INTO chunks (id, doc_id, ordinal, title, heading_path, page, char_start, char_end, lang, text, content_hash) \
@@ -191,6 +201,7 @@ impl Catalog {
                     doc.format,
                     doc.size_bytes as i64,
                     chunks.len() as i64,
+                    doc.metadata.to_string(),
                 ])?;
                 for c in chunks {
                     insert_chunk.execute(params![
@@ -213,6 +224,148 @@ impl Catalog {
         Ok(())
     }
 
+    /// Documents of a collection ordered by path, after `after` (a path), at most `limit`
+    /// (capped at [`MAX_PAGE`]); `visible` decides which records count.
+    pub fn documents_page(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+        visible: impl Fn(&DocumentRecord) -> bool,
+    ) -> Result<Vec<DocumentRecord>> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count, metadata \
+             FROM documents WHERE source = ?1 AND path > ?2 ORDER BY path LIMIT ?3",
+        )?;
+        let mut out = Vec::new();
+        let mut cursor = after.unwrap_or("").to_owned();
+        // Reads in pages until `limit` visible documents are found, so a caller who may see
+        // few documents of a large collection still gets full pages.
+        loop {
+            let rows = stmt
+                .query_map(params![collection, cursor, (limit * 4) as i64], row_to_document)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let exhausted = rows.len() < limit * 4;
+            for doc in rows {
+                cursor.clone_from(&doc.path);
+                if visible(&doc) {
+                    out.push(doc);
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub fn document_count_of_collection(&self, collection: &str) -> Result<usize> {
+        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM documents WHERE source = ?1", [collection], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+
+    /// Records an ACL change before either index is touched; [`Catalog::commit_acl_change`]
+    /// completes it. After a crash, [`Catalog::pending_acl_changes`] lists what to re-apply.
+    pub fn begin_acl_change(&self, doc_id: &str, acl: &Acl) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO acl_journal (doc_id, acl) VALUES (?1, ?2) ON CONFLICT(doc_id) DO UPDATE SET acl = excluded.acl",
+            params![doc_id, serde_json::to_string(acl).expect("acl serializes")],
+        )?;
+        Ok(())
+    }
+
+    pub fn pending_acl_changes(&self) -> Result<Vec<(String, Acl)>> {
+        let mut stmt = self.conn.prepare("SELECT doc_id, acl FROM acl_journal ORDER BY doc_id")?;
+        let rows = stmt.query_map([], |r| {
+            let acl: String = r.get(1)?;
+            Ok((r.get(0)?, serde_json::from_str::<Acl>(&acl).map_err(|e| conversion_error(1, e))?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// After both indexes carry `acl` for the document: store it (and `metadata`, when
+    /// given) and clear the ACL journal entry, atomically.
+    pub fn commit_acl_change(&mut self, doc_id: &str, acl: &Acl, metadata: Option<&Value>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE documents SET acl = ?2 WHERE id = ?1",
+            params![doc_id, serde_json::to_string(acl).expect("acl serializes")],
+        )?;
+        if let Some(metadata) = metadata {
+            tx.execute("UPDATE documents SET metadata = ?2 WHERE id = ?1", params![doc_id, metadata.to_string()])?;
+        }
+        tx.execute("DELETE FROM acl_journal WHERE doc_id = ?1", [doc_id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn set_metadata(&self, doc_id: &str, metadata: &Value) -> Result<()> {
+        self.conn.execute("UPDATE documents SET metadata = ?2 WHERE id = ?1", params![doc_id, metadata.to_string()])?;
+        Ok(())
+    }
+
+    pub fn create_collection(&self, collection: &Collection) -> Result<bool> {
+        Collection::validate_id(&collection.id)?;
+        let inserted = self.conn.execute(
+            "INSERT OR IGNORE INTO collections (id, name, department, default_acl, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                collection.id,
+                collection.name,
+                collection.department,
+                collection.default_acl.as_ref().map(|a| serde_json::to_string(a).expect("acl serializes")),
+                db::now()
+            ],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    /// Creates the collection of an ingest source when missing, or updates its department
+    /// and default ACL to the source config's.
+    pub fn upsert_collection(&self, collection: &Collection) -> Result<()> {
+        Collection::validate_id(&collection.id)?;
+        self.conn.execute(
+            "INSERT INTO collections (id, name, department, default_acl, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT(id) DO UPDATE SET department = excluded.department, default_acl = excluded.default_acl",
+            params![
+                collection.id,
+                collection.name,
+                collection.department,
+                collection.default_acl.as_ref().map(|a| serde_json::to_string(a).expect("acl serializes")),
+                db::now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn collection(&self, id: &str) -> Result<Option<Collection>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, name, department, default_acl, created_at FROM collections WHERE id = ?1",
+                [id],
+                row_to_collection,
+            )
+            .optional()?)
+    }
+
+    pub fn collections(&self) -> Result<Vec<Collection>> {
+        let mut stmt =
+            self.conn.prepare("SELECT id, name, department, default_acl, created_at FROM collections ORDER BY id")?;
+        let rows = stmt.query_map([], row_to_collection)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Deletes an empty collection; `Ok(false)` when it does not exist.
+    pub fn delete_collection(&self, id: &str) -> Result<bool> {
+        if self.document_count_of_collection(id)? > 0 {
+            return Err(Error::Conflict(format!("collection {id:?} still holds documents; delete them first")));
+        }
+        Ok(self.conn.execute("DELETE FROM collections WHERE id = ?1", [id])? == 1)
+    }
+
     /// Forgets journaled documents entirely (after they were removed from both indexes).
     pub fn journal_abandon(&mut self, doc_ids: &[String]) -> Result<()> {
         self.journal_commit(&[], doc_ids)
@@ -233,6 +386,18 @@ fn row_to_document(row: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentRecord> 
         format: row.get(7)?,
         size_bytes: row.get::<_, i64>(8)? as u64,
         chunk_count: row.get::<_, i64>(9)? as usize,
+        metadata: serde_json::from_str(&row.get::<_, String>(10)?).map_err(|e| conversion_error(10, e))?,
+    })
+}
+
+fn row_to_collection(row: &rusqlite::Row<'_>) -> rusqlite::Result<Collection> {
+    let acl: Option<String> = row.get(3)?;
+    Ok(Collection {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        department: row.get(2)?,
+        default_acl: acl.map(|a| serde_json::from_str::<Acl>(&a)).transpose().map_err(|e| conversion_error(3, e))?,
+        created_at: db::rfc3339(row.get(4)?),
     })
 }
 

@@ -156,13 +156,33 @@ pub struct ApiKeyConfig {
     pub departments: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+/// What a caller may do. `employee`: ask, own conversations. `agent`: ask over REST, also on
+/// behalf of an end customer with a narrower principal set. `knowledge_manager`: manage the
+/// documents of their departments' collections. `admin`: everything, keys, settings, audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Employee,
     Agent,
     KnowledgeManager,
     Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Employee, Role::Agent, Role::KnowledgeManager, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Employee => "employee",
+            Role::Agent => "agent",
+            Role::KnowledgeManager => "knowledge_manager",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

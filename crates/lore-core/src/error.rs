@@ -26,6 +26,10 @@ pub enum Error {
     KeywordQuery(#[from] tantivy::query::QueryParserError),
     #[error("vector index error: {0}")]
     Vector(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("io error at {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }

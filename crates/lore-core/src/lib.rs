@@ -5,11 +5,15 @@
 pub mod acl;
 pub mod auth;
 pub mod catalog;
+pub mod audit;
 pub mod config;
+pub mod db;
 pub mod embed;
 pub mod env;
 pub mod error;
 pub mod index;
+pub mod jobs;
+pub mod keys;
 pub mod lang;
 pub mod types;
 

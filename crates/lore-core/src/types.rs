@@ -21,6 +21,59 @@ pub struct DocumentRecord {
     pub format: String,
     pub size_bytes: u64,
     pub chunk_count: usize,
+    /// Free-form metadata (a JSON object) set through the document API.
+    #[serde(default = "empty_object")]
+    pub metadata: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// A collection of documents owned by a department. Documents live in collections (the
+/// collection id is the document's `source`); knowledge managers act on their departments'
+/// collections only. Uploads without an ACL get the collection's default ACL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Collection {
+    pub id: String,
+    pub name: String,
+    /// The owning department; `None`: only admins manage it.
+    pub department: Option<String>,
+    /// ACL of uploads that bring none; `None`: every upload must name its ACL.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub default_acl: Option<Acl>,
+    pub created_at: String,
+}
+
+impl Collection {
+    /// Lowercase letters, digits, `-`, `_`, `.`; starting with a letter or digit; 1–64 chars.
+    pub fn validate_id(id: &str) -> crate::Result<()> {
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if ok {
+            Ok(())
+        } else {
+            Err(crate::Error::InvalidInput(format!(
+                "invalid collection id {id:?}: use 1-64 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit"
+            )))
+        }
+    }
+
+    /// A valid collection id made from any name (`Contoso HR` → `contoso-hr`).
+    pub fn slug(name: &str) -> String {
+        let mut slug = String::new();
+        for c in name.chars().flat_map(char::to_lowercase) {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                slug.push(c);
+            } else if !slug.ends_with('-') && !slug.is_empty() {
+                slug.push('-');
+            }
+        }
+        let slug: String = slug.trim_matches(|c| c == '-' || c == '.').chars().take(64).collect();
+        if slug.is_empty() { "files".into() } else { slug }
+    }
 }
 
 /// One chunk of a document; the unit both indexes store under the same id.

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lore_core::acl::Acl;
 use lore_core::catalog::Catalog;
 use lore_core::config::Config;
 use lore_core::embed::Embedder;
 use lore_core::index::{Indexes, KeywordEntry, VectorPoint, check_model};
 use lore_core::lang::Lang;
-use lore_core::types::{Chunk, DocumentRecord, sha256_hex};
+use lore_core::types::{Chunk, Collection, DocumentRecord, sha256_hex};
 
 use crate::chunker::{ChunkContext, Chunker};
 use crate::error::{FileError, FileErrorKind, IngestError};
@@ -78,7 +79,7 @@ pub struct Ingestor {
     config: Config,
     embedder: Arc<Embedder>,
     catalog: Catalog,
-    indexes: Indexes,
+    indexes: Arc<Indexes>,
     chunker: Arc<Chunker>,
     recovered: usize,
 }
@@ -100,10 +101,24 @@ impl Ingestor {
     /// Loads the model, opens the catalog and both indexes for writing, checks that the
     /// index was built with this model, and rolls back any interrupted ingest.
     pub async fn open(config: Config, embedder: Arc<Embedder>) -> Result<Self, IngestError> {
+        let indexes = Arc::new(Indexes::open(&config, true).await?);
+        Self::with_indexes(config, embedder, indexes).await
+    }
+
+    /// An ingestor writing through indexes the caller already opened for writing (the server
+    /// shares one set between its readers and this, the only writer).
+    pub async fn with_indexes(
+        config: Config,
+        embedder: Arc<Embedder>,
+        indexes: Arc<Indexes>,
+    ) -> Result<Self, IngestError> {
         let mut catalog = Catalog::open(&config.catalog_path())?;
         check_model(&catalog, embedder.info(), &config)?;
-        let indexes = Indexes::open(&config, true).await?;
         let recovered = indexes.recover(&mut catalog).await?.len();
+        let reapplied = indexes.recover_acl_changes(&mut catalog).await?;
+        if reapplied > 0 {
+            tracing::warn!(documents = reapplied, "re-applied interrupted ACL changes");
+        }
         let chunker = Arc::new(Chunker::new(embedder.tokenizer().clone(), &config.chunking)?);
         Ok(Ingestor { config, embedder, catalog, indexes, chunker, recovered })
     }
@@ -112,8 +127,88 @@ impl Ingestor {
         &self.catalog
     }
 
-    pub fn indexes(&self) -> &Indexes {
+    pub fn indexes(&self) -> &Arc<Indexes> {
         &self.indexes
+    }
+
+    fn settings(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.embedder.info().fingerprint,
+            self.config.chunking.min_tokens,
+            self.config.chunking.max_tokens,
+            self.config.chunking.overlap_tokens
+        )
+    }
+
+    /// Ingests one uploaded file into a collection as document `document_id` (new or
+    /// replaced). A file that cannot be ingested is reported, not raised: the job fails with
+    /// the reason and nothing else changes.
+    pub async fn ingest_upload(&mut self, upload: Upload<'_>) -> Result<UploadOutcome, IngestError> {
+        let source = Source {
+            name: upload.collection.id.clone(),
+            path: upload.path.parent().unwrap_or(Path::new(".")).to_owned(),
+            default_acl: upload.collection.default_acl.as_ref().map(Acl::to_strings),
+            department: upload.collection.department.clone(),
+        };
+        let known: HashMap<String, String> =
+            self.catalog.document(upload.document_id)?.map(|d| (d.id, d.fingerprint)).into_iter().collect();
+        let target = Target { relative: upload.filename.to_owned(), doc_id: upload.document_id.to_owned() };
+        let overrides = Overrides { acl: upload.acl.cloned(), title: upload.title.map(str::to_owned) };
+        let mut timings = StageTimings::default();
+        let (path, settings, max_bytes, chunker) =
+            (upload.path.to_owned(), self.settings(), self.config.ingest.max_file_bytes, self.chunker.clone());
+        let item = tokio::task::spawn_blocking(move || {
+            let item = prepare(&source, &path, target, &overrides, &known, &settings, max_bytes, &chunker, &mut timings);
+            item
+        })
+        .await
+        .map_err(|e| IngestError::Other(format!("upload parser task failed: {e}")))?;
+        match item {
+            Item::Prepared(mut prepared) => {
+                prepared.record.metadata = upload.metadata.clone();
+                let chunks = prepared.chunks.len();
+                self.write_batch(vec![prepared], &mut IngestReport::default()).await?;
+                Ok(UploadOutcome::Indexed { chunks })
+            }
+            Item::Unchanged => {
+                self.catalog.set_metadata(upload.document_id, upload.metadata)?;
+                Ok(UploadOutcome::Unchanged)
+            }
+            Item::Failed(error) => Ok(UploadOutcome::Rejected(error.kind)),
+            Item::Skipped(_) => Ok(UploadOutcome::Rejected(FileErrorKind::UnknownType(upload.filename.to_owned()))),
+        }
+    }
+
+    /// Removes documents from both indexes and the catalog, under the journal.
+    pub async fn delete_documents(&mut self, doc_ids: &[String]) -> Result<(), IngestError> {
+        if doc_ids.is_empty() {
+            return Ok(());
+        }
+        self.catalog.journal_begin(doc_ids)?;
+        self.indexes.delete_documents(doc_ids).await?;
+        self.catalog.journal_commit(&[], doc_ids)?;
+        Ok(())
+    }
+
+    /// Gives a document a new ACL (and optionally metadata) in both indexes and the catalog
+    /// without re-embedding. Journaled: a crash midway is completed on the next open.
+    pub async fn set_acl(
+        &mut self,
+        doc_id: &str,
+        acl: &Acl,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<(), IngestError> {
+        let chunks = self.catalog.chunks_of_document(doc_id)?;
+        self.catalog.begin_acl_change(doc_id, acl)?;
+        self.indexes.set_document_acl(doc_id, &chunks, &acl.to_strings()).await?;
+        self.catalog.commit_acl_change(doc_id, acl, metadata)?;
+        Ok(())
+    }
+
+    /// Builds search structures after a run of writes (qdrant-edge has no background optimizer).
+    pub async fn optimize(&mut self) -> Result<(), IngestError> {
+        Ok(self.indexes.vector.optimize().await?)
     }
 
     pub async fn ingest(&mut self, sources: &[Source], options: &IngestOptions) -> Result<IngestReport, IngestError> {
@@ -125,13 +220,10 @@ impl Ingestor {
                 known.insert(doc.id, doc.fingerprint);
             }
         }
-        let settings = format!(
-            "{}|{}|{}|{}",
-            self.embedder.info().fingerprint,
-            self.config.chunking.min_tokens,
-            self.config.chunking.max_tokens,
-            self.config.chunking.overlap_tokens
-        );
+        for source in sources {
+            self.catalog.upsert_collection(&source.collection()?)?;
+        }
+        let settings = self.settings();
         let files: Vec<(Source, PathBuf, bool)> = sources.iter().flat_map(list_files).collect();
         report.scanned = files.iter().filter(|(_, _, supported)| *supported).count();
         let seen: HashSet<String> =
@@ -146,7 +238,10 @@ impl Ingestor {
                 for (source, path, supported) in files {
                     let mut timings = StageTimings::default();
                     let item = if supported {
-                        prepare(&source, &path, &known, &settings, max_bytes, &chunker, &mut timings)
+                        let relative = relative_path(&source, &path);
+                        let target = Target { doc_id: source.document_id(&relative), relative };
+                        let overrides = Overrides::default();
+                        prepare(&source, &path, target, &overrides, &known, &settings, max_bytes, &chunker, &mut timings)
                     } else {
                         Item::Skipped(path)
                     };
@@ -263,7 +358,16 @@ impl Ingestor {
         self.indexes.keyword.commit()?;
         // Both indexes must be durable before the catalog says the documents are indexed.
         self.indexes.vector.flush().await?;
-        let upserts: Vec<(DocumentRecord, Vec<Chunk>)> = batch.into_iter().map(|p| (p.record, p.chunks)).collect();
+        let mut upserts: Vec<(DocumentRecord, Vec<Chunk>)> = batch.into_iter().map(|p| (p.record, p.chunks)).collect();
+        // Metadata set through the API survives a re-ingest of a changed source file.
+        for (record, _) in &mut upserts {
+            if record.metadata.is_null() {
+                record.metadata = match self.catalog.document(&record.id)? {
+                    Some(existing) => existing.metadata,
+                    None => serde_json::Value::Object(Default::default()),
+                };
+            }
+        }
         self.catalog.journal_commit(&upserts, &[])?;
         report.timings.index += index_started.elapsed();
         report.indexed += upserts.len();
@@ -301,9 +405,46 @@ fn relative_path(source: &Source, path: &Path) -> String {
     relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
+/// Where a file goes: its path inside the collection and its document id.
+struct Target {
+    relative: String,
+    doc_id: String,
+}
+
+/// What an upload request says about the file, winning over the file's own metadata.
+#[derive(Default)]
+struct Overrides {
+    acl: Option<Acl>,
+    title: Option<String>,
+}
+
+/// One uploaded file for [`Ingestor::ingest_upload`].
+pub struct Upload<'a> {
+    pub collection: &'a Collection,
+    pub document_id: &'a str,
+    /// The staged file; its extension selects the loader.
+    pub path: &'a Path,
+    /// The document's path inside the collection (the sanitised upload name).
+    pub filename: &'a str,
+    pub acl: Option<&'a Acl>,
+    pub title: Option<&'a str>,
+    pub metadata: &'a serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadOutcome {
+    Indexed { chunks: usize },
+    /// Same bytes, ACL and settings as the indexed version.
+    Unchanged,
+    Rejected(FileErrorKind),
+}
+
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     source: &Source,
     path: &Path,
+    target: Target,
+    overrides: &Overrides,
     known: &HashMap<String, String>,
     settings: &str,
     max_bytes: u64,
@@ -327,14 +468,17 @@ fn prepare(
         Ok(sidecar) => sidecar,
         Err(kind) => return fail(kind),
     };
-    let relative = relative_path(source, path);
-    let doc_id = source.document_id(&relative);
+    let Target { relative, doc_id } = target;
+    let override_acl = overrides.acl.as_ref().map(|a| a.to_strings().join(",")).unwrap_or_default();
     let fingerprint = {
         let mut material = bytes.clone();
         for part in [
             sidecar.as_ref().map(|(_, raw)| raw.as_slice()).unwrap_or_default(),
             source.default_acl.as_ref().map(|a| a.join(",")).unwrap_or_default().as_bytes(),
             settings.as_bytes(),
+            override_acl.as_bytes(),
+            overrides.title.as_deref().unwrap_or_default().as_bytes(),
+            relative.as_bytes(),
         ] {
             material.push(0x1f);
             material.extend_from_slice(part);
@@ -348,10 +492,16 @@ fn prepare(
         Ok(loaded) => loaded,
         Err(kind) => return fail(kind),
     };
-    let meta: DocumentMeta = match sidecar {
+    let mut meta: DocumentMeta = match sidecar {
         Some((sidecar_meta, _)) => loaded.meta.clone().overlay(sidecar_meta),
         None => loaded.meta.clone(),
     };
+    if let Some(acl) = &overrides.acl {
+        meta.acl = Some(acl.to_strings());
+    }
+    if let Some(title) = &overrides.title {
+        meta.title = Some(title.clone());
+    }
     let acl = match source.resolve_acl(&meta) {
         Ok(acl) => acl,
         Err(kind) => return fail(kind),
@@ -391,6 +541,7 @@ fn prepare(
             format: loaded.format.name().to_owned(),
             size_bytes: size,
             chunk_count: chunks.len(),
+            metadata: serde_json::Value::Null,
         },
         chunks,
     })

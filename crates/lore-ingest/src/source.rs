@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use lore_core::acl::Acl;
+use lore_core::types::Collection;
 use serde::Deserialize;
 
 use crate::error::{FileErrorKind, IngestError};
@@ -28,10 +29,14 @@ pub struct SourceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
+    /// Also the id of the collection the documents live in.
     pub name: String,
     pub path: PathBuf,
     #[serde(default)]
     pub default_acl: Option<Vec<String>>,
+    /// The department owning the collection (its knowledge managers manage it).
+    #[serde(default)]
+    pub department: Option<String>,
 }
 
 /// Metadata a document may carry about itself (front matter or sidecar).
@@ -67,6 +72,7 @@ impl SourceConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         for source in &mut config.sources {
             source.path = base.join(&source.path);
+            Collection::validate_id(&source.name).map_err(|e| err(e.to_string()))?;
             if let Some(acl) = &source.default_acl {
                 Acl::parse(acl).map_err(|e| err(format!("source {:?}: default_acl: {e}", source.name)))?;
             }
@@ -89,14 +95,26 @@ impl Source {
         let name = path
             .canonicalize()
             .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .and_then(|p| p.file_name().map(|n| Collection::slug(&n.to_string_lossy())))
             .unwrap_or_else(|| "files".into());
-        Source { name, path: path.to_owned(), default_acl }
+        Source { name, path: path.to_owned(), default_acl, department: None }
     }
 
     /// Stable document id for a path inside this source.
     pub fn document_id(&self, relative_path: &str) -> String {
-        lore_core::types::sha256_hex(format!("{}\u{1f}{relative_path}", self.name).as_bytes())[..24].to_owned()
+        document_id(&self.name, relative_path)
+    }
+
+    /// The collection this source's documents live in.
+    pub fn collection(&self) -> Result<Collection, IngestError> {
+        let default_acl = self.default_acl.as_ref().map(|a| Acl::parse(a)).transpose()?;
+        Ok(Collection {
+            id: self.name.clone(),
+            name: self.name.clone(),
+            department: self.department.clone(),
+            default_acl,
+            created_at: String::new(),
+        })
     }
 
     /// The ACL: document metadata first, then the source default; none is an error.
@@ -104,6 +122,11 @@ impl Source {
         let raw = meta.acl.as_ref().or(self.default_acl.as_ref()).ok_or(FileErrorKind::NoAcl)?;
         Acl::parse(raw).map_err(|e| FileErrorKind::InvalidAcl(e.to_string()))
     }
+}
+
+/// Stable document id for a path inside a collection.
+pub fn document_id(collection: &str, relative_path: &str) -> String {
+    lore_core::types::sha256_hex(format!("{collection}\u{1f}{relative_path}").as_bytes())[..24].to_owned()
 }
 
 /// Reads `<file>.meta.toml` if present.

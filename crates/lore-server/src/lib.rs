@@ -2,3 +2,9 @@
 //! and the background workers that turn uploads into indexed documents.
 
 pub mod http;
+pub mod lock;
+pub mod state;
+pub mod upload;
+pub mod worker;
+
+pub use state::AppState;

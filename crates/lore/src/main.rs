@@ -11,7 +11,9 @@ use lore_core::acl::{AccessScope, PrincipalSet};
 use lore_core::catalog::Catalog;
 use lore_core::config::Config;
 use lore_core::embed::Embedder;
+use lore_core::config::VectorStoreConfig;
 use lore_ingest::{IngestOptions, Ingestor, Source, SourceConfig};
+use lore_server::lock::{DataDirLock, ServerInfo};
 
 #[derive(Parser)]
 #[command(name = "lore", version, about = "Self-hosted company knowledge assistant")]
@@ -50,10 +52,15 @@ enum Command {
         #[arg(long)]
         bind: Option<String>,
     },
-    /// API keys: `lore keys new` prints a new key once and the config entry with its hash.
+    /// API keys in the data folder's database (works while `lore serve` runs).
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Collections (documents live in collections owned by departments).
+    Collections {
+        #[command(subcommand)]
+        command: CollectionsCommand,
     },
     /// Answer a question from the command line, through the same pipeline as `/v1/chat`.
     Ask {
@@ -90,7 +97,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    New {
+    /// Create a key; prints the secret once (stdout) and its id.
+    #[command(alias = "new")]
+    Create {
         #[arg(long)]
         name: String,
         /// employee, agent, knowledge_manager or admin.
@@ -101,9 +110,59 @@ enum KeysCommand {
         user: String,
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
-        #[arg(long = "depts", value_delimiter = ',')]
-        departments: Vec<String>,
+        /// The key's department (adds `dept:<d>`; a knowledge manager key manages it).
+        #[arg(long)]
+        department: Option<String>,
+        /// A key for a public page: reads documents shared with `everyone` only.
+        #[arg(long)]
+        public: bool,
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum CollectionsCommand {
+    /// Create a collection owned by a department.
+    Create {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        department: Option<String>,
+        /// ACL of uploads that bring none, e.g. `group:hr,group:managers`.
+        #[arg(long, value_delimiter = ',')]
+        default_acl: Option<Vec<String>>,
+    },
+    List,
+    /// Delete an empty collection.
+    Delete { id: String },
+}
+
+/// The operator running the CLI, as the audit log names them.
+fn operator() -> String {
+    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
+fn audit_cli(config: &Config, action: &str, target: &str, detail: serde_json::Value) -> anyhow::Result<()> {
+    lore_core::audit::AuditLog::open(&config.catalog_path())?.record(lore_core::audit::Event {
+        actor: operator(),
+        role: Some("admin".into()),
+        auth: "cli".into(),
+        action: action.into(),
+        target: Some(target.into()),
+        outcome: lore_core::audit::Outcome::Ok,
+        detail,
+        remote: None,
+    })?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -169,38 +228,115 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { bind } => {
             let bind = bind.unwrap_or_else(|| config.server.bind.clone());
-            if config.server.api_keys.is_empty() {
-                eprintln!("warning: no API keys configured ([[server.api_keys]]); every request will be refused");
-            }
+            let lock = match config.vector_store {
+                VectorStoreConfig::Embedded => Some(DataDirLock::acquire(&config.data_dir)?),
+                VectorStoreConfig::Qdrant { .. } => None,
+            };
             let embedder = Arc::new(Embedder::load(&config.embedding)?);
-            let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder).await?);
-            let conversations = lore_chat::conversations::Conversations::open(&config.catalog_path())?;
-            let state = Arc::new(lore_server::http::AppState {
-                chat: Arc::new(lore_chat::ChatEngine::new(retriever.clone(), conversations, &config.chat)?),
-                retriever,
-                keys: lore_server::http::ApiKeys::from_config(&config.server.api_keys)?,
-                metrics: Default::default(),
-                max_body_bytes: config.server.max_body_bytes,
-            });
+            let state = lore_server::AppState::open(config, embedder).await?;
             let listener =
                 tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("cannot listen on {bind}"))?;
-            println!("lore: listening on http://{}", listener.local_addr()?);
+            let url = format!("http://{}", listener.local_addr()?);
+            if let Some(lock) = &lock {
+                lock.publish(&ServerInfo { url: url.clone(), pid: std::process::id() })?;
+            }
+            println!("lore: listening on {url}");
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
             lore_server::http::serve(listener, state, shutdown).await?;
+            drop(lock);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keys { command: KeysCommand::New { name, role, user, groups, departments } } => {
-            let role: lore_core::config::Role = serde_json::from_value(serde_json::Value::String(role.clone()))
-                .map_err(|_| anyhow::anyhow!("unknown role {role:?}: employee, agent, knowledge_manager or admin"))?;
-            PrincipalSet::for_user(&user, &groups, &departments).context("key principals")?;
-            let (key, hash) = lore_server::http::new_api_key();
-            eprintln!("New API key (shown once; store it now):\n{key}\n\nAdd to the config file:");
-            let role = serde_json::to_value(role)?.as_str().unwrap_or_default().to_owned();
-            println!(
-                "[[server.api_keys]]\nname = {name:?}\nsha256 = \"{hash}\"\nrole = \"{role}\"\nuser = {user:?}\ngroups = {groups:?}\ndepartments = {departments:?}"
-            );
+        Command::Keys { command } => {
+            let store = lore_core::keys::KeyStore::open(&config.catalog_path())?;
+            match command {
+                KeysCommand::Create { name, role, user, groups, department, public, expires_in_days } => {
+                    let role = lore_core::config::Role::parse(&role).ok_or_else(|| {
+                        anyhow::anyhow!("unknown role {role:?}: employee, agent, knowledge_manager or admin")
+                    })?;
+                    let expires_at = expires_in_days.map(|d| lore_core::db::now() + i64::from(d) * 86_400);
+                    let (key, info) = store.create(&lore_core::keys::NewKey {
+                        name,
+                        role,
+                        user,
+                        groups,
+                        department,
+                        public,
+                        expires_at,
+                        created_by: operator(),
+                    })?;
+                    audit_cli(&config, "key.create", &info.id, serde_json::json!({ "name": info.name, "role": info.role, "principals": info.principals, "public": info.public }))?;
+                    eprintln!("created key {} ({}) for {} as {}; the secret is shown once:", info.id, info.name, info.user, role.as_str());
+                    println!("{key}");
+                }
+                KeysCommand::List { json } => {
+                    let keys = store.list()?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&keys)?);
+                    } else {
+                        for k in keys {
+                            let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                            println!(
+                                "{}  {:<20} {:<17} {:<24} {state:<8} last used {}  expires {}",
+                                k.id,
+                                k.name,
+                                k.role.as_str(),
+                                k.user,
+                                k.last_used_at.as_deref().unwrap_or("never"),
+                                k.expires_at.as_deref().unwrap_or("never")
+                            );
+                        }
+                    }
+                }
+                KeysCommand::Revoke { id } => {
+                    let info = store.revoke(&id)?.ok_or_else(|| anyhow::anyhow!("no key with id {id:?}"))?;
+                    audit_cli(&config, "key.revoke", &id, serde_json::json!({ "name": info.name }))?;
+                    println!("revoked {} ({})", info.id, info.name);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Collections { command } => {
+            let catalog = Catalog::open(&config.catalog_path())?;
+            match command {
+                CollectionsCommand::Create { id, name, department, default_acl } => {
+                    let default_acl = default_acl.map(|a| lore_core::acl::Acl::parse(&a)).transpose()?;
+                    if let Some(d) = &department {
+                        lore_core::acl::Principal::dept(d)?;
+                    }
+                    let collection = lore_core::types::Collection {
+                        name: name.unwrap_or_else(|| id.clone()),
+                        id,
+                        department,
+                        default_acl,
+                        created_at: String::new(),
+                    };
+                    if !catalog.create_collection(&collection)? {
+                        anyhow::bail!("collection {:?} already exists", collection.id);
+                    }
+                    audit_cli(&config, "collection.create", &collection.id, serde_json::json!({ "department": collection.department }))?;
+                    println!("created collection {}", collection.id);
+                }
+                CollectionsCommand::List => {
+                    for c in catalog.collections()? {
+                        let acl = c.default_acl.map(|a| a.to_strings().join(",")).unwrap_or_else(|| "-".into());
+                        println!(
+                            "{:<24} department {:<16} default ACL {acl:<30} {} documents",
+                            c.id,
+                            c.department.as_deref().unwrap_or("-"),
+                            catalog.document_count_of_collection(&c.id)?
+                        );
+                    }
+                }
+                CollectionsCommand::Delete { id } => {
+                    if !catalog.delete_collection(&id)? {
+                        anyhow::bail!("no collection {id:?}");
+                    }
+                    audit_cli(&config, "collection.delete", &id, serde_json::json!({}))?;
+                    println!("deleted collection {id}");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { check } => {

@@ -11,6 +11,7 @@ use crate::catalog::Catalog;
 use crate::config::{Config, VectorStoreConfig};
 use crate::embed::ModelInfo;
 use crate::error::{Error, Result};
+use crate::types::Chunk;
 
 pub use keyword::{KeywordEntry, KeywordIndex};
 pub use vector::{VectorIndex, VectorPoint};
@@ -45,6 +46,30 @@ impl Indexes {
         self.keyword.commit()?;
         self.vector.delete_documents(doc_ids.to_vec()).await?;
         self.vector.flush().await
+    }
+
+    /// Gives a document's chunks a new ACL in both indexes without re-embedding: a payload
+    /// update in Qdrant; in Tantivy (which has no in-place update) the document's entries are
+    /// rewritten from the catalog's chunk texts. Durable when it returns.
+    pub async fn set_document_acl(&self, doc_id: &str, chunks: &[Chunk], acl: &[String]) -> Result<()> {
+        let entries: Vec<KeywordEntry<'_>> = chunks.iter().map(|chunk| KeywordEntry { chunk, acl }).collect();
+        self.keyword.delete_documents(&[doc_id.to_owned()])?;
+        self.keyword.add(&entries)?;
+        self.keyword.commit()?;
+        self.vector.set_document_acl(doc_id.to_owned(), acl.to_vec()).await?;
+        self.vector.flush().await
+    }
+
+    /// Re-applies ACL changes a crash interrupted (journaled in the catalog first), so both
+    /// indexes and the catalog agree again.
+    pub async fn recover_acl_changes(&self, catalog: &mut Catalog) -> Result<usize> {
+        let pending = catalog.pending_acl_changes()?;
+        for (doc_id, acl) in &pending {
+            let chunks = catalog.chunks_of_document(doc_id)?;
+            self.set_document_acl(doc_id, &chunks, &acl.to_strings()).await?;
+            catalog.commit_acl_change(doc_id, acl, None)?;
+        }
+        Ok(pending.len())
     }
 
     /// Undoes the effects of an interrupted ingest: every journaled document is removed from

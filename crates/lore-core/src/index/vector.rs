@@ -67,6 +67,17 @@ impl VectorIndex {
         }
     }
 
+    /// Sets the ACL of every point of a document: a payload update, no vectors rewritten.
+    pub async fn set_document_acl(&self, doc_id: String, acl: Vec<String>) -> Result<()> {
+        match self {
+            VectorIndex::Embedded(edge) => {
+                let edge = edge.clone();
+                blocking(move || edge.set_document_acl(doc_id, acl)).await
+            }
+            VectorIndex::Server(server) => server.set_document_acl(doc_id, acl).await,
+        }
+    }
+
     /// Nearest chunks to `vector` among those `scope` may read.
     pub async fn search(&self, vector: Vec<f32>, scope: &AccessScope, limit: usize) -> Result<Vec<ScoredChunkId>> {
         let principals = scope.filter_principals();
@@ -256,6 +267,22 @@ impl EdgeIndex {
             .map_err(edge_error)
     }
 
+    fn set_document_acl(&self, doc_id: String, acl: Vec<String>) -> Result<()> {
+        use qdrant_edge::{Filter, Payload, PayloadOps, SetPayloadOp, UpdateOperation};
+        let filter: Filter =
+            serde_json::from_value(json!({ "must": [ { "key": DOC_ID_FIELD, "match": { "value": doc_id } } ] }))
+                .map_err(edge_error)?;
+        let serde_json::Value::Object(payload) = json!({ ACL_FIELD: acl }) else { unreachable!("payload is an object") };
+        self.shard
+            .update(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(SetPayloadOp {
+                payload: Payload(payload),
+                points: None,
+                filter: Some(filter),
+                key: None,
+            })))
+            .map_err(edge_error)
+    }
+
     fn search(&self, vector: Vec<f32>, principals: Option<Vec<String>>, limit: usize) -> Result<Vec<ScoredChunkId>> {
         use qdrant_edge::{
             Filter, NamedQuery, QueryEnum, QueryRequest, ScoringQuery, WithPayloadInterface, WithVector,
@@ -410,6 +437,20 @@ impl ServerIndex {
             .delete_points(
                 DeletePointsBuilder::new(&self.collection)
                     .points(Filter::must([Condition::matches(DOC_ID_FIELD, doc_ids)]))
+                    .wait(true),
+            )
+            .await
+            .map_err(server_error)?;
+        Ok(())
+    }
+
+    async fn set_document_acl(&self, doc_id: String, acl: Vec<String>) -> Result<()> {
+        use qdrant_client::qdrant::{Condition, Filter, SetPayloadPointsBuilder, Value};
+        let payload = qdrant_client::Payload::from(HashMap::from([(ACL_FIELD, Value::from(acl))]));
+        self.client
+            .set_payload(
+                SetPayloadPointsBuilder::new(&self.collection, payload)
+                    .points_selector(Filter::must([Condition::matches(DOC_ID_FIELD, doc_id)]))
                     .wait(true),
             )
             .await

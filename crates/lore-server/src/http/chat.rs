@@ -24,6 +24,8 @@ pub struct ChatRequest {
     /// Answer as Server-Sent Events: `metadata`, then `delta`s, then `final` (or `error`).
     #[serde(default)]
     pub stream: bool,
+    /// Agents: ask as an end customer with a narrower principal set.
+    pub on_behalf_of: Option<super::OnBehalfOf>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -61,6 +63,7 @@ pub async fn chat(
     Authenticated(caller): Authenticated,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
+    let caller = super::narrow(&state, caller, request.on_behalf_of.as_ref())?;
     let (question, earlier) = match (request.question, request.messages) {
         (Some(question), None) => (question, None),
         (None, Some(messages)) => {

@@ -10,8 +10,26 @@ use serde::Serialize;
 pub enum ApiError {
     #[error("missing or malformed `Authorization: Bearer <key>` header")]
     MissingCredentials,
-    #[error("unknown or revoked API key")]
+    #[error("invalid, expired or revoked credentials")]
     InvalidCredentials,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    ScopeWidening(String),
+    #[error("collection not found")]
+    CollectionNotFound,
+    #[error("document not found")]
+    DocumentNotFound,
+    #[error("job not found")]
+    JobNotFound,
+    #[error("api key not found")]
+    KeyNotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the identity provider cannot be reached; try again later")]
+    IdentityProviderUnavailable(String),
     #[error("{0}")]
     InvalidRequest(String),
     #[error("request body is larger than the server's limit (server.max_body_bytes)")]
@@ -38,6 +56,15 @@ impl ApiError {
         match self {
             ApiError::MissingCredentials => "missing_credentials",
             ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::ScopeWidening(_) => "scope_widening",
+            ApiError::CollectionNotFound => "collection_not_found",
+            ApiError::DocumentNotFound => "document_not_found",
+            ApiError::JobNotFound => "job_not_found",
+            ApiError::KeyNotFound => "key_not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::IdentityProviderUnavailable(_) => "identity_provider_unavailable",
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::NotFound => "not_found",
@@ -50,6 +77,13 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::MissingCredentials | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::ScopeWidening(_) => StatusCode::FORBIDDEN,
+            ApiError::CollectionNotFound | ApiError::DocumentNotFound | ApiError::JobNotFound | ApiError::KeyNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::IdentityProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound | ApiError::ConversationNotFound => StatusCode::NOT_FOUND,
@@ -61,14 +95,30 @@ impl ApiError {
 
 impl From<lore_core::Error> for ApiError {
     fn from(error: lore_core::Error) -> Self {
-        ApiError::Internal(error.to_string())
+        match error {
+            lore_core::Error::InvalidInput(message) => ApiError::InvalidRequest(message),
+            lore_core::Error::InvalidPrincipal(_) | lore_core::Error::EmptyAcl => ApiError::InvalidRequest(error.to_string()),
+            lore_core::Error::Conflict(message) => ApiError::Conflict(message),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<lore_ingest::IngestError> for ApiError {
+    fn from(error: lore_ingest::IngestError) -> Self {
+        match error {
+            lore_ingest::IngestError::Core(e) => e.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error");
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::IdentityProviderUnavailable(detail) => tracing::error!(%detail, "identity provider unavailable"),
+            _ => {}
         }
         let body = ErrorBody { code: self.code(), message: self.to_string() };
         (self.status(), Json(body)).into_response()

@@ -1,8 +1,12 @@
 //! The HTTP API (axum). `app` builds the router; `serve` runs it on a listener until the
 //! shutdown future resolves, so tests can bind `127.0.0.1:0`.
 
+mod access;
+mod admin;
 pub mod auth;
 mod chat;
+mod collections;
+mod documents;
 pub mod error;
 pub mod metrics;
 mod search;
@@ -16,30 +20,43 @@ use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::de::DeserializeOwned;
 
 pub use auth::{ApiKeys, Authenticated, Caller, new_api_key};
 pub use error::ApiError;
-use metrics::Metrics;
 
-use lore_chat::retrieval::Retriever;
-
-pub struct AppState {
-    pub retriever: Arc<Retriever>,
-    pub chat: Arc<lore_chat::chat::ChatEngine>,
-    pub keys: ApiKeys,
-    pub metrics: Metrics,
-    pub max_body_bytes: usize,
-}
+pub use crate::state::AppState;
 
 pub fn app(state: Arc<AppState>) -> Router {
-    let limit = state.max_body_bytes;
+    let limit = state.config.server.max_body_bytes;
+    // Uploads get their own limit: the largest accepted file plus room for the form.
+    let upload_limit = DefaultBodyLimit::max(state.config.ingest.max_file_bytes as usize + 64 * 1024);
     Router::new()
         .route("/v1/search", post(search::search))
         .route("/v1/chat", post(chat::chat))
         .route("/v1/conversations", get(chat::list))
         .route("/v1/conversations/{id}", get(chat::get))
+        .route("/v1/me", get(admin::me))
+        .route("/v1/collections", post(collections::create).get(collections::list))
+        .route("/v1/collections/{id}", delete(collections::delete))
+        .route(
+            "/v1/collections/{id}/documents",
+            post(documents::upload).layer(upload_limit).get(documents::list),
+        )
+        .route(
+            "/v1/documents/{id}",
+            get(documents::get)
+                .put(documents::replace)
+                .layer(upload_limit)
+                .patch(documents::patch)
+                .delete(documents::delete),
+        )
+        .route("/v1/jobs/{id}", get(documents::job))
+        .route("/v1/keys", post(admin::create_key).get(admin::list_keys))
+        .route("/v1/keys/{id}", delete(admin::revoke_key))
+        .route("/v1/audit", get(admin::audit))
+        .route("/v1/audit/export", get(admin::audit_export))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -50,13 +67,28 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves.
+/// Serves `app` on `listener`, and runs the job worker, until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = {
+        let mut stopped = stopped.clone();
+        tokio::spawn(crate::worker::run(state.clone(), async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }))
+    };
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await;
+    let _ = worker.await;
+    result
 }
 
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
@@ -72,7 +104,13 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Lore API", description = "Permission-filtered retrieval and cited answers over company documents."),
-    paths(search::search, chat::chat, chat::list, chat::get, healthz, readyz, metrics_text),
+    paths(
+        search::search, chat::chat, chat::list, chat::get, admin::me,
+        collections::create, collections::list, collections::delete,
+        documents::upload, documents::list, documents::get, documents::replace, documents::patch, documents::delete,
+        documents::job, admin::create_key, admin::list_keys, admin::revoke_key, admin::audit, admin::audit_export,
+        healthz, readyz, metrics_text
+    ),
     components(schemas(
         error::ErrorBody, lore_chat::chat::StreamMetadata, lore_chat::answer::Citation, lore_chat::retrieval::Passage
     )),
@@ -116,6 +154,43 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiE
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+/// An end customer an agent asks for: the customer's principals must be a subset of the
+/// agent's own.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnBehalfOf {
+    pub user: String,
+    pub principals: Vec<String>,
+}
+
+/// The caller to act as: itself, or the narrowed customer (refused and audited when the
+/// customer's principals would widen the caller's access).
+fn narrow(state: &AppState, caller: Caller, on_behalf: Option<&OnBehalfOf>) -> Result<Caller, ApiError> {
+    use lore_core::auth::OnBehalfError;
+    let Some(on_behalf) = on_behalf else { return Ok(caller) };
+    match caller.on_behalf_of(&on_behalf.user, &on_behalf.principals) {
+        Ok(narrowed) => Ok(narrowed),
+        Err(error) => {
+            let message = error.to_string();
+            match error {
+                OnBehalfError::Widens(_) | OnBehalfError::NotAnAgent => {
+                    state.audit_caller(
+                        &caller,
+                        "access.denied",
+                        Some(&on_behalf.user),
+                        lore_core::audit::Outcome::Denied,
+                        serde_json::json!({ "attempted": "on_behalf_of", "reason": message }),
+                    );
+                    Err(ApiError::ScopeWidening(message))
+                }
+                OnBehalfError::InvalidCustomer | OnBehalfError::InvalidPrincipal(_) => {
+                    Err(ApiError::InvalidRequest(message))
+                }
+            }
+        }
+    }
 }
 
 /// JSON body extractor whose rejections are [`ApiError`]s with a clear message.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::{ApiJson, AppState, Authenticated};
+
 use lore_chat::retrieval::{HybridResults, Passage};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -16,6 +17,8 @@ pub struct SearchRequest {
     pub query: String,
     #[serde(default = "default_limit")]
     pub limit: usize,
+    /// Agents: search as an end customer with a narrower principal set.
+    pub on_behalf_of: Option<super::OnBehalfOf>,
 }
 
 fn default_limit() -> usize {
@@ -46,6 +49,7 @@ pub async fn search(
     Authenticated(caller): Authenticated,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
+    let caller = super::narrow(&state, caller, request.on_behalf_of.as_ref())?;
     let query = request.query.trim();
     if query.is_empty() {
         return Err(ApiError::InvalidRequest("`query` must not be empty".into()));

@@ -205,7 +205,7 @@ async fn randomized_permissions_over_http() {
         .collect();
     let fake = crate::provider::FakeProvider::start("primary", vec![]).await;
     let server = start_with_providers(
-        vec![Source { name: "random".into(), path: corpus.path().to_owned(), default_acl: None }],
+        vec![Source { name: "random".into(), path: corpus.path().to_owned(), default_acl: None, department: None }],
         users,
         vec![fake.config("primary", 0, 5.0)],
     );

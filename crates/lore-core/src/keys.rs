@@ -1,0 +1,307 @@
+//! API keys for integrations, stored in the embedded database: created, listed and revoked by
+//! admins, shown once, stored as sha256 only. Each key is scoped to a role and a principal set
+//! (a user, groups, optionally a department), with an optional expiry and a last-used time.
+//!
+//! A *public* key (for a widget on a page anyone can read) carries exactly `everyone`: it can
+//! never reach a document that is not readable by everyone, whatever else is asked of it.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::acl::{Principal, PrincipalSet};
+use crate::config::Role;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::types::sha256_hex;
+
+/// What the admin asks for.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub name: String,
+    pub role: Role,
+    /// The user id the key acts as (conversation owner, audit actor).
+    pub user: String,
+    pub groups: Vec<String>,
+    /// The department the key belongs to: adds `dept:<d>`, and a knowledge manager key
+    /// manages that department's collections.
+    pub department: Option<String>,
+    pub public: bool,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub user: String,
+    pub principals: Vec<String>,
+    pub department: Option<String>,
+    pub public: bool,
+    pub created_at: String,
+    pub created_by: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+    /// The first characters of the key, to recognise it (`lore_AbCd…`).
+    pub prefix: String,
+}
+
+impl KeyInfo {
+    pub fn principal_set(&self) -> Result<PrincipalSet> {
+        let principals = self.principals.iter().map(|p| p.parse::<Principal>()).collect::<Result<Vec<_>>>()?;
+        Ok(PrincipalSet::from_principals(principals))
+    }
+}
+
+pub enum Lookup {
+    Valid(KeyInfo),
+    Expired(KeyInfo),
+    Revoked(KeyInfo),
+    Unknown,
+}
+
+pub struct KeyStore {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    role TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    principals TEXT NOT NULL,
+    department TEXT,
+    public INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    expires_at INTEGER,
+    last_used_at INTEGER,
+    revoked_at INTEGER
+);
+"#;
+
+const COLUMNS: &str = "id, name, role, user_id, principals, department, public, created_at, created_by, expires_at, \
+                       last_used_at, revoked_at, prefix";
+
+/// How stale `last_used_at` may get before a request writes it again (saves a write per request).
+const LAST_USED_RESOLUTION_SECS: i64 = 60;
+
+impl KeyStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = db::open(path)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(KeyStore { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a key; returns the secret (shown once) and the stored record.
+    pub fn create(&self, key: &NewKey) -> Result<(String, KeyInfo)> {
+        if key.name.trim().is_empty() || key.name.len() > 100 {
+            return Err(Error::InvalidInput("key name must be 1-100 characters".into()));
+        }
+        if let Some(expires_at) = key.expires_at
+            && expires_at <= db::now()
+        {
+            return Err(Error::InvalidInput("key expiry must be in the future".into()));
+        }
+        let principals = if key.public {
+            if key.role != Role::Employee || !key.groups.is_empty() || key.department.is_some() {
+                return Err(Error::InvalidInput(
+                    "a public key has role employee and no groups or department: it can only read documents \
+                     shared with everyone"
+                        .into(),
+                ));
+            }
+            PrincipalSet::from_principals([Principal::everyone()])
+        } else {
+            let departments: Vec<String> = key.department.iter().cloned().collect();
+            PrincipalSet::for_user(&key.user, &key.groups, &departments)?
+        };
+        if key.user.trim().is_empty() || key.user.chars().any(char::is_whitespace) {
+            return Err(Error::InvalidInput(format!("invalid user id {:?}", key.user)));
+        }
+        let (secret, hash) = new_api_key();
+        let id = db::new_id("key");
+        let prefix: String = secret.chars().take(9).collect();
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO api_keys (id, name, sha256, prefix, role, user_id, principals, department, public, created_at, \
+             created_by, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                id,
+                key.name,
+                hash,
+                prefix,
+                key.role.as_str(),
+                key.user,
+                serde_json::to_string(&principals.to_strings()).expect("strings serialize"),
+                key.department,
+                key.public,
+                db::now(),
+                key.created_by,
+                key.expires_at
+            ],
+        )?;
+        let info = get(&conn, "id", &id)?.expect("key just inserted");
+        Ok((secret, info))
+    }
+
+    pub fn list(&self) -> Result<Vec<KeyInfo>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id"))?;
+        let rows = stmt.query_map([], row_to_key)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<KeyInfo>> {
+        get(&self.conn(), "id", id)
+    }
+
+    /// Revokes a key; `Ok(None)` when there is no such key. Revoking twice keeps the first time.
+    pub fn revoke(&self, id: &str) -> Result<Option<KeyInfo>> {
+        let conn = self.conn();
+        conn.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![id, db::now()])?;
+        get(&conn, "id", id)
+    }
+
+    /// Looks a presented key up by its hash (so secrets are never compared byte by byte) and
+    /// records its use.
+    pub fn verify(&self, presented: &str) -> Result<Lookup> {
+        let hash = sha256_hex(presented.as_bytes());
+        let conn = self.conn();
+        let Some(info) = get(&conn, "sha256", &hash)? else { return Ok(Lookup::Unknown) };
+        if info.revoked_at.is_some() {
+            return Ok(Lookup::Revoked(info));
+        }
+        let now = db::now();
+        let expires: Option<i64> =
+            conn.query_row("SELECT expires_at FROM api_keys WHERE id = ?1", [&info.id], |r| r.get(0))?;
+        if expires.is_some_and(|e| e <= now) {
+            return Ok(Lookup::Expired(info));
+        }
+        conn.execute(
+            "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?3)",
+            params![info.id, now, now - LAST_USED_RESOLUTION_SECS],
+        )?;
+        Ok(Lookup::Valid(info))
+    }
+}
+
+fn get(conn: &Connection, column: &str, value: &str) -> Result<Option<KeyInfo>> {
+    Ok(conn
+        .query_row(&format!("SELECT {COLUMNS} FROM api_keys WHERE {column} = ?1"), [value], row_to_key)
+        .optional()?)
+}
+
+fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
+    let role: String = r.get(2)?;
+    let principals: String = r.get(4)?;
+    let time = |i: usize| -> rusqlite::Result<Option<String>> { Ok(r.get::<_, Option<i64>>(i)?.map(db::rfc3339)) };
+    Ok(KeyInfo {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: Role::parse(&role).unwrap_or(Role::Employee),
+        user: r.get(3)?,
+        principals: serde_json::from_str(&principals).unwrap_or_default(),
+        department: r.get(5)?,
+        public: r.get(6)?,
+        created_at: db::rfc3339(r.get(7)?),
+        created_by: r.get(8)?,
+        expires_at: time(9)?,
+        last_used_at: time(10)?,
+        revoked_at: time(11)?,
+        prefix: r.get(12)?,
+    })
+}
+
+/// A new random API key (`lore_` + 43 URL-safe characters, 256 bits) and its sha256.
+pub fn new_api_key() -> (String, String) {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    // 6 bits per character over the 256 random bits.
+    let mut key = String::from("lore_");
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            key.push(ALPHABET[((acc >> bits) & 63) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        key.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
+    }
+    let hash = sha256_hex(key.as_bytes());
+    (key, hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_key(name: &str) -> NewKey {
+        NewKey {
+            name: name.into(),
+            role: Role::Agent,
+            user: "crm".into(),
+            groups: vec!["support".into()],
+            department: Some("sales".into()),
+            public: false,
+            expires_at: None,
+            created_by: "admin".into(),
+        }
+    }
+
+    #[test]
+    fn create_verify_revoke_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let (secret, info) = store.create(&new_key("crm")).unwrap();
+        assert!(secret.starts_with("lore_") && secret.len() == 5 + 43, "{secret}");
+        assert_eq!(info.principals, ["dept:sales", "everyone", "group:support", "user:crm"]);
+        assert!(matches!(store.verify(&secret).unwrap(), Lookup::Valid(k) if k.id == info.id));
+        assert!(store.get(&info.id).unwrap().unwrap().last_used_at.is_some());
+        assert!(matches!(store.verify("lore_nope").unwrap(), Lookup::Unknown));
+        store.revoke(&info.id).unwrap();
+        assert!(matches!(store.verify(&secret).unwrap(), Lookup::Revoked(_)));
+
+        let (secret, info) = store.create(&NewKey { expires_at: Some(db::now() + 1), ..new_key("short") }).unwrap();
+        let conn = db::open(&dir.path().join("db.sqlite")).unwrap();
+        conn.execute("UPDATE api_keys SET expires_at = ?2 WHERE id = ?1", params![info.id, db::now() - 1]).unwrap();
+        assert!(matches!(store.verify(&secret).unwrap(), Lookup::Expired(_)));
+        assert!(store.create(&NewKey { expires_at: Some(db::now() - 10), ..new_key("past") }).is_err());
+        assert_eq!(store.list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn public_keys_hold_everyone_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let public = NewKey { public: true, role: Role::Employee, groups: vec![], department: None, ..new_key("intranet") };
+        let (_, info) = store.create(&public).unwrap();
+        assert_eq!(info.principals, ["everyone"]);
+        for wider in [
+            NewKey { groups: vec!["hr".into()], ..public.clone() },
+            NewKey { department: Some("hr".into()), ..public.clone() },
+            NewKey { role: Role::Admin, ..public.clone() },
+        ] {
+            assert!(store.create(&wider).is_err());
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Admin endpoints: API keys and the audit log; and `/v1/me`, the caller's own identity.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use lore_core::audit::{Outcome, Query as AuditQuery, Record};
+use lore_core::config::Role;
+use lore_core::keys::{KeyInfo, NewKey};
+use serde::{Deserialize, Serialize};
+
+use super::access;
+use super::error::{ApiError, ErrorBody};
+use super::{ApiJson, Authenticated};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRequest {
+    pub name: String,
+    pub role: Role,
+    /// The user id the key acts as.
+    pub user: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub department: Option<String>,
+    /// A key for a public page: reads `everyone` documents only.
+    #[serde(default)]
+    pub public: bool,
+    /// Days until the key expires (none: never).
+    pub expires_in_days: Option<u32>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    /// The secret, shown this once; only its hash is stored.
+    pub key: String,
+    pub info: KeyInfo,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+}
+
+fn key_store(state: &AppState) -> Result<&lore_core::keys::KeyStore, ApiError> {
+    state.identity.keys.store().map(|s| s.as_ref()).ok_or_else(|| ApiError::Internal("no key store".into()))
+}
+
+#[utoipa::path(
+    post, path = "/v1/keys", tag = "admin", request_body = KeyRequest,
+    responses(
+        (status = 201, description = "The key (shown once) and its record", body = CreatedKey),
+        (status = 400, description = "Invalid key request", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_key(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    ApiJson(request): ApiJson<KeyRequest>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    access::require_admin(&state, &caller, "key.create", Some(&request.name))?;
+    let expires_at = request.expires_in_days.map(|days| lore_core::db::now() + i64::from(days) * 86_400);
+    let (key, info) = key_store(&state)?.create(&NewKey {
+        name: request.name,
+        role: request.role,
+        user: request.user,
+        groups: request.groups,
+        department: request.department,
+        public: request.public,
+        expires_at,
+        created_by: caller.actor(),
+    })?;
+    state.audit_caller(&caller, "key.create", Some(&info.id), Outcome::Ok, serde_json::json!({
+        "name": info.name, "role": info.role, "principals": info.principals, "public": info.public, "expires_at": info.expires_at
+    }));
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, info })))
+}
+
+#[utoipa::path(
+    get, path = "/v1/keys", tag = "admin",
+    responses((status = 200, description = "Every key (without secrets)", body = KeyList), (status = 403, description = "Admins only", body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn list_keys(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<KeyList>, ApiError> {
+    access::require_admin(&state, &caller, "key.list", None)?;
+    Ok(Json(KeyList { keys: key_store(&state)?.list()? }))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/keys/{id}", tag = "admin",
+    params(("id" = String, Path, description = "Key id")),
+    responses(
+        (status = 200, description = "Revoked (revoking again keeps the first time)", body = KeyInfo),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<KeyInfo>, ApiError> {
+    access::require_admin(&state, &caller, "key.revoke", Some(&id))?;
+    let info = key_store(&state)?.revoke(&id)?.ok_or(ApiError::KeyNotFound)?;
+    state.audit_caller(&caller, "key.revoke", Some(&id), Outcome::Ok, serde_json::json!({ "name": info.name }));
+    Ok(Json(info))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    pub events: Vec<Record>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/audit", tag = "admin", params(AuditQuery),
+    responses((status = 200, description = "Audit events in order", body = AuditPage), (status = 403, description = "Admins only", body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn audit(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    access::require_admin(&state, &caller, "audit.read", None)?;
+    Ok(Json(AuditPage { events: state.audit.query(&query)? }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/audit/export", tag = "admin", params(AuditQuery),
+    responses((status = 200, description = "Audit events as JSON lines (application/x-ndjson), all pages", content_type = "application/x-ndjson"), (status = 403, description = "Admins only", body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn audit_export(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Query(mut query): Query<AuditQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    access::require_admin(&state, &caller, "audit.export", None)?;
+    state.audit_caller(&caller, "audit.export", None, Outcome::Ok, serde_json::json!({}));
+    let mut body = String::new();
+    query.limit = Some(1000);
+    loop {
+        let page = state.audit.query(&query)?;
+        for record in &page {
+            body.push_str(&serde_json::to_string(record).expect("record serializes"));
+            body.push('\n');
+        }
+        match page.last() {
+            Some(last) if page.len() == 1000 => query.after = Some(last.seq),
+            _ => break,
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Me {
+    pub user: String,
+    pub role: Role,
+    pub principals: Vec<String>,
+    pub departments: Vec<String>,
+    /// `api_key`, `sso`, `embed_token` or `on_behalf`.
+    pub auth: String,
+}
+
+#[utoipa::path(
+    get, path = "/v1/me", tag = "identity",
+    responses((status = 200, description = "Who the credentials identify", body = Me), (status = 401, description = "Missing or invalid credentials", body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn me(Authenticated(caller): Authenticated) -> Json<Me> {
+    Json(Me {
+        user: caller.user.clone(),
+        role: caller.role,
+        principals: caller.principals.to_strings(),
+        departments: caller.departments.clone(),
+        auth: caller.method.label().to_owned(),
+    })
+}

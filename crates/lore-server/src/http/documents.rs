@@ -1,0 +1,489 @@
+//! Document management: upload (multipart) into a collection as a queued job, list, read,
+//! replace, change ACL/metadata, delete; and job status.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lore_core::acl::Acl;
+use lore_core::audit::Outcome;
+use lore_core::auth::Caller;
+use lore_core::jobs::{Job, NewJob};
+use lore_core::types::{Collection, DocumentRecord, sha256_hex};
+use serde::{Deserialize, Serialize};
+
+use super::access::{self, can_read};
+use super::error::{ApiError, ErrorBody};
+use super::{ApiJson, Authenticated};
+use crate::state::AppState;
+use crate::upload::{check_content, sanitize_filename};
+
+/// A document as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DocumentInfo {
+    pub id: String,
+    pub collection: String,
+    pub path: String,
+    pub title: String,
+    pub acl: Vec<String>,
+    pub lang: String,
+    pub format: String,
+    pub size_bytes: u64,
+    pub chunk_count: usize,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// `indexed`, or the state of a newer version's job (`queued`, `processing`, `failed`).
+    pub status: String,
+}
+
+impl DocumentInfo {
+    fn new(doc: DocumentRecord, status: String) -> Self {
+        DocumentInfo {
+            id: doc.id,
+            collection: doc.source,
+            path: doc.path,
+            title: doc.title,
+            acl: doc.acl.to_strings(),
+            lang: doc.lang.code().to_owned(),
+            format: doc.format,
+            size_bytes: doc.size_bytes,
+            chunk_count: doc.chunk_count,
+            metadata: doc.metadata,
+            status,
+        }
+    }
+}
+
+fn status_of(state: &AppState, doc: DocumentRecord) -> Result<DocumentInfo, ApiError> {
+    let status = match state.jobs.latest_for_document(&doc.id)? {
+        Some(job) if job.state != lore_core::jobs::JobState::Indexed => {
+            serde_json::to_value(job.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        }
+        _ => "indexed".to_owned(),
+    };
+    Ok(DocumentInfo::new(doc, status))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadAccepted {
+    pub job: Job,
+    pub document_id: String,
+    /// The same file (bytes, ACL, title) was already uploaded to this collection: no new job.
+    pub duplicate: bool,
+}
+
+/// The parts of a multipart upload.
+struct UploadForm {
+    filename: String,
+    content_type: Option<String>,
+    bytes: Vec<u8>,
+    acl: Option<Acl>,
+    title: Option<String>,
+    metadata: serde_json::Value,
+}
+
+async fn read_form(mut multipart: Multipart) -> Result<UploadForm, ApiError> {
+    let mut file = None;
+    let (mut acl, mut title, mut metadata) = (None, None, serde_json::json!({}));
+    while let Some(field) =
+        multipart.next_field().await.map_err(|e| multipart_error(e.status(), e.body_text()))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "file" => {
+                if file.is_some() {
+                    return Err(ApiError::InvalidRequest("send one `file` per upload".into()));
+                }
+                let raw_name = field.file_name().unwrap_or_default().to_owned();
+                let content_type = field.content_type().map(str::to_owned);
+                let bytes = field.bytes().await.map_err(|e| multipart_error(e.status(), e.body_text()))?;
+                file = Some((raw_name, content_type, bytes.to_vec()));
+            }
+            "acl" => {
+                let text = field.text().await.map_err(|e| multipart_error(e.status(), e.body_text()))?;
+                acl = Some(parse_acl(&text)?);
+            }
+            "title" => {
+                let text = field.text().await.map_err(|e| multipart_error(e.status(), e.body_text()))?;
+                let text = text.trim().to_owned();
+                if text.is_empty() || text.chars().count() > 300 {
+                    return Err(ApiError::InvalidRequest("`title` must be 1-300 characters".into()));
+                }
+                title = Some(text);
+            }
+            "metadata" => {
+                let text = field.text().await.map_err(|e| multipart_error(e.status(), e.body_text()))?;
+                metadata = parse_metadata(&text)?;
+            }
+            other => {
+                return Err(ApiError::InvalidRequest(format!(
+                    "unknown form field {other:?}; expected file, acl, title, metadata"
+                )));
+            }
+        }
+    }
+    let (raw_name, content_type, bytes) =
+        file.ok_or_else(|| ApiError::InvalidRequest("the upload has no `file` field".into()))?;
+    let filename = sanitize_filename(&raw_name).map_err(ApiError::UnsupportedMediaType)?;
+    Ok(UploadForm { filename, content_type, bytes, acl, title, metadata })
+}
+
+fn multipart_error(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::InvalidRequest(format!("invalid multipart body: {text}"))
+    }
+}
+
+/// `["group:hr","everyone"]` or `group:hr, everyone`.
+fn parse_acl(text: &str) -> Result<Acl, ApiError> {
+    let items: Vec<String> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text).map_err(|e| ApiError::InvalidRequest(format!("`acl`: {e}")))?
+    } else {
+        text.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+    };
+    Acl::parse(&items).map_err(|e| ApiError::InvalidRequest(format!("`acl`: {e}")))
+}
+
+fn parse_metadata(text: &str) -> Result<serde_json::Value, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| ApiError::InvalidRequest(format!("`metadata`: {e}")))?;
+    check_metadata(&value)?;
+    Ok(value)
+}
+
+fn check_metadata(value: &serde_json::Value) -> Result<(), ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::InvalidRequest("`metadata` must be a JSON object".into()));
+    }
+    if value.to_string().len() > 16 * 1024 {
+        return Err(ApiError::InvalidRequest("`metadata` is larger than 16 KiB".into()));
+    }
+    Ok(())
+}
+
+/// Writes the file where the worker will find it and queues the job.
+#[allow(clippy::too_many_arguments)]
+async fn stage_and_enqueue(
+    state: &AppState,
+    caller: &Caller,
+    collection: &Collection,
+    document_id: &str,
+    path_in_collection: &str,
+    form: &UploadForm,
+    acl: Option<&Acl>,
+    fingerprint: &str,
+) -> Result<Job, ApiError> {
+    let staging = state.config.data_dir.join("uploads").join(lore_core::db::new_id("up"));
+    let file_name = path_in_collection.rsplit('/').next().unwrap_or(path_in_collection);
+    let staged = staging.join(file_name);
+    tokio::fs::create_dir_all(&staging).await.map_err(|e| ApiError::Internal(format!("staging folder: {e}")))?;
+    tokio::fs::write(&staged, &form.bytes).await.map_err(|e| ApiError::Internal(format!("staging file: {e}")))?;
+    let job = state.jobs.enqueue(NewJob {
+        collection: &collection.id,
+        document_id,
+        filename: path_in_collection,
+        content_sha256: fingerprint,
+        staged_path: &staged,
+        acl,
+        metadata: &form.metadata,
+        title: form.title.as_deref(),
+        created_by: &caller.user,
+    })?;
+    state.job_queued.notify_one();
+    Ok(job)
+}
+
+fn upload_fingerprint(form: &UploadForm, acl: Option<&Acl>, path: &str) -> String {
+    let mut material = form.bytes.clone();
+    for part in [
+        acl.map(|a| a.to_strings().join(",")).unwrap_or_default(),
+        form.title.clone().unwrap_or_default(),
+        form.metadata.to_string(),
+        path.to_owned(),
+    ] {
+        material.push(0x1f);
+        material.extend_from_slice(part.as_bytes());
+    }
+    sha256_hex(&material)
+}
+
+#[utoipa::path(
+    post, path = "/v1/collections/{id}/documents", tag = "documents",
+    params(("id" = String, Path, description = "Collection id")),
+    request_body(content_type = "multipart/form-data", description = "`file` (required; .md .txt .html .pdf .docx), `acl` (JSON array or comma list of principals; default: the collection's), `title`, `metadata` (JSON object)"),
+    responses(
+        (status = 202, description = "Queued as a job", body = UploadAccepted),
+        (status = 200, description = "The same file was already uploaded (`duplicate: true`)", body = UploadAccepted),
+        (status = 400, description = "Invalid form, ACL or metadata", body = ErrorBody),
+        (status = 403, description = "The caller does not manage this collection", body = ErrorBody),
+        (status = 404, description = "No such collection", body = ErrorBody),
+        (status = 413, description = "File too large", body = ErrorBody),
+        (status = 415, description = "Unsupported or mismatched file type", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn upload(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(collection_id): Path<String>,
+    multipart: Multipart,
+) -> Result<Response, ApiError> {
+    let collection = access::collection(&state, &collection_id)?;
+    access::require_manager(&state, &caller, &collection, "document.upload")?;
+    let form = read_form(multipart).await?;
+    check_content(&form.filename, form.content_type.as_deref(), &form.bytes).map_err(ApiError::UnsupportedMediaType)?;
+    if form.acl.is_none() && collection.default_acl.is_none() {
+        return Err(ApiError::InvalidRequest(format!(
+            "no ACL: give `acl` with the upload (collection {:?} has no default ACL)",
+            collection.id
+        )));
+    }
+    let document_id = lore_ingest::document_id(&collection.id, &form.filename);
+    let fingerprint = upload_fingerprint(&form, form.acl.as_ref(), &form.filename);
+    if let Some(existing) = state.jobs.find_same_content(&collection.id, &fingerprint)?
+        && (!existing.state.is_finished() || state.catalog().document(&existing.document_id)?.is_some())
+    {
+        let document_id = existing.document_id.clone();
+        return Ok((StatusCode::OK, Json(UploadAccepted { job: existing, document_id, duplicate: true })).into_response());
+    }
+    let job = stage_and_enqueue(
+        &state,
+        &caller,
+        &collection,
+        &document_id,
+        &form.filename,
+        &form,
+        form.acl.as_ref(),
+        &fingerprint,
+    )
+    .await?;
+    state.audit_caller(
+        &caller,
+        "document.upload",
+        Some(&document_id),
+        Outcome::Ok,
+        serde_json::json!({ "collection": collection.id, "file": form.filename, "bytes": form.bytes.len(), "job": job.id, "acl": form.acl.as_ref().map(Acl::to_strings) }),
+    );
+    let location = format!("/v1/jobs/{}", job.id);
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(UploadAccepted { job, document_id, duplicate: false }))
+        .into_response())
+}
+
+#[utoipa::path(
+    put, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Document id")),
+    request_body(content_type = "multipart/form-data", description = "`file` of the same type as the document; optional `acl` (default: keep), `title`, `metadata`"),
+    responses(
+        (status = 202, description = "The replacement is queued as a job", body = UploadAccepted),
+        (status = 403, description = "The caller does not manage this document's collection", body = ErrorBody),
+        (status = 404, description = "No such document (or not visible to the caller)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn replace(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    multipart: Multipart,
+) -> Result<Response, ApiError> {
+    let (document, collection) = access::managed_document(&state, &caller, &id, "document.replace")?;
+    let form = read_form(multipart).await?;
+    let extension = |name: &str| name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    if extension(&form.filename) != extension(&document.path) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "a replacement must have the document's file type (.{}); upload a new document instead",
+            extension(&document.path)
+        )));
+    }
+    check_content(&form.filename, form.content_type.as_deref(), &form.bytes).map_err(ApiError::UnsupportedMediaType)?;
+    let acl = form.acl.clone().unwrap_or_else(|| document.acl.clone());
+    let fingerprint = upload_fingerprint(&form, Some(&acl), &document.path);
+    let job = stage_and_enqueue(&state, &caller, &collection, &id, &document.path, &form, Some(&acl), &fingerprint)
+        .await?;
+    state.audit_caller(
+        &caller,
+        "document.replace",
+        Some(&id),
+        Outcome::Ok,
+        serde_json::json!({ "collection": collection.id, "file": form.filename, "bytes": form.bytes.len(), "job": job.id }),
+    );
+    Ok((StatusCode::ACCEPTED, Json(UploadAccepted { job, document_id: id, duplicate: false })).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Documents per page (1-500, default 50).
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DocumentList {
+    pub documents: Vec<DocumentInfo>,
+    /// Give as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+    /// Uploads not indexed yet (queued, processing or failed); shown to the collection's managers.
+    pub pending: Vec<Job>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/collections/{id}/documents", tag = "documents",
+    params(("id" = String, Path, description = "Collection id"), ListParams),
+    responses(
+        (status = 200, description = "The documents the caller may read, by path", body = DocumentList),
+        (status = 404, description = "No such collection", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(collection_id): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<DocumentList>, ApiError> {
+    let collection = access::collection(&state, &collection_id)?;
+    let limit = params.limit.unwrap_or(50);
+    if limit == 0 || limit > lore_core::catalog::MAX_PAGE {
+        return Err(ApiError::InvalidRequest(format!("`limit` must be between 1 and {}", lore_core::catalog::MAX_PAGE)));
+    }
+    let page = state.catalog().documents_page(&collection.id, params.cursor.as_deref(), limit, |doc| {
+        can_read(&caller, doc, Some(&collection))
+    })?;
+    let next_cursor = (page.len() == limit).then(|| page.last().map(|d| d.path.clone())).flatten();
+    let documents = page.into_iter().map(|doc| status_of(&state, doc)).collect::<Result<Vec<_>, _>>()?;
+    let pending = if caller.manages(collection.department.as_deref()) && params.cursor.is_none() {
+        state.jobs.unindexed_of_collection(&collection.id)?
+    } else {
+        Vec::new()
+    };
+    Ok(Json(DocumentList { documents, next_cursor, pending }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The document", body = DocumentInfo),
+        (status = 404, description = "No such document (or not visible to the caller)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<DocumentInfo>, ApiError> {
+    let (document, _) = access::readable_document(&state, &caller, &id)?;
+    Ok(Json(status_of(&state, document)?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentPatch {
+    /// New ACL (principals); both indexes are updated without re-embedding.
+    pub acl: Option<Vec<String>>,
+    /// Replaces the document's metadata object.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[utoipa::path(
+    patch, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Document id")),
+    request_body = DocumentPatch,
+    responses(
+        (status = 200, description = "The updated document", body = DocumentInfo),
+        (status = 400, description = "Invalid ACL or metadata", body = ErrorBody),
+        (status = 403, description = "The caller does not manage this document's collection", body = ErrorBody),
+        (status = 404, description = "No such document (or not visible to the caller)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn patch(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<DocumentPatch>,
+) -> Result<Json<DocumentInfo>, ApiError> {
+    let (document, _) = access::managed_document(&state, &caller, &id, "document.update")?;
+    if patch.acl.is_none() && patch.metadata.is_none() {
+        return Err(ApiError::InvalidRequest("give `acl` and/or `metadata`".into()));
+    }
+    let acl = patch.acl.as_ref().map(|a| Acl::parse(a)).transpose().map_err(|e| ApiError::InvalidRequest(format!("`acl`: {e}")))?;
+    if let Some(metadata) = &patch.metadata {
+        check_metadata(metadata)?;
+    }
+    {
+        let mut writer = state.writer.lock().await;
+        match &acl {
+            Some(acl) => writer.set_acl(&id, acl, patch.metadata.as_ref()).await?,
+            None => writer.catalog().set_metadata(&id, patch.metadata.as_ref().expect("checked above"))?,
+        }
+    }
+    state.audit_caller(
+        &caller,
+        if acl.is_some() { "document.acl_change" } else { "document.metadata_change" },
+        Some(&id),
+        Outcome::Ok,
+        serde_json::json!({ "before": document.acl.to_strings(), "after": acl.as_ref().map(Acl::to_strings) }),
+    );
+    let updated = state.catalog().document(&id)?.ok_or(ApiError::DocumentNotFound)?;
+    Ok(Json(status_of(&state, updated)?))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Document id")),
+    responses(
+        (status = 204, description = "Removed from both indexes and the database"),
+        (status = 403, description = "The caller does not manage this document's collection", body = ErrorBody),
+        (status = 404, description = "No such document (or not visible to the caller)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (document, _) = access::managed_document(&state, &caller, &id, "document.delete")?;
+    let cancelled = state.jobs.cancel_for_document(&id, "the document was deleted")?;
+    state.writer.lock().await.delete_documents(std::slice::from_ref(&id)).await?;
+    state.audit_caller(
+        &caller,
+        "document.delete",
+        Some(&id),
+        Outcome::Ok,
+        serde_json::json!({ "collection": document.source, "path": document.path, "cancelled_jobs": cancelled }),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    get, path = "/v1/jobs/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job: queued, processing, indexed or failed (with `error`)", body = Job),
+        (status = 404, description = "No such job (or not the caller's)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn job(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    let job = state.jobs.get(&id)?.ok_or(ApiError::JobNotFound)?;
+    let manages = state.catalog().collection(&job.collection)?.is_some_and(|c| caller.manages(c.department.as_deref()));
+    if job.created_by == caller.user || manages || caller.is_admin() {
+        Ok(Json(job))
+    } else {
+        Err(ApiError::JobNotFound)
+    }
+}

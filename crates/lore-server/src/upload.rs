@@ -1,0 +1,110 @@
+//! Checks on uploaded files before they are queued: a safe file name, a supported type, and
+//! content that matches the type it claims.
+
+/// Longest file name kept (in characters, extension included).
+const MAX_NAME_CHARS: usize = 120;
+
+/// A safe document name from a client-supplied file name: the last path component only
+/// (both `/` and `\` separate), control and reserved characters replaced, no leading dots,
+/// whitespace collapsed, at most 120 characters with the extension kept.
+pub fn sanitize_filename(raw: &str) -> Result<String, String> {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let mut name = String::new();
+    for c in base.chars() {
+        let c = if c.is_control() || "<>:\"|?*".contains(c) { '_' } else { c };
+        if c.is_whitespace() {
+            if !name.ends_with(' ') {
+                name.push(' ');
+            }
+        } else {
+            name.push(c);
+        }
+    }
+    let name = name.trim().trim_start_matches('.').trim().to_owned();
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => (stem.trim().to_owned(), ext.to_ascii_lowercase()),
+        _ => return Err(format!("file name {raw:?} has no extension; supported: {}", SUPPORTED.join(", "))),
+    };
+    if !SUPPORTED.contains(&ext.as_str()) {
+        return Err(format!("unsupported file type .{ext}; supported: {}", SUPPORTED.join(", ")));
+    }
+    let keep = MAX_NAME_CHARS.saturating_sub(ext.len() + 1);
+    let stem: String = stem.chars().take(keep).collect();
+    Ok(format!("{}.{ext}", stem.trim_end()))
+}
+
+const SUPPORTED: [&str; 9] = ["md", "markdown", "mdx", "txt", "text", "html", "htm", "pdf", "docx"];
+
+fn is_supported(ext: &str) -> bool {
+    SUPPORTED.contains(&ext)
+}
+
+/// Whether the bytes are what the extension (and the declared content type, when it is a
+/// specific one) say. Rejects e.g. an executable renamed to `.pdf` or a PDF sent as `.md`.
+pub fn check_content(filename: &str, declared: Option<&str>, bytes: &[u8]) -> Result<(), String> {
+    let ext = filename.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    if !is_supported(&ext) {
+        return Err(format!("unsupported file type .{ext}"));
+    }
+    if bytes.is_empty() {
+        return Err("the file is empty".into());
+    }
+    let head = &bytes[..bytes.len().min(1024)];
+    let is_pdf = head.windows(5).any(|w| w == b"%PDF-");
+    let is_zip = bytes.starts_with(b"PK\x03\x04");
+    let sniffed = match ext.as_str() {
+        "pdf" if is_pdf => "application/pdf",
+        "pdf" => return Err("the file is named .pdf but is not a PDF (no %PDF- header)".into()),
+        "docx" if is_zip => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "docx" => return Err("the file is named .docx but is not a DOCX (not a ZIP container)".into()),
+        _ if is_pdf || is_zip || bytes[..bytes.len().min(8192)].contains(&0) => {
+            return Err(format!("the file is named .{ext} but holds binary content"));
+        }
+        "html" | "htm" => "text/html",
+        "md" | "markdown" | "mdx" => "text/markdown",
+        _ => "text/plain",
+    };
+    if let Some(declared) = declared.map(|d| d.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()) {
+        let generic = declared.is_empty() || declared == "application/octet-stream" || declared.starts_with("text/");
+        let textual = sniffed.starts_with("text/");
+        if !(generic && (textual || declared == "application/octet-stream" || declared.is_empty()))
+            && declared != sniffed
+        {
+            return Err(format!("declared content type {declared} does not match the file's content ({sniffed})"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_sanitised() {
+        assert_eq!(sanitize_filename("../../etc/passwd.md").unwrap(), "passwd.md");
+        assert_eq!(sanitize_filename("C:\\Users\\me\\Leave Policy.PDF").unwrap(), "Leave Policy.pdf");
+        assert_eq!(sanitize_filename("..hidden.txt").unwrap(), "hidden.txt");
+        assert_eq!(sanitize_filename("a\u{0}b\nc  d<>.md").unwrap(), "a_b c d__.md");
+        assert_eq!(sanitize_filename("Política de vacaciones.docx").unwrap(), "Política de vacaciones.docx");
+        let long = format!("{}.md", "x".repeat(500));
+        assert_eq!(sanitize_filename(&long).unwrap().chars().count(), MAX_NAME_CHARS);
+        for bad in ["noext", "run.exe", ".md", "../", "x.", ""] {
+            assert!(sanitize_filename(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_must_match_the_type() {
+        assert!(check_content("a.pdf", Some("application/pdf"), b"%PDF-1.7\n...").is_ok());
+        assert!(check_content("a.pdf", None, b"MZ\x90\x00 not a pdf").is_err());
+        assert!(check_content("a.md", None, b"%PDF-1.7 binary").is_err());
+        assert!(check_content("a.txt", None, b"hello\x00world").is_err());
+        assert!(check_content("a.docx", None, b"PK\x03\x04...").is_ok());
+        assert!(check_content("a.docx", None, b"<html>").is_err());
+        assert!(check_content("a.md", Some("text/markdown; charset=utf-8"), b"# Hi").is_ok());
+        assert!(check_content("a.md", Some("application/octet-stream"), b"# Hi").is_ok());
+        assert!(check_content("a.md", Some("application/pdf"), b"# Hi").is_err());
+        assert!(check_content("a.md", None, b"").is_err());
+    }
+}
