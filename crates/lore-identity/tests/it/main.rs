@@ -1,0 +1,6 @@
+mod embed;
+mod oidc;
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
