@@ -22,11 +22,21 @@ pub use crate::keys::new_api_key;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AuthMethod {
-    ApiKey { id: String, name: String, public: bool },
-    Sso { issuer: String },
-    EmbedToken { id: String },
+    ApiKey {
+        id: String,
+        name: String,
+        public: bool,
+    },
+    Sso {
+        issuer: String,
+    },
+    EmbedToken {
+        id: String,
+    },
     /// An agent acting for an end customer (narrowed principals).
-    OnBehalf { agent: String },
+    OnBehalf {
+        agent: String,
+    },
 }
 
 impl AuthMethod {
@@ -238,11 +248,8 @@ impl ApiKeys {
                 let principals = info.principal_set()?;
                 // Defence in depth: a public key reads `everyone` documents only, whatever
                 // the stored row says.
-                let principals = if info.public {
-                    PrincipalSet::from_principals([Principal::everyone()])
-                } else {
-                    principals
-                };
+                let principals =
+                    if info.public { PrincipalSet::from_principals([Principal::everyone()]) } else { principals };
                 let role = if info.public { Role::Employee } else { info.role };
                 Ok(Caller::new(
                     info.user.clone(),

@@ -263,7 +263,8 @@ impl Catalog {
     }
 
     pub fn document_count_of_collection(&self, collection: &str) -> Result<usize> {
-        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM documents WHERE source = ?1", [collection], |r| r.get(0))?;
+        let n: i64 =
+            self.conn.query_row("SELECT COUNT(*) FROM documents WHERE source = ?1", [collection], |r| r.get(0))?;
         Ok(n as usize)
     }
 

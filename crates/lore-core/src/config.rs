@@ -20,6 +20,33 @@ pub struct Config {
     pub retrieval: RetrievalConfig,
     pub server: ServerConfig,
     pub chat: ChatConfig,
+    pub auth: AuthConfig,
+}
+
+/// Sign-in: SSO through the company's OpenID Connect provider, roles from its groups, and the
+/// embed tokens Lore mints for the chat widget.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Okta, Microsoft Entra ID, Keycloak, Google, ... (see the README for each).
+    pub oidc: Option<lore_identity::OidcConfig>,
+    /// Identity-provider groups that grant roles above `employee`.
+    pub roles: crate::auth::RoleMap,
+    /// Lifetime of embed tokens unless the request asks for less (at most 3600).
+    pub embed_token_ttl_secs: u64,
+    /// `iss` of embed tokens; must differ from the identity provider's issuer.
+    pub embed_issuer: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            oidc: None,
+            roles: Default::default(),
+            embed_token_ttl_secs: 900,
+            embed_issuer: "lore-embed".into(),
+        }
+    }
 }
 
 /// Answer generation.
@@ -255,6 +282,7 @@ impl Default for Config {
             retrieval: RetrievalConfig::default(),
             server: ServerConfig::default(),
             chat: ChatConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -366,6 +394,20 @@ impl Config {
             }
             crate::acl::PrincipalSet::for_user(&key.user, &key.groups, &key.departments)
                 .map_err(|e| Error::Config(format!("api key {:?}: {e}", key.name)))?;
+        }
+        if let Some(oidc) = &self.auth.oidc {
+            lore_identity::OidcVerifier::new(oidc.clone()).map_err(|e| Error::Config(format!("auth.oidc: {e}")))?;
+            if oidc.issuer == self.auth.embed_issuer {
+                return Err(Error::Config("auth.embed_issuer must differ from auth.oidc.issuer".into()));
+            }
+        }
+        if self.auth.embed_token_ttl_secs == 0
+            || self.auth.embed_token_ttl_secs > lore_identity::embed::MAX_EMBED_TTL_SECS
+        {
+            return Err(Error::Config(format!(
+                "auth.embed_token_ttl_secs must be between 1 and {}",
+                lore_identity::embed::MAX_EMBED_TTL_SECS
+            )));
         }
         let r = &self.retrieval;
         if r.candidates == 0 || r.max_chunks_per_document == 0 || r.rrf_k <= 0.0 {

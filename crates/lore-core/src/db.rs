@@ -68,9 +68,8 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
 
 /// Adds `column` to `table` when an older database lacks it.
 pub fn add_column_if_missing(conn: &Connection, table: &str, column: &str, definition: &str) -> Result<()> {
-    let exists: bool = conn
-        .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
-        .exists([column])?;
+    let exists: bool =
+        conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?.exists([column])?;
     if !exists {
         conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
     }

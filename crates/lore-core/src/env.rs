@@ -16,6 +16,11 @@ pub const QDRANT_URL: &str = "QDRANT_URL";
 pub const QDRANT_API_KEY: &str = "QDRANT_API_KEY";
 /// Collection name in the Qdrant server (default: `lore_chunks`).
 pub const LORE_QDRANT_COLLECTION: &str = "LORE_QDRANT_COLLECTION";
+/// Secret (at least 32 bytes, hex) that signs embed tokens; several server processes behind a
+/// load balancer must share it. Default: generated once into `<data>/embed-secret`.
+pub const LORE_EMBED_SECRET: &str = "LORE_EMBED_SECRET";
+/// API key `lore ingest` uses to send files to a running server.
+pub const LORE_API_KEY: &str = "LORE_API_KEY";
 /// `tracing` filter, e.g. `info` or `lore_ingest=debug`.
 pub const LORE_LOG: &str = "LORE_LOG";
 

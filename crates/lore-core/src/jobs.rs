@@ -224,11 +224,9 @@ impl JobStore {
     pub fn latest_for_document(&self, document_id: &str) -> Result<Option<Job>> {
         let conn = self.conn();
         let id: Option<String> = conn
-            .query_row(
-                "SELECT id FROM jobs WHERE document_id = ?1 ORDER BY seq DESC LIMIT 1",
-                [document_id],
-                |r| r.get(0),
-            )
+            .query_row("SELECT id FROM jobs WHERE document_id = ?1 ORDER BY seq DESC LIMIT 1", [document_id], |r| {
+                r.get(0)
+            })
             .optional()?;
         match id {
             Some(id) => get(&conn, &id),
@@ -251,7 +249,8 @@ impl JobStore {
     pub fn counts(&self) -> Result<Vec<(JobState, usize)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state")?;
-        let rows = stmt.query_map([], |r| Ok((JobState::parse(&r.get::<_, String>(0)?), r.get::<_, i64>(1)? as usize)))?;
+        let rows =
+            stmt.query_map([], |r| Ok((JobState::parse(&r.get::<_, String>(0)?), r.get::<_, i64>(1)? as usize)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 }

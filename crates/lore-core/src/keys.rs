@@ -172,7 +172,10 @@ impl KeyStore {
     /// Revokes a key; `Ok(None)` when there is no such key. Revoking twice keeps the first time.
     pub fn revoke(&self, id: &str) -> Result<Option<KeyInfo>> {
         let conn = self.conn();
-        conn.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![id, db::now()])?;
+        conn.execute(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            params![id, db::now()],
+        )?;
         get(&conn, "id", id)
     }
 
@@ -293,7 +296,8 @@ mod tests {
     fn public_keys_hold_everyone_only() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open(&dir.path().join("db.sqlite")).unwrap();
-        let public = NewKey { public: true, role: Role::Employee, groups: vec![], department: None, ..new_key("intranet") };
+        let public =
+            NewKey { public: true, role: Role::Employee, groups: vec![], department: None, ..new_key("intranet") };
         let (_, info) = store.create(&public).unwrap();
         assert_eq!(info.principals, ["everyone"]);
         for wider in [

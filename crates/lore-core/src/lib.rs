@@ -3,9 +3,9 @@
 //! writes and chat reads.
 
 pub mod acl;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
-pub mod audit;
 pub mod config;
 pub mod db;
 pub mod embed;

@@ -159,7 +159,8 @@ impl Ingestor {
         let (path, settings, max_bytes, chunker) =
             (upload.path.to_owned(), self.settings(), self.config.ingest.max_file_bytes, self.chunker.clone());
         let item = tokio::task::spawn_blocking(move || {
-            let item = prepare(&source, &path, target, &overrides, &known, &settings, max_bytes, &chunker, &mut timings);
+            let item =
+                prepare(&source, &path, target, &overrides, &known, &settings, max_bytes, &chunker, &mut timings);
             item
         })
         .await
@@ -241,7 +242,17 @@ impl Ingestor {
                         let relative = relative_path(&source, &path);
                         let target = Target { doc_id: source.document_id(&relative), relative };
                         let overrides = Overrides::default();
-                        prepare(&source, &path, target, &overrides, &known, &settings, max_bytes, &chunker, &mut timings)
+                        prepare(
+                            &source,
+                            &path,
+                            target,
+                            &overrides,
+                            &known,
+                            &settings,
+                            max_bytes,
+                            &chunker,
+                            &mut timings,
+                        )
                     } else {
                         Item::Skipped(path)
                     };
@@ -433,7 +444,9 @@ pub struct Upload<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UploadOutcome {
-    Indexed { chunks: usize },
+    Indexed {
+        chunks: usize,
+    },
     /// Same bytes, ACL and settings as the indexed version.
     Unchanged,
     Rejected(FileErrorKind),

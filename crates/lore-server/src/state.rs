@@ -48,7 +48,7 @@ impl AppState {
         );
         let db = config.catalog_path();
         let keys = Arc::new(KeyStore::open(&db)?);
-        let identity = Identity::new(&config, keys).map_err(|e| lore_ingest::IngestError::Other(e.to_string()))?;
+        let identity = Identity::new(&config, keys).map_err(lore_ingest::IngestError::Other)?;
         let jobs = JobStore::open(&db)?;
         let requeued = jobs.requeue_interrupted()?;
         if requeued > 0 {

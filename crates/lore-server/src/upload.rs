@@ -33,6 +33,33 @@ pub fn sanitize_filename(raw: &str) -> Result<String, String> {
     Ok(format!("{}.{ext}", stem.trim_end()))
 }
 
+/// A safe path inside a collection (`team/handbook/leave.md`): folders cleaned like file
+/// names, `.` and `..` and empty parts dropped, at most 8 levels; the last part is a file name.
+pub fn sanitize_path(raw: &str) -> Result<String, String> {
+    let parts: Vec<&str> = raw.split(['/', '\\']).filter(|p| !p.trim().is_empty() && *p != "." && *p != "..").collect();
+    let Some((file, folders)) = parts.split_last() else { return Err(format!("empty path {raw:?}")) };
+    if folders.len() > 8 {
+        return Err(format!("path {raw:?} is nested more than 8 folders deep"));
+    }
+    let mut out = Vec::new();
+    for folder in folders {
+        let clean: String = folder
+            .chars()
+            .map(|c| if c.is_control() || "<>:\"|?*".contains(c) { '_' } else { c })
+            .collect::<String>()
+            .trim()
+            .trim_start_matches('.')
+            .chars()
+            .take(MAX_NAME_CHARS)
+            .collect();
+        if !clean.is_empty() {
+            out.push(clean);
+        }
+    }
+    out.push(sanitize_filename(file)?);
+    Ok(out.join("/"))
+}
+
 const SUPPORTED: [&str; 9] = ["md", "markdown", "mdx", "txt", "text", "html", "htm", "pdf", "docx"];
 
 fn is_supported(ext: &str) -> bool {
@@ -85,13 +112,23 @@ mod tests {
         assert_eq!(sanitize_filename("../../etc/passwd.md").unwrap(), "passwd.md");
         assert_eq!(sanitize_filename("C:\\Users\\me\\Leave Policy.PDF").unwrap(), "Leave Policy.pdf");
         assert_eq!(sanitize_filename("..hidden.txt").unwrap(), "hidden.txt");
-        assert_eq!(sanitize_filename("a\u{0}b\nc  d<>.md").unwrap(), "a_b c d__.md");
+        assert_eq!(sanitize_filename("a\u{0}b\nc  d<>.md").unwrap(), "a_b_c d__.md");
         assert_eq!(sanitize_filename("Política de vacaciones.docx").unwrap(), "Política de vacaciones.docx");
         let long = format!("{}.md", "x".repeat(500));
         assert_eq!(sanitize_filename(&long).unwrap().chars().count(), MAX_NAME_CHARS);
         for bad in ["noext", "run.exe", ".md", "../", "x.", ""] {
             assert!(sanitize_filename(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn paths_stay_inside_the_collection() {
+        assert_eq!(sanitize_path("team/handbook/leave.md").unwrap(), "team/handbook/leave.md");
+        assert_eq!(sanitize_path("../../../etc/cron.d/x.md").unwrap(), "etc/cron.d/x.md");
+        assert_eq!(sanitize_path("/abs//./.hidden/a.txt").unwrap(), "abs/hidden/a.txt");
+        assert_eq!(sanitize_path("..\\..\\win\\a.md").unwrap(), "win/a.md");
+        assert!(sanitize_path("a/b/").is_err(), "a folder is not a file");
+        assert!(sanitize_path("../..").is_err());
     }
 
     #[test]

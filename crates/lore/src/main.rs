@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand};
 use lore_core::acl::{AccessScope, PrincipalSet};
 use lore_core::catalog::Catalog;
 use lore_core::config::Config;
-use lore_core::embed::Embedder;
 use lore_core::config::VectorStoreConfig;
+use lore_core::embed::Embedder;
 use lore_ingest::{IngestOptions, Ingestor, Source, SourceConfig};
 use lore_server::lock::{DataDirLock, ServerInfo};
 
@@ -143,7 +143,9 @@ enum CollectionsCommand {
     },
     List,
     /// Delete an empty collection.
-    Delete { id: String },
+    Delete {
+        id: String,
+    },
 }
 
 /// The operator running the CLI, as the audit log names them.
@@ -266,8 +268,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         expires_at,
                         created_by: operator(),
                     })?;
-                    audit_cli(&config, "key.create", &info.id, serde_json::json!({ "name": info.name, "role": info.role, "principals": info.principals, "public": info.public }))?;
-                    eprintln!("created key {} ({}) for {} as {}; the secret is shown once:", info.id, info.name, info.user, role.as_str());
+                    audit_cli(
+                        &config,
+                        "key.create",
+                        &info.id,
+                        serde_json::json!({ "name": info.name, "role": info.role, "principals": info.principals, "public": info.public }),
+                    )?;
+                    eprintln!(
+                        "created key {} ({}) for {} as {}; the secret is shown once:",
+                        info.id,
+                        info.name,
+                        info.user,
+                        role.as_str()
+                    );
                     println!("{key}");
                 }
                 KeysCommand::List { json } => {
@@ -315,7 +328,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if !catalog.create_collection(&collection)? {
                         anyhow::bail!("collection {:?} already exists", collection.id);
                     }
-                    audit_cli(&config, "collection.create", &collection.id, serde_json::json!({ "department": collection.department }))?;
+                    audit_cli(
+                        &config,
+                        "collection.create",
+                        &collection.id,
+                        serde_json::json!({ "department": collection.department }),
+                    )?;
                     println!("created collection {}", collection.id);
                 }
                 CollectionsCommand::List => {

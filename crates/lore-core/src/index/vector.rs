@@ -272,7 +272,9 @@ impl EdgeIndex {
         let filter: Filter =
             serde_json::from_value(json!({ "must": [ { "key": DOC_ID_FIELD, "match": { "value": doc_id } } ] }))
                 .map_err(edge_error)?;
-        let serde_json::Value::Object(payload) = json!({ ACL_FIELD: acl }) else { unreachable!("payload is an object") };
+        let serde_json::Value::Object(payload) = json!({ ACL_FIELD: acl }) else {
+            unreachable!("payload is an object")
+        };
         self.shard
             .update(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(SetPayloadOp {
                 payload: Payload(payload),

@@ -66,7 +66,12 @@ async fn changed_documents_are_replaced_and_vanished_ones_removed_with_sync() {
     write(&root.join("a.md"), "# Alpha\n\nThe alpha service restarts nightly at two.\n");
     write(&root.join("b.md"), "# Beta\n\nThe beta cluster lives in Frankfurt.\n");
     write(&root.join("c.md"), "# Gamma\n\nThe gamma report is due on Fridays.\n");
-    let source = Source { name: "wiki".into(), path: root.clone(), default_acl: Some(vec!["everyone".into()]), department: None };
+    let source = Source {
+        name: "wiki".into(),
+        path: root.clone(),
+        default_acl: Some(vec!["everyone".into()]),
+        department: None,
+    };
     let first = ingest(tmp.path(), std::slice::from_ref(&source), false).await;
     assert_eq!(first.indexed, 3);
     let before = Catalog::open(&config_in(tmp.path()).catalog_path()).unwrap();
@@ -99,7 +104,8 @@ async fn bad_files_are_reported_and_the_batch_goes_on() {
         std::fs::copy(fixture(name), root.join(name)).unwrap();
     }
     std::fs::write(root.join("diagram.png"), b"\x89PNG\r\n").unwrap();
-    let source = Source { name: "mixed".into(), path: root, default_acl: Some(vec!["everyone".into()]), department: None };
+    let source =
+        Source { name: "mixed".into(), path: root, default_acl: Some(vec!["everyone".into()]), department: None };
     let report = ingest(tmp.path(), &[source], false).await;
     assert_eq!(report.indexed, 2, "{report:?}");
     assert_eq!(report.skipped.len(), 1);

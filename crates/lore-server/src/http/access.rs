@@ -17,14 +17,23 @@ pub fn deny(state: &AppState, caller: &Caller, action: &str, target: Option<&str
 }
 
 pub fn require_admin(state: &AppState, caller: &Caller, action: &str, target: Option<&str>) -> Result<(), ApiError> {
-    if caller.is_admin() { Ok(()) } else { Err(deny(state, caller, action, target, "this action needs the admin role")) }
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(deny(state, caller, action, target, "this action needs the admin role"))
+    }
 }
 
 pub fn collection(state: &AppState, id: &str) -> Result<Collection, ApiError> {
     state.catalog().collection(id)?.ok_or(ApiError::CollectionNotFound)
 }
 
-pub fn require_manager(state: &AppState, caller: &Caller, collection: &Collection, action: &str) -> Result<(), ApiError> {
+pub fn require_manager(
+    state: &AppState,
+    caller: &Caller,
+    collection: &Collection,
+    action: &str,
+) -> Result<(), ApiError> {
     if caller.manages(collection.department.as_deref()) {
         Ok(())
     } else {
@@ -77,7 +86,9 @@ pub fn managed_document(
             default_acl: None,
             created_at: String::new(),
         },
-        None => return Err(deny(state, caller, action, Some(id), "only admins may change documents outside collections")),
+        None => {
+            return Err(deny(state, caller, action, Some(id), "only admins may change documents outside collections"));
+        }
     };
     require_manager(state, caller, &collection, action)?;
     Ok((document, collection))

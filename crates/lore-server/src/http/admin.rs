@@ -186,3 +186,93 @@ pub async fn me(Authenticated(caller): Authenticated) -> Json<Me> {
         auth: caller.method.label().to_owned(),
     })
 }
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedTokenRequest {
+    /// Admin keys only: the user the token is for (a signed-in user always gets their own).
+    pub user: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub departments: Vec<String>,
+    /// Lifetime in seconds (default `auth.embed_token_ttl_secs`, at most 3600).
+    pub ttl_secs: Option<u64>,
+    /// Pin the token to the page origin the widget runs on, e.g. `https://intranet.example.com`.
+    pub origin: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EmbedToken {
+    pub token: String,
+    pub user: String,
+    pub principals: Vec<String>,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+#[utoipa::path(
+    post, path = "/v1/embed/token", tag = "identity", request_body = EmbedTokenRequest,
+    responses(
+        (status = 200, description = "A short-lived token for the chat widget", body = EmbedToken),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 403, description = "Only signed-in users (for themselves) and admin keys may mint", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn embed_token(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    ApiJson(request): ApiJson<EmbedTokenRequest>,
+) -> Result<Json<EmbedToken>, ApiError> {
+    use lore_core::auth::AuthMethod;
+    let (user, principals) = match (&caller.method, caller.role) {
+        // A signed-in user exchanges their own identity: the token can only narrow it.
+        (AuthMethod::Sso { .. }, _) => {
+            if request.user.is_some() || !request.groups.is_empty() || !request.departments.is_empty() {
+                return Err(ApiError::InvalidRequest(
+                    "a signed-in user gets a token for themselves; omit user, groups and departments".into(),
+                ));
+            }
+            (caller.user.clone(), caller.principals.to_strings())
+        }
+        // The host page's backend, holding an admin key, vouches for the user it signed in.
+        (AuthMethod::ApiKey { public: false, .. }, Role::Admin) => {
+            let user = request.user.clone().ok_or_else(|| ApiError::InvalidRequest("`user` is required".into()))?;
+            let principals = lore_core::acl::PrincipalSet::for_user(&user, &request.groups, &request.departments)
+                .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+            (user, principals.to_strings())
+        }
+        _ => {
+            return Err(access::deny(
+                &state,
+                &caller,
+                "embed_token.mint",
+                request.user.as_deref(),
+                "only signed-in users (for themselves) and admin keys may mint embed tokens",
+            ));
+        }
+    };
+    let ttl_secs = request.ttl_secs.unwrap_or(state.config.auth.embed_token_ttl_secs);
+    let (token, claims) = state
+        .identity
+        .embed
+        .mint(lore_identity::EmbedClaimsInput {
+            user_id: user.clone(),
+            principals: principals.clone(),
+            role: Role::Employee.as_str().to_owned(),
+            origin: request.origin.clone(),
+            ttl_secs,
+        })
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    state.audit_caller(
+        &caller,
+        "embed_token.mint",
+        Some(&user),
+        Outcome::Ok,
+        serde_json::json!({
+            "principals": principals, "ttl_secs": ttl_secs, "origin": request.origin, "token_id": claims.jti
+        }),
+    );
+    Ok(Json(EmbedToken { token, user, principals, expires_at: claims.exp }))
+}

@@ -12,8 +12,10 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use lore_core::audit::{Event, Outcome};
+use lore_core::auth::{RoleMap, SsoIdentity};
 use lore_core::config::Config;
 use lore_core::keys::KeyStore;
+use lore_identity::{EmbedSigner, OidcVerifier};
 
 pub use lore_core::auth::{ApiKeys, Caller, KeyRejection, new_api_key};
 
@@ -22,24 +24,109 @@ use crate::state::AppState;
 
 pub struct Identity {
     pub keys: ApiKeys,
+    pub sso: Option<(OidcVerifier, RoleMap)>,
+    pub embed: EmbedSigner,
+}
+
+/// Why a credential was refused: `Denied` is the client's problem (401, audited); an
+/// unreachable identity provider is ours (503).
+pub enum Refusal {
+    Denied(String),
+    Unavailable(String),
 }
 
 impl Identity {
-    pub fn new(config: &Config, store: Arc<KeyStore>) -> lore_core::Result<Self> {
-        Ok(Identity { keys: ApiKeys::new(&config.server.api_keys, Some(store))? })
+    pub fn new(config: &Config, store: Arc<KeyStore>) -> Result<Self, String> {
+        let keys = ApiKeys::new(&config.server.api_keys, Some(store)).map_err(|e| e.to_string())?;
+        let sso = match &config.auth.oidc {
+            Some(oidc) => Some((
+                OidcVerifier::new(oidc.clone()).map_err(|e| format!("auth.oidc: {e}"))?,
+                config.auth.roles.clone(),
+            )),
+            None => None,
+        };
+        let secret = embed_secret(config)?;
+        let embed = EmbedSigner::new(&secret, config.auth.embed_issuer.clone()).map_err(|e| e.to_string())?;
+        Ok(Identity { keys, sso, embed })
     }
 
-    /// Verifies a bearer credential. `Err` carries the reason for the audit log.
-    pub async fn authenticate(&self, credential: &str) -> Result<Result<Caller, String>, ApiError> {
+    /// Verifies a bearer credential: an API key, one of our embed tokens, or an SSO token.
+    pub async fn authenticate(
+        &self,
+        credential: &str,
+        origin: Option<&str>,
+    ) -> Result<Result<Caller, Refusal>, ApiError> {
         if credential.starts_with("lore_") {
             return Ok(match self.keys.verify(credential)? {
                 Ok(caller) => Ok(caller),
-                Err(KeyRejection::Unknown) => Err("unknown api key".into()),
-                Err(KeyRejection::Expired { name }) => Err(format!("expired api key {name:?}")),
-                Err(KeyRejection::Revoked { name }) => Err(format!("revoked api key {name:?}")),
+                Err(KeyRejection::Unknown) => Err(Refusal::Denied("unknown api key".into())),
+                Err(KeyRejection::Expired { name }) => Err(Refusal::Denied(format!("expired api key {name:?}"))),
+                Err(KeyRejection::Revoked { name }) => Err(Refusal::Denied(format!("revoked api key {name:?}"))),
             });
         }
-        Ok(Err("unrecognised credential".into()))
+        // The issuer only routes the token to its verifier; each verifier checks everything.
+        if unverified_issuer(credential).as_deref() == Some(self.embed.issuer()) {
+            return Ok(match self.embed.verify(credential) {
+                Ok(claims) => {
+                    if let (Some(pinned), Some(origin)) = (&claims.origin, origin)
+                        && pinned != origin
+                    {
+                        return Ok(Err(Refusal::Denied(format!("embed token for {pinned} used from {origin}"))));
+                    }
+                    Caller::from_embed(&claims.sub, &claims.principals, &claims.jti)
+                        .map_err(|e| Refusal::Denied(format!("embed token: {e}")))
+                }
+                Err(error) => Err(Refusal::Denied(format!("embed token: {error}"))),
+            });
+        }
+        let Some((verifier, roles)) = &self.sso else {
+            return Ok(Err(Refusal::Denied("not an api key, and SSO is not configured".into())));
+        };
+        Ok(match verifier.verify(credential).await {
+            Ok(identity) => {
+                let identity = SsoIdentity {
+                    issuer: identity.issuer,
+                    user_id: identity.user_id,
+                    groups: identity.groups,
+                    departments: identity.departments,
+                };
+                Caller::from_sso(&identity, roles).map_err(|e| Refusal::Denied(format!("sso token: {e}")))
+            }
+            Err(error) if error.is_client_error() => Err(Refusal::Denied(format!("sso token: {error}"))),
+            Err(error) => Err(Refusal::Unavailable(error.to_string())),
+        })
+    }
+}
+
+/// The `iss` claim of a JWT, read without verification (to pick the verifier).
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
+}
+
+/// `$LORE_EMBED_SECRET` (hex), else `<data>/embed-secret`, generated on first use (mode 0600).
+fn embed_secret(config: &Config) -> Result<Vec<u8>, String> {
+    if let Some(hex_secret) = lore_core::env::var(lore_core::env::LORE_EMBED_SECRET) {
+        return hex::decode(hex_secret.trim()).map_err(|e| format!("LORE_EMBED_SECRET must be hex: {e}"));
+    }
+    let path = config.data_dir.join("embed-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => hex::decode(text.trim()).map_err(|e| format!("{}: not hex: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = lore_identity::generate_secret();
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| e.to_string())?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::io::Write::write_all(&mut file, hex::encode(secret).as_bytes()).map_err(|e| e.to_string())?;
+            Ok(secret.to_vec())
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 
@@ -62,9 +149,11 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::MissingCredentials)?;
-        match state.identity.authenticate(credential).await? {
+        let origin = parts.headers.get(axum::http::header::ORIGIN).and_then(|o| o.to_str().ok());
+        match state.identity.authenticate(credential, origin).await? {
             Ok(caller) => Ok(Authenticated(caller)),
-            Err(reason) => {
+            Err(Refusal::Unavailable(detail)) => Err(ApiError::IdentityProviderUnavailable(detail)),
+            Err(Refusal::Denied(reason)) => {
                 state.audit(Event {
                     actor: "anonymous".into(),
                     role: None,

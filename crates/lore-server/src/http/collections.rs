@@ -74,9 +74,15 @@ pub async fn create(
     if !state.catalog().create_collection(&collection)? {
         return Err(ApiError::Conflict(format!("collection {:?} already exists", collection.id)));
     }
-    state.audit_caller(&caller, "collection.create", Some(&collection.id), Outcome::Ok, serde_json::json!({
-        "department": collection.department, "default_acl": collection.default_acl.as_ref().map(Acl::to_strings)
-    }));
+    state.audit_caller(
+        &caller,
+        "collection.create",
+        Some(&collection.id),
+        Outcome::Ok,
+        serde_json::json!({
+            "department": collection.department, "default_acl": collection.default_acl.as_ref().map(Acl::to_strings)
+        }),
+    );
     let created = access::collection(&state, &collection.id)?;
     Ok((StatusCode::CREATED, Json(created)))
 }

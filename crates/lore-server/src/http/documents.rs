@@ -18,7 +18,7 @@ use super::access::{self, can_read};
 use super::error::{ApiError, ErrorBody};
 use super::{ApiJson, Authenticated};
 use crate::state::AppState;
-use crate::upload::{check_content, sanitize_filename};
+use crate::upload::{check_content, sanitize_filename, sanitize_path};
 
 /// A document as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -76,6 +76,7 @@ pub struct UploadAccepted {
 
 /// The parts of a multipart upload.
 struct UploadForm {
+    /// The document's path in its collection: the `path` field, else the file's name.
     filename: String,
     content_type: Option<String>,
     bytes: Vec<u8>,
@@ -86,10 +87,8 @@ struct UploadForm {
 
 async fn read_form(mut multipart: Multipart) -> Result<UploadForm, ApiError> {
     let mut file = None;
-    let (mut acl, mut title, mut metadata) = (None, None, serde_json::json!({}));
-    while let Some(field) =
-        multipart.next_field().await.map_err(|e| multipart_error(e.status(), e.body_text()))?
-    {
+    let (mut acl, mut title, mut metadata, mut path) = (None, None, serde_json::json!({}), None);
+    while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(e.status(), e.body_text()))? {
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
             "file" => {
@@ -117,16 +116,23 @@ async fn read_form(mut multipart: Multipart) -> Result<UploadForm, ApiError> {
                 let text = field.text().await.map_err(|e| multipart_error(e.status(), e.body_text()))?;
                 metadata = parse_metadata(&text)?;
             }
+            "path" => {
+                let text = field.text().await.map_err(|e| multipart_error(e.status(), e.body_text()))?;
+                path = Some(sanitize_path(&text).map_err(ApiError::UnsupportedMediaType)?);
+            }
             other => {
                 return Err(ApiError::InvalidRequest(format!(
-                    "unknown form field {other:?}; expected file, acl, title, metadata"
+                    "unknown form field {other:?}; expected file, acl, title, metadata, path"
                 )));
             }
         }
     }
     let (raw_name, content_type, bytes) =
         file.ok_or_else(|| ApiError::InvalidRequest("the upload has no `file` field".into()))?;
-    let filename = sanitize_filename(&raw_name).map_err(ApiError::UnsupportedMediaType)?;
+    let filename = match path {
+        Some(path) => path,
+        None => sanitize_filename(&raw_name).map_err(ApiError::UnsupportedMediaType)?,
+    };
     Ok(UploadForm { filename, content_type, bytes, acl, title, metadata })
 }
 
@@ -214,7 +220,7 @@ fn upload_fingerprint(form: &UploadForm, acl: Option<&Acl>, path: &str) -> Strin
 #[utoipa::path(
     post, path = "/v1/collections/{id}/documents", tag = "documents",
     params(("id" = String, Path, description = "Collection id")),
-    request_body(content_type = "multipart/form-data", description = "`file` (required; .md .txt .html .pdf .docx), `acl` (JSON array or comma list of principals; default: the collection's), `title`, `metadata` (JSON object)"),
+    request_body(content_type = "multipart/form-data", description = "`file` (required; .md .txt .html .pdf .docx), `acl` (JSON array or comma list of principals; default: the file's own front matter, else the collection's), `title`, `metadata` (JSON object), `path` (the document's path in the collection; default: the file name)"),
     responses(
         (status = 202, description = "Queued as a job", body = UploadAccepted),
         (status = 200, description = "The same file was already uploaded (`duplicate: true`)", body = UploadAccepted),
@@ -248,7 +254,9 @@ pub async fn upload(
         && (!existing.state.is_finished() || state.catalog().document(&existing.document_id)?.is_some())
     {
         let document_id = existing.document_id.clone();
-        return Ok((StatusCode::OK, Json(UploadAccepted { job: existing, document_id, duplicate: true })).into_response());
+        return Ok(
+            (StatusCode::OK, Json(UploadAccepted { job: existing, document_id, duplicate: true })).into_response()
+        );
     }
     let job = stage_and_enqueue(
         &state,
@@ -269,7 +277,11 @@ pub async fn upload(
         serde_json::json!({ "collection": collection.id, "file": form.filename, "bytes": form.bytes.len(), "job": job.id, "acl": form.acl.as_ref().map(Acl::to_strings) }),
     );
     let location = format!("/v1/jobs/{}", job.id);
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(UploadAccepted { job, document_id, duplicate: false }))
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(UploadAccepted { job, document_id, duplicate: false }),
+    )
         .into_response())
 }
 
@@ -302,8 +314,8 @@ pub async fn replace(
     check_content(&form.filename, form.content_type.as_deref(), &form.bytes).map_err(ApiError::UnsupportedMediaType)?;
     let acl = form.acl.clone().unwrap_or_else(|| document.acl.clone());
     let fingerprint = upload_fingerprint(&form, Some(&acl), &document.path);
-    let job = stage_and_enqueue(&state, &caller, &collection, &id, &document.path, &form, Some(&acl), &fingerprint)
-        .await?;
+    let job =
+        stage_and_enqueue(&state, &caller, &collection, &id, &document.path, &form, Some(&acl), &fingerprint).await?;
     state.audit_caller(
         &caller,
         "document.replace",
@@ -350,7 +362,10 @@ pub async fn list(
     let collection = access::collection(&state, &collection_id)?;
     let limit = params.limit.unwrap_or(50);
     if limit == 0 || limit > lore_core::catalog::MAX_PAGE {
-        return Err(ApiError::InvalidRequest(format!("`limit` must be between 1 and {}", lore_core::catalog::MAX_PAGE)));
+        return Err(ApiError::InvalidRequest(format!(
+            "`limit` must be between 1 and {}",
+            lore_core::catalog::MAX_PAGE
+        )));
     }
     let page = state.catalog().documents_page(&collection.id, params.cursor.as_deref(), limit, |doc| {
         can_read(&caller, doc, Some(&collection))
@@ -415,7 +430,12 @@ pub async fn patch(
     if patch.acl.is_none() && patch.metadata.is_none() {
         return Err(ApiError::InvalidRequest("give `acl` and/or `metadata`".into()));
     }
-    let acl = patch.acl.as_ref().map(|a| Acl::parse(a)).transpose().map_err(|e| ApiError::InvalidRequest(format!("`acl`: {e}")))?;
+    let acl = patch
+        .acl
+        .as_ref()
+        .map(|a| Acl::parse(a))
+        .transpose()
+        .map_err(|e| ApiError::InvalidRequest(format!("`acl`: {e}")))?;
     if let Some(metadata) = &patch.metadata {
         check_metadata(metadata)?;
     }

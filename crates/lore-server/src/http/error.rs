@@ -32,7 +32,9 @@ pub enum ApiError {
     IdentityProviderUnavailable(String),
     #[error("{0}")]
     InvalidRequest(String),
-    #[error("request body is larger than the server's limit (server.max_body_bytes)")]
+    #[error(
+        "request body is larger than the server's limit (server.max_body_bytes; for uploads ingest.max_file_bytes)"
+    )]
     PayloadTooLarge,
     #[error("no route for this path")]
     NotFound,
@@ -78,9 +80,10 @@ impl ApiError {
         match self {
             ApiError::MissingCredentials | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::ScopeWidening(_) => StatusCode::FORBIDDEN,
-            ApiError::CollectionNotFound | ApiError::DocumentNotFound | ApiError::JobNotFound | ApiError::KeyNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::CollectionNotFound
+            | ApiError::DocumentNotFound
+            | ApiError::JobNotFound
+            | ApiError::KeyNotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::IdentityProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -97,7 +100,9 @@ impl From<lore_core::Error> for ApiError {
     fn from(error: lore_core::Error) -> Self {
         match error {
             lore_core::Error::InvalidInput(message) => ApiError::InvalidRequest(message),
-            lore_core::Error::InvalidPrincipal(_) | lore_core::Error::EmptyAcl => ApiError::InvalidRequest(error.to_string()),
+            lore_core::Error::InvalidPrincipal(_) | lore_core::Error::EmptyAcl => {
+                ApiError::InvalidRequest(error.to_string())
+            }
             lore_core::Error::Conflict(message) => ApiError::Conflict(message),
             other => ApiError::Internal(other.to_string()),
         }

@@ -38,12 +38,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/conversations", get(chat::list))
         .route("/v1/conversations/{id}", get(chat::get))
         .route("/v1/me", get(admin::me))
+        .route("/v1/embed/token", post(admin::embed_token))
         .route("/v1/collections", post(collections::create).get(collections::list))
         .route("/v1/collections/{id}", delete(collections::delete))
-        .route(
-            "/v1/collections/{id}/documents",
-            post(documents::upload).layer(upload_limit).get(documents::list),
-        )
+        .route("/v1/collections/{id}/documents", post(documents::upload).layer(upload_limit).get(documents::list))
         .route(
             "/v1/documents/{id}",
             get(documents::get)
@@ -105,7 +103,7 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
 #[openapi(
     info(title = "Lore API", description = "Permission-filtered retrieval and cited answers over company documents."),
     paths(
-        search::search, chat::chat, chat::list, chat::get, admin::me,
+        search::search, chat::chat, chat::list, chat::get, admin::me, admin::embed_token,
         collections::create, collections::list, collections::delete,
         documents::upload, documents::list, documents::get, documents::replace, documents::patch, documents::delete,
         documents::job, admin::create_key, admin::list_keys, admin::revoke_key, admin::audit, admin::audit_export,

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use lore_core::config::{ApiKeyConfig, Config, Role};
 use lore_core::embed::Embedder;
 use lore_ingest::{IngestOptions, Ingestor, Source, SourceConfig};
-use lore_server::http::{ApiKeys, AppState, new_api_key};
+use lore_server::http::{AppState, new_api_key};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -60,15 +60,7 @@ pub fn start_with_providers(
             let report = ingestor.ingest(&sources, &IngestOptions::default()).await.unwrap();
             assert!(report.failures.is_empty(), "{:?}", report.failures);
             drop(ingestor);
-            let retriever = Arc::new(lore_chat::Retriever::open(&config, embedder()).await.unwrap());
-            let conversations = lore_chat::conversations::Conversations::open(&config.catalog_path()).unwrap();
-            let state = Arc::new(AppState {
-                chat: Arc::new(lore_chat::ChatEngine::new(retriever.clone(), conversations, &config.chat).unwrap()),
-                retriever,
-                keys: ApiKeys::from_config(&config.server.api_keys).unwrap(),
-                metrics: Default::default(),
-                max_body_bytes: config.server.max_body_bytes,
-            });
+            let state = AppState::open(config, embedder()).await.unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             sender.send(listener.local_addr().unwrap()).unwrap();
             lore_server::http::serve(listener, state, std::future::pending()).await.unwrap();
@@ -136,7 +128,7 @@ async fn bad_requests_get_stable_codes_and_clear_messages() {
     let valid = json!({"query": "vacation"}).to_string();
     let cases: Vec<(Option<&str>, String, u16, &str, &str)> = vec![
         (None, valid.clone(), 401, "missing_credentials", "Authorization"),
-        (Some("lore_not-a-real-key"), valid.clone(), 401, "invalid_credentials", "API key"),
+        (Some("lore_not-a-real-key"), valid.clone(), 401, "invalid_credentials", "credentials"),
         (Some(&key), "{\"query\": ".into(), 400, "invalid_request", "EOF"),
         (Some(&key), json!({"query": "x", "top": 3}).to_string(), 400, "invalid_request", "unknown field `top`"),
         (Some(&key), json!({"query": "   "}).to_string(), 400, "invalid_request", "must not be empty"),

@@ -5,6 +5,7 @@ mod compose;
 mod crash;
 mod errors;
 mod http;
+mod identity;
 mod provider;
 mod search;
 
