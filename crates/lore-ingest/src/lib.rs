@@ -9,5 +9,5 @@ pub mod pipeline;
 pub mod source;
 
 pub use error::{FileError, FileErrorKind, IngestError};
-pub use pipeline::{IngestOptions, IngestReport, Ingestor, Upload, UploadOutcome};
+pub use pipeline::{IngestOptions, IngestReport, Ingestor, SourceFile, Upload, UploadOutcome, source_files};
 pub use source::{Source, SourceConfig, document_id};

@@ -387,6 +387,24 @@ impl Ingestor {
     }
 }
 
+/// A file of a source: where it is, its path inside the collection, and whether a loader
+/// supports its type.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub relative: String,
+    pub supported: bool,
+}
+
+/// The files `ingest` would read from a source (for tools that send them elsewhere, such as
+/// `lore ingest` into a running server).
+pub fn source_files(source: &Source) -> Vec<SourceFile> {
+    list_files(source)
+        .into_iter()
+        .map(|(source, path, supported)| SourceFile { relative: relative_path(&source, &path), path, supported })
+        .collect()
+}
+
 /// Files of a source: (source, path, supported type). Hidden entries and sidecars are skipped.
 fn list_files(source: &Source) -> Vec<(Source, PathBuf, bool)> {
     if source.path.is_file() {

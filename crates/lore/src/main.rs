@@ -13,7 +13,9 @@ use lore_core::config::Config;
 use lore_core::config::VectorStoreConfig;
 use lore_core::embed::Embedder;
 use lore_ingest::{IngestOptions, Ingestor, Source, SourceConfig};
-use lore_server::lock::{DataDirLock, ServerInfo};
+use lore_server::lock::{DataDirLock, LockError, ServerInfo};
+
+mod remote;
 
 #[derive(Parser)]
 #[command(name = "lore", version, about = "Self-hosted company knowledge assistant")]
@@ -40,6 +42,9 @@ enum Command {
         /// Default ACL for a bare folder, e.g. `--acl everyone` or `--acl group:hr,group:finance`.
         #[arg(long, value_delimiter = ',')]
         acl: Option<Vec<String>>,
+        /// API key for sending the files to a running `lore serve` that holds the data folder.
+        #[arg(long, env = "LORE_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
     },
     /// Documents, chunks, model and index sizes; `--check` verifies both indexes agree.
     Status {
@@ -196,7 +201,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = load_config(&cli)?;
     match cli.command {
-        Command::Ingest { path, sync, acl } => {
+        Command::Ingest { path, sync, acl, api_key } => {
             let sources = if path.extension().is_some_and(|e| e == "toml") {
                 if acl.is_some() {
                     anyhow::bail!("--acl applies to a folder or file; a source config sets default_acl itself");
@@ -206,6 +211,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 vec![Source::ad_hoc(&path, acl)]
             } else {
                 anyhow::bail!("{} does not exist", path.display());
+            };
+            // One writer per data folder: when a server holds it, go through its API.
+            let _lock = match DataDirLock::acquire(&config.data_dir) {
+                Ok(lock) => lock,
+                Err(LockError::Held { server: Some(server), .. }) => {
+                    let key = api_key.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "lore serve ({}) holds {}; give an admin or knowledge-manager key with --api-key or \
+                             LORE_API_KEY to ingest through it",
+                            server.url,
+                            config.data_dir.display()
+                        )
+                    })?;
+                    eprintln!("lore serve holds the data folder; sending the files to {}", server.url);
+                    let report = remote::ingest(&server.url, &key, &sources, sync).await?;
+                    for failure in &report.failures {
+                        eprintln!("failed: {failure}");
+                    }
+                    println!(
+                        "ingest via {}: {} uploaded, {} indexed, {} unchanged, {} deleted, {} failed",
+                        server.url,
+                        report.uploaded,
+                        report.indexed,
+                        report.unchanged,
+                        report.deleted,
+                        report.failures.len()
+                    );
+                    return Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
+                }
+                Err(error) => return Err(error.into()),
             };
             let embedder = Arc::new(Embedder::load(&config.embedding)?);
             let mut ingestor = Ingestor::open(config, embedder).await?;

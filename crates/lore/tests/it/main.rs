@@ -8,6 +8,7 @@ mod http;
 mod identity;
 mod provider;
 mod search;
+mod serve;
 
 use std::path::Path;
 use std::process::{Command, Output};

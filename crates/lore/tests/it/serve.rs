@@ -1,0 +1,196 @@
+//! The `lore serve` process: an upload job survives `kill -9` mid-processing and completes
+//! after a restart; `lore ingest` sends files through the server that holds the data folder.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{assert_success, lore, workspace_root};
+
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data_dir: &Path) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lore"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start lore serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url =
+        line.trim().strip_prefix("lore: listening on ").unwrap_or_else(|| panic!("unexpected: {line:?}")).to_owned();
+    Served { child, url }
+}
+
+async fn get(url: &str, key: &str) -> Value {
+    reqwest::Client::new().get(url).bearer_auth(key).send().await.unwrap().json().await.unwrap()
+}
+
+/// A long Markdown document of real text (the Sourcegraph handbook), so that indexing takes
+/// several seconds and a kill lands while the job is processing.
+fn long_document(min_bytes: usize) -> String {
+    let root = workspace_root().join("../shared/data/corpora/sourcegraph-handbook/content");
+    let mut text = String::from("# Handbook digest\n\n");
+    for entry in walk(&root) {
+        if text.len() >= min_bytes {
+            break;
+        }
+        if let Ok(part) = std::fs::read_to_string(&entry) {
+            text.push_str(&part.replace("\n# ", "\n## "));
+            text.push_str("\n\n");
+        }
+    }
+    assert!(text.len() >= min_bytes, "not enough handbook text under {}", root.display());
+    text
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path.extension().is_some_and(|e| e == "md") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn admin_key(data_dir: &Path) -> String {
+    let output = lore(data_dir, &["keys", "create", "--name", "admin", "--role", "admin", "--user", "ops"]);
+    assert_success(&output);
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_interrupted_by_kill_completes_after_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path();
+    let key = admin_key(dir);
+    assert_success(&lore(dir, &["collections", "create", "handbook", "--default-acl", "everyone"]));
+    let server = serve(dir);
+    let document = long_document(250_000);
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(document.into_bytes()).file_name("digest.md"));
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/collections/handbook/documents", server.url))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    let job_id = accepted["job"]["id"].as_str().unwrap().to_owned();
+    let job_url = format!("{}/v1/jobs/{job_id}", server.url);
+    let mut state = String::new();
+    for _ in 0..300 {
+        state = get(&job_url, &key).await["state"].as_str().unwrap().to_owned();
+        if state != "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "processing");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        get(&job_url, &key).await["state"],
+        "processing",
+        "the kill must land mid-job; make the document longer"
+    );
+    drop(server); // SIGKILL
+
+    let server = serve(dir);
+    let job_url = format!("{}/v1/jobs/{job_id}", server.url);
+    let mut job = Value::Null;
+    for _ in 0..1200 {
+        job = get(&job_url, &key).await;
+        if matches!(job["state"].as_str(), Some("indexed" | "failed")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["state"], "indexed", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    let results: Value = reqwest::Client::new()
+        .post(format!("{}/v1/search", server.url))
+        .bearer_auth(&key)
+        .json(&json!({"query": "handbook", "limit": 3}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(results["results"][0]["document"]["path"], "digest.md", "{results}");
+    drop(server);
+    let status = lore(dir, &["status", "--check"]);
+    assert_success(&status);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("consistency:   ok"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lore_ingest_goes_through_the_server_that_holds_the_data_folder() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("data");
+    let docs = data.path().join("policies");
+    std::fs::create_dir_all(docs.join("travel")).unwrap();
+    std::fs::write(docs.join("travel/per-diem.md"), "# Per diem\n\nThe travel per diem is 60 euros a day.").unwrap();
+    std::fs::write(docs.join("hours.md"), "# Hours\n\nCore hours are ten to four.").unwrap();
+    std::fs::write(docs.join("hours.md.meta.toml"), "acl = [\"group:staff\"]\n").unwrap();
+    let key = admin_key(&dir);
+    let server = serve(&dir);
+
+    let without_key = lore(&dir, &["ingest", docs.to_str().unwrap(), "--acl", "everyone"]);
+    assert_eq!(without_key.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&without_key.stderr).contains("LORE_API_KEY"), "{without_key:?}");
+
+    let ingest = |extra: &[&str]| {
+        let mut args = vec!["ingest", docs.to_str().unwrap(), "--acl", "everyone", "--api-key", key.as_str()];
+        args.extend_from_slice(extra);
+        lore(&dir, &args)
+    };
+    let first = ingest(&[]);
+    assert_success(&first);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("2 uploaded, 2 indexed, 0 unchanged"), "{stdout}");
+    let again = ingest(&[]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 uploaded, 0 indexed, 2 unchanged"), "{again:?}");
+
+    let list: Value = get(&format!("{}/v1/collections/policies/documents", server.url), &key).await;
+    let mut docs_seen: Vec<(String, Value)> = list["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["path"].as_str().unwrap().to_owned(), d["acl"].clone()))
+        .collect();
+    docs_seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        docs_seen,
+        [("hours.md".into(), json!(["group:staff"])), ("travel/per-diem.md".into(), json!(["everyone"]))]
+    );
+
+    std::fs::remove_file(docs.join("hours.md")).unwrap();
+    let synced = ingest(&["--sync"]);
+    assert!(String::from_utf8_lossy(&synced.stdout).contains("1 deleted"), "{synced:?}");
+    let list: Value = get(&format!("{}/v1/collections/policies/documents", server.url), &key).await;
+    assert_eq!(list["documents"].as_array().unwrap().len(), 1, "{list}");
+}
