@@ -91,7 +91,7 @@ struct Prepared {
 }
 
 enum Item {
-    Prepared(Prepared),
+    Prepared(Box<Prepared>),
     Unchanged,
     Skipped(PathBuf),
     Failed(FileError),
@@ -159,9 +159,7 @@ impl Ingestor {
         let (path, settings, max_bytes, chunker) =
             (upload.path.to_owned(), self.settings(), self.config.ingest.max_file_bytes, self.chunker.clone());
         let item = tokio::task::spawn_blocking(move || {
-            let item =
-                prepare(&source, &path, target, &overrides, &known, &settings, max_bytes, &chunker, &mut timings);
-            item
+            prepare(&source, &path, target, &overrides, &known, &settings, max_bytes, &chunker, &mut timings)
         })
         .await
         .map_err(|e| IngestError::Other(format!("upload parser task failed: {e}")))?;
@@ -169,7 +167,7 @@ impl Ingestor {
             Item::Prepared(mut prepared) => {
                 prepared.record.metadata = upload.metadata.clone();
                 let chunks = prepared.chunks.len();
-                self.write_batch(vec![prepared], &mut IngestReport::default()).await?;
+                self.write_batch(vec![*prepared], &mut IngestReport::default()).await?;
                 Ok(UploadOutcome::Indexed { chunks })
             }
             Item::Unchanged => {
@@ -273,7 +271,7 @@ impl Ingestor {
             match item {
                 Item::Prepared(prepared) => {
                     batch_chunks += prepared.chunks.len();
-                    batch.push(prepared);
+                    batch.push(*prepared);
                     if batch_chunks >= chunk_batch || batch.len() >= self.config.ingest.commit_every_documents {
                         self.write_batch(std::mem::take(&mut batch), &mut report).await?;
                         batch_chunks = 0;
@@ -560,7 +558,7 @@ fn prepare(
     if chunks.is_empty() {
         return fail(FileErrorKind::NoText);
     }
-    Item::Prepared(Prepared {
+    Item::Prepared(Box::new(Prepared {
         record: DocumentRecord {
             id: doc_id,
             source: source.name.clone(),
@@ -575,7 +573,7 @@ fn prepare(
             metadata: serde_json::Value::Null,
         },
         chunks,
-    })
+    }))
 }
 
 fn progress_bar(enabled: bool, total: u64) -> indicatif::ProgressBar {

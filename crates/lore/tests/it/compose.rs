@@ -43,3 +43,18 @@ fn compose_file_names_the_services_and_variables_the_code_expects() {
         assert!(dockerfile.contains(needle), "Dockerfile lacks {needle}");
     }
 }
+
+/// Every TOML example in the README is a valid configuration (so the SSO recipes stay true).
+#[test]
+fn readme_config_examples_parse_and_validate() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme.split("```toml\n").skip(1).map(|rest| rest.split("```").next().unwrap()).collect();
+    assert!(blocks.len() >= 4, "expected the configuration and SSO examples");
+    let dir = tempfile::tempdir().unwrap();
+    for (i, block) in blocks.iter().enumerate() {
+        let path = dir.path().join(format!("example-{i}.toml"));
+        std::fs::write(&path, block).unwrap();
+        let config = lore_core::config::Config::from_file(&path).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        config.validate().unwrap_or_else(|e| panic!("{e}\n{block}"));
+    }
+}

@@ -673,8 +673,7 @@ async fn upload_index_patch_delete_end_to_end() {
     let (status, _) = call(s.addr, "GET", &format!("/v1/documents/{doc_id}"), Some(km), None).await;
     assert_eq!(status, 404);
 
-    let (_, audit) =
-        call(s.addr, "GET", &format!("/v1/audit?action=document.&limit=1000"), Some(&s.keys["admin"]), None).await;
+    let (_, audit) = call(s.addr, "GET", "/v1/audit?action=document.&limit=1000", Some(&s.keys["admin"]), None).await;
     let actions: Vec<(&str, &str)> = audit["events"]
         .as_array()
         .unwrap()
