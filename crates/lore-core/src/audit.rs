@@ -7,7 +7,6 @@
 //! (with the triggers dropped) shows up in [`AuditLog::verify_chain`].
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
@@ -30,6 +29,13 @@ impl Outcome {
             Outcome::Ok => "ok",
             Outcome::Denied => "denied",
             Outcome::Failed => "failed",
+        }
+    }
+    fn parse(text: &str) -> Outcome {
+        match text {
+            "ok" => Outcome::Ok,
+            "denied" => Outcome::Denied,
+            _ => Outcome::Failed,
         }
     }
 }
@@ -85,7 +91,7 @@ pub struct Query {
 }
 
 pub struct AuditLog {
-    conn: Mutex<Connection>,
+    db: db::Store,
 }
 
 const SCHEMA: &str = r#"
@@ -112,13 +118,11 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 
 impl AuditLog {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = db::open(path)?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(AuditLog { conn: Mutex::new(conn) })
+        Ok(AuditLog { db: db::Store::open(path, SCHEMA)? })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.db.conn()
     }
 
     /// Appends an event. Failures are logged and returned; callers of security paths treat
@@ -192,11 +196,7 @@ impl AuditLog {
                     auth: r.get(4)?,
                     action: r.get(5)?,
                     target: r.get(6)?,
-                    outcome: match outcome.as_str() {
-                        "ok" => Outcome::Ok,
-                        "denied" => Outcome::Denied,
-                        _ => Outcome::Failed,
-                    },
+                    outcome: Outcome::parse(&outcome),
                     detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
                     remote: r.get(9)?,
                     hash: r.get(10)?,
@@ -222,11 +222,7 @@ impl AuditLog {
                 auth: r.get(4)?,
                 action: r.get(5)?,
                 target: r.get(6)?,
-                outcome: match outcome.as_str() {
-                    "ok" => Outcome::Ok,
-                    "denied" => Outcome::Denied,
-                    _ => Outcome::Failed,
-                },
+                outcome: Outcome::parse(&outcome),
                 detail: serde_json::Value::Null,
                 remote: r.get(9)?,
             };

@@ -308,28 +308,28 @@ impl Catalog {
         Ok(())
     }
 
+    /// Creates a collection; `Ok(false)` when one with this id exists.
     pub fn create_collection(&self, collection: &Collection) -> Result<bool> {
-        Collection::validate_id(&collection.id)?;
-        let inserted = self.conn.execute(
-            "INSERT OR IGNORE INTO collections (id, name, department, default_acl, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                collection.id,
-                collection.name,
-                collection.department,
-                collection.default_acl.as_ref().map(|a| serde_json::to_string(a).expect("acl serializes")),
-                db::now()
-            ],
-        )?;
-        Ok(inserted == 1)
+        Ok(self.insert_collection(collection, "ON CONFLICT(id) DO NOTHING")? == 1)
     }
 
     /// Creates the collection of an ingest source when missing, or updates its department
     /// and default ACL to the source config's.
     pub fn upsert_collection(&self, collection: &Collection) -> Result<()> {
+        self.insert_collection(
+            collection,
+            "ON CONFLICT(id) DO UPDATE SET department = excluded.department, default_acl = excluded.default_acl",
+        )?;
+        Ok(())
+    }
+
+    fn insert_collection(&self, collection: &Collection, on_conflict: &str) -> Result<usize> {
         Collection::validate_id(&collection.id)?;
-        self.conn.execute(
-            "INSERT INTO collections (id, name, department, default_acl, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT(id) DO UPDATE SET department = excluded.department, default_acl = excluded.default_acl",
+        Ok(self.conn.execute(
+            &format!(
+                "INSERT INTO collections (id, name, department, default_acl, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 {on_conflict}"
+            ),
             params![
                 collection.id,
                 collection.name,
@@ -337,8 +337,7 @@ impl Catalog {
                 collection.default_acl.as_ref().map(|a| serde_json::to_string(a).expect("acl serializes")),
                 db::now()
             ],
-        )?;
-        Ok(())
+        )?)
     }
 
     pub fn collection(&self, id: &str) -> Result<Option<Collection>> {

@@ -20,6 +20,24 @@ pub fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// One connection with its schema applied, shared by a store's callers (statements are short;
+/// SQLite serializes writers anyway).
+pub struct Store {
+    conn: std::sync::Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(path: &Path, schema: &str) -> Result<Self> {
+        let conn = open(path)?;
+        conn.execute_batch(schema)?;
+        Ok(Store { conn: std::sync::Mutex::new(conn) })
+    }
+
+    pub fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Seconds since the Unix epoch (the database stores times as integers).
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)

@@ -6,7 +6,6 @@
 //! safe. The uploaded bytes stay in the staging folder until the job ends.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -88,7 +87,7 @@ pub struct NewJob<'a> {
 }
 
 pub struct JobStore {
-    conn: Mutex<Connection>,
+    db: db::Store,
 }
 
 const SCHEMA: &str = r#"
@@ -119,13 +118,11 @@ const COLUMNS: &str = "id, collection, document_id, filename, state, error, atte
 
 impl JobStore {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = db::open(path)?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(JobStore { conn: Mutex::new(conn) })
+        Ok(JobStore { db: db::Store::open(path, SCHEMA)? })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.db.conn()
     }
 
     pub fn enqueue(&self, job: NewJob<'_>) -> Result<Job> {

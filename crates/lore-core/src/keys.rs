@@ -6,7 +6,6 @@
 //! never reach a document that is not readable by everyone, whatever else is asked of it.
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -67,7 +66,7 @@ pub enum Lookup {
 }
 
 pub struct KeyStore {
-    conn: Mutex<Connection>,
+    db: db::Store,
 }
 
 const SCHEMA: &str = r#"
@@ -97,13 +96,11 @@ const LAST_USED_RESOLUTION_SECS: i64 = 60;
 
 impl KeyStore {
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = db::open(path)?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(KeyStore { conn: Mutex::new(conn) })
+        Ok(KeyStore { db: db::Store::open(path, SCHEMA)? })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.db.conn()
     }
 
     /// Creates a key; returns the secret (shown once) and the stored record.
