@@ -27,7 +27,7 @@ workdir="$(mktemp -d)"
 trap 'kill "${server_pid:-0}" 2>/dev/null || true; rm -rf "$workdir"' EXIT
 key="$("$lore" --data-dir "$data" keys create --name "demo-$(date +%s)" --role agent --user carlos@acme.example)"
 printf 'data_dir = "%s"\n[server]\nbind = "127.0.0.1:0"\n' "$(realpath "$data")" > "$workdir/lore.toml"
-"$lore" --config "$workdir/lore.toml" serve > "$workdir/serve.log" 2>&1 &
+"$lore" --config "$workdir/lore.toml" serve --demo > "$workdir/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$workdir/serve.log" && break; sleep 0.2; done
 url="$(sed -n 's/.*listening on //p' "$workdir/serve.log")"
@@ -43,3 +43,10 @@ print(answer["answer"])
 for citation in answer["citations"]:
     print(f"[{citation['marker']}] {citation['title']} ({citation['source_path']})")
 PY
+
+echo; echo "### The chat widget, embedded in a page by one <script> tag (public key: documents shared with everyone)"
+echo "Demo page: $url/demo    Full-page chat: $url/  (API key for the full page: $key)"
+if [ -t 0 ] && [ "${LORE_DEMO_EXIT:-0}" != 1 ]; then
+  echo "Serving until Ctrl-C."
+  wait "$server_pid"
+fi

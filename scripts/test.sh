@@ -7,5 +7,9 @@ if ! command -v pdftotext >/dev/null; then
   echo "test.sh: pdftotext is needed as the PDF extraction reference: apt-get install poppler-utils" >&2
   exit 1
 fi
+# playwright-core (pinned in package-lock.json) drives the system's chromium; no browser download.
+if command -v npm >/dev/null && [ ! -d node_modules/playwright-core ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lore-target}"
 cargo test --workspace --locked "$@"

@@ -42,6 +42,8 @@ pub struct ChatTimings {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChatAnswer {
     pub conversation_id: String,
+    /// The stored assistant message (rate it with `POST /v1/feedback`).
+    pub message_id: i64,
     pub kind: AnswerKind,
     pub answer: String,
     pub citations: Vec<Citation>,
@@ -142,6 +144,11 @@ impl ChatEngine {
             Some(query) if !query.is_empty() => (query, elapsed),
             _ => (condense(Some(previous), question), elapsed),
         }
+    }
+
+    /// Version of the answer prompt template in use.
+    pub fn prompt_version(&self) -> String {
+        self.prompts.answer_version()
     }
 
     pub fn conversations(&self) -> std::sync::MutexGuard<'_, Conversations> {
@@ -364,23 +371,29 @@ impl ChatEngine {
 
     /// Stores the exchange in the conversation and assembles the response.
     fn finish(&self, prepared: Prepared, outcome: Outcome) -> Result<ChatAnswer, ChatError> {
-        let conversation_id = {
+        let (conversation_id, message_id) = {
             let store = self.conversations();
             let id = match &prepared.conversation_id {
                 Some(id) => id.clone(),
                 None => store.create(&prepared.user, &prepared.question)?,
             };
-            store.append(&id, "user", &prepared.question, &serde_json::Value::Array(vec![]))?;
-            store.append(
+            let empty = serde_json::json!({});
+            store.append(&id, "user", &prepared.question, &serde_json::Value::Array(vec![]), &empty)?;
+            let meta = serde_json::json!({
+                "kind": outcome.kind, "prompt_version": outcome.prompt_version, "model": outcome.model,
+            });
+            let message_id = store.append(
                 &id,
                 "assistant",
                 &outcome.answer,
                 &serde_json::to_value(&outcome.citations).unwrap_or_default(),
+                &meta,
             )?;
-            id
+            (id, message_id)
         };
         Ok(ChatAnswer {
             conversation_id,
+            message_id,
             kind: outcome.kind,
             answer: outcome.answer,
             citations: outcome.citations,

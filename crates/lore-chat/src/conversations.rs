@@ -15,12 +15,25 @@ pub struct ConversationSummary {
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Message {
+    /// Give it to `POST /v1/feedback` to rate an assistant message.
+    pub id: i64,
     pub role: String,
     pub content: String,
     /// Citations (JSON) of an assistant message.
     #[schema(value_type = Vec<crate::answer::Citation>)]
     pub citations: serde_json::Value,
+    /// Of an assistant message: `kind`, `prompt_version`, `model`.
+    #[schema(value_type = Object)]
+    pub meta: serde_json::Value,
     pub created_at: String,
+}
+
+/// An assistant message with the question it answered, for feedback.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub conversation_id: String,
+    pub question: String,
+    pub answer: Message,
 }
 
 pub struct Conversations {
@@ -48,12 +61,10 @@ CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id,
 "#;
 
 impl Conversations {
-    pub fn open(path: &Path) -> rusqlite::Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    pub fn open(path: &Path) -> lore_core::Result<Self> {
+        let conn = lore_core::db::open(path)?;
         conn.execute_batch(SCHEMA)?;
+        lore_core::db::add_column_if_missing(&conn, "messages", "meta", "TEXT NOT NULL DEFAULT '{}'")?;
         Ok(Conversations { conn })
     }
 
@@ -74,16 +85,48 @@ impl Conversations {
             .is_some())
     }
 
-    pub fn append(&self, id: &str, role: &str, content: &str, citations: &serde_json::Value) -> rusqlite::Result<()> {
+    /// Appends a message; returns its id.
+    pub fn append(
+        &self,
+        id: &str,
+        role: &str,
+        content: &str,
+        citations: &serde_json::Value,
+        meta: &serde_json::Value,
+    ) -> rusqlite::Result<i64> {
         self.conn.execute(
-            "INSERT INTO messages (conversation_id, role, content, citations) VALUES (?1, ?2, ?3, ?4)",
-            params![id, role, content, citations.to_string()],
+            "INSERT INTO messages (conversation_id, role, content, citations, meta) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, role, content, citations.to_string(), meta.to_string()],
         )?;
+        let message_id = self.conn.last_insert_rowid();
         self.conn.execute(
             "UPDATE conversations SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
             params![id],
         )?;
-        Ok(())
+        Ok(message_id)
+    }
+
+    /// An assistant message of one of `owner`'s conversations, with the question before it.
+    pub fn exchange(&self, message_id: i64, owner: &str) -> rusqlite::Result<Option<Exchange>> {
+        let found = self
+            .conn
+            .query_row(
+                "SELECT m.id, m.role, m.content, m.citations, m.meta, m.created_at, m.conversation_id, \
+                 (SELECT q.content FROM messages q WHERE q.conversation_id = m.conversation_id AND q.id < m.id \
+                  AND q.role = 'user' ORDER BY q.id DESC LIMIT 1) \
+                 FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+                 WHERE m.id = ?1 AND c.owner = ?2 AND m.role = 'assistant'",
+                params![message_id, owner],
+                |r| {
+                    Ok(Exchange {
+                        answer: row_to_message(r)?,
+                        conversation_id: r.get(6)?,
+                        question: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+                    })
+                },
+            )
+            .optional()?;
+        Ok(found)
     }
 
     pub fn list(&self, owner: &str) -> rusqlite::Result<Vec<ConversationSummary>> {
@@ -102,19 +145,24 @@ impl Conversations {
             return Ok(None);
         }
         let mut stmt = self.conn.prepare(
-            "SELECT role, content, citations, created_at FROM messages WHERE conversation_id = ?1 ORDER BY id",
+            "SELECT id, role, content, citations, meta, created_at FROM messages WHERE conversation_id = ?1 ORDER BY id",
         )?;
-        let rows = stmt.query_map([id], |r| {
-            let citations: String = r.get(2)?;
-            Ok(Message {
-                role: r.get(0)?,
-                content: r.get(1)?,
-                citations: serde_json::from_str(&citations).unwrap_or(serde_json::Value::Null),
-                created_at: r.get(3)?,
-            })
-        })?;
+        let rows = stmt.query_map([id], row_to_message)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map(Some)
     }
+}
+
+fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let citations: String = r.get(3)?;
+    let meta: String = r.get(4)?;
+    Ok(Message {
+        id: r.get(0)?,
+        role: r.get(1)?,
+        content: r.get(2)?,
+        citations: serde_json::from_str(&citations).unwrap_or(serde_json::Value::Null),
+        meta: serde_json::from_str(&meta).unwrap_or(serde_json::Value::Null),
+        created_at: r.get(5)?,
+    })
 }
 
 fn new_id() -> String {

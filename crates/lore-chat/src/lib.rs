@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod chat;
 pub mod conversations;
+pub mod feedback;
 pub mod fusion;
 pub mod prompts;
 pub mod provider;

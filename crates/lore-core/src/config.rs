@@ -159,11 +159,26 @@ pub struct ServerConfig {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Origins of the pages that embed the chat widget (`https://intranet.example.com`); the
+    /// API answers cross-origin requests from these only.
+    pub cors_origins: Vec<String>,
+    /// Sign-in for the full-page chat at `/` (authorization code with PKCE against
+    /// `auth.oidc`); without it the page asks for an API key.
+    pub web_client_id: Option<String>,
+    /// Scopes the full-page chat asks the identity provider for.
+    pub web_scopes: Vec<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { bind: "127.0.0.1:8080".into(), max_body_bytes: 256 * 1024, api_keys: Vec::new() }
+        ServerConfig {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 256 * 1024,
+            api_keys: Vec::new(),
+            cors_origins: Vec::new(),
+            web_client_id: None,
+            web_scopes: vec!["openid".into(), "profile".into(), "email".into()],
+        }
     }
 }
 
@@ -387,6 +402,19 @@ impl Config {
                 "chunking.max_tokens ({}) leaves no room for headings and special tokens within embedding.max_length ({})",
                 c.max_tokens, self.embedding.max_length
             )));
+        }
+        for origin in &self.server.cors_origins {
+            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.ends_with('/')
+                && origin.matches('/').count() == 2;
+            if !valid {
+                return Err(Error::Config(format!(
+                    "server.cors_origins: {origin:?} is not an origin (scheme://host[:port], no path or trailing slash)"
+                )));
+            }
+        }
+        if self.server.web_client_id.is_some() && self.auth.oidc.is_none() {
+            return Err(Error::Config("server.web_client_id needs auth.oidc".into()));
         }
         for key in &self.server.api_keys {
             if key.sha256.len() != 64 || !key.sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {

@@ -32,6 +32,9 @@ pub struct AppState {
     pub audit: AuditLog,
     /// Woken when a job is queued.
     pub job_queued: tokio::sync::Notify,
+    pub feedback: lore_chat::feedback::FeedbackStore,
+    /// The public key the `/demo` page embeds (`lore serve --demo`).
+    pub demo_key: std::sync::OnceLock<String>,
 }
 
 impl AppState {
@@ -41,7 +44,7 @@ impl AppState {
         let indexes = Arc::new(Indexes::open(&config, true).await?);
         let writer = Ingestor::with_indexes(config.clone(), embedder.clone(), indexes.clone()).await?;
         let retriever = Arc::new(Retriever::with_indexes(&config, embedder, indexes)?);
-        let conversations = Conversations::open(&config.catalog_path()).map_err(lore_core::Error::from)?;
+        let conversations = Conversations::open(&config.catalog_path())?;
         let chat = Arc::new(
             ChatEngine::new(retriever.clone(), conversations, &config.chat)
                 .map_err(|e| lore_ingest::IngestError::Other(e.to_string()))?,
@@ -64,6 +67,8 @@ impl AppState {
             jobs,
             audit: AuditLog::open(&db)?,
             job_queued: tokio::sync::Notify::new(),
+            feedback: lore_chat::feedback::FeedbackStore::open(&db)?,
+            demo_key: std::sync::OnceLock::new(),
             config,
         }))
     }

@@ -51,11 +51,15 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Run the HTTP API (`/v1/search`, health, metrics) until Ctrl-C.
+    /// Run the HTTP API, the full-page chat at `/` and the widget until Ctrl-C.
     Serve {
         /// Address to listen on (default: server.bind from the config, 127.0.0.1:8080).
         #[arg(long)]
         bind: Option<String>,
+        /// Also serve `/demo`, a page embedding the widget with a new public key (reads only
+        /// documents shared with everyone).
+        #[arg(long)]
+        demo: bool,
     },
     /// API keys in the data folder's database (works while `lore serve` runs).
     Keys {
@@ -263,7 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", report.summary_line());
             Ok(if report.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Serve { bind } => {
+        Command::Serve { bind, demo } => {
             let bind = bind.unwrap_or_else(|| config.server.bind.clone());
             let lock = match config.vector_store {
                 VectorStoreConfig::Embedded => Some(DataDirLock::acquire(&config.data_dir)?),
@@ -277,7 +281,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(lock) = &lock {
                 lock.publish(&ServerInfo { url: url.clone(), pid: std::process::id() })?;
             }
+            if demo {
+                let (key, _) =
+                    state.identity.keys.store().expect("server key store").create(&lore_core::keys::NewKey {
+                        name: format!("demo-page-{}", lore_core::db::now()),
+                        role: lore_core::config::Role::Employee,
+                        user: "demo-visitor".into(),
+                        groups: vec![],
+                        department: None,
+                        public: true,
+                        expires_at: Some(lore_core::db::now() + 7 * 86_400),
+                        created_by: operator(),
+                    })?;
+                let _ = state.demo_key.set(key);
+            }
             println!("lore: listening on {url}");
+            if demo {
+                println!("lore: demo page with the chat widget: {url}/demo");
+            }
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };

@@ -507,3 +507,44 @@ pub async fn job(
         Err(ApiError::JobNotFound)
     }
 }
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ContentChunk {
+    pub ordinal: usize,
+    pub page: Option<u32>,
+    pub heading_path: Vec<String>,
+    pub text: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DocumentContent {
+    pub id: String,
+    pub title: String,
+    pub collection: String,
+    pub path: String,
+    pub chunks: Vec<ContentChunk>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/documents/{id}/content", tag = "documents",
+    params(("id" = String, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The document's text as indexed, chunk by chunk (the viewer behind citation links)", body = DocumentContent),
+        (status = 404, description = "No such document (or not visible to the caller)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn content(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<DocumentContent>, ApiError> {
+    let (document, _) = access::readable_document(&state, &caller, &id)?;
+    let chunks = state
+        .catalog()
+        .chunks_of_document(&id)?
+        .into_iter()
+        .map(|c| ContentChunk { ordinal: c.ordinal, page: c.page, heading_path: c.heading_path, text: c.text })
+        .collect();
+    Ok(Json(DocumentContent { id, title: document.title, collection: document.source, path: document.path, chunks }))
+}

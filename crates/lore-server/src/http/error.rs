@@ -24,6 +24,8 @@ pub enum ApiError {
     JobNotFound,
     #[error("api key not found")]
     KeyNotFound,
+    #[error("message not found")]
+    MessageNotFound,
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -64,6 +66,7 @@ impl ApiError {
             ApiError::DocumentNotFound => "document_not_found",
             ApiError::JobNotFound => "job_not_found",
             ApiError::KeyNotFound => "key_not_found",
+            ApiError::MessageNotFound => "message_not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::IdentityProviderUnavailable(_) => "identity_provider_unavailable",
@@ -83,7 +86,8 @@ impl ApiError {
             ApiError::CollectionNotFound
             | ApiError::DocumentNotFound
             | ApiError::JobNotFound
-            | ApiError::KeyNotFound => StatusCode::NOT_FOUND,
+            | ApiError::KeyNotFound
+            | ApiError::MessageNotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::IdentityProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

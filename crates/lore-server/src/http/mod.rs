@@ -8,8 +8,10 @@ mod chat;
 mod collections;
 mod documents;
 pub mod error;
+mod feedback;
 pub mod metrics;
 mod search;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -50,7 +52,14 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .patch(documents::patch)
                 .delete(documents::delete),
         )
+        .route("/v1/documents/{id}/content", get(documents::content))
         .route("/v1/jobs/{id}", get(documents::job))
+        .route("/v1/feedback", post(feedback::submit).get(feedback::list))
+        .route("/", get(web::app))
+        .route("/app-config.json", get(web::app_config))
+        .route("/demo", get(web::demo))
+        .route("/widget.js", get(web::widget))
+        .route("/assets/{name}", get(web::asset))
         .route("/v1/keys", post(admin::create_key).get(admin::list_keys))
         .route("/v1/keys/{id}", delete(admin::revoke_key))
         .route("/v1/audit", get(admin::audit))
@@ -61,6 +70,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi_json))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), web::cors))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -106,7 +116,7 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         search::search, chat::chat, chat::list, chat::get, admin::me, admin::embed_token,
         collections::create, collections::list, collections::delete,
         documents::upload, documents::list, documents::get, documents::replace, documents::patch, documents::delete,
-        documents::job, admin::create_key, admin::list_keys, admin::revoke_key, admin::audit, admin::audit_export,
+        documents::content, documents::job, feedback::submit, feedback::list, admin::create_key, admin::list_keys, admin::revoke_key, admin::audit, admin::audit_export,
         healthz, readyz, metrics_text
     ),
     components(schemas(

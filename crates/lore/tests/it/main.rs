@@ -1,6 +1,7 @@
 //! End-to-end tests of the `lore` binary.
 
 mod ask;
+mod browser;
 mod compose;
 mod crash;
 mod errors;

@@ -1,0 +1,155 @@
+//! Feedback on answers: thumbs up or down with an optional comment, stored with a snapshot of
+//! the question, answer, citations and prompt version, for the knowledge managers' review.
+//! One vote per user and message; voting again replaces it.
+
+use std::path::Path;
+
+use lore_core::db;
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::conversations::Exchange;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Rating {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Feedback {
+    pub id: i64,
+    pub message_id: i64,
+    pub conversation_id: String,
+    pub user: String,
+    pub rating: Rating,
+    pub comment: Option<String>,
+    pub question: String,
+    pub answer: String,
+    #[schema(value_type = Vec<crate::answer::Citation>)]
+    pub citations: serde_json::Value,
+    pub kind: Option<String>,
+    pub prompt_version: Option<String>,
+    pub model: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub struct FeedbackStore {
+    db: db::Store,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id INTEGER NOT NULL,
+    conversation_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    rating TEXT NOT NULL,
+    comment TEXT,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    citations TEXT NOT NULL,
+    kind TEXT,
+    prompt_version TEXT,
+    model TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (message_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS feedback_by_rating ON feedback(rating, id);
+"#;
+
+const COLUMNS: &str = "id, message_id, conversation_id, user_id, rating, comment, question, answer, citations, kind, \
+                       prompt_version, model, created_at, updated_at";
+
+impl FeedbackStore {
+    pub fn open(path: &Path) -> lore_core::Result<Self> {
+        Ok(FeedbackStore { db: db::Store::open(path, SCHEMA)? })
+    }
+
+    /// Records (or replaces) `user`'s vote on the exchange.
+    pub fn record(
+        &self,
+        user: &str,
+        exchange: &Exchange,
+        rating: Rating,
+        comment: Option<&str>,
+    ) -> lore_core::Result<Feedback> {
+        let meta = &exchange.answer.meta;
+        let text = |key: &str| meta.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let now = db::now();
+        let conn = self.db.conn();
+        conn.execute(
+            "INSERT INTO feedback (message_id, conversation_id, user_id, rating, comment, question, answer, citations, \
+             kind, prompt_version, model, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) \
+             ON CONFLICT(message_id, user_id) DO UPDATE SET rating = excluded.rating, comment = excluded.comment, \
+             updated_at = excluded.updated_at",
+            params![
+                exchange.answer.id,
+                exchange.conversation_id,
+                user,
+                rating_str(rating),
+                comment,
+                exchange.question,
+                exchange.answer.content,
+                exchange.answer.citations.to_string(),
+                text("kind"),
+                text("prompt_version"),
+                text("model"),
+                now
+            ],
+        )?;
+        let id: i64 = conn.query_row(
+            "SELECT id FROM feedback WHERE message_id = ?1 AND user_id = ?2",
+            params![exchange.answer.id, user],
+            |r| r.get(0),
+        )?;
+        Ok(conn
+            .query_row(&format!("SELECT {COLUMNS} FROM feedback WHERE id = ?1"), [id], row_to_feedback)
+            .optional()?
+            .expect("feedback just written"))
+    }
+
+    /// Feedback newest first, optionally of one rating, after id `before` for paging.
+    pub fn list(&self, rating: Option<Rating>, before: Option<i64>, limit: usize) -> lore_core::Result<Vec<Feedback>> {
+        let conn = self.db.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM feedback WHERE (?1 IS NULL OR rating = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(
+            params![rating.map(rating_str), before.unwrap_or(i64::MAX), limit.clamp(1, 500) as i64],
+            row_to_feedback,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+fn rating_str(rating: Rating) -> &'static str {
+    match rating {
+        Rating::Up => "up",
+        Rating::Down => "down",
+    }
+}
+
+fn row_to_feedback(r: &rusqlite::Row<'_>) -> rusqlite::Result<Feedback> {
+    let citations: String = r.get(8)?;
+    Ok(Feedback {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        conversation_id: r.get(2)?,
+        user: r.get(3)?,
+        rating: if r.get::<_, String>(4)? == "up" { Rating::Up } else { Rating::Down },
+        comment: r.get(5)?,
+        question: r.get(6)?,
+        answer: r.get(7)?,
+        citations: serde_json::from_str(&citations).unwrap_or(serde_json::Value::Null),
+        kind: r.get(9)?,
+        prompt_version: r.get(10)?,
+        model: r.get(11)?,
+        created_at: db::rfc3339(r.get(12)?),
+        updated_at: db::rfc3339(r.get(13)?),
+    })
+}
