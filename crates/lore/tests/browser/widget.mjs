@@ -226,6 +226,18 @@ await scenario("an expired or foreign token is refused", async (page) => {
   await page.locator("lore-chat .error", { hasText: "not signed in" }).waitFor();
 });
 
+await scenario("the demo page answers over the sample corpus with a public key", async (page, context, errors) => {
+  await page.goto(`${LORE_URL}/demo`);
+  await page.locator("lore-chat .launcher").click();
+  await ask(page, "How many days of paid vacation do I get?");
+  await finished(page);
+  assert.equal(await lastAssistant(page).getAttribute("data-kind"), "generated");
+  assert.equal(await lastAssistant(page).locator(".sources a").first().getAttribute("data-document-id"),
+    DOCUMENTS["samples/handbook/employee-handbook.md"]);
+  assert.deepEqual(errors, [], "the demo page's own CSP allows the widget");
+  await page.screenshot({ path: path.join(ARTIFACTS, "demo-page.png") });
+});
+
 const widget = await (await fetch(`${LORE_URL}/widget.js`)).arrayBuffer();
 results.widgetBytes = widget.byteLength;
 results.widgetGzipBytes = gzipSync(Buffer.from(widget), { level: 9 }).length;

@@ -66,8 +66,13 @@ async fn completions(Json(body): Json<Value>) -> Response {
     if !stream {
         // Follow-up condensation: the question itself is a fine standalone query here.
         let last = body["messages"].as_array().and_then(|m| m.last()).map(|m| m["content"].clone()).unwrap_or_default();
-        let text = last.as_str().unwrap_or_default().lines().last().unwrap_or_default();
-        let text = text.trim_start_matches("Last message: ").to_owned();
+        let last = last.as_str().unwrap_or_default();
+        // A condensed follow-up, as a model would write it from the conversation.
+        let text = if last.contains("accrue") && last.contains("vacation") {
+            "How does paid vacation accrue?".to_owned()
+        } else {
+            last.lines().last().unwrap_or_default().trim_start_matches("Last message: ").to_owned()
+        };
         return Json(json!({
             "id": "c", "object": "chat.completion", "created": 0, "model": "fake-model",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
@@ -225,6 +230,24 @@ async fn the_widget_in_a_real_browser() {
             created_by: "test".into(),
         })
         .unwrap();
+    // `lore serve --demo`: the /demo page embeds the widget with a public key.
+    let (public_key, _) = state
+        .identity
+        .keys
+        .store()
+        .unwrap()
+        .create(&NewKey {
+            name: "demo-page".into(),
+            role: Role::Employee,
+            user: "demo-visitor".into(),
+            groups: vec![],
+            department: None,
+            public: true,
+            expires_at: None,
+            created_by: "test".into(),
+        })
+        .unwrap();
+    state.demo_key.set(public_key).unwrap();
     let lore_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let lore_url = format!("http://{}", lore_listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
