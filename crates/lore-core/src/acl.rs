@@ -154,7 +154,7 @@ impl PrincipalSet {
 /// permitted chunks only. `Unrestricted` exists for admin tooling (consistency checks,
 /// `lore status`) and must be spelled out with a reason, which is logged.
 #[derive(Debug, Clone)]
-pub struct AccessScope(ScopeKind);
+pub struct AccessScope(ScopeKind, Option<std::sync::Arc<Vec<String>>>);
 
 #[derive(Debug, Clone)]
 pub(crate) enum ScopeKind {
@@ -166,19 +166,33 @@ impl AccessScope {
     /// The scope of a caller whose principals the auth layer established. Only
     /// [`crate::auth`] calls this.
     pub(crate) fn principals(principals: PrincipalSet) -> Self {
-        AccessScope(ScopeKind::Principals(principals))
+        AccessScope(ScopeKind::Principals(principals), None)
     }
     /// Acts as the given principals without an authenticated request: the operator's CLI
     /// (`lore search --as`, `lore ask --as`), benchmarks and tests. Named and logged so it
     /// stands out in review; request handlers use [`crate::auth`].
     pub fn impersonate_for_operator(principals: PrincipalSet, reason: &'static str) -> Self {
         tracing::info!(reason, principals = ?principals.to_strings(), "operator impersonation");
-        AccessScope(ScopeKind::Principals(principals))
+        AccessScope(ScopeKind::Principals(principals), None)
     }
     /// Bypass the ACL filter. Admin tooling only; the reason is logged on every use.
     pub fn unrestricted_for_admin_tooling(reason: &'static str) -> Self {
         tracing::info!(reason, "unrestricted index access");
-        AccessScope(ScopeKind::Unrestricted { reason })
+        AccessScope(ScopeKind::Unrestricted { reason }, None)
+    }
+    /// The same scope limited to these documents (e.g. the documents of the collections a
+    /// widget asks about). It can only narrow: the ACL filter still applies, and an existing
+    /// restriction is intersected.
+    pub fn within_documents(&self, doc_ids: Vec<String>) -> Self {
+        let ids = match &self.1 {
+            Some(existing) => doc_ids.into_iter().filter(|id| existing.contains(id)).collect(),
+            None => doc_ids,
+        };
+        AccessScope(self.0.clone(), Some(std::sync::Arc::new(ids)))
+    }
+    /// The documents a search is limited to, if any (an empty list means nothing).
+    pub fn document_restriction(&self) -> Option<&[String]> {
+        self.1.as_deref().map(Vec::as_slice)
     }
     /// The principal strings a filter must match, or `None` for an unrestricted scope.
     /// An empty list means the caller can see nothing.
@@ -194,6 +208,7 @@ impl AccessScope {
     /// Whether a chunk with this ACL is inside the scope (used to double-check results).
     pub fn permits(&self, acl: &[String]) -> bool {
         match &self.0 {
+            _ if self.1.as_ref().is_some_and(|ids| ids.is_empty()) => false,
             ScopeKind::Principals(set) => acl.iter().any(|a| set.0.iter().any(|p| p.0 == *a)),
             ScopeKind::Unrestricted { .. } => true,
         }

@@ -262,6 +262,18 @@ impl Catalog {
         }
     }
 
+    /// Ids of every document in these collections.
+    pub fn document_ids_of_collections(&self, collections: &[String]) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached("SELECT id FROM documents WHERE source = ?1")?;
+        let mut ids = Vec::new();
+        for collection in collections {
+            for id in stmt.query_map([collection], |r| r.get::<_, String>(0))? {
+                ids.push(id?);
+            }
+        }
+        Ok(ids)
+    }
+
     pub fn document_count_of_collection(&self, collection: &str) -> Result<usize> {
         let n: i64 =
             self.conn.query_row("SELECT COUNT(*) FROM documents WHERE source = ?1", [collection], |r| r.get(0))?;

@@ -207,6 +207,7 @@ form button.primary { background: var(--lore-primary); color: var(--lore-on-prim
       this.removeAttribute("title"); // not a tooltip on the whole widget
       this.tokenFunction = opt("token-function", null);
       this.apiKey = opt("api-key", null);
+      this.collections = (opt("collections", "") || "").split(",").map((c) => c.trim()).filter(Boolean);
       this.storageKey = `lore:${this.server}:${opt("session-key", "default")}`;
       for (const name of ["primary", "on-primary", "bg", "text", "radius", "font"]) {
         const value = opt(`theme-${name}`, null);
@@ -345,6 +346,7 @@ form button.primary { background: var(--lore-primary); color: var(--lore-on-prim
       let sources = [];
       try {
         const body = { question, stream: true };
+        if (this.collections.length) body.collections = this.collections;
         if (this.conversationId) body.conversation_id = this.conversationId;
         const response = await this.api("/v1/chat", { method: "POST", signal: this.controller.signal,
           headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });

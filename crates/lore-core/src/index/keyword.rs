@@ -185,10 +185,16 @@ impl KeywordIndex {
             parser.set_field_boost(f.body[lang_slot(lang)], weight);
         }
         let (text_query, _errors) = parser.parse_query_lenient(query);
-        let query: Box<dyn Query> = match self.acl_filter(scope) {
-            Some(filter) => Box::new(BooleanQuery::new(vec![(Occur::Must, text_query), (Occur::Must, filter)])),
-            None => text_query,
-        };
+        let mut clauses = vec![(Occur::Must, text_query)];
+        if let Some(filter) = self.acl_filter(scope) {
+            clauses.push((Occur::Must, filter));
+        }
+        if let Some(doc_ids) = scope.document_restriction() {
+            let terms = doc_ids.iter().map(|id| Term::from_field_text(f.doc_id, id));
+            let within: Box<dyn Query> = Box::new(tantivy::query::TermSetQuery::new(terms));
+            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(within, 0.0))));
+        }
+        let query: Box<dyn Query> = Box::new(BooleanQuery::new(clauses));
         let searcher = self.reader.searcher();
         let hits = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
         let mut results = Vec::with_capacity(hits.len());

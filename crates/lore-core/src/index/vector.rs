@@ -81,15 +81,16 @@ impl VectorIndex {
     /// Nearest chunks to `vector` among those `scope` may read.
     pub async fn search(&self, vector: Vec<f32>, scope: &AccessScope, limit: usize) -> Result<Vec<ScoredChunkId>> {
         let principals = scope.filter_principals();
-        if principals.as_ref().is_some_and(Vec::is_empty) || limit == 0 {
+        let within = scope.document_restriction().map(<[String]>::to_vec);
+        if principals.as_ref().is_some_and(Vec::is_empty) || within.as_ref().is_some_and(Vec::is_empty) || limit == 0 {
             return Ok(Vec::new());
         }
         match self {
             VectorIndex::Embedded(edge) => {
                 let edge = edge.clone();
-                blocking(move || edge.search(vector, principals, limit)).await
+                blocking(move || edge.search(vector, principals, within, limit)).await
             }
-            VectorIndex::Server(server) => server.search(vector, principals, limit).await,
+            VectorIndex::Server(server) => server.search(vector, principals, within, limit).await,
         }
     }
 
@@ -160,8 +161,16 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
     tokio::task::spawn_blocking(work).await.map_err(|e| Error::Vector(format!("vector index task failed: {e}")))?
 }
 
-fn acl_filter_json(principals: &[String]) -> serde_json::Value {
-    json!({ "must": [ { "key": ACL_FIELD, "match": { "any": principals } } ] })
+/// The payload filter of a search: the ACL, and the document restriction when there is one.
+fn search_filter_json(principals: Option<&[String]>, within: Option<&[String]>) -> Option<serde_json::Value> {
+    let mut must = Vec::new();
+    if let Some(principals) = principals {
+        must.push(json!({ "key": ACL_FIELD, "match": { "any": principals } }));
+    }
+    if let Some(doc_ids) = within {
+        must.push(json!({ "key": DOC_ID_FIELD, "match": { "any": doc_ids } }));
+    }
+    (!must.is_empty()).then(|| json!({ "must": must }))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -285,14 +294,18 @@ impl EdgeIndex {
             .map_err(edge_error)
     }
 
-    fn search(&self, vector: Vec<f32>, principals: Option<Vec<String>>, limit: usize) -> Result<Vec<ScoredChunkId>> {
+    fn search(
+        &self,
+        vector: Vec<f32>,
+        principals: Option<Vec<String>>,
+        within: Option<Vec<String>>,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunkId>> {
         use qdrant_edge::{
             Filter, NamedQuery, QueryEnum, QueryRequest, ScoringQuery, WithPayloadInterface, WithVector,
         };
-        let filter = match principals {
-            Some(principals) => {
-                Some(serde_json::from_value::<Filter>(acl_filter_json(&principals)).map_err(edge_error)?)
-            }
+        let filter = match search_filter_json(principals.as_deref(), within.as_deref()) {
+            Some(json) => Some(serde_json::from_value::<Filter>(json).map_err(edge_error)?),
             None => None,
         };
         let request = QueryRequest {
@@ -464,13 +477,21 @@ impl ServerIndex {
         &self,
         vector: Vec<f32>,
         principals: Option<Vec<String>>,
+        within: Option<Vec<String>>,
         limit: usize,
     ) -> Result<Vec<ScoredChunkId>> {
         use qdrant_client::qdrant::{Condition, Filter, QueryPointsBuilder};
         let mut request =
             QueryPointsBuilder::new(&self.collection).query(vector).limit(limit as u64).with_payload(true);
+        let mut conditions = Vec::new();
         if let Some(principals) = principals {
-            request = request.filter(Filter::must([Condition::matches(ACL_FIELD, principals)]));
+            conditions.push(Condition::matches(ACL_FIELD, principals));
+        }
+        if let Some(doc_ids) = within {
+            conditions.push(Condition::matches(DOC_ID_FIELD, doc_ids));
+        }
+        if !conditions.is_empty() {
+            request = request.filter(Filter::must(conditions));
         }
         let response = self.client.query(request).await.map_err(server_error)?;
         Ok(response

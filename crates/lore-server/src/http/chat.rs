@@ -26,6 +26,8 @@ pub struct ChatRequest {
     pub stream: bool,
     /// Agents: ask as an end customer with a narrower principal set.
     pub on_behalf_of: Option<super::OnBehalfOf>,
+    /// Only answer from the documents of these collections.
+    pub collections: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -64,6 +66,7 @@ pub async fn chat(
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let caller = super::narrow(&state, caller, request.on_behalf_of.as_ref())?;
+    let caller = super::within_collections(&state, caller, request.collections.as_ref())?;
     let (question, earlier) = match (request.question, request.messages) {
         (Some(question), None) => (question, None),
         (None, Some(messages)) => {

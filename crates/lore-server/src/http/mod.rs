@@ -201,6 +201,28 @@ fn narrow(state: &AppState, caller: Caller, on_behalf: Option<&OnBehalfOf>) -> R
     }
 }
 
+/// Limits a caller's scope to the documents of some collections (the widget's
+/// `data-collections`, or `collections` in a request). Only narrows; unknown collections are
+/// an error, so a typo does not silently search nothing.
+fn within_collections(
+    state: &AppState,
+    mut caller: Caller,
+    collections: Option<&Vec<String>>,
+) -> Result<Caller, ApiError> {
+    let Some(collections) = collections else { return Ok(caller) };
+    if collections.is_empty() || collections.len() > 50 {
+        return Err(ApiError::InvalidRequest("`collections` must list 1-50 collection ids".into()));
+    }
+    let catalog = state.catalog();
+    for id in collections {
+        if catalog.collection(id)?.is_none() {
+            return Err(ApiError::InvalidRequest(format!("unknown collection {id:?} in `collections`")));
+        }
+    }
+    caller.scope = caller.scope.within_documents(catalog.document_ids_of_collections(collections)?);
+    Ok(caller)
+}
+
 /// JSON body extractor whose rejections are [`ApiError`]s with a clear message.
 pub struct ApiJson<T>(pub T);
 

@@ -19,6 +19,8 @@ pub struct SearchRequest {
     pub limit: usize,
     /// Agents: search as an end customer with a narrower principal set.
     pub on_behalf_of: Option<super::OnBehalfOf>,
+    /// Only search the documents of these collections.
+    pub collections: Option<Vec<String>>,
 }
 
 fn default_limit() -> usize {
@@ -50,6 +52,7 @@ pub async fn search(
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let caller = super::narrow(&state, caller, request.on_behalf_of.as_ref())?;
+    let caller = super::within_collections(&state, caller, request.collections.as_ref())?;
     let query = request.query.trim();
     if query.is_empty() {
         return Err(ApiError::InvalidRequest("`query` must not be empty".into()));

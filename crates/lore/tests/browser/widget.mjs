@@ -180,6 +180,14 @@ await scenario("no access: a sales user asking about salary bands gets the no-an
   await page.screenshot({ path: path.join(ARTIFACTS, "widget-no-answer.png") });
 });
 
+await scenario("data-collections limits answers to those collections", async (page) => {
+  await page.goto(`${HOST_URL}/?user=alice&lang=en&collections=facilities`);
+  await page.locator("lore-chat .launcher").click();
+  await ask(page, "How many days of paid vacation do I get?");
+  await finished(page);
+  assert.equal(await lastAssistant(page).getAttribute("data-kind"), "no_answer", "the handbook is outside the facilities collection");
+});
+
 await scenario("markup in documents and answers is shown as text, never run", async (page) => {
   await page.goto(`${HOST_URL}/?user=alice&lang=en&csp=0`); // no CSP: only the widget's rendering protects the page
   await page.locator("lore-chat .launcher").click();

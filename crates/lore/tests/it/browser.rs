@@ -103,10 +103,11 @@ struct Host {
 async fn host_page(State(host): State<Arc<Host>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let lang = q.get("lang").cloned().unwrap_or_else(|| "en".into());
     let title = if lang == "es" { "Pregunta a RR. HH." } else { "Ask HR" };
+    let collections = q.get("collections").map(|c| format!(" data-collections=\"{c}\"")).unwrap_or_default();
     let body = format!(
         "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><title>Intranet</title>\
          <link rel=\"stylesheet\" href=\"/host.css\"><script src=\"/host.js\"></script>\
-         <script src=\"{lore}/widget.js\" data-token-function=\"getLoreToken\" data-title=\"{title}\"></script></head>\
+         <script src=\"{lore}/widget.js\" data-token-function=\"getLoreToken\" data-title=\"{title}\"{collections}></script></head>\
          <body><header><h1>Acme intranet</h1></header><p>Welcome.</p><button id=\"host-button\">Host button</button></body></html>",
         lore = host.lore
     );
