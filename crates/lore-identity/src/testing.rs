@@ -72,6 +72,18 @@ struct Shared {
     keys: Mutex<Vec<TestKey>>,
     discovery_issuer: Mutex<Option<String>>,
     jwks_fetches: AtomicUsize,
+    /// Who "signs in" at `/authorize` (user, groups).
+    login: Mutex<Option<(String, Vec<String>)>>,
+    /// Authorization codes not yet redeemed.
+    codes: Mutex<std::collections::HashMap<String, PendingCode>>,
+}
+
+struct PendingCode {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    user: String,
+    groups: Vec<String>,
 }
 
 pub struct TestIdp {
@@ -105,10 +117,14 @@ impl TestIdp {
             keys: Mutex::new(keys),
             discovery_issuer: Mutex::new(None),
             jwks_fetches: AtomicUsize::new(0),
+            login: Mutex::new(None),
+            codes: Mutex::new(Default::default()),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize))
+            .route("/token", axum::routing::post(token))
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("test idp server");
@@ -118,6 +134,12 @@ impl TestIdp {
 
     pub fn issuer(&self) -> String {
         self.shared.issuer.clone()
+    }
+
+    /// The user whom `/authorize` signs in (authorization code flow with PKCE, for browser
+    /// tests): no login form, the code goes straight back to the client.
+    pub fn set_login(&self, user: &str, groups: &[&str]) {
+        *lock(&self.shared.login) = Some((user.to_owned(), groups.iter().map(|g| g.to_string()).collect()));
     }
 
     pub fn jwks_uri(&self) -> String {
@@ -318,13 +340,91 @@ fn public_jwk(key: &TestKey) -> Value {
     }
 }
 
-async fn discovery(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
+/// Browsers fetch discovery and redeem codes cross-origin, as with real providers.
+const CORS: [(axum::http::HeaderName, &str); 1] = [(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+
+async fn discovery(State(shared): State<Arc<Shared>>) -> impl axum::response::IntoResponse {
     let issuer = lock(&shared.discovery_issuer).clone().unwrap_or_else(|| shared.issuer.clone());
-    axum::Json(json!({
-        "issuer": issuer,
-        "jwks_uri": format!("{}/jwks", shared.issuer),
-        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-    }))
+    (
+        CORS,
+        axum::Json(json!({
+            "issuer": issuer,
+            "jwks_uri": format!("{}/jwks", shared.issuer),
+            "authorization_endpoint": format!("{}/authorize", shared.issuer),
+            "token_endpoint": format!("{}/token", shared.issuer),
+            "code_challenge_methods_supported": ["S256"],
+            "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        })),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct AuthorizeQuery {
+    response_type: String,
+    client_id: String,
+    redirect_uri: String,
+    state: String,
+    code_challenge: String,
+    code_challenge_method: String,
+}
+
+/// `/authorize`: checks the PKCE request and redirects back with a code for the set login.
+async fn authorize(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<AuthorizeQuery>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some((user, groups)) = lock(&shared.login).clone() else {
+        return (axum::http::StatusCode::FORBIDDEN, "no test login set").into_response();
+    };
+    if q.response_type != "code" || q.code_challenge_method != "S256" || q.code_challenge.len() < 43 {
+        return (axum::http::StatusCode::BAD_REQUEST, "authorization code with S256 PKCE required").into_response();
+    }
+    let code = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>());
+    let redirect = format!("{}?code={code}&state={}", q.redirect_uri, q.state);
+    lock(&shared.codes).insert(
+        code,
+        PendingCode { client_id: q.client_id, redirect_uri: q.redirect_uri, challenge: q.code_challenge, user, groups },
+    );
+    axum::response::Redirect::to(&redirect).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct TokenForm {
+    grant_type: String,
+    code: String,
+    redirect_uri: String,
+    client_id: String,
+    code_verifier: String,
+}
+
+/// `/token`: redeems a code once, if the verifier hashes to the challenge and the client and
+/// redirect URI match; returns an RS256 access token for the signed-in user.
+async fn token(State(shared): State<Arc<Shared>>, axum::Form(form): axum::Form<TokenForm>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let refused =
+        || (axum::http::StatusCode::BAD_REQUEST, CORS, axum::Json(json!({"error": "invalid_grant"}))).into_response();
+    let Some(pending) = lock(&shared.codes).remove(&form.code) else { return refused() };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, form.code_verifier.as_bytes());
+    if form.grant_type != "authorization_code"
+        || form.client_id != pending.client_id
+        || form.redirect_uri != pending.redirect_uri
+        || URL_SAFE_NO_PAD.encode(digest.as_ref()) != pending.challenge
+    {
+        return refused();
+    }
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let claims = json!({
+        "iss": shared.issuer, "aud": TEST_AUDIENCE, "sub": pending.user, "groups": pending.groups,
+        "iat": now, "exp": now + 300,
+    });
+    let keys = lock(&shared.keys);
+    let index = key_index(&keys, &KeyChoice::Rsa);
+    let header = json!({ "alg": "RS256", "typ": "JWT", "kid": keys[index].kid });
+    let signing_input = signing_input(&header, &claims);
+    let signature = sign_with_key(&keys[index].material, "RS256", signing_input.as_bytes());
+    let access_token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature));
+    (CORS, axum::Json(json!({"access_token": access_token, "token_type": "Bearer", "expires_in": 300}))).into_response()
 }
 
 async fn jwks(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {

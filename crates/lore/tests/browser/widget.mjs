@@ -234,6 +234,17 @@ await scenario("an expired or foreign token is refused", async (page) => {
   await page.locator("lore-chat .error", { hasText: "not signed in" }).waitFor();
 });
 
+await scenario("the full page signs in with the authorization code flow and PKCE", async (page, context, errors) => {
+  await page.goto(`${LORE_URL}/`);
+  await page.locator("#who", { hasText: "alice (employee)" }).waitFor();
+  assert.equal(new URL(page.url()).search, "", "the code and state are removed from the address bar");
+  await ask(page, "How many days of paid vacation do I get?");
+  await finished(page);
+  assert.equal(await lastAssistant(page).getAttribute("data-kind"), "generated");
+  assert.deepEqual(errors, []);
+  await page.screenshot({ path: path.join(ARTIFACTS, "full-page.png") });
+});
+
 await scenario("the demo page answers over the sample corpus with a public key", async (page, context, errors) => {
   await page.goto(`${LORE_URL}/demo`);
   await page.locator("lore-chat .launcher").click();

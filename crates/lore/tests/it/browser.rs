@@ -185,6 +185,11 @@ async fn the_widget_in_a_real_browser() {
     .unwrap();
     let mut config = Config { data_dir: data.path().join("data"), ..Config::default() };
     config.server.cors_origins = vec![host_url.clone()];
+    // Single sign-on for the full page: the test provider runs the authorization code flow.
+    let idp = lore_identity::testing::TestIdp::start().await;
+    idp.set_login("alice", &["hr"]);
+    config.auth.oidc = Some(idp.oidc_config());
+    config.server.web_client_id = Some("lore-web".into());
     config.chat.providers = vec![ProviderConfig {
         name: "fake".into(),
         base_url: provider_url,
