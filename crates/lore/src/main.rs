@@ -428,6 +428,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{name}: {} ({})", human_bytes(dir_size(&dir)), dir.display());
             }
             println!("catalog:       {}", human_bytes(dir_size(&config.catalog_path())));
+            let jobs = lore_core::jobs::JobStore::open(&config.catalog_path())?.counts()?;
+            if !jobs.is_empty() {
+                let counts: Vec<String> = jobs
+                    .iter()
+                    .map(|(state, n)| {
+                        format!(
+                            "{n} {}",
+                            serde_json::to_value(state)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                println!("upload jobs:   {}", counts.join(", "));
+            }
+            println!("collections:   {}", catalog.collections()?.len());
             let pending = catalog.journaled()?;
             if !pending.is_empty() {
                 println!("interrupted:   {} document(s) will be rolled back by the next ingest", pending.len());
