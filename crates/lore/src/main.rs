@@ -524,9 +524,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn dir_size(path: &std::path::Path) -> u64 {
     if path.is_file() {
-        return path.metadata().map(|m| m.len()).unwrap_or(0);
+        return path.metadata().map(|m| disk_bytes(&m)).unwrap_or(0);
     }
     walkdir_size(path)
+}
+
+/// Bytes a file occupies on disk: qdrant-edge preallocates sparse files, whose length says
+/// little about the space used.
+fn disk_bytes(metadata: &std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::MetadataExt::blocks(metadata) * 512
+    }
+    #[cfg(not(unix))]
+    {
+        metadata.len()
+    }
 }
 
 fn walkdir_size(path: &std::path::Path) -> u64 {
@@ -535,7 +548,7 @@ fn walkdir_size(path: &std::path::Path) -> u64 {
         .filter_map(Result::ok)
         .map(|e| {
             let p = e.path();
-            if p.is_dir() { walkdir_size(&p) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }
+            if p.is_dir() { walkdir_size(&p) } else { e.metadata().map(|m| disk_bytes(&m)).unwrap_or(0) }
         })
         .sum()
 }
