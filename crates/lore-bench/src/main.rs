@@ -101,16 +101,12 @@ async fn search(
     let embedder = Arc::new(Embedder::load(&config.embedding)?);
     let chunks = Catalog::open(&config.catalog_path())?.counts()?.1;
     let state = lore_server::AppState::open(config, embedder).await?;
-    let (key, _) = state.identity.keys.store().expect("key store").create(&lore_core::keys::NewKey {
-        name: "bench".into(),
-        role: lore_core::config::Role::Agent,
-        user: "bench".into(),
-        groups: vec![],
-        department: None,
-        public: false,
-        expires_at: None,
-        created_by: "lore-bench".into(),
-    })?;
+    let (key, _) = state.identity.keys.store().expect("key store").create(&lore_core::keys::NewKey::new(
+        "bench",
+        lore_core::config::Role::Agent,
+        "bench",
+        "lore-bench",
+    ))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/v1/search", listener.local_addr()?);
     tokio::spawn(lore_server::http::serve(listener, state, std::future::pending()));

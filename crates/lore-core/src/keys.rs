@@ -33,6 +33,27 @@ pub struct NewKey {
     pub created_by: String,
 }
 
+impl NewKey {
+    /// A key for `user` with `role` and no groups, department or expiry.
+    pub fn new(name: &str, role: Role, user: &str, created_by: &str) -> Self {
+        NewKey {
+            name: name.to_owned(),
+            role,
+            user: user.to_owned(),
+            groups: Vec::new(),
+            department: None,
+            public: false,
+            expires_at: None,
+            created_by: created_by.to_owned(),
+        }
+    }
+
+    /// A public key: reads documents shared with `everyone`, nothing else.
+    pub fn public(name: &str, created_by: &str) -> Self {
+        NewKey { public: true, ..NewKey::new(name, Role::Employee, "public", created_by) }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub id: String,

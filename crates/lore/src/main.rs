@@ -284,14 +284,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if demo {
                 let (key, _) =
                     state.identity.keys.store().expect("server key store").create(&lore_core::keys::NewKey {
-                        name: format!("demo-page-{}", lore_core::db::now()),
-                        role: lore_core::config::Role::Employee,
-                        user: "demo-visitor".into(),
-                        groups: vec![],
-                        department: None,
-                        public: true,
                         expires_at: Some(lore_core::db::now() + 7 * 86_400),
-                        created_by: operator(),
+                        ..lore_core::keys::NewKey::public(&format!("demo-page-{}", lore_core::db::now()), &operator())
                     })?;
                 let _ = state.demo_key.set(key);
             }

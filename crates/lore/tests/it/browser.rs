@@ -225,34 +225,10 @@ async fn the_widget_in_a_real_browser() {
         .keys
         .store()
         .unwrap()
-        .create(&NewKey {
-            name: "intranet-backend".into(),
-            role: Role::Admin,
-            user: "intranet".into(),
-            groups: vec![],
-            department: None,
-            public: false,
-            expires_at: None,
-            created_by: "test".into(),
-        })
+        .create(&NewKey::new("intranet-backend", Role::Admin, "intranet", "test"))
         .unwrap();
     // `lore serve --demo`: the /demo page embeds the widget with a public key.
-    let (public_key, _) = state
-        .identity
-        .keys
-        .store()
-        .unwrap()
-        .create(&NewKey {
-            name: "demo-page".into(),
-            role: Role::Employee,
-            user: "demo-visitor".into(),
-            groups: vec![],
-            department: None,
-            public: true,
-            expires_at: None,
-            created_by: "test".into(),
-        })
-        .unwrap();
+    let (public_key, _) = state.identity.keys.store().unwrap().create(&NewKey::public("demo-page", "test")).unwrap();
     state.demo_key.set(public_key).unwrap();
     let lore_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let lore_url = format!("http://{}", lore_listener.local_addr().unwrap());

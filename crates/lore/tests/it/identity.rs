@@ -118,14 +118,9 @@ fn start() -> Server {
             let key = |name: &str, role: Role, groups: &[&str], department: Option<&str>| {
                 store
                     .create(&NewKey {
-                        name: name.into(),
-                        role,
-                        user: format!("{name}-user"),
                         groups: groups.iter().map(|g| g.to_string()).collect(),
                         department: department.map(str::to_owned),
-                        public: false,
-                        expires_at: None,
-                        created_by: "test".into(),
+                        ..NewKey::new(name, role, &format!("{name}-user"), "test")
                     })
                     .unwrap()
                     .0
@@ -138,31 +133,9 @@ fn start() -> Server {
             keys.insert("km_eng_only", key("km_eng_only", Role::KnowledgeManager, &[], Some("engineering")));
             keys.insert("admin", key("admin", Role::Admin, &["hr"], None));
             keys.insert("nobody", key("nobody", Role::Employee, &[], None));
-            let (public, _) = store
-                .create(&NewKey {
-                    name: "intranet-page".into(),
-                    role: Role::Employee,
-                    user: "public".into(),
-                    groups: vec![],
-                    department: None,
-                    public: true,
-                    expires_at: None,
-                    created_by: "test".into(),
-                })
-                .unwrap();
+            let (public, _) = store.create(&NewKey::public("intranet-page", "test")).unwrap();
             keys.insert("public", public);
-            let (_, sacrificial) = store
-                .create(&NewKey {
-                    name: "to-revoke".into(),
-                    role: Role::Agent,
-                    user: "x".into(),
-                    groups: vec![],
-                    department: None,
-                    public: false,
-                    expires_at: None,
-                    created_by: "test".into(),
-                })
-                .unwrap();
+            let (_, sacrificial) = store.create(&NewKey::new("to-revoke", Role::Agent, "x", "test")).unwrap();
             state
                 .catalog()
                 .create_collection(&lore_core::types::Collection {
