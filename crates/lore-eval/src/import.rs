@@ -98,7 +98,7 @@ pub fn split_citations(text: &str) -> (String, Vec<Relevant>) {
                 .rsplit_once('.')
                 .is_some_and(|(_, ext)| (2..=5).contains(&ext.len()) && ext.chars().all(|c| c.is_ascii_alphanumeric()));
         clean.push_str(&rest[..open]);
-        match Relevant::parse(inside).ok().filter(|_| looks_like_file && !inside.contains(' ')) {
+        match Relevant::parse(inside).ok().filter(|_| looks_like_file) {
             Some(relevant) => {
                 if !citations.contains(&relevant) {
                     citations.push(relevant);
@@ -408,11 +408,11 @@ mod tests {
     #[test]
     fn citations_are_split_from_answers() {
         let (answer, cited) = split_citations(
-            "Balance billing is covered [Northwind_Standard_Benefits_Details.pdf#page=7]. See [a link] and [b.pdf][b.pdf#page=2].",
+            "Balance billing is covered [Northwind_Standard_Benefits_Details.pdf#page=7]. See [a link] and [b.pdf][b c.pdf#page=2].",
         );
         assert_eq!(answer, "Balance billing is covered . See [a link] and .");
         let cited: Vec<String> = cited.iter().map(|c| c.to_string()).collect();
-        assert_eq!(cited, ["Northwind_Standard_Benefits_Details.pdf#page=7", "b.pdf", "b.pdf#page=2"]);
+        assert_eq!(cited, ["Northwind_Standard_Benefits_Details.pdf#page=7", "b.pdf", "b c.pdf#page=2"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod ask;
 mod compose;
 mod crash;
 mod errors;
+mod eval;
 mod http;
 mod identity;
 mod provider;
