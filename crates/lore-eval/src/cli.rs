@@ -44,6 +44,9 @@ pub struct EvalArgs {
     /// Agent or admin key for `--server` (needs every asker's principals).
     #[arg(long, env = "LORE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Report, gate or record a baseline from a saved `<set>.json` result instead of running.
+    #[arg(long, conflicts_with_all = ["only", "server"])]
+    pub from_result: Option<PathBuf>,
     /// Where ingested corpora are cached (default: $LORE_EVAL_CACHE, $XDG_CACHE_HOME/lore-eval).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -66,15 +69,26 @@ pub async fn run_set(args: &EvalArgs, config: &Config, path: &std::path::Path) -
         passages: args.passages,
         cache_root: args.cache_dir.clone().unwrap_or_else(crate::corpus::default_cache_root),
     };
-    let result = match &args.server {
-        Some(url) => {
+    let result = match (&args.from_result, &args.server) {
+        (Some(saved), _) => {
+            let text = std::fs::read_to_string(saved).map_err(|e| EvalError::io(saved, e))?;
+            let result: RunResult = serde_json::from_str(&text)?;
+            if result.set != set.name {
+                return Err(EvalError::Set {
+                    path: saved.clone(),
+                    message: format!("this is a result of set {:?}, not {:?}", result.set, set.name),
+                });
+            }
+            result
+        }
+        (None, Some(url)) => {
             let key = args.api_key.as_deref().ok_or_else(|| EvalError::Remote {
                 url: url.clone(),
                 message: "give an agent or admin key with --api-key or LORE_API_KEY".into(),
             })?;
             crate::remote::run_remote(&set, config, url, key, &options).await?
         }
-        None => runner::run_in_process(&set, config, &options).await?,
+        (None, None) => runner::run_in_process(&set, config, &options).await?,
     };
     if args.only.is_some() {
         println!("{}", report::detail(&result));
