@@ -151,6 +151,35 @@ impl ChatEngine {
         self.prompts.answer_version()
     }
 
+    fn render_answer_prompt(
+        &self,
+        question: &str,
+        lang: Lang,
+        context: &str,
+    ) -> Result<(String, String), lore_core::Error> {
+        let language = match lang {
+            Lang::En => "English",
+            Lang::Es => "Spanish",
+        };
+        let system = self.prompts.system.render(&[("company", &self.config.company)])?;
+        let user =
+            self.prompts.answer.render(&[("language", language), ("context", context), ("question", question)])?;
+        Ok((system, user))
+    }
+
+    /// The system and user prompts a generated answer to `question` over these retrieved
+    /// passages would be sent with (context cut to the token budget): for inspection, e.g.
+    /// `lore eval --only`.
+    pub fn answer_prompt(&self, question: &str, passages: &[Passage]) -> Result<(String, String), lore_core::Error> {
+        let context = self.context(passages);
+        self.render_answer_prompt(question, Lang::detect(question), &context.text)
+    }
+
+    /// Whether answers are written by model providers (otherwise they are extracted).
+    pub fn has_providers(&self) -> bool {
+        !self.providers.is_empty()
+    }
+
     pub fn conversations(&self) -> std::sync::MutexGuard<'_, Conversations> {
         self.conversations.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -341,16 +370,7 @@ impl ChatEngine {
         let generation = match &extracted {
             Some(_) if !self.providers.is_empty() => {
                 let context = self.context(&retrieved.passages);
-                let language = match lang {
-                    Lang::En => "English",
-                    Lang::Es => "Spanish",
-                };
-                let system = self.prompts.system.render(&[("company", &self.config.company)])?;
-                let user_prompt = self.prompts.answer.render(&[
-                    ("language", language),
-                    ("context", &context.text),
-                    ("question", question),
-                ])?;
+                let (system, user_prompt) = self.render_answer_prompt(question, lang, &context.text)?;
                 Some(Generation { context, system, user: user_prompt })
             }
             _ => None,

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use lore_core::config::RetrievalMode;
 use lore_core::types::ScoredChunkId;
 
 /// One chunk after fusion, with where it came from.
@@ -57,6 +58,23 @@ pub fn reciprocal_rank_fusion(
     let mut out: Vec<Fused> = fused.into_values().collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.chunk_id.cmp(&b.chunk_id)));
     out
+}
+
+/// The fused ranking for a retrieval mode: both engines (`Hybrid`), or one engine's ranking
+/// alone, in its own order.
+pub fn fuse_for_mode(
+    mode: RetrievalMode,
+    bm25: &[ScoredChunkId],
+    dense: &[ScoredChunkId],
+    k: f32,
+    bm25_weight: f32,
+    dense_weight: f32,
+) -> Vec<Fused> {
+    match mode {
+        RetrievalMode::Hybrid => reciprocal_rank_fusion(bm25, dense, k, bm25_weight, dense_weight),
+        RetrievalMode::Bm25 => reciprocal_rank_fusion(bm25, &[], k, 1.0, 0.0),
+        RetrievalMode::Dense => reciprocal_rank_fusion(&[], dense, k, 0.0, 1.0),
+    }
 }
 
 /// Word 3-shingles of a text, lowercased.
@@ -115,6 +133,22 @@ mod tests {
         assert_eq!(fused[0].chunk_id, "b");
         let fused = reciprocal_rank_fusion(&bm25, &dense, 60.0, 1.0, 0.5);
         assert_eq!(fused[0].chunk_id, "a");
+    }
+
+    #[test]
+    fn single_engine_modes_keep_that_engines_order_only() {
+        let bm25 = [hit("a", "d1"), hit("b", "d1"), hit("c", "d2")];
+        let dense = [hit("c", "d2"), hit("d", "d3"), hit("a", "d1")];
+        let order = |mode| -> Vec<String> {
+            fuse_for_mode(mode, &bm25, &dense, 60.0, 1.0, 1.0).into_iter().map(|f| f.chunk_id).collect()
+        };
+        assert_eq!(order(RetrievalMode::Bm25), ["a", "b", "c"]);
+        assert_eq!(order(RetrievalMode::Dense), ["c", "d", "a"]);
+        assert_eq!(order(RetrievalMode::Hybrid), ["a", "c", "b", "d"]);
+        let bm25_only = fuse_for_mode(RetrievalMode::Bm25, &bm25, &dense, 60.0, 1.0, 1.0);
+        assert!(bm25_only.iter().all(|f| f.dense_rank.is_none() && f.bm25_rank.is_some()));
+        // Weights tuned for fusion must not empty a single-engine ranking.
+        assert_eq!(fuse_for_mode(RetrievalMode::Dense, &bm25, &dense, 60.0, 1.0, 0.0).len(), 3);
     }
 
     #[test]

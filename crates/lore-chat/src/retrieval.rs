@@ -15,7 +15,7 @@ use lore_core::lang::Lang;
 use lore_core::types::{Chunk, DocumentRecord, ScoredChunkId};
 use serde::Serialize;
 
-use crate::fusion::{jaccard, reciprocal_rank_fusion, shingles};
+use crate::fusion::{fuse_for_mode, jaccard, shingles};
 
 pub struct Retriever {
     embedder: Arc<Embedder>,
@@ -190,12 +190,13 @@ impl Retriever {
         })
     }
 
-    /// Fused, de-duplicated, per-document-capped passages the caller may read, best first.
+    /// Fused, de-duplicated, per-document-capped passages the caller may read, best first
+    /// (`retrieval.mode` picks both engines' rankings or one of them).
     pub async fn hybrid(&self, query: &str, scope: &AccessScope, limit: usize) -> lore_core::Result<HybridResults> {
         let c = &self.config;
         let mut candidates = self.candidates(query, scope, c.candidates.max(limit)).await?;
         let started = Instant::now();
-        let fused = reciprocal_rank_fusion(&candidates.bm25, &candidates.dense, c.rrf_k, c.bm25_weight, c.dense_weight);
+        let fused = fuse_for_mode(c.mode, &candidates.bm25, &candidates.dense, c.rrf_k, c.bm25_weight, c.dense_weight);
         let best_dense_score = candidates.dense.first().map(|h| h.score);
         let hits: Vec<ScoredChunkId> = fused
             .iter()

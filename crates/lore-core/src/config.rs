@@ -123,6 +123,10 @@ fn default_backoff_ms() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrievalConfig {
+    /// Which rankings build the passage list: both fused (`hybrid`), or one engine alone
+    /// (`bm25`, `dense`; for comparisons in `lore eval`). The best dense score, the abstention
+    /// signal, is computed in every mode.
+    pub mode: RetrievalMode,
     /// Candidates each engine returns before fusion.
     pub candidates: usize,
     /// The `k` of reciprocal rank fusion: score = Σ weight / (k + rank).
@@ -140,6 +144,7 @@ pub struct RetrievalConfig {
 impl Default for RetrievalConfig {
     fn default() -> Self {
         RetrievalConfig {
+            mode: RetrievalMode::Hybrid,
             candidates: 40,
             rrf_k: 60.0,
             bm25_weight: 1.0,
@@ -148,6 +153,31 @@ impl Default for RetrievalConfig {
             near_duplicate_threshold: 0.9,
             min_dense_score: 0.35,
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetrievalMode {
+    #[default]
+    Hybrid,
+    Bm25,
+    Dense,
+}
+
+impl RetrievalMode {
+    pub const ALL: [RetrievalMode; 3] = [RetrievalMode::Hybrid, RetrievalMode::Bm25, RetrievalMode::Dense];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetrievalMode::Hybrid => "hybrid",
+            RetrievalMode::Bm25 => "bm25",
+            RetrievalMode::Dense => "dense",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RetrievalMode> {
+        RetrievalMode::ALL.into_iter().find(|m| m.as_str() == text.trim().to_ascii_lowercase())
     }
 }
 
@@ -485,6 +515,16 @@ mod tests {
             toml::from_str("[vector_store]\nkind = \"qdrant\"\nurl = \"http://127.0.0.1:6334\"\ncollection = \"c\"\n")
                 .unwrap();
         assert!(matches!(config.vector_store, VectorStoreConfig::Qdrant { .. }));
+    }
+
+    #[test]
+    fn retrieval_mode_defaults_to_hybrid_and_parses() {
+        assert_eq!(Config::default().retrieval.mode, RetrievalMode::Hybrid);
+        let config: Config = toml::from_str("[retrieval]\nmode = \"bm25\"\n").unwrap();
+        assert_eq!(config.retrieval.mode, RetrievalMode::Bm25);
+        assert!(toml::from_str::<Config>("[retrieval]\nmode = \"sparse\"\n").is_err());
+        assert_eq!(RetrievalMode::parse("Dense"), Some(RetrievalMode::Dense));
+        assert_eq!(RetrievalMode::parse("both"), None);
     }
 
     #[test]

@@ -21,6 +21,13 @@ pub const LORE_QDRANT_COLLECTION: &str = "LORE_QDRANT_COLLECTION";
 pub const LORE_EMBED_SECRET: &str = "LORE_EMBED_SECRET";
 /// API key `lore ingest` uses to send files to a running server.
 pub const LORE_API_KEY: &str = "LORE_API_KEY";
+/// Folder where `lore eval` keeps ingested copies of evaluation corpora, keyed by content hash
+/// (default: `$XDG_CACHE_HOME/lore-eval`, else `~/.cache/lore-eval`).
+pub const LORE_EVAL_CACHE: &str = "LORE_EVAL_CACHE";
+/// Base of per-user cache folders (XDG); `lore eval` uses `<it>/lore-eval` by default.
+pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+/// Home folder; the cache falls back to `~/.cache` when `XDG_CACHE_HOME` is unset.
+pub const HOME: &str = "HOME";
 /// `tracing` filter, e.g. `info` or `lore_ingest=debug`.
 pub const LORE_LOG: &str = "LORE_LOG";
 

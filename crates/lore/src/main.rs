@@ -84,6 +84,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run golden question sets: retrieval, answer, citation and permission metrics, reports,
+    /// and with `--gate` a pass/fail check against the committed baseline (see eval/README.md).
+    Eval(lore_eval::cli::EvalArgs),
     /// Search both indexes as a user, with the ACL filter applied.
     Search {
         query: String,
@@ -482,6 +485,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval(args) => {
+            let passed = lore_eval::cli::run(args, &config).await?;
+            Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Search { query, user, groups, departments, limit, json } => {
             let principals = PrincipalSet::for_user(&user, &groups, &departments).context("caller principals")?;

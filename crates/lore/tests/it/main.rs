@@ -5,6 +5,7 @@ mod browser;
 mod compose;
 mod crash;
 mod errors;
+mod eval;
 mod http;
 mod identity;
 mod provider;
