@@ -41,7 +41,7 @@ pub struct EvalArgs {
     /// Evaluate a running `lore serve` instead of an in-process copy of the corpus.
     #[arg(long)]
     pub server: Option<String>,
-    /// Agent or admin key for `--server` (needs every asker's principals).
+    /// Admin key for `--server` (it mints a short-lived token per asker).
     #[arg(long, env = "LORE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Report, gate or record a baseline from a saved `<set>.json` result instead of running.
@@ -84,7 +84,7 @@ pub async fn run_set(args: &EvalArgs, config: &Config, path: &std::path::Path) -
         (None, Some(url)) => {
             let key = args.api_key.as_deref().ok_or_else(|| EvalError::Remote {
                 url: url.clone(),
-                message: "give an agent or admin key with --api-key or LORE_API_KEY".into(),
+                message: "give an admin key with --api-key or LORE_API_KEY".into(),
             })?;
             crate::remote::run_remote(&set, config, url, key, &options).await?
         }

@@ -1,8 +1,8 @@
 //! Runs a set against a running `lore serve` over its HTTP API (`POST /v1/search`,
-//! `POST /v1/chat`). Each case is asked `on_behalf_of` its asker, so the API key must be an
-//! agent or admin key whose principals cover every asker's. The server's corpus is used as it
-//! is, and documents' ACLs are not visible from outside: leaks are checked against
-//! `must_not_cite` only.
+//! `POST /v1/chat`). Each case is asked as its asker, with an embed token the admin key mints
+//! for exactly the asker's principals (`POST /v1/embed/token`), the same way the widget asks.
+//! The server's corpus is used as it is, and documents' ACLs are not visible from outside:
+//! leaks are checked against `must_not_cite` only.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -15,6 +15,11 @@ use serde_json::json;
 use crate::error::EvalError;
 use crate::runner::{Answered, CitedSource, RetrievedPassage, RunOptions, RunResult, Scorer, summarize};
 use crate::set::EvalSet;
+
+#[derive(Deserialize)]
+struct EmbedTokenJson {
+    token: String,
+}
 
 #[derive(Deserialize)]
 struct SearchResponse {
@@ -111,24 +116,32 @@ pub async fn run_remote(
     };
     let scorer = Scorer::new(None, embedder.as_ref(), None);
     let mut results = Vec::new();
+    let mut tokens: HashMap<String, String> = HashMap::new();
     for case in cases {
-        let on_behalf_of = json!({ "user": case.asker.user, "principals": case.asker.principals()?.to_strings() });
+        let asker = &case.asker;
+        let asker_key = format!("{}|{}|{}", asker.user, asker.groups.join(","), asker.departments.join(","));
+        if !tokens.contains_key(&asker_key) {
+            let minted: EmbedTokenJson = post(
+                &client,
+                &format!("{base}/v1/embed/token"),
+                api_key,
+                json!({ "user": asker.user, "groups": asker.groups, "departments": asker.departments, "ttl_secs": 3600 }),
+            )
+            .await?;
+            tokens.insert(asker_key.clone(), minted.token);
+        }
+        let token = &tokens[&asker_key];
         let started = Instant::now();
         let search: SearchResponse = post(
             &client,
             &format!("{base}/v1/search"),
-            api_key,
-            json!({ "query": case.question, "limit": options.passages.min(50), "on_behalf_of": on_behalf_of }),
+            token,
+            json!({ "query": case.question, "limit": options.passages.min(50) }),
         )
         .await?;
         let retrieval_ms = started.elapsed().as_secs_f64() * 1e3;
-        let chat: ChatResponse = post(
-            &client,
-            &format!("{base}/v1/chat"),
-            api_key,
-            json!({ "question": case.question, "on_behalf_of": on_behalf_of }),
-        )
-        .await?;
+        let chat: ChatResponse =
+            post(&client, &format!("{base}/v1/chat"), token, json!({ "question": case.question })).await?;
         let retrieved = search
             .results
             .into_iter()
