@@ -38,6 +38,9 @@ enum Command {
         requests: usize,
         #[arg(long, default_value_t = 8)]
         limit: usize,
+        /// Most concurrent queries per embedding call (1: no batching; default: the config's).
+        #[arg(long)]
+        query_batch: Option<usize>,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -55,8 +58,8 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ingest { folder, acl, json } => ingest(folder, acl, json),
-        Command::Search { data_dir, concurrency, requests, limit, json } => {
-            tokio::runtime::Runtime::new()?.block_on(search(data_dir, concurrency, requests, limit, json))
+        Command::Search { data_dir, concurrency, requests, limit, query_batch, json } => {
+            tokio::runtime::Runtime::new()?.block_on(search(data_dir, concurrency, requests, limit, query_batch, json))
         }
     }
 }
@@ -94,10 +97,15 @@ async fn search(
     levels: Vec<usize>,
     requests: usize,
     limit: usize,
+    query_batch: Option<usize>,
     json: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let mut config = Config::load(None)?;
     config.data_dir = data_dir.clone();
+    if let Some(n) = query_batch {
+        config.embedding.query_batch_size = n;
+    }
+    eprintln!("query embeddings batched up to {} per call", config.embedding.query_batch_size);
     let embedder = Arc::new(Embedder::load(&config.embedding)?);
     let chunks = Catalog::open(&config.catalog_path())?.counts()?.1;
     let state = lore_server::AppState::open(config, embedder).await?;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use lore_core::acl::AccessScope;
 use lore_core::catalog::Catalog;
 use lore_core::config::{Config, RetrievalConfig};
-use lore_core::embed::Embedder;
+use lore_core::embed::{Embedder, QueryBatcher};
 use lore_core::index::{Indexes, check_model};
 use lore_core::lang::Lang;
 use lore_core::types::{Chunk, DocumentRecord, ScoredChunkId};
@@ -19,6 +19,8 @@ use crate::fusion::{fuse_for_mode, jaccard, shingles};
 
 pub struct Retriever {
     embedder: Arc<Embedder>,
+    /// Concurrent queries share model calls.
+    queries: QueryBatcher,
     indexes: Arc<Indexes>,
     catalog: Mutex<Catalog>,
     config: RetrievalConfig,
@@ -99,7 +101,7 @@ impl Retriever {
         let catalog = Catalog::open(&config.catalog_path())?;
         check_model(&catalog, embedder.info(), config)?;
         let indexes = Arc::new(Indexes::open(config, false).await?);
-        Ok(Retriever { embedder, indexes, catalog: Mutex::new(catalog), config: config.retrieval.clone() })
+        Ok(Self::assemble(config, embedder, indexes, catalog))
     }
 
     /// A retriever over indexes opened elsewhere (the server shares them with its writer;
@@ -107,7 +109,12 @@ impl Retriever {
     pub fn with_indexes(config: &Config, embedder: Arc<Embedder>, indexes: Arc<Indexes>) -> lore_core::Result<Self> {
         let catalog = Catalog::open(&config.catalog_path())?;
         check_model(&catalog, embedder.info(), config)?;
-        Ok(Retriever { embedder, indexes, catalog: Mutex::new(catalog), config: config.retrieval.clone() })
+        Ok(Self::assemble(config, embedder, indexes, catalog))
+    }
+
+    fn assemble(config: &Config, embedder: Arc<Embedder>, indexes: Arc<Indexes>, catalog: Catalog) -> Self {
+        let queries = QueryBatcher::new(embedder.clone(), config.embedding.query_batch_size);
+        Retriever { embedder, queries, indexes, catalog: Mutex::new(catalog), config: config.retrieval.clone() }
     }
 
     pub fn indexes(&self) -> &Indexes {
@@ -135,11 +142,7 @@ impl Retriever {
             })
         };
         let started = Instant::now();
-        let embedder = self.embedder.clone();
-        let owned_query = query.to_owned();
-        let vector = tokio::task::spawn_blocking(move || embedder.embed_query(&owned_query))
-            .await
-            .map_err(|e| lore_core::Error::Embedding(e.to_string()))??;
+        let vector = self.queries.embed(query).await?;
         let embed_time = started.elapsed();
         let started = Instant::now();
         let dense = self.indexes.vector.search(vector, scope, limit).await?;

@@ -276,6 +276,8 @@ pub struct EmbeddingConfig {
     pub passage_prefix: String,
     /// Texts per ONNX Runtime call during ingest.
     pub batch_size: usize,
+    /// Most concurrent search queries embedded in one call (1: each query alone).
+    pub query_batch_size: usize,
     /// Intra-op threads for ONNX Runtime (default: all cores).
     pub threads: Option<usize>,
 }
@@ -345,6 +347,7 @@ impl Default for EmbeddingConfig {
             query_prefix: String::new(),
             passage_prefix: String::new(),
             batch_size: 32,
+            query_batch_size: 16,
             threads: None,
         }
     }
@@ -473,8 +476,10 @@ impl Config {
                 "retrieval: candidates, max_chunks_per_document and rrf_k must be positive".into(),
             ));
         }
-        if self.embedding.dimension == 0 || self.embedding.batch_size == 0 {
-            return Err(Error::Config("embedding.dimension and embedding.batch_size must be positive".into()));
+        if self.embedding.dimension == 0 || self.embedding.batch_size == 0 || self.embedding.query_batch_size == 0 {
+            return Err(Error::Config(
+                "embedding.dimension, embedding.batch_size and embedding.query_batch_size must be positive".into(),
+            ));
         }
         Ok(())
     }

@@ -174,11 +174,76 @@ impl Embedder {
         Ok(self.embed_raw(&[text])?.remove(0))
     }
 
+    /// Embeds several search queries in one model call.
+    pub fn embed_queries(&self, queries: &[String]) -> Result<Vec<Vec<f32>>> {
+        let texts: Vec<String> = queries.iter().map(|q| format!("{}{q}", self.config.query_prefix)).collect();
+        self.embed_raw(&texts)
+    }
+
     fn embed_raw<S: AsRef<str> + Send + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
         let mut session = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         session.embed(texts, Some(self.config.batch_size)).map_err(|e| Error::Embedding(e.to_string()))
+    }
+}
+
+/// Coalesces concurrent query embeddings into one model call. A dedicated thread takes the
+/// first waiting query and every other query already queued (up to `max_batch`) and embeds
+/// them together; while that runs, new queries queue up for the next call. A lone query is
+/// embedded at once, so nothing waits for a batch to fill: batching only happens under load,
+/// where one call for n short texts costs far less than n calls.
+pub struct QueryBatcher {
+    sender: std::sync::mpsc::Sender<QueryRequest>,
+}
+
+struct QueryRequest {
+    text: String,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<f32>>>,
+}
+
+impl QueryBatcher {
+    pub fn new(embedder: std::sync::Arc<Embedder>, max_batch: usize) -> Self {
+        let (sender, receiver) = std::sync::mpsc::channel::<QueryRequest>();
+        std::thread::Builder::new()
+            .name("lore-query-embedding".into())
+            .spawn(move || {
+                // Ends when the last sender (the batcher) is dropped.
+                while let Ok(first) = receiver.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < max_batch.max(1) {
+                        match receiver.try_recv() {
+                            Ok(request) => batch.push(request),
+                            Err(_) => break,
+                        }
+                    }
+                    let texts: Vec<String> = batch.iter().map(|r| r.text.clone()).collect();
+                    match embedder.embed_queries(&texts) {
+                        Ok(vectors) => {
+                            for (request, vector) in batch.into_iter().zip(vectors) {
+                                let _ = request.reply.send(Ok(vector));
+                            }
+                        }
+                        Err(error) => {
+                            let message = error.to_string();
+                            for request in batch {
+                                let _ = request.reply.send(Err(Error::Embedding(message.clone())));
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawn the query embedding thread");
+        QueryBatcher { sender }
+    }
+
+    /// The query's vector, embedded together with whatever other queries are waiting.
+    pub async fn embed(&self, query: &str) -> Result<Vec<f32>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.sender
+            .send(QueryRequest { text: query.to_owned(), reply })
+            .map_err(|_| Error::Embedding("the query embedding thread stopped".into()))?;
+        answer.await.map_err(|_| Error::Embedding("the query embedding thread stopped".into()))?
     }
 }

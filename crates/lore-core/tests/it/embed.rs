@@ -49,3 +49,30 @@ fn a_missing_onnxruntime_library_is_a_clear_error() {
     let err = Embedder::load(&config).err().expect("must fail").to_string();
     assert!(err.contains("/nonexistent/libonnxruntime.so") && err.contains("ORT_DYLIB_PATH"), "{err}");
 }
+
+/// Concurrent queries through the batcher get the vectors they would get alone, each its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_queries_match_single_queries() {
+    let embedder = std::sync::Arc::new(Embedder::load(&Config::default().embedding).unwrap());
+    let batcher = std::sync::Arc::new(lore_core::embed::QueryBatcher::new(embedder.clone(), 8));
+    let queries: Vec<String> = (0..24)
+        .map(|i| match i % 3 {
+            0 => format!("How many vacation days do I get in year {i}?"),
+            1 => format!("Who approves expense report number {i}?"),
+            _ => format!("What is the on-call escalation policy for incident {i} at night and on weekends?"),
+        })
+        .collect();
+    let tasks: Vec<_> = queries
+        .iter()
+        .cloned()
+        .map(|q| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.embed(&q).await.unwrap() })
+        })
+        .collect();
+    for (query, task) in queries.iter().zip(tasks) {
+        let batched = task.await.unwrap();
+        let alone = embedder.embed_query(query).unwrap();
+        assert!((cosine(&batched, &alone) - 1.0).abs() < 1e-4, "{query}: {}", cosine(&batched, &alone));
+    }
+}
