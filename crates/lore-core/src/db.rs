@@ -84,13 +84,17 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(days * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
-/// Adds `column` to `table` when an older database lacks it.
+/// Adds `column` to `table` when an older database lacks it. The check and the change run in
+/// one write transaction, so connections opening the database at the same time (threads or
+/// processes) cannot both try to add it.
 pub fn add_column_if_missing(conn: &Connection, table: &str, column: &str, definition: &str) -> Result<()> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     let exists: bool =
-        conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?.exists([column])?;
+        tx.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?.exists([column])?;
     if !exists {
-        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
+        tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
     }
+    tx.commit()?;
     Ok(())
 }
 
@@ -105,6 +109,22 @@ pub fn new_id(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_openers_add_a_column_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        open(&path).unwrap().execute_batch("CREATE TABLE t (a TEXT)").unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || add_column_if_missing(&open(&path).unwrap(), "t", "b", "TEXT"))
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap().unwrap();
+        }
+    }
 
     #[test]
     fn rfc3339_round_trips() {
