@@ -41,7 +41,7 @@ impl Outcome {
 }
 
 /// An event to record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Event {
     /// Who: a user id, `key:<name>`, or `anonymous`.
     pub actor: String,
@@ -52,24 +52,43 @@ pub struct Event {
     pub action: String,
     pub target: Option<String>,
     pub outcome: Outcome,
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
     pub remote: Option<String>,
 }
 
+/// A recorded event: the event with its sequence number, time and chain hash.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Record {
     pub seq: i64,
     pub at: String,
-    pub actor: String,
-    pub role: Option<String>,
-    pub auth: String,
-    pub action: String,
-    pub target: Option<String>,
-    pub outcome: Outcome,
-    #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
-    pub remote: Option<String>,
+    #[serde(flatten)]
+    pub event: Event,
     pub hash: String,
+}
+
+const COLUMNS: &str = "seq, at, actor, role, auth, action, target, outcome, detail, remote, hash";
+
+/// A row as stored: the record, plus the raw time and detail text the chain hash covers.
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Record, i64, String)> {
+    let at: i64 = r.get(1)?;
+    let detail: String = r.get(8)?;
+    let record = Record {
+        seq: r.get(0)?,
+        at: db::rfc3339(at),
+        event: Event {
+            actor: r.get(2)?,
+            role: r.get(3)?,
+            auth: r.get(4)?,
+            action: r.get(5)?,
+            target: r.get(6)?,
+            outcome: Outcome::parse(&r.get::<_, String>(7)?),
+            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+            remote: r.get(9)?,
+        },
+        hash: r.get(10)?,
+    };
+    Ok((record, at, detail))
 }
 
 /// Filters of [`AuditLog::query`]; all optional and AND-ed.
@@ -168,12 +187,12 @@ impl AuditLog {
             None => (None, None),
         };
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, at, actor, role, auth, action, target, outcome, detail, remote, hash FROM audit_log \
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM audit_log \
              WHERE seq > ?1 AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR action = ?3) \
              AND (?4 IS NULL OR action LIKE ?4) AND (?5 IS NULL OR outcome = ?5) \
-             AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) ORDER BY seq LIMIT ?8",
-        )?;
+             AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) ORDER BY seq LIMIT ?8"
+        ))?;
         let rows = stmt.query_map(
             params![
                 query.after.unwrap_or(0),
@@ -185,23 +204,7 @@ impl AuditLog {
                 until,
                 limit
             ],
-            |r| {
-                let outcome: String = r.get(7)?;
-                let detail: String = r.get(8)?;
-                Ok(Record {
-                    seq: r.get(0)?,
-                    at: db::rfc3339(r.get(1)?),
-                    actor: r.get(2)?,
-                    role: r.get(3)?,
-                    auth: r.get(4)?,
-                    action: r.get(5)?,
-                    target: r.get(6)?,
-                    outcome: Outcome::parse(&outcome),
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                    remote: r.get(9)?,
-                    hash: r.get(10)?,
-                })
-            },
+            |r| read_row(r).map(|(record, _, _)| record),
         )?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
@@ -209,29 +212,15 @@ impl AuditLog {
     /// Recomputes the hash chain; returns the first sequence number whose hash disagrees.
     pub fn verify_chain(&self) -> Result<Option<i64>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT seq, at, actor, role, auth, action, target, outcome, detail, remote, hash FROM audit_log ORDER BY seq",
-        )?;
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY seq"))?;
         let mut rows = stmt.query([])?;
         let mut previous = String::new();
-        while let Some(r) = rows.next()? {
-            let outcome: String = r.get(7)?;
-            let event = Event {
-                actor: r.get(2)?,
-                role: r.get(3)?,
-                auth: r.get(4)?,
-                action: r.get(5)?,
-                target: r.get(6)?,
-                outcome: Outcome::parse(&outcome),
-                detail: serde_json::Value::Null,
-                remote: r.get(9)?,
-            };
-            let detail: String = r.get(8)?;
-            let hash: String = r.get(10)?;
-            if chain_hash(&previous, r.get(1)?, &event, &detail) != hash {
-                return Ok(Some(r.get(0)?));
+        while let Some(row) = rows.next()? {
+            let (record, at, detail) = read_row(row)?;
+            if chain_hash(&previous, at, &record.event, &detail) != record.hash {
+                return Ok(Some(record.seq));
             }
-            previous = hash;
+            previous = record.hash;
         }
         Ok(None)
     }
@@ -290,7 +279,7 @@ mod tests {
         let docs = log.query(&Query { action: Some("document.".into()), ..Default::default() }).unwrap();
         assert_eq!(docs.len(), 2);
         let denied = log.query(&Query { outcome: Some(Outcome::Denied), ..Default::default() }).unwrap();
-        assert_eq!(denied[0].actor, "bob");
+        assert_eq!(denied[0].event.actor, "bob");
         let alice = log.query(&Query { actor: Some("alice".into()), after: Some(1), ..Default::default() }).unwrap();
         assert_eq!(alice.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3]);
         assert!(log.query(&Query { since: Some("last week".into()), ..Default::default() }).is_err());

@@ -207,9 +207,7 @@ impl KeyStore {
             return Ok(Lookup::Revoked(info));
         }
         let now = db::now();
-        let expires: Option<i64> =
-            conn.query_row("SELECT expires_at FROM api_keys WHERE id = ?1", [&info.id], |r| r.get(0))?;
-        if expires.is_some_and(|e| e <= now) {
+        if info.expires_at.as_deref().and_then(db::parse_rfc3339).is_some_and(|e| e <= now) {
             return Ok(Lookup::Expired(info));
         }
         conn.execute(

@@ -8,19 +8,7 @@ const MAX_NAME_CHARS: usize = 120;
 /// (both `/` and `\` separate), control and reserved characters replaced, no leading dots,
 /// whitespace collapsed, at most 120 characters with the extension kept.
 pub fn sanitize_filename(raw: &str) -> Result<String, String> {
-    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-    let mut name = String::new();
-    for c in base.chars() {
-        let c = if c.is_control() || "<>:\"|?*".contains(c) { '_' } else { c };
-        if c.is_whitespace() {
-            if !name.ends_with(' ') {
-                name.push(' ');
-            }
-        } else {
-            name.push(c);
-        }
-    }
-    let name = name.trim().trim_start_matches('.').trim().to_owned();
+    let name = clean_component(raw.rsplit(['/', '\\']).next().unwrap_or_default());
     let (stem, ext) = match name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => (stem.trim().to_owned(), ext.to_ascii_lowercase()),
         _ => return Err(format!("file name {raw:?} has no extension; supported: {}", SUPPORTED.join(", "))),
@@ -41,23 +29,30 @@ pub fn sanitize_path(raw: &str) -> Result<String, String> {
     if folders.len() > 8 {
         return Err(format!("path {raw:?} is nested more than 8 folders deep"));
     }
-    let mut out = Vec::new();
-    for folder in folders {
-        let clean: String = folder
-            .chars()
-            .map(|c| if c.is_control() || "<>:\"|?*".contains(c) { '_' } else { c })
-            .collect::<String>()
-            .trim()
-            .trim_start_matches('.')
-            .chars()
-            .take(MAX_NAME_CHARS)
-            .collect();
-        if !clean.is_empty() {
-            out.push(clean);
-        }
-    }
+    let mut out: Vec<String> = folders
+        .iter()
+        .map(|folder| clean_component(folder).chars().take(MAX_NAME_CHARS).collect::<String>())
+        .filter(|folder| !folder.is_empty())
+        .collect();
     out.push(sanitize_filename(file)?);
     Ok(out.join("/"))
+}
+
+/// One path component made safe: control and reserved characters replaced by `_`, whitespace
+/// collapsed to single spaces, no leading dots or surrounding spaces.
+fn clean_component(raw: &str) -> String {
+    let mut name = String::new();
+    for c in raw.chars() {
+        let c = if c.is_control() || "<>:\"|?*".contains(c) { '_' } else { c };
+        if c.is_whitespace() {
+            if !name.ends_with(' ') {
+                name.push(' ');
+            }
+        } else {
+            name.push(c);
+        }
+    }
+    name.trim().trim_start_matches('.').trim().to_owned()
 }
 
 const SUPPORTED: [&str; 9] = ["md", "markdown", "mdx", "txt", "text", "html", "htm", "pdf", "docx"];

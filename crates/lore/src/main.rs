@@ -427,18 +427,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("catalog:       {}", human_bytes(dir_size(&config.catalog_path())));
             let jobs = lore_core::jobs::JobStore::open(&config.catalog_path())?.counts()?;
             if !jobs.is_empty() {
-                let counts: Vec<String> = jobs
-                    .iter()
-                    .map(|(state, n)| {
-                        format!(
-                            "{n} {}",
-                            serde_json::to_value(state)
-                                .ok()
-                                .and_then(|v| v.as_str().map(str::to_owned))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect();
+                let counts: Vec<String> = jobs.iter().map(|(state, n)| format!("{n} {}", state.as_str())).collect();
                 println!("upload jobs:   {}", counts.join(", "));
             }
             println!("collections:   {}", catalog.collections()?.len());

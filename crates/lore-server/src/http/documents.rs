@@ -58,9 +58,7 @@ impl DocumentInfo {
 
 fn status_of(state: &AppState, doc: DocumentRecord) -> Result<DocumentInfo, ApiError> {
     let status = match state.jobs.latest_for_document(&doc.id)? {
-        Some(job) if job.state != lore_core::jobs::JobState::Indexed => {
-            serde_json::to_value(job.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-        }
+        Some(job) if job.state != lore_core::jobs::JobState::Indexed => job.state.as_str().to_owned(),
         _ => "indexed".to_owned(),
     };
     Ok(DocumentInfo::new(doc, status))
