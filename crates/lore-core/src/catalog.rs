@@ -22,6 +22,34 @@ pub struct Catalog {
     conn: Connection,
 }
 
+/// A document to write with its chunks and, optionally, their embeddings (in chunk order).
+#[derive(Debug, Clone)]
+pub struct Upsert {
+    pub record: DocumentRecord,
+    pub chunks: Vec<Chunk>,
+    pub embeddings: Vec<StoredVector>,
+}
+
+/// An embedding as the catalog keeps it, under the key it was computed for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredVector {
+    pub key: String,
+    pub vector: Vec<f32>,
+}
+
+/// The key of an embedding: the model's fingerprint and the exact text embedded, hashed.
+pub fn embed_key(model_fingerprint: &str, text: &str) -> String {
+    crate::types::sha256_hex(format!("{model_fingerprint}\u{1f}{text}").as_bytes())
+}
+
+fn encode_vector(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn decode_vector(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
@@ -77,6 +105,12 @@ impl Catalog {
         let conn = db::open(path)?;
         conn.execute_batch(SCHEMA)?;
         db::add_column_if_missing(&conn, "documents", "metadata", "TEXT NOT NULL DEFAULT '{}'")?;
+        // Each chunk keeps its embedding (and the key it was computed for), so an unchanged
+        // chunk text is never embedded twice: not when its document is edited, not when the
+        // same text is in another document. Chunks from before this column have none.
+        db::add_column_if_missing(&conn, "chunks", "embed_key", "TEXT")?;
+        db::add_column_if_missing(&conn, "chunks", "vector", "BLOB")?;
+        conn.execute_batch("CREATE INDEX IF NOT EXISTS chunks_by_embed_key ON chunks(embed_key)")?;
         Ok(Catalog { conn })
     }
 
@@ -149,6 +183,23 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// Stored embeddings for the given keys (see [`embed_key`]); keys without one are absent.
+    pub fn stored_vectors(&self, keys: &[String]) -> Result<std::collections::HashMap<String, Vec<f32>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT vector FROM chunks WHERE embed_key = ?1 AND vector IS NOT NULL LIMIT 1")?;
+        let mut found = std::collections::HashMap::new();
+        for key in keys {
+            if found.contains_key(key) {
+                continue;
+            }
+            if let Some(bytes) = stmt.query_row([key], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+                found.insert(key.clone(), decode_vector(&bytes));
+            }
+        }
+        Ok(found)
+    }
+
     /// Marks documents as in flight; must be committed before either index is touched.
     pub fn journal_begin(&mut self, doc_ids: &[String]) -> Result<()> {
         let tx = self.conn.transaction()?;
@@ -170,13 +221,13 @@ impl Catalog {
 
     /// After both indexes hold exactly `chunks` for these documents: store the records and
     /// chunks, remove `deleted` documents, and clear their journal entries, atomically.
-    pub fn journal_commit(&mut self, upserts: &[(DocumentRecord, Vec<Chunk>)], deleted: &[String]) -> Result<()> {
+    pub fn journal_commit(&mut self, upserts: &[Upsert], deleted: &[String]) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut delete_doc = tx.prepare_cached("DELETE FROM documents WHERE id = ?1")?;
             let mut delete_chunks = tx.prepare_cached("DELETE FROM chunks WHERE doc_id = ?1")?;
             let mut clear = tx.prepare_cached("DELETE FROM ingest_journal WHERE doc_id = ?1")?;
-            for id in deleted.iter().chain(upserts.iter().map(|(d, _)| &d.id)) {
+            for id in deleted.iter().chain(upserts.iter().map(|u| &u.record.id)) {
                 delete_chunks.execute([id])?;
                 delete_doc.execute([id])?;
                 clear.execute([id])?;
@@ -186,10 +237,11 @@ impl Catalog {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             let mut insert_chunk = tx.prepare_cached(
-                "INSERT INTO chunks (id, doc_id, ordinal, title, heading_path, page, char_start, char_end, lang, text, content_hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO chunks (id, doc_id, ordinal, title, heading_path, page, char_start, char_end, lang, text, content_hash, embed_key, vector) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
-            for (doc, chunks) in upserts {
+            for Upsert { record: doc, chunks, embeddings } in upserts {
+                assert!(embeddings.is_empty() || embeddings.len() == chunks.len(), "one embedding per chunk, or none");
                 insert_doc.execute(params![
                     doc.id,
                     doc.source,
@@ -203,7 +255,8 @@ impl Catalog {
                     chunks.len() as i64,
                     doc.metadata.to_string(),
                 ])?;
-                for c in chunks {
+                for (i, c) in chunks.iter().enumerate() {
+                    let embedding = embeddings.get(i);
                     insert_chunk.execute(params![
                         c.id,
                         c.doc_id,
@@ -216,6 +269,8 @@ impl Catalog {
                         c.lang.code(),
                         c.text,
                         c.content_hash,
+                        embedding.map(|e| &e.key),
+                        embedding.map(|e| encode_vector(&e.vector)),
                     ])?;
                 }
             }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lore_core::acl::Acl;
-use lore_core::catalog::Catalog;
+use lore_core::catalog::{Catalog, StoredVector, Upsert, embed_key};
 use lore_core::config::Config;
 use lore_core::embed::Embedder;
 use lore_core::index::{Indexes, KeywordEntry, VectorPoint, check_model};
@@ -47,6 +47,11 @@ pub struct IngestReport {
     pub indexed: usize,
     pub deleted: usize,
     pub chunks: usize,
+    /// Chunk texts sent to the embedding model.
+    pub embedded: usize,
+    /// Chunks whose embedding was reused (same text, same model: already in the catalog or
+    /// earlier in the run), not computed again.
+    pub reused: usize,
     /// Files of unsupported types met while walking a folder (images, scripts, ...).
     pub skipped: Vec<PathBuf>,
     pub failures: Vec<FileError>,
@@ -61,7 +66,7 @@ impl IngestReport {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         format!(
             "ingest: {} scanned, {} indexed, {} unchanged, {} deleted, {} failed, {} skipped (unsupported type); \
-             {} chunks in {:.1}s ({:.1} chunks/s)",
+             {} chunks in {:.1}s ({:.1} chunks/s; {} embedded, {} reused)",
             self.scanned,
             self.indexed,
             self.unchanged,
@@ -70,7 +75,9 @@ impl IngestReport {
             self.skipped.len(),
             self.chunks,
             secs,
-            self.chunks as f64 / secs
+            self.chunks as f64 / secs,
+            self.embedded,
+            self.reused
         )
     }
 }
@@ -328,18 +335,14 @@ impl Ingestor {
             return Ok(());
         }
         let embed_started = Instant::now();
-        let texts: Vec<String> = batch.iter().flat_map(|p| p.chunks.iter().map(Chunk::embedding_text)).collect();
-        let embedder = self.embedder.clone();
-        let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts))
-            .await
-            .map_err(|e| IngestError::Other(format!("embedding task failed: {e}")))??;
+        let embeddings = self.embed_or_reuse(&batch, report).await?;
         report.timings.embed += embed_started.elapsed();
 
         let index_started = Instant::now();
         let doc_ids: Vec<String> = batch.iter().map(|p| p.record.id.clone()).collect();
         let acls: Vec<Vec<String>> = batch.iter().map(|p| p.record.acl.to_strings()).collect();
-        let mut points = Vec::with_capacity(vectors.len());
-        let mut vectors = vectors.into_iter();
+        let mut points = Vec::with_capacity(embeddings.len());
+        let mut stored = embeddings.iter();
         for (prepared, acl) in batch.iter().zip(&acls) {
             for chunk in &prepared.chunks {
                 points.push(VectorPoint {
@@ -347,7 +350,7 @@ impl Ingestor {
                     doc_id: chunk.doc_id.clone(),
                     acl: acl.clone(),
                     lang: chunk.lang.code().to_owned(),
-                    vector: vectors.next().expect("one vector per chunk"),
+                    vector: stored.next().expect("one vector per chunk").vector.clone(),
                 });
             }
         }
@@ -367,9 +370,16 @@ impl Ingestor {
         self.indexes.keyword.commit()?;
         // Both indexes must be durable before the catalog says the documents are indexed.
         self.indexes.vector.flush().await?;
-        let mut upserts: Vec<(DocumentRecord, Vec<Chunk>)> = batch.into_iter().map(|p| (p.record, p.chunks)).collect();
+        let mut embeddings = embeddings.into_iter();
+        let mut upserts: Vec<Upsert> = batch
+            .into_iter()
+            .map(|p| {
+                let embeddings = embeddings.by_ref().take(p.chunks.len()).collect();
+                Upsert { record: p.record, chunks: p.chunks, embeddings }
+            })
+            .collect();
         // Metadata set through the API survives a re-ingest of a changed source file.
-        for (record, _) in &mut upserts {
+        for Upsert { record, .. } in &mut upserts {
             if record.metadata.is_null() {
                 record.metadata = match self.catalog.document(&record.id)? {
                     Some(existing) => existing.metadata,
@@ -380,8 +390,40 @@ impl Ingestor {
         self.catalog.journal_commit(&upserts, &[])?;
         report.timings.index += index_started.elapsed();
         report.indexed += upserts.len();
-        report.chunks += upserts.iter().map(|(_, c)| c.len()).sum::<usize>();
+        report.chunks += upserts.iter().map(|u| u.chunks.len()).sum::<usize>();
         Ok(())
+    }
+
+    /// One embedding per chunk of the batch, in order. A text already embedded with this
+    /// model (in the catalog, or earlier in the batch) is reused; only the rest go to the
+    /// model, in one blocking call.
+    async fn embed_or_reuse(
+        &mut self,
+        batch: &[Prepared],
+        report: &mut IngestReport,
+    ) -> Result<Vec<StoredVector>, IngestError> {
+        let fingerprint = &self.embedder.info().fingerprint;
+        let texts: Vec<String> = batch.iter().flat_map(|p| p.chunks.iter().map(Chunk::embedding_text)).collect();
+        let keys: Vec<String> = texts.iter().map(|t| embed_key(fingerprint, t)).collect();
+        let mut known = self.catalog.stored_vectors(&keys)?;
+        let mut missing: Vec<(String, String)> = Vec::new();
+        let mut queued = HashSet::new();
+        for (key, text) in keys.iter().zip(texts) {
+            if !known.contains_key(key) && queued.insert(key.clone()) {
+                missing.push((key.clone(), text));
+            }
+        }
+        if !missing.is_empty() {
+            let embedder = self.embedder.clone();
+            let texts: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
+            let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts))
+                .await
+                .map_err(|e| IngestError::Other(format!("embedding task failed: {e}")))??;
+            report.embedded += vectors.len();
+            known.extend(missing.into_iter().map(|(key, _)| key).zip(vectors));
+        }
+        report.reused += keys.len() - queued.len();
+        Ok(keys.into_iter().map(|key| StoredVector { vector: known[&key].clone(), key }).collect())
     }
 }
 

@@ -144,3 +144,66 @@ async fn an_index_built_with_another_model_is_refused() {
     let err = Ingestor::open(config, embedder()).await.err().expect("model mismatch must be refused");
     assert!(err.to_string().contains("some-other-model"), "{err}");
 }
+
+/// A Markdown document of `sections` sections of about 150 words each, section `changed`
+/// (if any) reworded.
+fn long_document(sections: usize, changed: Option<usize>) -> String {
+    let topics = ["payroll", "travel", "laptops", "parking", "holidays", "training", "security", "benefits"];
+    let mut text = String::from("# Office handbook\n\n");
+    for (i, topic) in topics.iter().cycle().take(sections).enumerate() {
+        text.push_str(&format!("## Section {i}: {topic}\n\n"));
+        for sentence in 0..10 {
+            let verb = if changed == Some(i) { "was rewritten in November" } else { "applies to every office" };
+            text.push_str(&format!("Rule {sentence} about {topic} in section {i} {verb} and is reviewed yearly. "));
+        }
+        text.push_str("\n\n");
+    }
+    text
+}
+
+#[tokio::test]
+async fn unchanged_chunk_texts_are_never_embedded_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("wiki");
+    // Two files with the same text: the second one's chunks reuse the first one's vectors.
+    write(&root.join("a.md"), &long_document(6, None));
+    write(&root.join("copy/a.md"), &long_document(6, None));
+    let source = Source {
+        name: "wiki".into(),
+        path: root.clone(),
+        default_acl: Some(vec!["everyone".into()]),
+        department: None,
+    };
+    let first = ingest(tmp.path(), std::slice::from_ref(&source), false).await;
+    assert_eq!(first.indexed, 2);
+    let per_copy = first.chunks / 2;
+    assert!(per_copy >= 4, "the document should make several chunks, made {per_copy}");
+    assert_eq!((first.embedded, first.reused), (per_copy, per_copy));
+
+    // Editing one section re-embeds only the chunks whose text changed.
+    write(&root.join("a.md"), &long_document(6, Some(3)));
+    let second = ingest(tmp.path(), std::slice::from_ref(&source), false).await;
+    assert_eq!((second.indexed, second.unchanged), (1, 1));
+    assert!(
+        second.embedded >= 1 && second.embedded <= 2 && second.embedded + second.reused == second.chunks,
+        "embedded {} and reused {} of {} chunks",
+        second.embedded,
+        second.reused,
+        second.chunks
+    );
+
+    // What is stored (and so reused) is exactly what the model computes for the text.
+    let catalog = Catalog::open(&config_in(tmp.path()).catalog_path()).unwrap();
+    let embedder = embedder();
+    let chunks = catalog.chunks_of_document(&source.document_id("a.md")).unwrap();
+    let texts: Vec<String> = chunks.iter().map(|c| c.embedding_text()).collect();
+    let keys: Vec<String> =
+        texts.iter().map(|t| lore_core::catalog::embed_key(&embedder.info().fingerprint, t)).collect();
+    let stored = catalog.stored_vectors(&keys).unwrap();
+    let fresh = embedder.embed_passages(&texts).unwrap();
+    for (key, vector) in keys.iter().zip(&fresh) {
+        let kept = &stored[key];
+        let gap = kept.iter().zip(vector).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(gap < 1e-4, "stored vector differs from a fresh one by {gap}");
+    }
+}
