@@ -18,6 +18,11 @@ use lore_ingest::{IngestOptions, Ingestor, Source};
 use ort::session::Session;
 use ort::value::Tensor;
 
+mod corpus;
+mod run;
+mod server;
+mod suite;
+
 #[derive(Parser)]
 struct Cli {
     #[command(subcommand)]
@@ -26,24 +31,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// `/v1/search` latency (p50/p95/p99) and throughput over HTTP on loopback, at several
-    /// concurrency levels, against an already ingested data folder.
-    Search {
+    /// Build (or extend) a benchmark data folder from ../shared/data with bucketed ACLs.
+    Corpus {
         #[arg(long)]
         data_dir: PathBuf,
-        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
-        concurrency: Vec<usize>,
-        /// Requests per concurrency level.
-        #[arg(long, default_value_t = 400)]
-        requests: usize,
-        #[arg(long, default_value_t = 8)]
-        limit: usize,
-        /// Most concurrent queries per embedding call (1: no batching; default: the config's).
-        #[arg(long)]
-        query_batch: Option<usize>,
-        #[arg(long)]
-        json: Option<PathBuf>,
+        #[arg(long, default_value = "../shared/data")]
+        shared: PathBuf,
+        #[arg(long, value_enum, default_value = "all")]
+        mix: corpus::Mix,
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
     },
+    /// The whole suite: ingest, corpora, search, chat, memory, startup, load and upload
+    /// storm; prints one report and writes it as JSON and Markdown.
+    Suite(run::SuiteArgs),
     /// Ingest throughput next to raw ONNX Runtime throughput on the same chunk texts.
     Ingest {
         folder: PathBuf,
@@ -57,156 +58,32 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Ingest { folder, acl, json } => ingest(folder, acl, json),
-        Command::Search { data_dir, concurrency, requests, limit, query_batch, json } => {
-            tokio::runtime::Runtime::new()?.block_on(search(data_dir, concurrency, requests, limit, query_batch, json))
+        Command::Corpus { data_dir, shared, mix, replicas } => {
+            let mut config = Config::load(None)?;
+            config.data_dir = data_dir;
+            let embedder = Arc::new(Embedder::load(&config.embedding)?);
+            let report =
+                tokio::runtime::Runtime::new()?.block_on(corpus::build(&config, embedder, &shared, mix, replicas))?;
+            println!("{}", report.summary_line());
+            for failure in &report.failures {
+                eprintln!("failed: {failure}");
+            }
+            for (label, principal) in corpus::SHARES {
+                let (permitted, total) = corpus::permitted_chunks(&config.catalog_path(), principal)?;
+                println!("{label} share ({principal}): {permitted} of {total} chunks");
+            }
+            Ok(())
         }
+        Command::Ingest { folder, acl, json } => ingest(&folder, acl, json.as_deref()).map(|_| ()),
+        Command::Suite(args) => run::suite(args),
     }
 }
 
-/// Handbook-style questions, cycled through by the search benchmark.
-const QUERIES: [&str; 24] = [
-    "parental leave policy",
-    "how do I request time off",
-    "expense reimbursement for travel",
-    "what is the on-call rotation for engineering",
-    "how are salaries and compensation decided",
-    "401k retirement plan matching",
-    "how to onboard a new teammate",
-    "security incident response process",
-    "how do performance reviews work",
-    "company holidays this year",
-    "remote work equipment stipend",
-    "how to file a bug for the search team",
-    "what is the code review process",
-    "customer support escalation path",
-    "sales commission plan",
-    "how do I get access to production",
-    "learning and development budget",
-    "what are the company values",
-    "how to run an effective meeting",
-    "health insurance benefits",
-    "how do promotions work",
-    "incident postmortem template",
-    "product roadmap planning process",
-    "how to contact the people operations team",
-];
-
-async fn search(
-    data_dir: PathBuf,
-    levels: Vec<usize>,
-    requests: usize,
-    limit: usize,
-    query_batch: Option<usize>,
-    json: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let mut config = Config::load(None)?;
-    config.data_dir = data_dir.clone();
-    if let Some(n) = query_batch {
-        config.embedding.query_batch_size = n;
-    }
-    eprintln!("query embeddings batched up to {} per call", config.embedding.query_batch_size);
-    let embedder = Arc::new(Embedder::load(&config.embedding)?);
-    let chunks = Catalog::open(&config.catalog_path())?.counts()?.1;
-    let state = lore_server::AppState::open(config, embedder).await?;
-    let (key, _) = state.identity.keys.store().expect("key store").create(&lore_core::keys::NewKey::new(
-        "bench",
-        lore_core::config::Role::Agent,
-        "bench",
-        "lore-bench",
-    ))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/v1/search", listener.local_addr()?);
-    tokio::spawn(lore_server::http::serve(listener, state, std::future::pending()));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
-
-    let one = move |i: usize| {
-        let (client, url, key) = (client.clone(), url.clone(), key.clone());
-        async move {
-            let body = serde_json::json!({"query": QUERIES[i % QUERIES.len()], "limit": limit});
-            let started = Instant::now();
-            let response = client.post(&url).bearer_auth(&key).json(&body).send().await?;
-            anyhow::ensure!(response.status().is_success(), "status {}", response.status());
-            let value: serde_json::Value = response.json().await?;
-            Ok::<_, anyhow::Error>((started.elapsed().as_secs_f64() * 1e3, value["timings"].clone()))
-        }
-    };
-    for i in 0..20 {
-        one(i).await?; // warm-up
-    }
-    let mut rows = Vec::new();
-    println!(
-        "| concurrency | requests | p50 ms | p95 ms | p99 ms | req/s | embed ms | bm25 ms | dense ms | fusion ms |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for &level in &levels {
-        let started = Instant::now();
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut workers = Vec::new();
-        for _ in 0..level {
-            let next = next.clone();
-            let one = one.clone();
-            workers.push(tokio::spawn(async move {
-                let mut out = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= requests {
-                        break;
-                    }
-                    out.push(one(i).await?);
-                }
-                Ok::<_, anyhow::Error>(out)
-            }));
-        }
-        let mut samples = Vec::with_capacity(requests);
-        for worker in workers {
-            samples.extend(worker.await??);
-        }
-        let wall = started.elapsed().as_secs_f64();
-        let mut latencies: Vec<f64> = samples.iter().map(|(ms, _)| *ms).collect();
-        latencies.sort_by(f64::total_cmp);
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];
-        let mean = |field: &str| {
-            samples.iter().map(|(_, t)| t[field].as_f64().unwrap_or(0.0)).sum::<f64>() / samples.len() as f64
-        };
-        let row = serde_json::json!({
-            "concurrency": level, "requests": samples.len(),
-            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
-            "requests_per_s": samples.len() as f64 / wall,
-            "server_embed_ms": mean("embed_ms"), "server_bm25_ms": mean("bm25_ms"),
-            "server_dense_ms": mean("dense_ms"), "server_fusion_ms": mean("fusion_ms"),
-        });
-        println!(
-            "| {level} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
-            samples.len(),
-            pct(0.50),
-            pct(0.95),
-            pct(0.99),
-            samples.len() as f64 / wall,
-            mean("embed_ms"),
-            mean("bm25_ms"),
-            mean("dense_ms"),
-            mean("fusion_ms")
-        );
-        rows.push(row);
-    }
-    let result = serde_json::json!({
-        "data_dir": data_dir.display().to_string(),
-        "chunks": chunks,
-        "limit": limit,
-        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "levels": rows,
-    });
-    if let Some(path) = json {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&path, serde_json::to_string_pretty(&result)? + "\n")?;
-    }
-    Ok(())
-}
-
-fn ingest(folder: PathBuf, acl: Vec<String>, json: Option<PathBuf>) -> anyhow::Result<()> {
+fn ingest(
+    folder: &std::path::Path,
+    acl: Vec<String>,
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(folder.is_dir(), "{} is not a folder", folder.display());
     let data = tempfile::tempdir()?;
     let mut config = Config::load(None)?;
@@ -217,7 +94,7 @@ fn ingest(folder: PathBuf, acl: Vec<String>, json: Option<PathBuf>) -> anyhow::R
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
         let mut ingestor = Ingestor::open(config.clone(), embedder.clone()).await?;
-        let source = Source { name: "bench".into(), path: folder.clone(), default_acl: Some(acl), department: None };
+        let source = Source { name: "bench".into(), path: folder.to_owned(), default_acl: Some(acl), department: None };
         ingestor.ingest(&[source], &IngestOptions::default()).await
     })?;
     let ingest_secs = report.elapsed.as_secs_f64();
@@ -241,6 +118,8 @@ fn ingest(folder: PathBuf, acl: Vec<String>, json: Option<PathBuf>) -> anyhow::R
         "documents": report.indexed,
         "failed": report.failures.len(),
         "chunks": report.chunks,
+        "embedded": report.embedded,
+        "reused": report.reused,
         "ingest_seconds": ingest_secs,
         "ingest_documents_per_s": report.indexed as f64 / ingest_secs,
         "ingest_chunks_per_s": chunks_per_s,
@@ -282,10 +161,10 @@ fn ingest(folder: PathBuf, acl: Vec<String>, json: Option<PathBuf>) -> anyhow::R
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&path, serde_json::to_string_pretty(&result)? + "\n")
+        std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(())
+    Ok(result)
 }
 
 struct RawRun {
