@@ -186,6 +186,8 @@ fn raw_onnxruntime(config: &Config, texts: &[String], batch_size: usize) -> anyh
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_intra_threads(threads)
         .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_intra_op_spinning(config.embedding.spin_wait)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
         .commit_from_memory(&model)?;
     let mut tokenizer = lore_core::embed::load_sizing_tokenizer(&config.embedding.model_dir)?;
     tokenizer

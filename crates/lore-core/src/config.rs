@@ -280,6 +280,9 @@ pub struct EmbeddingConfig {
     pub query_batch_size: usize,
     /// Intra-op threads for ONNX Runtime (default: all cores).
     pub threads: Option<usize>,
+    /// Let ONNX Runtime's worker threads spin while they wait for work. Off by default: the
+    /// spinning takes the cores the HTTP server, BM25 and dense search need under load.
+    pub spin_wait: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -349,6 +352,7 @@ impl Default for EmbeddingConfig {
             batch_size: 32,
             query_batch_size: 16,
             threads: None,
+            spin_wait: false,
         }
     }
 }

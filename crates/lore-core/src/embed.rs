@@ -120,8 +120,12 @@ impl Embedder {
             Pooling::Cls => FastembedPooling::Cls,
         };
         let model = UserDefinedEmbeddingModel::new(onnx, files).with_pooling(pooling);
-        let mut options =
-            InitOptionsUserDefined::new().with_environment(environment).with_max_length(config.max_length);
+        let spin = if config.spin_wait { "1" } else { "0" };
+        let mut options = InitOptionsUserDefined::new()
+            .with_environment(environment)
+            .with_max_length(config.max_length)
+            .with_session_config("session.intra_op.allow_spinning", spin)
+            .with_session_config("session.inter_op.allow_spinning", spin);
         if let Some(threads) = config.threads {
             options = options.with_intra_threads(threads);
         }
