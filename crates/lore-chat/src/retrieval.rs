@@ -201,30 +201,29 @@ impl Retriever {
         let started = Instant::now();
         let fused = fuse_for_mode(c.mode, &candidates.bm25, &candidates.dense, c.rrf_k, c.bm25_weight, c.dense_weight);
         let best_dense_score = candidates.dense.first().map(|h| h.score);
-        let hits: Vec<ScoredChunkId> = fused
-            .iter()
-            .map(|f| ScoredChunkId { chunk_id: f.chunk_id.clone(), doc_id: f.doc_id.clone(), score: f.score })
-            .collect();
-        let loaded = self.load(&hits, scope, &mut HashMap::new())?;
-        let by_id: HashMap<&str, &crate::fusion::Fused> = fused.iter().map(|f| (f.chunk_id.as_str(), f)).collect();
         let mut passages: Vec<Passage> = Vec::new();
         let mut kept_shingles = Vec::new();
         let mut per_document: HashMap<String, usize> = HashMap::new();
-        for (hit, doc, chunk) in loaded {
+        let mut documents = HashMap::new();
+        // Chunks are loaded lazily, best first, until `limit` passages are kept: most of the
+        // candidates are never read from the catalog.
+        let catalog = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        for origin in &fused {
             if passages.len() == limit {
                 break;
             }
-            let count = per_document.entry(doc.id.clone()).or_default();
-            if *count >= c.max_chunks_per_document {
+            if per_document.get(&origin.doc_id).is_some_and(|&n| n >= c.max_chunks_per_document) {
                 continue;
             }
+            let hit =
+                ScoredChunkId { chunk_id: origin.chunk_id.clone(), doc_id: origin.doc_id.clone(), score: origin.score };
+            let Some((doc, chunk)) = load_one(&catalog, &hit, scope, &mut documents)? else { continue };
             let shingle = shingles(&chunk.text);
             if kept_shingles.iter().any(|kept| jaccard(kept, &shingle) >= c.near_duplicate_threshold) {
                 continue;
             }
-            *count += 1;
+            *per_document.entry(doc.id.clone()).or_default() += 1;
             kept_shingles.push(shingle);
-            let origin = by_id[hit.chunk_id.as_str()];
             passages.push(Passage {
                 rank: passages.len() + 1,
                 score: hit.score,
@@ -235,13 +234,12 @@ impl Retriever {
                 chunk,
             });
         }
+        drop(catalog);
         candidates.timings.fusion_ms = millis(started.elapsed());
         Ok(HybridResults { query_lang: candidates.query_lang, passages, best_dense_score, timings: candidates.timings })
     }
 
-    /// Loads chunks and their documents from the catalog, in hit order. A hit missing from the
-    /// catalog belongs to an interrupted ingest and is skipped. The ACL check here is a second
-    /// line of defence: the engines already filtered, so a failure is an invariant violation.
+    /// Loads chunks and their documents from the catalog, in hit order (see [`load_one`]).
     fn load(
         &self,
         hits: &[ScoredChunkId],
@@ -251,17 +249,32 @@ impl Retriever {
         let catalog = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::with_capacity(hits.len());
         for hit in hits {
-            let Some(chunk) = catalog.chunks_by_id(std::slice::from_ref(&hit.chunk_id))?.pop() else { continue };
-            if !documents.contains_key(&chunk.doc_id) {
-                documents.insert(chunk.doc_id.clone(), catalog.document(&chunk.doc_id)?);
+            if let Some((doc, chunk)) = load_one(&catalog, hit, scope, documents)? {
+                out.push((hit.clone(), doc, chunk));
             }
-            let Some(doc) = documents[&chunk.doc_id].clone() else { continue };
-            if !scope.permits(&doc.acl.to_strings()) {
-                tracing::error!(chunk = %chunk.id, "engine returned a chunk outside the caller's ACL; dropped");
-                continue;
-            }
-            out.push((hit.clone(), doc, chunk));
         }
         Ok(out)
     }
+}
+
+/// A hit's chunk and document from the catalog (documents cached in `documents`). A hit
+/// missing from the catalog belongs to an interrupted ingest and is skipped. The ACL check
+/// here is a second line of defence: the engines already filtered, so a failure is an
+/// invariant violation.
+fn load_one(
+    catalog: &Catalog,
+    hit: &ScoredChunkId,
+    scope: &AccessScope,
+    documents: &mut HashMap<String, Option<DocumentRecord>>,
+) -> lore_core::Result<Option<(DocumentRecord, Chunk)>> {
+    let Some(chunk) = catalog.chunks_by_id(std::slice::from_ref(&hit.chunk_id))?.pop() else { return Ok(None) };
+    if !documents.contains_key(&chunk.doc_id) {
+        documents.insert(chunk.doc_id.clone(), catalog.document(&chunk.doc_id)?);
+    }
+    let Some(doc) = documents[&chunk.doc_id].clone() else { return Ok(None) };
+    if !scope.permits(&doc.acl.to_strings()) {
+        tracing::error!(chunk = %chunk.id, "engine returned a chunk outside the caller's ACL; dropped");
+        return Ok(None);
+    }
+    Ok(Some((doc, chunk)))
 }
