@@ -42,6 +42,18 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         replicas: usize,
     },
+    /// Query embedding alone, in-process (no HTTP, no search): queries/s at several batch
+    /// sizes, the ceiling for `/v1/search` throughput on this machine.
+    Queries {
+        #[arg(long, default_value = "../shared/data")]
+        shared: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16,32")]
+        batch: Vec<usize>,
+        #[arg(long, default_value_t = 640)]
+        queries: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The whole suite: ingest, corpora, search, chat, memory, startup, load and upload
     /// storm; prints one report and writes it as JSON and Markdown.
     Suite(run::SuiteArgs),
@@ -76,6 +88,18 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Ingest { folder, acl, json } => ingest(&folder, acl, json.as_deref()).map(|_| ()),
         Command::Suite(args) => run::suite(args),
+        Command::Queries { shared, batch, queries, json } => {
+            let config = Config::load(None)?;
+            let embedder = Embedder::load(&config.embedding)?;
+            let questions = corpus::questions(&shared)?;
+            anyhow::ensure!(questions.len() >= queries, "only {} questions", questions.len());
+            let result = run::query_embedding(&embedder, &questions[..queries], &batch)?;
+            println!("{}", run::render_query_embedding(&result));
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")?;
+            }
+            Ok(())
+        }
     }
 }
 

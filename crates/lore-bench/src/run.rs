@@ -47,6 +47,9 @@ pub struct SuiteArgs {
     /// Skip the ingest-versus-raw-ONNX-Runtime runs (about 20 minutes on 2 cores).
     #[arg(long)]
     skip_ingest: bool,
+    /// Only the upload storm (report in `storm.json` and `storm.md`).
+    #[arg(long)]
+    storm_only: bool,
     /// Only the 12k-chunk corpus (chat and load then run on it): a quick check of the suite.
     #[arg(long)]
     small_only: bool,
@@ -100,6 +103,9 @@ pub fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     }
     drop(embedder);
 
+    if args.storm_only {
+        built.clear();
+    }
     let questions = Arc::new(corpus::questions(&args.shared)?);
     eprintln!("{} distinct questions for the query stream", questions.len());
     let provider_timing =
@@ -175,10 +181,42 @@ pub fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     let markdown = render(&report);
     println!("{markdown}");
     std::fs::create_dir_all(&args.out)?;
-    std::fs::write(args.out.join("suite.json"), serde_json::to_string_pretty(&report)? + "\n")?;
-    std::fs::write(args.out.join("suite.md"), markdown)?;
-    eprintln!("wrote {}/suite.json and suite.md", args.out.display());
+    let name = if args.storm_only { "storm" } else { "suite" };
+    std::fs::write(args.out.join(format!("{name}.json")), serde_json::to_string_pretty(&report)? + "\n")?;
+    std::fs::write(args.out.join(format!("{name}.md")), markdown)?;
+    eprintln!("wrote {}/{name}.json and {name}.md", args.out.display());
     Ok(())
+}
+
+/// Queries/s of the embedding model alone at each batch size (one warm-up pass first).
+pub fn query_embedding(embedder: &Embedder, questions: &[String], batches: &[usize]) -> anyhow::Result<Value> {
+    embedder.embed_queries(&questions[..questions.len().min(32)])?;
+    let mut rows = Vec::new();
+    for &batch in batches {
+        let started = std::time::Instant::now();
+        for group in questions.chunks(batch.max(1)) {
+            embedder.embed_queries(group)?;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        rows.push(json!({"batch": batch, "queries": questions.len(), "queries_per_s": questions.len() as f64 / secs,
+                         "ms_per_call": secs * 1e3 / questions.len().div_ceil(batch.max(1)) as f64}));
+    }
+    Ok(json!({"machine": machine(), "rows": rows}))
+}
+
+pub fn render_query_embedding(result: &Value) -> String {
+    let mut out = String::from("| batch | queries | queries/s | ms per call |\n|---|---|---|---|\n");
+    for row in result["rows"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            row["batch"],
+            row["queries"],
+            f(&row["queries_per_s"]),
+            f(&row["ms_per_call"])
+        );
+    }
+    out
 }
 
 fn machine() -> Value {
@@ -375,15 +413,16 @@ pub fn render(r: &Value) -> String {
         );
         let _ = writeln!(
             out,
-            "| all indexed after s | failed uploads | failed jobs | found by search | queries | query errors | query p50 ms | p95 ms |"
+            "| all indexed after s | failed uploads | failed jobs | listed | found by search | queries | query errors | query p50 ms | p95 ms |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             f(&s["seconds_until_all_indexed"]),
             s["failed_uploads"],
             s["failed_jobs"],
+            s["listed"],
             s["found_by_search"],
             s["queries"]["requests"],
             s["queries"]["errors"],

@@ -425,6 +425,8 @@ pub struct UploadStorm {
     pub failed_jobs: usize,
     /// Queries run during the storm.
     pub queries: Summary,
+    /// Uploaded documents in the collection's document list afterwards.
+    pub listed: usize,
     /// Uploaded documents found by searching their unique word afterwards (all checked).
     pub found_by_search: usize,
 }
@@ -453,6 +455,7 @@ pub async fn upload_storm(
 
     // Queries until the storm is over.
     let over = Arc::new(AtomicBool::new(false));
+    let texts = questions.clone();
     let query_task = {
         let (client, base, key, over) = (client.clone(), base.clone(), keys.shares[2].1.clone(), over.clone());
         tokio::spawn(async move {
@@ -490,11 +493,10 @@ pub async fn upload_storm(
     let (c, b, admin, coll) = (client.clone(), base.clone(), keys.admin.clone(), collection.clone());
     let (uploads, _) = drive(upload_concurrency, documents, move |i| {
         let (client, base, admin, collection) = (c.clone(), b.clone(), admin.clone(), coll.clone());
+        // Each note has its own text (a real question), so none is a near-duplicate of another.
+        let topic = texts[(texts.len() / 2 + i) % texts.len()].clone();
         async move {
-            let text = format!(
-                "# Storm note {i}\n\nThe stormword{i} procedure covers request {i} of the upload storm: \
-                 file it with the service desk and keep the receipt.\n"
-            );
+            let text = format!("# Storm note {i}\n\n{topic}\n\nReference stormword{i}.\n");
             let form = reqwest::multipart::Form::new()
                 .part("file", reqwest::multipart::Part::bytes(text.into_bytes()).file_name(format!("note-{i}.md")));
             let response = client
@@ -542,10 +544,18 @@ pub async fn upload_storm(
     over.store(true, Ordering::Relaxed);
     let queries = query_task.await?;
 
+    let list: Value = client
+        .get(format!("{base}/v1/collections/{collection}/documents?limit=500"))
+        .bearer_auth(&keys.admin)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let listed = list["documents"].as_array().map_or(0, Vec::len);
     let mut found_by_search = 0;
     for i in 0..documents {
-        let (_, body) = search_once(&client, &base, &keys.shares[2].1, &format!("stormword{i} procedure"), 3).await?;
-        let word = format!("stormword{i} ");
+        let (_, body) = search_once(&client, &base, &keys.shares[2].1, &format!("stormword{i}"), 8).await?;
+        let word = format!("stormword{i}.");
         if body["results"]
             .as_array()
             .into_iter()
@@ -563,6 +573,7 @@ pub async fn upload_storm(
         failed_uploads,
         failed_jobs,
         queries,
+        listed,
         found_by_search,
     })
 }
