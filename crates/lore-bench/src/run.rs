@@ -123,7 +123,6 @@ pub fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             eprintln!("{}: ready in {:.2} s", dir.display(), server.startup.as_secs_f64());
             entry["startup_s"] = json!(server.startup.as_secs_f64());
             entry["rss_after_startup_mib"] = json!(server::resident_mib(&server.status_path())?);
-            let sampler = suite::MemorySampler::start(&server);
             let mut levels = Vec::new();
             for ((label, principal), (_, key)) in corpus::SHARES.iter().zip(&keys.shares) {
                 let (permitted, _) = corpus::permitted_chunks(&dir.join("catalog.sqlite"), principal)?;
@@ -142,7 +141,6 @@ pub fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                     .await?,
                 );
             }
-            drop(sampler.finish());
             entry["search"] = serde_json::to_value(&levels)?;
             entry["peak_rss_after_search_mib"] = json!(server.peak_mib()?);
             if dir == &last {

@@ -282,7 +282,6 @@ pub async fn chat_overhead(
 pub struct MemorySampler {
     samples: Arc<std::sync::Mutex<Vec<(f64, f64)>>>,
     stop: Arc<AtomicBool>,
-    started: Instant,
 }
 
 impl MemorySampler {
@@ -300,13 +299,12 @@ impl MemorySampler {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
-        MemorySampler { samples, stop, started }
+        MemorySampler { samples, stop }
     }
 
     /// (seconds, resident MiB) samples so far; stops sampling.
     pub fn finish(self) -> Vec<(f64, f64)> {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.started;
         self.samples.lock().expect("samples").clone()
     }
 }

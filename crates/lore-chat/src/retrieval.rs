@@ -215,9 +215,7 @@ impl Retriever {
             if per_document.get(&origin.doc_id).is_some_and(|&n| n >= c.max_chunks_per_document) {
                 continue;
             }
-            let hit =
-                ScoredChunkId { chunk_id: origin.chunk_id.clone(), doc_id: origin.doc_id.clone(), score: origin.score };
-            let Some((doc, chunk)) = load_one(&catalog, &hit, scope, &mut documents)? else { continue };
+            let Some((doc, chunk)) = load_one(&catalog, &origin.chunk_id, scope, &mut documents)? else { continue };
             let shingle = shingles(&chunk.text);
             if kept_shingles.iter().any(|kept| jaccard(kept, &shingle) >= c.near_duplicate_threshold) {
                 continue;
@@ -226,7 +224,7 @@ impl Retriever {
             kept_shingles.push(shingle);
             passages.push(Passage {
                 rank: passages.len() + 1,
-                score: hit.score,
+                score: origin.score,
                 bm25_rank: origin.bm25_rank,
                 dense_rank: origin.dense_rank,
                 dense_score: origin.dense_score,
@@ -249,7 +247,7 @@ impl Retriever {
         let catalog = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::with_capacity(hits.len());
         for hit in hits {
-            if let Some((doc, chunk)) = load_one(&catalog, hit, scope, documents)? {
+            if let Some((doc, chunk)) = load_one(&catalog, &hit.chunk_id, scope, documents)? {
                 out.push((hit.clone(), doc, chunk));
             }
         }
@@ -257,17 +255,17 @@ impl Retriever {
     }
 }
 
-/// A hit's chunk and document from the catalog (documents cached in `documents`). A hit
+/// A chunk and its document from the catalog (documents cached in `documents`). A hit
 /// missing from the catalog belongs to an interrupted ingest and is skipped. The ACL check
 /// here is a second line of defence: the engines already filtered, so a failure is an
 /// invariant violation.
 fn load_one(
     catalog: &Catalog,
-    hit: &ScoredChunkId,
+    chunk_id: &str,
     scope: &AccessScope,
     documents: &mut HashMap<String, Option<DocumentRecord>>,
 ) -> lore_core::Result<Option<(DocumentRecord, Chunk)>> {
-    let Some(chunk) = catalog.chunks_by_id(std::slice::from_ref(&hit.chunk_id))?.pop() else { return Ok(None) };
+    let Some(chunk) = catalog.chunks_by_id(&[chunk_id.to_owned()])?.pop() else { return Ok(None) };
     if !documents.contains_key(&chunk.doc_id) {
         documents.insert(chunk.doc_id.clone(), catalog.document(&chunk.doc_id)?);
     }

@@ -415,12 +415,12 @@ impl Ingestor {
         }
         if !missing.is_empty() {
             let embedder = self.embedder.clone();
-            let texts: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
+            let (new_keys, texts): (Vec<String>, Vec<String>) = missing.into_iter().unzip();
             let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts))
                 .await
                 .map_err(|e| IngestError::Other(format!("embedding task failed: {e}")))??;
             report.embedded += vectors.len();
-            known.extend(missing.into_iter().map(|(key, _)| key).zip(vectors));
+            known.extend(new_keys.into_iter().zip(vectors));
         }
         report.reused += keys.len() - queued.len();
         Ok(keys.into_iter().map(|key| StoredVector { vector: known[&key].clone(), key }).collect())
