@@ -57,6 +57,12 @@ pub async fn search(
     if query.is_empty() {
         return Err(ApiError::InvalidRequest("`query` must not be empty".into()));
     }
+    if query.chars().count() > super::chat::MAX_QUESTION_CHARS {
+        return Err(ApiError::InvalidRequest(format!(
+            "`query` is longer than {} characters",
+            super::chat::MAX_QUESTION_CHARS
+        )));
+    }
     if request.limit == 0 || request.limit > MAX_LIMIT {
         return Err(ApiError::InvalidRequest(format!("`limit` must be between 1 and {MAX_LIMIT}")));
     }
