@@ -38,11 +38,12 @@ pub fn sanitize_path(raw: &str) -> Result<String, String> {
     Ok(out.join("/"))
 }
 
-/// One path component made safe: control and reserved characters replaced by `_`, whitespace
-/// collapsed to single spaces, no leading dots or surrounding spaces.
+/// One path component made safe: invisible format characters (bidi overrides, zero-width
+/// characters) dropped, control and reserved characters replaced by `_`, whitespace collapsed
+/// to single spaces, no leading dots or surrounding spaces.
 fn clean_component(raw: &str) -> String {
     let mut name = String::new();
-    for c in raw.chars() {
+    for c in raw.chars().filter(|c| !is_format_char(*c)) {
         let c = if c.is_control() || "<>:\"|?*".contains(c) { '_' } else { c };
         if c.is_whitespace() {
             if !name.ends_with(' ') {
@@ -53,6 +54,36 @@ fn clean_component(raw: &str) -> String {
         }
     }
     name.trim().trim_start_matches('.').trim().to_owned()
+}
+
+/// Unicode's format characters (general category Cf, as of Unicode 16): invisible, and some
+/// (the bidi overrides, embeddings and isolates) reorder the text around them, so a name such
+/// as `invoice\u{202E}fdp.md` would show on screen as `invoicedm.pdf`.
+fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 const SUPPORTED: [&str; 9] = ["md", "markdown", "mdx", "txt", "text", "html", "htm", "pdf", "docx"];
@@ -114,6 +145,24 @@ mod tests {
         for bad in ["noext", "run.exe", ".md", "../", "x.", ""] {
             assert!(sanitize_filename(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn format_and_bidi_controls_are_dropped() {
+        // "invoice\u{202e}fdp.md" shows as "invoicedm.pdf" with the override kept.
+        assert_eq!(sanitize_filename("invoice\u{202E}fdp.md").unwrap(), "invoicefdp.md");
+        assert_eq!(sanitize_filename("\u{FEFF}re\u{200B}port\u{200F}.txt").unwrap(), "report.txt");
+        assert_eq!(sanitize_filename("a\u{2066}b\u{2069}\u{061C}c\u{2060}d\u{00AD}.md").unwrap(), "abcd.md");
+        assert_eq!(sanitize_filename("tag\u{E0041}s\u{1D173}.md").unwrap(), "tags.md");
+        // A name made only of controls and dots is no name.
+        assert!(sanitize_filename("\u{202E}.md").is_err());
+        assert_eq!(sanitize_path("team\u{202D}/\u{200E}handbook/x.md").unwrap(), "team/handbook/x.md");
+        // Every character of the controlled ranges is dropped.
+        for c in ['\u{061C}', '\u{200B}', '\u{200F}', '\u{202A}', '\u{2064}', '\u{2066}', '\u{2069}', '\u{FEFF}'] {
+            assert_eq!(clean_component(&format!("a{c}b")), "ab", "U+{:04X}", c as u32);
+        }
+        // Letters of right-to-left scripts stay.
+        assert_eq!(sanitize_filename("سياسة الإجازات.md").unwrap(), "سياسة الإجازات.md");
     }
 
     #[test]

@@ -40,12 +40,17 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("no route for this path")]
     NotFound,
+    #[error("this path does not accept this method (see the `Allow` header)")]
+    MethodNotAllowed,
     #[error("conversation not found")]
     ConversationNotFound,
     #[error("the service is not ready: {0}")]
     NotReady(String),
     #[error("internal error")]
     Internal(String),
+    /// Another error status, answered outside the handlers (see [`ApiError::from_plain`]).
+    #[error("{1}")]
+    Status(StatusCode, String),
 }
 
 /// Every error response: a stable machine-readable code and a human message.
@@ -73,9 +78,18 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::ConversationNotFound => "conversation_not_found",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal",
+            ApiError::Status(status, _) => match status.as_u16() {
+                401 => "unauthorized",
+                408 => "request_timeout",
+                429 => "too_many_requests",
+                502..=504 => "unavailable",
+                500..=599 => "internal",
+                _ => "invalid_request",
+            },
         }
     }
 
@@ -94,8 +108,39 @@ impl ApiError {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound | ApiError::ConversationNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Status(status, _) => *status,
+        }
+    }
+
+    /// The error for a plain-text error response made outside the handlers (axum's routing
+    /// and extractor rejections, other middleware): the same status, and the text as the
+    /// message where it helps the caller (client errors; at most 300 characters). The text of
+    /// a server error is logged, not returned.
+    pub fn from_plain(status: StatusCode, text: &str) -> ApiError {
+        const MAX_CHARS: usize = 300;
+        let text = text.trim();
+        let message = match text.char_indices().nth(MAX_CHARS) {
+            _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_owned(),
+            Some((end, _)) => format!("{}…", &text[..end]),
+            None => text.to_owned(),
+        };
+        match status {
+            StatusCode::BAD_REQUEST => ApiError::InvalidRequest(message),
+            StatusCode::FORBIDDEN => ApiError::Forbidden(message),
+            StatusCode::NOT_FOUND => ApiError::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::CONFLICT => ApiError::Conflict(message),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(message),
+            StatusCode::INTERNAL_SERVER_ERROR => ApiError::Internal(message),
+            _ if status.is_server_error() => {
+                tracing::warn!(%status, detail = %message, "error response");
+                ApiError::Status(status, status.canonical_reason().unwrap_or("server error").to_owned())
+            }
+            _ => ApiError::Status(status, message),
         }
     }
 }
@@ -131,5 +176,29 @@ impl IntoResponse for ApiError {
         }
         let body = ErrorBody { code: self.code(), message: self.to_string() };
         (self.status(), Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_errors_keep_their_status_and_a_bounded_message() {
+        for code in 400..600 {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(ApiError::from_plain(status, "some text").status(), status, "{status}");
+        }
+        let long = "é".repeat(1000);
+        let ApiError::InvalidRequest(message) = ApiError::from_plain(StatusCode::BAD_REQUEST, &long) else {
+            panic!("a 400 is an invalid request")
+        };
+        assert_eq!(message.chars().count(), 301);
+        assert_eq!(ApiError::from_plain(StatusCode::BAD_REQUEST, " \n").to_string(), "Bad Request");
+        assert_eq!(ApiError::from_plain(StatusCode::METHOD_NOT_ALLOWED, "").code(), "method_not_allowed");
+        assert_eq!(ApiError::from_plain(StatusCode::TOO_MANY_REQUESTS, "slow down").code(), "too_many_requests");
+        let upstream = ApiError::from_plain(StatusCode::BAD_GATEWAY, "upstream 10.0.0.7 refused");
+        assert_eq!((upstream.code(), upstream.to_string().as_str()), ("unavailable", "Bad Gateway"));
+        assert_eq!(ApiError::from_plain(StatusCode::INTERNAL_SERVER_ERROR, "detail").to_string(), "internal error");
     }
 }

@@ -62,7 +62,7 @@ pub async fn app(State(state): State<Arc<AppState>>) -> Response {
     let idp = state.config.auth.oidc.as_ref().map(|o| origin_of(&o.issuer)).unwrap_or_default();
     let csp = format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' {idp}; \
-         frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+         frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
     );
     html(APP_HTML.to_owned(), &csp)
 }
@@ -108,7 +108,19 @@ pub async fn demo(State(state): State<Arc<AppState>>) -> Response {
          <pre>&lt;script src=\"/widget.js\" data-api-key=\"…\" data-title=\"Ask Acme\"&gt;&lt;/script&gt;</pre></main>\
          <script src=\"/widget.js\" data-api-key=\"{key}\" data-title=\"Ask Acme\"></script></body></html>"
     );
-    html(body, "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+    html(
+        body,
+        "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'none'; \
+         base-uri 'none'; object-src 'none'",
+    )
+}
+
+/// `X-Content-Type-Options: nosniff` on every response (scripts, JSON, errors), so a browser
+/// never runs or renders a response as a type it guessed.
+pub async fn nosniff(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// CORS for the configured embedding origins only. A preflight from another origin is refused;
