@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::acl::{AccessScope, Principal, PrincipalSet};
 use crate::config::{ApiKeyConfig, Role};
-use crate::keys::{KeyStore, Lookup};
+use crate::keys::{KeyInfo, KeyStore, Lookup};
 use crate::types::sha256_hex;
 
 pub use crate::keys::new_api_key;
@@ -84,14 +84,18 @@ impl Caller {
     }
 
     /// The caller of a widget session: the principals Lore put in the embed token when it
-    /// minted it for a verified user. Widget sessions can only ask, whatever the user's role.
+    /// minted it for a verified user (or for an anonymous visitor of a public key). Widget
+    /// sessions can only ask, whatever the user's role. The departments are the token's
+    /// `dept:` principals (they decide who reviews the user's feedback, never what they manage).
     pub fn from_embed(user: &str, principals: &[String], token_id: &str) -> crate::Result<Self> {
         let principals = principals.iter().map(|p| p.parse::<Principal>()).collect::<crate::Result<Vec<_>>>()?;
+        let departments =
+            principals.iter().filter_map(|p| p.as_str().strip_prefix("dept:")).map(str::to_owned).collect();
         Ok(Caller::new(
             user.to_owned(),
             Role::Employee,
             PrincipalSet::from_principals(principals),
-            Vec::new(),
+            departments,
             AuthMethod::EmbedToken { id: token_id.to_owned() },
         ))
     }
@@ -195,11 +199,19 @@ impl RoleMap {
 }
 
 /// Why a presented key was refused (logged and audited; the client sees one generic 401).
+/// `NotPublic`: a visitor token names a key that is not public.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyRejection {
     Unknown,
     Expired { name: String },
     Revoked { name: String },
+    NotPublic { name: String },
+}
+
+/// The user id of one request made with a public key itself: random, so whatever the request
+/// creates (a conversation) belongs to nobody who could present the key again.
+pub fn anonymous_user() -> String {
+    format!("anonymous:{}", hex::encode(rand::random::<[u8; 16]>()))
 }
 
 /// API keys from the config file and from the key store.
@@ -251,14 +263,30 @@ impl ApiKeys {
                 let principals =
                     if info.public { PrincipalSet::from_principals([Principal::everyone()]) } else { principals };
                 let role = if info.public { Role::Employee } else { info.role };
+                // Everyone holding a public key shares it: no request made with it may own
+                // anything another one can reach, whatever user the stored row names.
+                let user = if info.public { anonymous_user() } else { info.user.clone() };
                 Ok(Caller::new(
-                    info.user.clone(),
+                    user,
                     role,
                     principals,
                     info.department.iter().cloned().collect(),
                     AuthMethod::ApiKey { id: info.id, name: info.name, public: info.public },
                 ))
             }
+            Lookup::Expired(info) => Err(KeyRejection::Expired { name: info.name }),
+            Lookup::Revoked(info) => Err(KeyRejection::Revoked { name: info.name }),
+            Lookup::Unknown => Err(KeyRejection::Unknown),
+        })
+    }
+
+    /// The public key a visitor token was minted from (by id), if it is still valid and
+    /// public: a visitor token is good only while its key is.
+    pub fn public_key(&self, id: &str) -> crate::Result<Result<KeyInfo, KeyRejection>> {
+        let Some(store) = &self.store else { return Ok(Err(KeyRejection::Unknown)) };
+        Ok(match store.verify_id(id)? {
+            Lookup::Valid(info) if info.public => Ok(info),
+            Lookup::Valid(info) => Err(KeyRejection::NotPublic { name: info.name }),
             Lookup::Expired(info) => Err(KeyRejection::Expired { name: info.name }),
             Lookup::Revoked(info) => Err(KeyRejection::Revoked { name: info.name }),
             Lookup::Unknown => Err(KeyRejection::Unknown),
@@ -298,6 +326,42 @@ mod tests {
         assert!(!km.manages(None));
         assert!(Caller { role: Role::Admin, ..agent() }.manages(None));
         assert!(!agent().manages(Some("hr")));
+    }
+
+    #[test]
+    fn each_use_of_a_public_key_is_a_different_anonymous_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(KeyStore::open(&dir.path().join("db.sqlite")).unwrap());
+        let (secret, info) = store.create(&crate::keys::NewKey::public("page", "admin")).unwrap();
+        let keys = ApiKeys::new(&[], Some(store.clone())).unwrap();
+        let first = keys.verify(&secret).unwrap().unwrap();
+        let second = keys.verify(&secret).unwrap().unwrap();
+        assert!(first.user.starts_with("anonymous:") && first.user.len() == "anonymous:".len() + 32, "{}", first.user);
+        assert_ne!(first.user, second.user);
+        assert_eq!(first.principals.to_strings(), ["everyone"]);
+        assert_eq!(first.actor(), "key:page");
+        // Visitor tokens of the key are good while it is public and valid.
+        assert_eq!(keys.public_key(&info.id).unwrap().map(|k| k.id), Ok(info.id.clone()));
+        let (_, private) = store.create(&crate::keys::NewKey::new("crm", Role::Agent, "crm", "admin")).unwrap();
+        assert_eq!(
+            keys.public_key(&private.id).unwrap().map(|k| k.id),
+            Err(KeyRejection::NotPublic { name: "crm".into() })
+        );
+        store.revoke(&info.id).unwrap();
+        assert_eq!(
+            keys.public_key(&info.id).unwrap().map(|k| k.id),
+            Err(KeyRejection::Revoked { name: "page".into() })
+        );
+        assert_eq!(keys.public_key("key_nope").unwrap().map(|k| k.id), Err(KeyRejection::Unknown));
+    }
+
+    #[test]
+    fn embed_callers_belong_to_their_tokens_departments() {
+        let caller =
+            Caller::from_embed("alice", &["everyone".into(), "dept:hr".into(), "group:hr".into()], "t").unwrap();
+        assert_eq!(caller.departments, ["hr"]);
+        assert_eq!(caller.role, Role::Employee);
+        assert!(!caller.manages(Some("hr")));
     }
 
     #[test]

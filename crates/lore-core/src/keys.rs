@@ -3,7 +3,10 @@
 //! (a user, groups, optionally a department), with an optional expiry and a last-used time.
 //!
 //! A *public* key (for a widget on a page anyone can read) carries exactly `everyone`: it can
-//! never reach a document that is not readable by everyone, whatever else is asked of it.
+//! never reach a document that is not readable by everyone, whatever else is asked of it. It
+//! acts for anonymous visitors, never as a user: its stored user is the placeholder
+//! [`PUBLIC_USER`], and each request (or each visitor token minted from it) gets its own
+//! random user id, so nobody reaches what another holder of the key created.
 
 use std::path::Path;
 
@@ -15,6 +18,10 @@ use crate::config::Role;
 use crate::db;
 use crate::error::{Error, Result};
 use crate::types::sha256_hex;
+
+/// The user of every public key: a placeholder, never a conversation owner (a public key's
+/// callers get a random user id each).
+pub const PUBLIC_USER: &str = "public";
 
 /// What the admin asks for.
 #[derive(Debug, Clone)]
@@ -50,7 +57,7 @@ impl NewKey {
 
     /// A public key: reads documents shared with `everyone`, nothing else.
     pub fn public(name: &str, created_by: &str) -> Self {
-        NewKey { public: true, ..NewKey::new(name, Role::Employee, "public", created_by) }
+        NewKey { public: true, ..NewKey::new(name, Role::Employee, PUBLIC_USER, created_by) }
     }
 }
 
@@ -142,6 +149,13 @@ impl KeyStore {
                         .into(),
                 ));
             }
+            if key.user != PUBLIC_USER {
+                return Err(Error::InvalidInput(format!(
+                    "a public key cannot act as user {:?}: it is shared by everyone who loads the page, so it acts \
+                     for anonymous visitors only (leave the user out, or use {PUBLIC_USER:?})",
+                    key.user
+                )));
+            }
             PrincipalSet::from_principals([Principal::everyone()])
         } else {
             let departments: Vec<String> = key.department.iter().cloned().collect();
@@ -203,19 +217,32 @@ impl KeyStore {
         let hash = sha256_hex(presented.as_bytes());
         let conn = self.conn();
         let Some(info) = get(&conn, "sha256", &hash)? else { return Ok(Lookup::Unknown) };
-        if info.revoked_at.is_some() {
-            return Ok(Lookup::Revoked(info));
-        }
-        let now = db::now();
-        if info.expires_at.as_deref().and_then(db::parse_rfc3339).is_some_and(|e| e <= now) {
-            return Ok(Lookup::Expired(info));
-        }
-        conn.execute(
-            "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?3)",
-            params![info.id, now, now - LAST_USED_RESOLUTION_SECS],
-        )?;
-        Ok(Lookup::Valid(info))
+        check_and_record_use(&conn, info)
     }
+
+    /// Looks a key up by id, as [`KeyStore::verify`] does by secret: for credentials derived
+    /// from a key (visitor tokens), which are good only while the key is. Records the key's use.
+    pub fn verify_id(&self, id: &str) -> Result<Lookup> {
+        let conn = self.conn();
+        let Some(info) = get(&conn, "id", id)? else { return Ok(Lookup::Unknown) };
+        check_and_record_use(&conn, info)
+    }
+}
+
+/// Whether a stored key is usable now (recording its use if so).
+fn check_and_record_use(conn: &Connection, info: KeyInfo) -> Result<Lookup> {
+    if info.revoked_at.is_some() {
+        return Ok(Lookup::Revoked(info));
+    }
+    let now = db::now();
+    if info.expires_at.as_deref().and_then(db::parse_rfc3339).is_some_and(|e| e <= now) {
+        return Ok(Lookup::Expired(info));
+    }
+    conn.execute(
+        "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?3)",
+        params![info.id, now, now - LAST_USED_RESOLUTION_SECS],
+    )?;
+    Ok(Lookup::Valid(info))
 }
 
 fn get(conn: &Connection, column: &str, value: &str) -> Result<Option<KeyInfo>> {
@@ -312,10 +339,10 @@ mod tests {
     fn public_keys_hold_everyone_only() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open(&dir.path().join("db.sqlite")).unwrap();
-        let public =
-            NewKey { public: true, role: Role::Employee, groups: vec![], department: None, ..new_key("intranet") };
+        let public = NewKey::public("intranet", "admin");
         let (_, info) = store.create(&public).unwrap();
         assert_eq!(info.principals, ["everyone"]);
+        assert_eq!(info.user, PUBLIC_USER);
         for wider in [
             NewKey { groups: vec!["hr".into()], ..public.clone() },
             NewKey { department: Some("hr".into()), ..public.clone() },
@@ -323,5 +350,31 @@ mod tests {
         ] {
             assert!(store.create(&wider).is_err());
         }
+    }
+
+    #[test]
+    fn public_keys_never_act_as_a_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let as_alice = NewKey { user: "alice@acme.example".into(), ..NewKey::public("alice-page", "admin") };
+        match store.create(&as_alice) {
+            Err(Error::InvalidInput(message)) => {
+                assert!(message.contains("public key") && message.contains("alice@acme.example"), "{message}")
+            }
+            other => panic!("a public key for alice was accepted: {:?}", other.map(|(_, info)| info)),
+        }
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn keys_are_checked_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let (_, info) = store.create(&NewKey::public("page", "admin")).unwrap();
+        assert!(matches!(store.verify_id(&info.id).unwrap(), Lookup::Valid(k) if k.public));
+        assert!(store.get(&info.id).unwrap().unwrap().last_used_at.is_some());
+        assert!(matches!(store.verify_id("key_nope").unwrap(), Lookup::Unknown));
+        store.revoke(&info.id).unwrap();
+        assert!(matches!(store.verify_id(&info.id).unwrap(), Lookup::Revoked(_)));
     }
 }

@@ -8,6 +8,10 @@
 //! strong as an asymmetric one and smaller and faster. The two paths never overlap: embed tokens carry
 //! `typ: lore-embed+jwt` and `aud: lore-embed` (an audience the OIDC configuration may not use), are accepted
 //! only as HS256, and the OIDC verifier accepts no HMAC algorithm at all.
+//!
+//! A *visitor token* is the embed token a page with a public key gets for one anonymous visitor: its `sub` is
+//! a fresh random [`VISITOR_PREFIX`] id (so the visitor's conversations are theirs alone), and its `key` claim
+//! names the public key, which must still be valid and public on every request.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -22,6 +26,8 @@ pub const EMBED_AUDIENCE: &str = "lore-embed";
 pub const EMBED_TOKEN_TYPE: &str = "lore-embed+jwt";
 pub const MAX_EMBED_TTL_SECS: u64 = 3600;
 pub const MIN_SECRET_LEN: usize = 32;
+/// The user id prefix of a visitor of a page with a public key: `visitor:<128 random bits>`.
+pub const VISITOR_PREFIX: &str = "visitor:";
 /// Embed tokens live minutes, and Lore is the only clock involved in minting and checking them.
 const EMBED_LEEWAY_SECS: u64 = 5;
 
@@ -46,6 +52,9 @@ pub struct EmbedClaims {
     pub role: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// A visitor token's public key (its id): the token is good only while that key is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     pub jti: String,
     pub iat: u64,
     pub exp: u64,
@@ -67,6 +76,11 @@ impl std::fmt::Debug for EmbedSigner {
 /// A fresh random secret for [`EmbedSigner::new`].
 pub fn generate_secret() -> [u8; 32] {
     rand::random()
+}
+
+/// A new visitor's user id: [`VISITOR_PREFIX`] and 128 random bits, URL-safe.
+pub fn new_visitor_id() -> String {
+    format!("{VISITOR_PREFIX}{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()))
 }
 
 impl EmbedSigner {
@@ -96,6 +110,16 @@ impl EmbedSigner {
     }
 
     pub fn mint(&self, input: EmbedClaimsInput) -> Result<(String, EmbedClaims), IdentityError> {
+        self.mint_bound(input, None)
+    }
+
+    /// A visitor token: bound to the public key `key_id`, which the verifier of each request
+    /// must find still valid.
+    pub fn mint_for_key(&self, input: EmbedClaimsInput, key_id: &str) -> Result<(String, EmbedClaims), IdentityError> {
+        self.mint_bound(input, Some(key_id.to_owned()))
+    }
+
+    fn mint_bound(&self, input: EmbedClaimsInput, key: Option<String>) -> Result<(String, EmbedClaims), IdentityError> {
         if input.ttl_secs == 0 {
             return Err(IdentityError::Zero("embed token ttl"));
         }
@@ -117,6 +141,7 @@ impl EmbedSigner {
             principals: input.principals,
             role: input.role,
             origin: input.origin,
+            key,
             jti: URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
             iat: now,
             exp: now + input.ttl_secs,
@@ -163,5 +188,34 @@ mod tests {
     #[test]
     fn generated_secrets_differ() {
         assert_ne!(generate_secret(), generate_secret());
+    }
+
+    #[test]
+    fn visitor_ids_are_random_and_url_safe() {
+        let (a, b) = (new_visitor_id(), new_visitor_id());
+        assert_ne!(a, b);
+        let random = a.strip_prefix(VISITOR_PREFIX).unwrap();
+        assert_eq!(random.len(), 22, "{a}");
+        assert!(random.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{a}");
+    }
+
+    #[test]
+    fn the_key_claim_is_optional_and_kept() {
+        let signer = EmbedSigner::new(&generate_secret(), "lore").unwrap();
+        let input = || EmbedClaimsInput {
+            user_id: new_visitor_id(),
+            principals: vec!["everyone".into()],
+            role: "employee".into(),
+            origin: None,
+            ttl_secs: 60,
+        };
+        let (token, claims) = signer.mint_for_key(input(), "key_1").unwrap();
+        assert_eq!(signer.verify(&token).unwrap().key.as_deref(), Some("key_1"));
+        assert_eq!(claims.key.as_deref(), Some("key_1"));
+        let (token, _) = signer.mint(input()).unwrap();
+        assert_eq!(signer.verify(&token).unwrap().key, None);
+        let payload = token.split('.').nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert!(json.get("key").is_none(), "an unbound token has no key claim: {json}");
     }
 }

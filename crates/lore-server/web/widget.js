@@ -5,6 +5,10 @@
  *
  * or, anywhere in the page after the script: <lore-chat mode="inline" token-function="..."></lore-chat>
  *
+ * With data-api-key (a public key), the widget exchanges the key for a visitor token of its own
+ * (POST /v1/embed/token), kept for the tab in sessionStorage and renewed before it expires, so
+ * this visitor's conversation is theirs alone. A key that is not public (403) is sent as is.
+ *
  * Isolation: everything lives in a shadow root; styles are a constructed stylesheet (no inline
  * style attributes, so a strict host CSP needs no 'unsafe-inline'); no globals except the
  * custom element. Safety: text from the model and from documents is only ever inserted with
@@ -209,6 +213,7 @@ form button.primary { background: var(--lore-primary); color: var(--lore-on-prim
       this.apiKey = opt("api-key", null);
       this.collections = (opt("collections", "") || "").split(",").map((c) => c.trim()).filter(Boolean);
       this.storageKey = `lore:${this.server}:${opt("session-key", "default")}`;
+      this.visitorKey = `${this.storageKey}:visitor`;
       for (const name of ["primary", "on-primary", "bg", "text", "radius", "font"]) {
         const value = opt(`theme-${name}`, null);
         if (value) this.style.setProperty(`--lore-${name}`, value);
@@ -264,13 +269,73 @@ form button.primary { background: var(--lore-primary); color: var(--lore-on-prim
         if (typeof fn !== "function") throw new Error(`token function ${this.tokenFunction} not found`);
         return await fn();
       }
-      if (this.apiKey) return this.apiKey;
+      if (this.apiKey) return (await this.visitorToken()) || this.apiKey;
       throw new Error(this.t.signIn);
     }
 
+    /* The visitor token for a public key: the stored one while it is fresh, else renewed (same
+       visitor), else a new visitor (whose conversation starts empty). null: send the key itself. */
+    visitorToken() {
+      const v = this.visitor, now = Date.now() / 1000;
+      if (this.keyOnly) return null;
+      if (v && now < v.renewAt) { if (!this.renewal) this.schedule(v); return v.token; }
+      if (!this.minting) {
+        const renew = v && now < v.expiresAt - 5 ? v.token : null;
+        this.minting = this.mintVisitor(renew).finally(() => { this.minting = null; });
+      }
+      return this.minting;
+    }
+
+    async mintVisitor(previous) {
+      const post = (body) => fetch(`${this.server}/v1/embed/token`, { method: "POST", body: JSON.stringify(body),
+        headers: { Authorization: `Bearer ${this.apiKey}`, "Content-Type": "application/json" } });
+      let response = previous ? await post({ visitor_token: previous }) : null;
+      if (!response || !response.ok) {
+        if (this.visitor) { this.visitor = null; this.conversationId = null; } // that conversation was the old visitor's
+        response = await post({});
+      }
+      if (response.status === 400 || response.status === 403) { this.keyOnly = true; return null; }
+      if (!response.ok) throw new Error(response.status === 401 ? this.t.signIn : this.t.error);
+      const { token, expires_at: expiresAt } = await response.json();
+      // Times on this clock (it may differ from the server's): the token's lifetime from now.
+      const now = Date.now() / 1000;
+      let life = expiresAt - now;
+      try {
+        const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+        life = claims.exp - claims.iat;
+      } catch (_) { /* keep the server's expiry */ }
+      this.schedule(this.visitor = { token, expiresAt: now + life, renewAt: now + life - Math.min(60, life / 4) });
+      return token;
+    }
+
+    /* Renews in the background shortly before expiry while there is a conversation to keep. */
+    schedule(v) {
+      clearTimeout(this.renewal);
+      this.renewal = setTimeout(() => { if (this.conversationId) this.visitorToken().catch(() => {}); },
+        Math.max(1, v.renewAt - Date.now() / 1000) * 1000);
+    }
+
+    get visitor() { try { return JSON.parse(sessionStorage.getItem(this.visitorKey)) || null; } catch (_) { return this.memory || null; } }
+    set visitor(v) {
+      this.memory = v;
+      try { if (v) sessionStorage.setItem(this.visitorKey, JSON.stringify(v)); else sessionStorage.removeItem(this.visitorKey); } catch (_) { /* storage blocked */ }
+    }
+
     async api(path, options = {}) {
-      const headers = Object.assign({ Authorization: `Bearer ${await this.credential()}` }, options.headers || {});
-      return fetch(this.server + path, Object.assign({}, options, { headers }));
+      const send = async () => {
+        const credential = await this.credential();
+        const headers = Object.assign({ Authorization: `Bearer ${credential}` }, options.headers || {});
+        const body = typeof options.body === "function" ? options.body() : options.body;
+        return [await fetch(this.server + path, Object.assign({}, options, { headers, body })), credential];
+      };
+      const [response, credential] = await send();
+      // A refused visitor token (e.g. the server's secret changed): once more as a new visitor.
+      if (response.status === 401 && this.apiKey && !this.tokenFunction && credential !== this.apiKey) {
+        this.visitor = null;
+        this.conversationId = null;
+        return (await send())[0];
+      }
+      return response;
     }
 
     get conversationId() { try { return sessionStorage.getItem(this.storageKey); } catch (_) { return null; } }
@@ -345,11 +410,15 @@ form button.primary { background: var(--lore-primary); color: var(--lore-on-prim
       this.sendButton.disabled = true;
       let sources = [];
       try {
-        const body = { question, stream: true };
-        if (this.collections.length) body.collections = this.collections;
-        if (this.conversationId) body.conversation_id = this.conversationId;
+        // Built when sent: getting a visitor token may start a new, empty conversation.
+        const body = () => {
+          const b = { question, stream: true };
+          if (this.collections.length) b.collections = this.collections;
+          if (this.conversationId) b.conversation_id = this.conversationId;
+          return JSON.stringify(b);
+        };
         const response = await this.api("/v1/chat", { method: "POST", signal: this.controller.signal,
-          headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+          headers: { "Content-Type": "application/json" }, body });
         if (response.status === 401) throw new Error(this.t.signIn);
         if (!response.ok) {
           const error = await response.json().catch(() => ({}));

@@ -114,12 +114,13 @@ enum KeysCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// employee, agent, knowledge_manager or admin.
-        #[arg(long, default_value = "agent")]
-        role: String,
-        /// The user id the key acts as.
+        /// employee, agent, knowledge_manager or admin (default: agent; employee with --public).
         #[arg(long)]
-        user: String,
+        role: Option<String>,
+        /// The user id the key acts as (required, except with --public: a public key acts for
+        /// anonymous visitors, never as a user).
+        #[arg(long, required_unless_present = "public")]
+        user: Option<String>,
         #[arg(long, value_delimiter = ',')]
         groups: Vec<String>,
         /// The key's department (adds `dept:<d>`; a knowledge manager key manages it).
@@ -180,6 +181,10 @@ fn audit_cli(config: &Config, action: &str, target: &str, detail: serde_json::Va
 }
 
 fn main() -> ExitCode {
+    // A parser child (`lore __lore-parse …`, see lore_ingest::sandbox) does nothing else.
+    if let Some(code) = lore_ingest::sandbox::run_child_if_requested() {
+        return code;
+    }
     let filter = lore_core::env::var(lore_core::env::LORE_LOG).unwrap_or_else(|| "warn".into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -307,6 +312,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = lore_core::keys::KeyStore::open(&config.catalog_path())?;
             match command {
                 KeysCommand::Create { name, role, user, groups, department, public, expires_in_days } => {
+                    let role = role.unwrap_or_else(|| if public { "employee" } else { "agent" }.to_owned());
+                    let user = user.unwrap_or_else(|| lore_core::keys::PUBLIC_USER.to_owned());
                     let role = lore_core::config::Role::parse(&role).ok_or_else(|| {
                         anyhow::anyhow!("unknown role {role:?}: employee, agent, knowledge_manager or admin")
                     })?;

@@ -21,8 +21,9 @@ use crate::state::AppState;
 pub struct KeyRequest {
     pub name: String,
     pub role: Role,
-    /// The user id the key acts as.
-    pub user: String,
+    /// The user id the key acts as; required, except for a public key, which acts for anonymous
+    /// visitors and cannot name a user (leave it out).
+    pub user: Option<String>,
     #[serde(default)]
     pub groups: Vec<String>,
     pub department: Option<String>,
@@ -65,10 +66,15 @@ pub async fn create_key(
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     access::require_admin(&state, &caller, "key.create", Some(&request.name))?;
     let expires_at = request.expires_in_days.map(|days| lore_core::db::now() + i64::from(days) * 86_400);
+    let user = match request.user {
+        Some(user) => user,
+        None if request.public => lore_core::keys::PUBLIC_USER.to_owned(),
+        None => return Err(ApiError::InvalidRequest("`user` is required (except for public keys)".into())),
+    };
     let (key, info) = key_store(&state)?.create(&NewKey {
         name: request.name,
         role: request.role,
-        user: request.user,
+        user,
         groups: request.groups,
         department: request.department,
         public: request.public,
@@ -199,7 +205,10 @@ pub struct EmbedTokenRequest {
     /// Lifetime in seconds (default `auth.embed_token_ttl_secs`, at most 3600).
     pub ttl_secs: Option<u64>,
     /// Pin the token to the page origin the widget runs on, e.g. `https://intranet.example.com`.
+    /// A pinned token is accepted only from requests that carry that `Origin` header.
     pub origin: Option<String>,
+    /// Public keys only: renew this still-valid visitor token of the same key (same visitor).
+    pub visitor_token: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -215,17 +224,30 @@ pub struct EmbedToken {
     post, path = "/v1/embed/token", tag = "identity", request_body = EmbedTokenRequest,
     responses(
         (status = 200, description = "A short-lived token for the chat widget", body = EmbedToken),
-        (status = 400, description = "Invalid request", body = ErrorBody),
-        (status = 403, description = "Only signed-in users (for themselves) and admin keys may mint", body = ErrorBody),
+        (status = 400, description = "Invalid request (for a public key: anything but `{}` or a valid `visitor_token`)", body = ErrorBody),
+        (status = 403, description = "Only signed-in users (for themselves), admin keys and public keys (for visitors) may mint; a public key renews only its own visitors", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
+/// A short-lived token for the chat widget. Signed-in users get one for themselves, admin keys
+/// for the user they name. A public key gets a visitor token: `{}` starts a new anonymous
+/// visitor (`visitor:<random>`, principals `["everyone"]`); `{"visitor_token": …}` renews one
+/// of the key's own visitors before the token expires. A visitor token is good only while its
+/// key is valid and public.
 pub async fn embed_token(
     State(state): State<Arc<AppState>>,
     Authenticated(caller): Authenticated,
     ApiJson(request): ApiJson<EmbedTokenRequest>,
 ) -> Result<Json<EmbedToken>, ApiError> {
     use lore_core::auth::AuthMethod;
+    if let AuthMethod::ApiKey { id, public: true, .. } = &caller.method {
+        return visitor_token(&state, &caller, id, request);
+    }
+    if request.visitor_token.is_some() {
+        return Err(ApiError::InvalidRequest(
+            "`visitor_token` is renewed with the public key it was minted for".into(),
+        ));
+    }
     let (user, principals) = match (&caller.method, caller.role) {
         // A signed-in user exchanges their own identity: the token can only narrow it.
         (AuthMethod::Sso { .. }, _) => {
@@ -274,5 +296,64 @@ pub async fn embed_token(
             "principals": principals, "ttl_secs": ttl_secs, "origin": request.origin, "token_id": claims.jti
         }),
     );
+    Ok(Json(EmbedToken { token, user, principals, expires_at: claims.exp }))
+}
+
+/// A public key's visitor token: a new anonymous visitor for `{}`, the same visitor for a
+/// renewal. The token carries `everyone` only and names the key, so it dies with the key.
+/// Not audited one by one (a public page mints one per visitor and renewal, and the token
+/// carries nothing the key does not); refusals are.
+fn visitor_token(
+    state: &AppState,
+    caller: &lore_core::auth::Caller,
+    key_id: &str,
+    request: EmbedTokenRequest,
+) -> Result<Json<EmbedToken>, ApiError> {
+    if request.user.is_some()
+        || !request.groups.is_empty()
+        || !request.departments.is_empty()
+        || request.ttl_secs.is_some()
+        || request.origin.is_some()
+    {
+        return Err(ApiError::InvalidRequest(
+            "a public key gets visitor tokens only: send {} for a new visitor, or {\"visitor_token\": …} to renew one"
+                .into(),
+        ));
+    }
+    let user = match &request.visitor_token {
+        None => lore_identity::embed::new_visitor_id(),
+        Some(previous) => {
+            let claims = state.identity.embed.verify(previous).map_err(|e| {
+                ApiError::InvalidRequest(format!(
+                    "`visitor_token` cannot be renewed ({e}); send {{}} for a new visitor"
+                ))
+            })?;
+            if claims.key.as_deref() != Some(key_id) || !claims.sub.starts_with(lore_identity::embed::VISITOR_PREFIX) {
+                return Err(access::deny(
+                    state,
+                    caller,
+                    "embed_token.renew",
+                    Some(&claims.sub),
+                    "`visitor_token` is not a visitor token of this key",
+                ));
+            }
+            claims.sub
+        }
+    };
+    let principals = vec![lore_core::acl::Principal::everyone().as_str().to_owned()];
+    let (token, claims) = state
+        .identity
+        .embed
+        .mint_for_key(
+            lore_identity::EmbedClaimsInput {
+                user_id: user.clone(),
+                principals: principals.clone(),
+                role: Role::Employee.as_str().to_owned(),
+                origin: None,
+                ttl_secs: state.config.auth.embed_token_ttl_secs,
+            },
+            key_id,
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(EmbedToken { token, user, principals, expires_at: claims.exp }))
 }

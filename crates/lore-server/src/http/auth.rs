@@ -1,10 +1,10 @@
 //! The HTTP side of authentication: `Authorization: Bearer <credential>` → [`Caller`].
 //!
 //! A credential is an API key (`lore_…`), an embed token minted by this server for the chat
-//! widget, or an SSO token from the company's identity provider. Verification and scopes
-//! live in [`lore_core::auth`] and `lore-identity`; this module picks the verifier, audits
-//! failures, and turns them into one generic 401 (the reason is in the audit log, not in the
-//! response).
+//! widget (a public key's visitor token is one too, good only while its key is), or an SSO
+//! token from the company's identity provider. Verification and scopes live in
+//! [`lore_core::auth`] and `lore-identity`; this module picks the verifier, audits failures,
+//! and turns them into one generic 401 (the reason is in the audit log, not in the response).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,27 +57,36 @@ impl Identity {
         origin: Option<&str>,
     ) -> Result<Result<Caller, Refusal>, ApiError> {
         if credential.starts_with("lore_") {
-            return Ok(match self.keys.verify(credential)? {
-                Ok(caller) => Ok(caller),
-                Err(KeyRejection::Unknown) => Err(Refusal::Denied("unknown api key".into())),
-                Err(KeyRejection::Expired { name }) => Err(Refusal::Denied(format!("expired api key {name:?}"))),
-                Err(KeyRejection::Revoked { name }) => Err(Refusal::Denied(format!("revoked api key {name:?}"))),
-            });
+            return Ok(self.keys.verify(credential)?.map_err(|rejection| Refusal::Denied(key_refusal(&rejection))));
         }
         // The issuer only routes the token to its verifier; each verifier checks everything.
         if unverified_issuer(credential).as_deref() == Some(self.embed.issuer()) {
-            return Ok(match self.embed.verify(credential) {
-                Ok(claims) => {
-                    if let (Some(pinned), Some(origin)) = (&claims.origin, origin)
-                        && pinned != origin
-                    {
-                        return Ok(Err(Refusal::Denied(format!("embed token for {pinned} used from {origin}"))));
-                    }
-                    Caller::from_embed(&claims.sub, &claims.principals, &claims.jti)
-                        .map_err(|e| Refusal::Denied(format!("embed token: {e}")))
+            let claims = match self.embed.verify(credential) {
+                Ok(claims) => claims,
+                Err(error) => return Ok(Err(Refusal::Denied(format!("embed token: {error}")))),
+            };
+            // A pinned token is for pages on that origin: a request without an Origin header
+            // (not from a browser page, or a same-origin GET) cannot show where it comes from.
+            match (&claims.origin, origin) {
+                (Some(pinned), Some(origin)) if pinned != origin => {
+                    return Ok(Err(Refusal::Denied(format!("embed token for {pinned} used from {origin}"))));
                 }
-                Err(error) => Err(Refusal::Denied(format!("embed token: {error}"))),
-            });
+                (Some(pinned), None) => {
+                    return Ok(Err(Refusal::Denied(format!("embed token for {pinned} used without an Origin header"))));
+                }
+                _ => {}
+            }
+            // A visitor token lives as long as its public key: revoking the key ends them all.
+            if let Some(key) = &claims.key {
+                if let Err(rejection) = self.keys.public_key(key)? {
+                    return Ok(Err(Refusal::Denied(format!("visitor token: {}", key_refusal(&rejection)))));
+                }
+                if claims.principals != ["everyone"] {
+                    return Ok(Err(Refusal::Denied("visitor token with principals other than everyone".into())));
+                }
+            }
+            return Ok(Caller::from_embed(&claims.sub, &claims.principals, &claims.jti)
+                .map_err(|e| Refusal::Denied(format!("embed token: {e}"))));
         }
         let Some((verifier, roles)) = &self.sso else {
             return Ok(Err(Refusal::Denied("not an api key, and SSO is not configured".into())));
@@ -95,6 +104,16 @@ impl Identity {
             Err(error) if error.is_client_error() => Err(Refusal::Denied(format!("sso token: {error}"))),
             Err(error) => Err(Refusal::Unavailable(error.to_string())),
         })
+    }
+}
+
+/// Why a key was refused, for the audit log.
+fn key_refusal(rejection: &KeyRejection) -> String {
+    match rejection {
+        KeyRejection::Unknown => "unknown api key".into(),
+        KeyRejection::Expired { name } => format!("expired api key {name:?}"),
+        KeyRejection::Revoked { name } => format!("revoked api key {name:?}"),
+        KeyRejection::NotPublic { name } => format!("api key {name:?} is not public"),
     }
 }
 

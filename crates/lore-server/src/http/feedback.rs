@@ -1,4 +1,10 @@
 //! `POST /v1/feedback` (anyone, on their own answers) and `GET /v1/feedback` (review).
+//!
+//! Feedback repeats a question, an answer and often a comment, so it is as confidential as
+//! what it is about: each entry is reviewed by the knowledge managers of the departments
+//! responsible for it (decided when the vote is recorded: the departments owning the cited
+//! documents' collections, else the asker's own), and only if they may read every cited
+//! document. An entry without a department is for admins only.
 
 use std::sync::Arc;
 
@@ -45,10 +51,41 @@ pub async fn submit(
         .chat
         .conversations()
         .exchange(request.message_id, &caller.user)
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .ok_or(ApiError::MessageNotFound)?;
-    let feedback = state.feedback.record(&caller.user, &exchange, request.rating, comment)?;
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let Some(exchange) = exchange else {
+        // Someone else's answer (or none at all) looks the same: not found.
+        let target = request.message_id.to_string();
+        return Err(access::hidden(&state, &caller, "feedback.submit", &target, ApiError::MessageNotFound));
+    };
+    let departments = responsible_departments(&state, &caller, &exchange.answer.citations)?;
+    let feedback = state.feedback.record(&caller.user, &exchange, request.rating, comment, &departments)?;
     Ok((StatusCode::CREATED, Json(feedback)))
+}
+
+/// The departments whose knowledge managers review feedback on an answer: those owning the
+/// collections of its cited documents (documents since deleted, and collections without a
+/// department, add none), or, for an answer without citations, the asker's own.
+fn responsible_departments(
+    state: &AppState,
+    caller: &lore_core::auth::Caller,
+    citations: &serde_json::Value,
+) -> Result<Vec<String>, ApiError> {
+    let cited: Vec<&str> =
+        citations.as_array().into_iter().flatten().filter_map(|c| c["document_id"].as_str()).collect();
+    if cited.is_empty() {
+        return Ok(caller.departments.clone());
+    }
+    let catalog = state.catalog();
+    let mut departments = Vec::new();
+    for id in cited {
+        let Some(document) = catalog.document(id)? else { continue };
+        if let Some(department) = catalog.collection(&document.source)?.and_then(|c| c.department)
+            && !departments.contains(&department)
+        {
+            departments.push(department);
+        }
+    }
+    Ok(departments)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -68,7 +105,7 @@ pub struct FeedbackList {
 #[utoipa::path(
     get, path = "/v1/feedback", tag = "chat", params(FeedbackQuery),
     responses(
-        (status = 200, description = "Feedback, newest first: all for admins; for knowledge managers, entries whose every cited document they may read or manage", body = FeedbackList),
+        (status = 200, description = "Feedback, newest first: all for admins; for knowledge managers, entries recorded for one of their departments whose every cited document they may read or manage", body = FeedbackList),
         (status = 403, description = "Knowledge managers and admins only", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -81,13 +118,19 @@ pub async fn list(
     if !matches!(caller.role, Role::Admin | Role::KnowledgeManager) {
         return Err(access::deny(&state, &caller, "feedback.list", None, "knowledge managers and admins only"));
     }
-    let mut entries = state.feedback.list(query.rating, query.before, query.limit.unwrap_or(100))?;
+    let limit = query.limit.unwrap_or(100);
+    let mut entries = if caller.is_admin() {
+        state.feedback.list(query.rating, query.before, limit)?
+    } else {
+        // The entries of the manager's departments only (none without a department).
+        state.feedback.list_scoped(query.rating, query.before, limit, Some(&caller.departments))?
+    };
     if !caller.is_admin() {
         // An answer repeats its cited documents: show it only to whoever may see all of them.
         entries.retain(|entry| {
             entry.citations.as_array().into_iter().flatten().all(|c| {
                 let id = c["document_id"].as_str().unwrap_or_default();
-                access::readable_document(&state, &caller, id).is_ok()
+                access::may_read_document(&state, &caller, id)
             })
         });
     }

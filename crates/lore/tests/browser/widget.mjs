@@ -255,6 +255,60 @@ await scenario("the demo page answers over the sample corpus with a public key",
     DOCUMENTS["samples/handbook/employee-handbook.md"]);
   assert.deepEqual(errors, [], "the demo page's own CSP allows the widget");
   await page.screenshot({ path: path.join(ARTIFACTS, "demo-page.png") });
+
+  // The widget exchanged the public key for a visitor token of its own, kept for the tab.
+  const stored = await page.evaluate(() => Object.fromEntries(Object.entries(sessionStorage)));
+  const visitorKey = Object.keys(stored).find((k) => k.startsWith("lore:") && k.endsWith(":visitor"));
+  assert.ok(visitorKey, `a visitor token is kept for the tab: ${JSON.stringify(Object.keys(stored))}`);
+  const conversationKey = visitorKey.replace(/:visitor$/, "");
+  const conversation = stored[conversationKey];
+  assert.ok(conversation, "the conversation id is kept next to it");
+  const call = (p, [token, url]) => p.evaluate(async ([t, u]) => {
+    const response = await fetch(u, { headers: { Authorization: `Bearer ${t}` } });
+    return { status: response.status, body: await response.json() };
+  }, [token, url]);
+  const me = await call(page, [JSON.parse(stored[visitorKey]).token, "/v1/me"]);
+  assert.match(me.body.user, /^visitor:/);
+  assert.deepEqual(me.body.principals, ["everyone"]);
+  // Shortly before expiry the token is renewed: same visitor, same conversation.
+  await page.evaluate((k) => {
+    const v = JSON.parse(sessionStorage.getItem(k));
+    sessionStorage.setItem(k, JSON.stringify(Object.assign(v, { renewAt: 0 })));
+  }, visitorKey);
+  await ask(page, "And how does it accrue?");
+  await finished(page);
+  const renewed = JSON.parse(await page.evaluate((k) => sessionStorage.getItem(k), visitorKey));
+  assert.notEqual(renewed.token, JSON.parse(stored[visitorKey]).token, "the token was renewed");
+  assert.equal((await call(page, [renewed.token, "/v1/me"])).body.user, me.body.user);
+  assert.equal(await page.evaluate((k) => sessionStorage.getItem(k), conversationKey), conversation);
+  // A reload restores the conversation (a same-origin GET: no Origin header).
+  await page.reload();
+  await page.locator("lore-chat .launcher").click();
+  await page.locator("lore-chat .msg.assistant").nth(1).waitFor();
+  assert.equal(await page.locator("lore-chat .msg").count(), 4);
+
+  // Another visitor of the same page (another browser) reaches none of it, even knowing its id.
+  const otherContext = await browser.newContext();
+  try {
+    const other = await otherContext.newPage();
+    await other.goto(`${LORE_URL}/demo`);
+    await other.locator("lore-chat .launcher").click();
+    await ask(other, "How does vacation accrue?");
+    await finished(other);
+    const theirs = await other.evaluate((k) => JSON.parse(sessionStorage.getItem(k)).token, visitorKey);
+    assert.notEqual((await call(other, [theirs, "/v1/me"])).body.user, me.body.user);
+    const list = await call(other, [theirs, "/v1/conversations"]);
+    assert.equal(list.body.conversations.length, 1);
+    assert.ok(!list.body.conversations.some((c) => c.id === conversation), "the other visitor lists the first one's conversation");
+    assert.equal((await call(other, [theirs, `/v1/conversations/${conversation}`])).status, 404);
+    await other.evaluate(([k, id]) => sessionStorage.setItem(k, id), [conversationKey, conversation]);
+    await other.reload();
+    await other.locator("lore-chat .launcher").click();
+    await other.waitForFunction((k) => sessionStorage.getItem(k) === null, conversationKey);
+    assert.equal(await other.locator("lore-chat .msg").count(), 0, "a foreign conversation id restores nothing");
+  } finally {
+    await otherContext.close();
+  }
 });
 
 const widget = await (await fetch(`${LORE_URL}/widget.js`)).arrayBuffer();
