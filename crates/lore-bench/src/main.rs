@@ -69,6 +69,10 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Ingest parses files in child processes of this binary (lore_ingest::sandbox).
+    if let Some(code) = lore_ingest::sandbox::run_child_if_requested() {
+        std::process::exit(if code == std::process::ExitCode::SUCCESS { 0 } else { 1 });
+    }
     match Cli::parse().command {
         Command::Corpus { data_dir, shared, mix, replicas } => {
             let mut config = Config::load(None)?;

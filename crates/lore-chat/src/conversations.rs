@@ -85,6 +85,12 @@ impl Conversations {
             .is_some())
     }
 
+    /// Whether a conversation exists, whoever owns it (to audit refused reads; never tell
+    /// the caller).
+    pub fn exists(&self, id: &str) -> rusqlite::Result<bool> {
+        Ok(self.conn.query_row("SELECT 1 FROM conversations WHERE id = ?1", [id], |_| Ok(())).optional()?.is_some())
+    }
+
     /// Appends a message; returns its id.
     pub fn append(
         &self,

@@ -30,6 +30,12 @@ pub struct Upsert {
     pub embeddings: Vec<StoredVector>,
 }
 
+/// Whether a document's fingerprint says it was changed through the API since its source
+/// bytes were ingested (see [`Catalog::mark_edited`]).
+pub fn is_edited(fingerprint: &str) -> bool {
+    fingerprint.starts_with("edited:")
+}
+
 /// An embedding as the catalog keeps it, under the key it was computed for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredVector {
@@ -367,6 +373,17 @@ impl Catalog {
         }
         tx.execute("DELETE FROM acl_journal WHERE doc_id = ?1", [doc_id])?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks a document as changed through the API (ACL or metadata): its fingerprint no
+    /// longer matches its source bytes, so uploading or ingesting those bytes again is an
+    /// update that re-applies their ACL and metadata, never "unchanged" or a duplicate.
+    pub fn mark_edited(&self, doc_id: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE documents SET fingerprint = 'edited:' || fingerprint WHERE id = ?1 AND fingerprint NOT LIKE 'edited:%'",
+            [doc_id],
+        )?;
         Ok(())
     }
 

@@ -319,6 +319,71 @@ pub struct IngestConfig {
     pub max_file_bytes: u64,
     /// Documents per index commit.
     pub commit_every_documents: usize,
+    /// How untrusted files are parsed: in a child process with limits, by default.
+    pub parser: ParserConfig,
+}
+
+/// Parsers of untrusted files (PDF, DOCX, HTML, ...) run in a child process, so a file that
+/// sends a parser into unbounded recursion, a loop or a memory bomb fails alone, with a
+/// reason, and never takes the caller down.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParserConfig {
+    /// `process` (default): each file is parsed by a child process with the limits below.
+    /// `in_process`: parsed on the calling thread, with the same loader limits but no
+    /// protection from crashes; only for trusted files (evaluation corpora, tests).
+    pub isolation: ParserIsolation,
+    /// The program that parses (it must be a Lore binary: it is run as
+    /// `<program> __lore-parse <format>`). Default: the running executable.
+    pub program: Option<PathBuf>,
+    /// Wall-clock limit for parsing one file; the child is killed past it.
+    pub timeout_secs: f64,
+    /// Address-space limit of the child, in MiB.
+    pub memory_mib: u64,
+    /// Most text one file may yield, in MiB.
+    pub max_output_mib: u64,
+    /// PDFs with more pages are refused.
+    pub max_pdf_pages: usize,
+    /// Largest decompressed entry of a DOCX (zip) archive, in MiB.
+    pub max_entry_mib: u64,
+    /// Largest decompressed/compressed size ratio of a DOCX entry (zip bombs compress
+    /// thousands to one; Word XML about ten to one).
+    pub max_compression_ratio: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParserIsolation {
+    #[default]
+    Process,
+    InProcess,
+}
+
+impl Default for ParserConfig {
+    fn default() -> Self {
+        ParserConfig {
+            isolation: ParserIsolation::Process,
+            program: None,
+            timeout_secs: 120.0,
+            memory_mib: 2048,
+            max_output_mib: 64,
+            max_pdf_pages: 5000,
+            max_entry_mib: 256,
+            max_compression_ratio: 200,
+        }
+    }
+}
+
+impl ParserConfig {
+    /// Parsing in a child process run from `program` (tests name the `lore` binary).
+    pub fn process(program: impl Into<PathBuf>) -> Self {
+        ParserConfig { program: Some(program.into()), ..ParserConfig::default() }
+    }
+
+    /// Parsing on the calling thread: trusted files only (see [`ParserIsolation::InProcess`]).
+    pub fn in_process() -> Self {
+        ParserConfig { isolation: ParserIsolation::InProcess, ..ParserConfig::default() }
+    }
 }
 
 impl Default for Config {
@@ -365,7 +430,7 @@ impl Default for ChunkingConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { max_file_bytes: 50 * 1024 * 1024, commit_every_documents: 200 }
+        IngestConfig { max_file_bytes: 50 * 1024 * 1024, commit_every_documents: 200, parser: ParserConfig::default() }
     }
 }
 
@@ -409,6 +474,9 @@ impl Config {
         config.embedding.onnxruntime_library = base.join(&config.embedding.onnxruntime_library);
         if let Some(dir) = &config.chat.prompts_dir {
             config.chat.prompts_dir = Some(base.join(dir));
+        }
+        if let Some(program) = &config.ingest.parser.program {
+            config.ingest.parser.program = Some(base.join(program));
         }
         Ok(config)
     }
@@ -473,6 +541,24 @@ impl Config {
                 "auth.embed_token_ttl_secs must be between 1 and {}",
                 lore_identity::embed::MAX_EMBED_TTL_SECS
             )));
+        }
+        let p = &self.ingest.parser;
+        if !p.timeout_secs.is_finite()
+            || p.timeout_secs <= 0.0
+            || p.memory_mib < 64
+            || p.max_output_mib == 0
+            || p.max_pdf_pages == 0
+        {
+            return Err(Error::Config(
+                "ingest.parser: timeout_secs must be positive, memory_mib at least 64, max_output_mib and \
+                 max_pdf_pages positive"
+                    .into(),
+            ));
+        }
+        if p.max_entry_mib == 0 || p.max_compression_ratio == 0 {
+            return Err(Error::Config(
+                "ingest.parser: max_entry_mib and max_compression_ratio must be positive".into(),
+            ));
         }
         let r = &self.retrieval;
         if r.candidates == 0 || r.max_chunks_per_document == 0 || r.rrf_k <= 0.0 {

@@ -1,9 +1,12 @@
 //! The persistent job queue (SQLite): uploads and replacements waiting for the ingest worker.
 //!
-//! States: `queued` → `processing` → `indexed` | `failed` (with a reason). A job claimed by a
-//! worker that died (crash, restart) is put back in the queue when the server starts; the
-//! ingest journal has already rolled back its partial index writes, so running it again is
-//! safe. The uploaded bytes stay in the staging folder until the job ends.
+//! States: `queued` → `processing` → `indexed` | `failed` (with a reason) | `cancelled` (by
+//! a manager, or because the document was deleted). A job claimed by a worker that died
+//! (crash, restart) is put back in the queue when the server starts, at most
+//! [`MAX_ATTEMPTS`] times in all; then it fails with that reason, so a file that keeps killing
+//! the process cannot do it forever. The ingest journal has already rolled back its partial
+//! index writes, so running it again is safe. The uploaded bytes stay in the staging folder
+//! until the job ends.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +24,11 @@ pub enum JobState {
     Processing,
     Indexed,
     Failed,
+    Cancelled,
 }
+
+/// How many times a job may be started (the first run and retries after restarts).
+pub const MAX_ATTEMPTS: u32 = 3;
 
 impl JobState {
     pub fn as_str(self) -> &'static str {
@@ -30,6 +37,7 @@ impl JobState {
             JobState::Processing => "processing",
             JobState::Indexed => "indexed",
             JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
         }
     }
     fn parse(text: &str) -> JobState {
@@ -37,11 +45,12 @@ impl JobState {
             "queued" => JobState::Queued,
             "processing" => JobState::Processing,
             "indexed" => JobState::Indexed,
+            "cancelled" => JobState::Cancelled,
             _ => JobState::Failed,
         }
     }
     pub fn is_finished(self) -> bool {
-        matches!(self, JobState::Indexed | JobState::Failed)
+        matches!(self, JobState::Indexed | JobState::Failed | JobState::Cancelled)
     }
 }
 
@@ -172,49 +181,83 @@ impl JobStore {
         }
     }
 
-    pub fn finish(&self, id: &str, outcome: std::result::Result<(), String>) -> Result<()> {
+    /// Records how a job being processed ended; `false` (nothing changed) when it is no
+    /// longer processing: it was cancelled meanwhile, and that stays.
+    pub fn finish(&self, id: &str, outcome: std::result::Result<(), String>) -> Result<bool> {
         let (state, error) = match outcome {
             Ok(()) => (JobState::Indexed, None),
             Err(reason) => (JobState::Failed, Some(reason)),
         };
-        self.conn().execute(
-            "UPDATE jobs SET state = ?2, error = ?3, updated_at = ?4 WHERE id = ?1",
+        Ok(self.conn().execute(
+            "UPDATE jobs SET state = ?2, error = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'processing'",
             params![id, state.as_str(), error, db::now()],
-        )?;
-        Ok(())
+        )? == 1)
     }
 
-    /// Fails the queued jobs of a document (it was deleted); returns how many.
-    pub fn cancel_for_document(&self, document_id: &str, reason: &str) -> Result<usize> {
+    /// Whether a job is still `processing` (not cancelled since it was claimed).
+    pub fn is_processing(&self, id: &str) -> Result<bool> {
+        Ok(self.get(id)?.is_some_and(|job| job.state == JobState::Processing))
+    }
+
+    /// Cancels a queued or processing job; returns it, or `None` when there is no such job.
+    /// A finished job stays as it ended.
+    pub fn cancel(&self, id: &str, reason: &str) -> Result<Option<Job>> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE jobs SET state = 'cancelled', error = ?2, updated_at = ?3 \
+             WHERE id = ?1 AND state IN ('queued', 'processing')",
+            params![id, reason, db::now()],
+        )?;
+        get(&conn, id)
+    }
+
+    /// Cancels the unfinished jobs of a document (it was deleted); returns them.
+    pub fn cancel_for_document(&self, document_id: &str, reason: &str) -> Result<Vec<Job>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "UPDATE jobs SET state = 'cancelled', error = ?2, updated_at = ?3 \
+             WHERE document_id = ?1 AND state IN ('queued', 'processing') RETURNING {COLUMNS}"
+        ))?;
+        let rows = stmt.query_map(params![document_id, reason, db::now()], row_to_job)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Gives the unfinished jobs of a document a new ACL (an ACL change made while a new
+    /// version waits must not be undone when that version is written).
+    pub fn set_pending_acl(&self, document_id: &str, acl: &Acl) -> Result<usize> {
         Ok(self.conn().execute(
-            "UPDATE jobs SET state = 'failed', error = ?2, updated_at = ?3 WHERE document_id = ?1 AND state = 'queued'",
-            params![document_id, reason, db::now()],
+            "UPDATE jobs SET acl = ?2, updated_at = ?3 WHERE document_id = ?1 AND state IN ('queued', 'processing')",
+            params![document_id, serde_json::to_string(acl).expect("acl serializes"), db::now()],
         )?)
     }
 
-    /// Puts jobs left `processing` by a previous run back in the queue; returns how many.
-    pub fn requeue_interrupted(&self) -> Result<usize> {
-        Ok(self
-            .conn()
-            .execute("UPDATE jobs SET state = 'queued', updated_at = ?1 WHERE state = 'processing'", [db::now()])?)
+    /// Puts jobs left `processing` by a previous run back in the queue, unless they were
+    /// started [`MAX_ATTEMPTS`] times already: those fail with the reason. Returns (requeued,
+    /// failed).
+    pub fn requeue_interrupted(&self) -> Result<(usize, Vec<Job>)> {
+        let conn = self.conn();
+        let reason = format!(
+            "the server stopped while processing this file {MAX_ATTEMPTS} times; not retried again (upload it again \
+             to retry)"
+        );
+        let mut stmt = conn.prepare(&format!(
+            "UPDATE jobs SET state = 'failed', error = ?1, updated_at = ?2 \
+             WHERE state = 'processing' AND attempts >= ?3 RETURNING {COLUMNS}"
+        ))?;
+        let failed = stmt
+            .query_map(params![reason, db::now(), MAX_ATTEMPTS], row_to_job)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let requeued =
+            conn.execute("UPDATE jobs SET state = 'queued', updated_at = ?1 WHERE state = 'processing'", [db::now()])?;
+        Ok((requeued, failed))
     }
 
-    /// An unfailed job in `collection` for the same bytes, if any: uploading the same file
-    /// twice yields one document.
-    pub fn find_same_content(&self, collection: &str, content_sha256: &str) -> Result<Option<Job>> {
+    /// Staging paths of the jobs that still need their file (queued or processing).
+    pub fn pending_staged_paths(&self) -> Result<Vec<PathBuf>> {
         let conn = self.conn();
-        let id: Option<String> = conn
-            .query_row(
-                "SELECT id FROM jobs WHERE collection = ?1 AND content_sha256 = ?2 AND state != 'failed' \
-                 ORDER BY seq DESC LIMIT 1",
-                params![collection, content_sha256],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match id {
-            Some(id) => get(&conn, &id),
-            None => Ok(None),
-        }
+        let mut stmt = conn.prepare("SELECT staged_path FROM jobs WHERE state IN ('queued', 'processing')")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.map(|r| r.map(PathBuf::from)).collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// The newest job of a document.
@@ -303,15 +346,57 @@ mod tests {
         assert_eq!(a.state, JobState::Queued);
         let claimed = store.claim_next().unwrap().unwrap();
         assert_eq!((claimed.id.as_str(), claimed.state, claimed.attempts), (a.id.as_str(), JobState::Processing, 1));
-        assert_eq!(store.requeue_interrupted().unwrap(), 1);
+        assert_eq!(store.requeue_interrupted().unwrap().0, 1);
         assert_eq!(store.claim_next().unwrap().unwrap().id, a.id, "the interrupted job runs first again");
-        store.finish(&a.id, Err("bad pdf".into())).unwrap();
+        assert!(store.finish(&a.id, Err("bad pdf".into())).unwrap());
         assert_eq!(store.claim_next().unwrap().unwrap().id, b.id);
-        store.finish(&b.id, Ok(())).unwrap();
+        assert!(store.finish(&b.id, Ok(())).unwrap());
         assert!(store.claim_next().unwrap().is_none());
         let failed = store.get(&a.id).unwrap().unwrap();
         assert_eq!((failed.state, failed.error.as_deref()), (JobState::Failed, Some("bad pdf")));
-        assert!(store.find_same_content("hr", "a").unwrap().is_none(), "failed jobs do not count as duplicates");
-        assert_eq!(store.find_same_content("hr", "b").unwrap().unwrap().id, b.id);
+        assert!(!store.finish(&a.id, Ok(())).unwrap(), "a finished job is not finished again");
+    }
+
+    #[test]
+    fn a_job_that_keeps_dying_fails_after_its_attempts_and_cancelled_jobs_stay_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let meta = serde_json::json!({});
+        let new = |name: &'static str| NewJob {
+            collection: "hr",
+            document_id: name,
+            filename: name,
+            content_sha256: name,
+            staged_path: Path::new("/tmp/x"),
+            acl: None,
+            metadata: &meta,
+            title: None,
+            created_by: "alice",
+        };
+        let crashing = store.enqueue(new("crash.pdf")).unwrap();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let claimed = store.claim_next().unwrap().unwrap();
+            assert_eq!((claimed.id.as_str(), claimed.attempts), (crashing.id.as_str(), attempt));
+            // The process dies here; the next start looks at the queue.
+            let (requeued, failed) = store.requeue_interrupted().unwrap();
+            if attempt < MAX_ATTEMPTS {
+                assert_eq!((requeued, failed.len()), (1, 0));
+            } else {
+                assert_eq!((requeued, failed.len()), (0, 1));
+            }
+        }
+        let failed = store.get(&crashing.id).unwrap().unwrap();
+        assert_eq!(failed.state, JobState::Failed);
+        assert!(failed.error.unwrap().contains("3 times"));
+        assert!(store.claim_next().unwrap().is_none(), "never started a fourth time");
+
+        let stuck = store.enqueue(new("stuck.pdf")).unwrap();
+        assert_eq!(store.claim_next().unwrap().unwrap().id, stuck.id);
+        let cancelled = store.cancel(&stuck.id, "cancelled by admin").unwrap().unwrap();
+        assert_eq!(cancelled.state, JobState::Cancelled);
+        assert!(!store.is_processing(&stuck.id).unwrap());
+        assert!(!store.finish(&stuck.id, Ok(())).unwrap(), "the worker's late outcome does not undo a cancel");
+        assert_eq!(store.get(&stuck.id).unwrap().unwrap().state, JobState::Cancelled);
+        assert!(store.pending_staged_paths().unwrap().is_empty());
     }
 }

@@ -6,8 +6,13 @@ pub mod chunker;
 pub mod error;
 pub mod loaders;
 pub mod pipeline;
+pub mod sandbox;
 pub mod source;
 
 pub use error::{FileError, FileErrorKind, IngestError};
-pub use pipeline::{IngestOptions, IngestReport, Ingestor, SourceFile, Upload, UploadOutcome, source_files};
+pub use pipeline::{
+    IngestOptions, IngestReport, Ingestor, PreparedUpload, ReadyUpload, SourceFile, Upload, UploadOutcome,
+    UploadPreparer, source_files,
+};
+pub use sandbox::Parser;
 pub use source::{Source, SourceConfig, document_id};

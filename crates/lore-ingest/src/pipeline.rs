@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use lore_core::acl::Acl;
@@ -20,7 +21,8 @@ use lore_core::types::{Chunk, Collection, DocumentRecord, sha256_hex};
 
 use crate::chunker::{ChunkContext, Chunker};
 use crate::error::{FileError, FileErrorKind, IngestError};
-use crate::loaders::{self, Format};
+use crate::loaders::Format;
+use crate::sandbox::Parser;
 use crate::source::{DocumentMeta, SIDECAR_SUFFIX, Source, read_sidecar};
 
 #[derive(Debug, Clone, Default)]
@@ -88,6 +90,7 @@ pub struct Ingestor {
     catalog: Catalog,
     indexes: Arc<Indexes>,
     chunker: Arc<Chunker>,
+    parser: Arc<Parser>,
     recovered: usize,
 }
 
@@ -127,7 +130,8 @@ impl Ingestor {
             tracing::warn!(documents = reapplied, "re-applied interrupted ACL changes");
         }
         let chunker = Arc::new(Chunker::new(embedder.tokenizer().clone(), &config.chunking)?);
-        Ok(Ingestor { config, embedder, catalog, indexes, chunker, recovered })
+        let parser = Arc::new(Parser::new(&config.ingest.parser)?);
+        Ok(Ingestor { config, embedder, catalog, indexes, chunker, parser, recovered })
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -148,42 +152,53 @@ impl Ingestor {
         )
     }
 
+    /// The part of the pipeline that needs no writer (parse, chunk, embed), to run for an
+    /// upload before taking the writer.
+    pub fn preparer(&self) -> UploadPreparer {
+        UploadPreparer {
+            settings: self.settings(),
+            max_bytes: self.config.ingest.max_file_bytes,
+            chunker: self.chunker.clone(),
+            parser: self.parser.clone(),
+            embedder: self.embedder.clone(),
+        }
+    }
+
     /// Ingests one uploaded file into a collection as document `document_id` (new or
-    /// replaced). A file that cannot be ingested is reported, not raised: the job fails with
-    /// the reason and nothing else changes.
+    /// replaced), all under this writer. A file that cannot be ingested is reported, not
+    /// raised: the job fails with the reason and nothing else changes. (The server prepares
+    /// with [`UploadPreparer`] outside its writer and calls [`Ingestor::write_upload`].)
     pub async fn ingest_upload(&mut self, upload: Upload<'_>) -> Result<UploadOutcome, IngestError> {
-        let source = Source {
-            name: upload.collection.id.clone(),
-            path: upload.path.parent().unwrap_or(Path::new(".")).to_owned(),
-            default_acl: upload.collection.default_acl.as_ref().map(Acl::to_strings),
-            department: upload.collection.department.clone(),
-        };
-        let known: HashMap<String, String> =
-            self.catalog.document(upload.document_id)?.map(|d| (d.id, d.fingerprint)).into_iter().collect();
-        let target = Target { relative: upload.filename.to_owned(), doc_id: upload.document_id.to_owned() };
-        let overrides = Overrides { acl: upload.acl.cloned(), title: upload.title.map(str::to_owned) };
-        let mut timings = StageTimings::default();
-        let (path, settings, max_bytes, chunker) =
-            (upload.path.to_owned(), self.settings(), self.config.ingest.max_file_bytes, self.chunker.clone());
-        let item = tokio::task::spawn_blocking(move || {
-            prepare(&source, &path, target, &overrides, &known, &settings, max_bytes, &chunker, &mut timings)
-        })
-        .await
-        .map_err(|e| IngestError::Other(format!("upload parser task failed: {e}")))?;
-        match item {
-            Item::Prepared(mut prepared) => {
-                prepared.record.metadata = upload.metadata.clone();
-                let chunks = prepared.chunks.len();
-                self.write_batch(vec![*prepared], &mut IngestReport::default()).await?;
+        let known = self.catalog.document(upload.document_id)?.map(|d| d.fingerprint);
+        let preparer = self.preparer();
+        let catalog = &self.catalog;
+        let prepared = preparer
+            .prepare(&upload, known, Arc::new(AtomicBool::new(false)), |keys| catalog.stored_vectors(keys))
+            .await?;
+        match prepared {
+            PreparedUpload::Ready(ready) => {
+                let chunks = self.write_upload(*ready, upload.metadata).await?;
                 Ok(UploadOutcome::Indexed { chunks })
             }
-            Item::Unchanged => {
+            PreparedUpload::Unchanged => {
                 self.catalog.set_metadata(upload.document_id, upload.metadata)?;
                 Ok(UploadOutcome::Unchanged)
             }
-            Item::Failed(error) => Ok(UploadOutcome::Rejected(error.kind)),
-            Item::Skipped(_) => Ok(UploadOutcome::Rejected(FileErrorKind::UnknownType(upload.filename.to_owned()))),
+            PreparedUpload::Rejected(kind) => Ok(UploadOutcome::Rejected(kind)),
         }
+    }
+
+    /// Writes a prepared upload to both indexes and the catalog; returns its chunk count.
+    pub async fn write_upload(
+        &mut self,
+        ready: ReadyUpload,
+        metadata: &serde_json::Value,
+    ) -> Result<usize, IngestError> {
+        let ReadyUpload { mut prepared, vectors } = ready;
+        prepared.record.metadata = metadata.clone();
+        let chunks = prepared.chunks.len();
+        self.write_embedded(vec![prepared], vectors, &mut IngestReport::default()).await?;
+        Ok(chunks)
     }
 
     /// Removes documents from both indexes and the catalog, under the journal.
@@ -209,6 +224,9 @@ impl Ingestor {
         self.catalog.begin_acl_change(doc_id, acl)?;
         self.indexes.set_document_acl(doc_id, &chunks, &acl.to_strings()).await?;
         self.catalog.commit_acl_change(doc_id, acl, metadata)?;
+        // The document no longer is what its source bytes say: the next upload or ingest of
+        // those bytes is an update that re-applies their ACL, never "unchanged".
+        self.catalog.mark_edited(doc_id)?;
         Ok(())
     }
 
@@ -239,6 +257,7 @@ impl Ingestor {
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<(Item, StageTimings)>(64);
         let producer = {
             let chunker = self.chunker.clone();
+            let parser = self.parser.clone();
             let max_bytes = self.config.ingest.max_file_bytes;
             std::thread::spawn(move || {
                 for (source, path, supported) in files {
@@ -246,18 +265,16 @@ impl Ingestor {
                     let item = if supported {
                         let relative = relative_path(&source, &path);
                         let target = Target { doc_id: source.document_id(&relative), relative };
-                        let overrides = Overrides::default();
-                        prepare(
-                            &source,
-                            &path,
-                            target,
-                            &overrides,
-                            &known,
-                            &settings,
+                        let known = known.get(&target.doc_id).cloned();
+                        let context = PrepareContext {
+                            settings: &settings,
                             max_bytes,
-                            &chunker,
-                            &mut timings,
-                        )
+                            chunker: &chunker,
+                            parser: &parser,
+                            cancel: None,
+                        };
+                        let overrides = Overrides::default();
+                        prepare(&source, &path, target, &overrides, known.as_deref(), &context, &mut timings)
                     } else {
                         Item::Skipped(path)
                     };
@@ -335,9 +352,25 @@ impl Ingestor {
             return Ok(());
         }
         let embed_started = Instant::now();
-        let embeddings = self.embed_or_reuse(&batch, report).await?;
+        let catalog = &self.catalog;
+        let embedded = match embed_or_reuse(&self.embedder, &batch, |keys| catalog.stored_vectors(keys), None).await {
+            Ok(embedded) => embedded,
+            Err(Embedding::Failed(error)) => return Err(error),
+            Err(Embedding::Cancelled) => unreachable!("nothing cancels a batch without a flag"),
+        };
+        report.embedded += embedded.embedded;
+        report.reused += embedded.reused;
         report.timings.embed += embed_started.elapsed();
+        self.write_embedded(batch, embedded.vectors, report).await
+    }
 
+    /// Writes documents whose chunks are embedded (one vector per chunk, in order).
+    async fn write_embedded(
+        &mut self,
+        batch: Vec<Prepared>,
+        embeddings: Vec<StoredVector>,
+        report: &mut IngestReport,
+    ) -> Result<(), IngestError> {
         let index_started = Instant::now();
         let doc_ids: Vec<String> = batch.iter().map(|p| p.record.id.clone()).collect();
         let acls: Vec<Vec<String>> = batch.iter().map(|p| p.record.acl.to_strings()).collect();
@@ -393,37 +426,164 @@ impl Ingestor {
         report.chunks += upserts.iter().map(|u| u.chunks.len()).sum::<usize>();
         Ok(())
     }
+}
 
-    /// One embedding per chunk of the batch, in order. A text already embedded with this
-    /// model (in the catalog, or earlier in the batch) is reused; only the rest go to the
-    /// model, in one blocking call.
-    async fn embed_or_reuse(
-        &mut self,
-        batch: &[Prepared],
-        report: &mut IngestReport,
-    ) -> Result<Vec<StoredVector>, IngestError> {
-        let fingerprint = &self.embedder.info().fingerprint;
-        let texts: Vec<String> = batch.iter().flat_map(|p| p.chunks.iter().map(Chunk::embedding_text)).collect();
-        let keys: Vec<String> = texts.iter().map(|t| embed_key(fingerprint, t)).collect();
-        let mut known = self.catalog.stored_vectors(&keys)?;
-        let mut missing: Vec<(String, String)> = Vec::new();
-        let mut queued = HashSet::new();
-        for (key, text) in keys.iter().zip(texts) {
-            if !known.contains_key(key) && queued.insert(key.clone()) {
-                missing.push((key.clone(), text));
+/// Why embedding stopped.
+enum Embedding {
+    Failed(IngestError),
+    Cancelled,
+}
+
+impl From<IngestError> for Embedding {
+    fn from(error: IngestError) -> Self {
+        Embedding::Failed(error)
+    }
+}
+
+impl From<lore_core::Error> for Embedding {
+    fn from(error: lore_core::Error) -> Self {
+        Embedding::Failed(error.into())
+    }
+}
+
+/// The vectors of a batch, and how many were computed or reused.
+struct Embedded {
+    vectors: Vec<StoredVector>,
+    embedded: usize,
+    reused: usize,
+}
+
+/// Texts per model call when embedding can be cancelled (an upload): small enough that a
+/// cancel takes effect within seconds.
+const CANCELLABLE_SLICE: usize = 256;
+
+/// One embedding per chunk of the batch, in order. A text already embedded with this model
+/// (`stored` finds those the catalog holds, or earlier in the batch) is reused; only the rest
+/// go to the model: in one blocking call, or with `cancel` in slices, stopping when it is set.
+async fn embed_or_reuse(
+    embedder: &Arc<Embedder>,
+    batch: &[Prepared],
+    stored: impl FnOnce(&[String]) -> lore_core::Result<HashMap<String, Vec<f32>>>,
+    cancel: Option<&AtomicBool>,
+) -> Result<Embedded, Embedding> {
+    let fingerprint = &embedder.info().fingerprint;
+    let texts: Vec<String> = batch.iter().flat_map(|p| p.chunks.iter().map(Chunk::embedding_text)).collect();
+    let keys: Vec<String> = texts.iter().map(|t| embed_key(fingerprint, t)).collect();
+    let mut known = stored(&keys)?;
+    let mut missing: Vec<(String, String)> = Vec::new();
+    let mut queued = HashSet::new();
+    for (key, text) in keys.iter().zip(texts) {
+        if !known.contains_key(key) && queued.insert(key.clone()) {
+            missing.push((key.clone(), text));
+        }
+    }
+    let mut embedded = 0;
+    let slice = if cancel.is_some() { CANCELLABLE_SLICE } else { missing.len().max(1) };
+    for part in missing.chunks(slice) {
+        if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+            return Err(Embedding::Cancelled);
+        }
+        let embedder = embedder.clone();
+        let (new_keys, texts): (Vec<String>, Vec<String>) = part.iter().cloned().unzip();
+        let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts))
+            .await
+            .map_err(|e| IngestError::Other(format!("embedding task failed: {e}")))?
+            .map_err(IngestError::from)?;
+        embedded += vectors.len();
+        known.extend(new_keys.into_iter().zip(vectors));
+    }
+    let reused = keys.len() - queued.len();
+    let vectors = keys.into_iter().map(|key| StoredVector { vector: known[&key].clone(), key }).collect();
+    Ok(Embedded { vectors, embedded, reused })
+}
+
+/// Parses, chunks and embeds uploads without the writer (see [`Ingestor::preparer`]).
+#[derive(Clone)]
+pub struct UploadPreparer {
+    settings: String,
+    max_bytes: u64,
+    chunker: Arc<Chunker>,
+    parser: Arc<Parser>,
+    embedder: Arc<Embedder>,
+}
+
+/// An upload parsed, chunked and embedded, ready for [`Ingestor::write_upload`].
+pub struct ReadyUpload {
+    prepared: Prepared,
+    vectors: Vec<StoredVector>,
+}
+
+impl ReadyUpload {
+    pub fn chunks(&self) -> usize {
+        self.prepared.chunks.len()
+    }
+
+    pub fn acl(&self) -> &Acl {
+        &self.prepared.record.acl
+    }
+
+    /// Gives the document another ACL before it is written (an ACL change that arrived
+    /// while the file was being prepared wins over the one it was uploaded with).
+    pub fn set_acl(&mut self, acl: Acl) {
+        self.prepared.record.acl = acl;
+    }
+}
+
+pub enum PreparedUpload {
+    Ready(Box<ReadyUpload>),
+    /// Same bytes, ACL and settings as the indexed version.
+    Unchanged,
+    Rejected(FileErrorKind),
+}
+
+impl UploadPreparer {
+    /// Parses (in a child process, killed when `cancel` is set), chunks and embeds one
+    /// upload. `known_fingerprint` is the indexed version's; `stored` finds embeddings the
+    /// catalog already holds.
+    pub async fn prepare(
+        &self,
+        upload: &Upload<'_>,
+        known_fingerprint: Option<String>,
+        cancel: Arc<AtomicBool>,
+        stored: impl FnOnce(&[String]) -> lore_core::Result<HashMap<String, Vec<f32>>>,
+    ) -> Result<PreparedUpload, IngestError> {
+        let source = Source {
+            name: upload.collection.id.clone(),
+            path: upload.path.parent().unwrap_or(Path::new(".")).to_owned(),
+            default_acl: upload.collection.default_acl.as_ref().map(Acl::to_strings),
+            department: upload.collection.department.clone(),
+        };
+        let target = Target { relative: upload.filename.to_owned(), doc_id: upload.document_id.to_owned() };
+        let overrides = Overrides { acl: upload.acl.cloned(), title: upload.title.map(str::to_owned) };
+        let (path, this, flag) = (upload.path.to_owned(), self.clone(), cancel.clone());
+        let item = tokio::task::spawn_blocking(move || {
+            let context = PrepareContext {
+                settings: &this.settings,
+                max_bytes: this.max_bytes,
+                chunker: &this.chunker,
+                parser: &this.parser,
+                cancel: Some(&flag),
+            };
+            let mut timings = StageTimings::default();
+            prepare(&source, &path, target, &overrides, known_fingerprint.as_deref(), &context, &mut timings)
+        })
+        .await
+        .map_err(|e| IngestError::Other(format!("upload parser task failed: {e}")))?;
+        match item {
+            Item::Prepared(prepared) => {
+                let batch = vec![*prepared];
+                let vectors = match embed_or_reuse(&self.embedder, &batch, stored, Some(&cancel)).await {
+                    Ok(Embedded { vectors, .. }) => vectors,
+                    Err(Embedding::Failed(error)) => return Err(error),
+                    Err(Embedding::Cancelled) => return Ok(PreparedUpload::Rejected(FileErrorKind::Cancelled)),
+                };
+                let prepared = batch.into_iter().next().expect("one document");
+                Ok(PreparedUpload::Ready(Box::new(ReadyUpload { prepared, vectors })))
             }
+            Item::Unchanged => Ok(PreparedUpload::Unchanged),
+            Item::Failed(error) => Ok(PreparedUpload::Rejected(error.kind)),
+            Item::Skipped(_) => Ok(PreparedUpload::Rejected(FileErrorKind::UnknownType(upload.filename.to_owned()))),
         }
-        if !missing.is_empty() {
-            let embedder = self.embedder.clone();
-            let (new_keys, texts): (Vec<String>, Vec<String>) = missing.into_iter().unzip();
-            let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts))
-                .await
-                .map_err(|e| IngestError::Other(format!("embedding task failed: {e}")))??;
-            report.embedded += vectors.len();
-            known.extend(new_keys.into_iter().zip(vectors));
-        }
-        report.reused += keys.len() - queued.len();
-        Ok(keys.into_iter().map(|key| StoredVector { vector: known[&key].clone(), key }).collect())
     }
 }
 
@@ -510,18 +670,25 @@ pub enum UploadOutcome {
     Rejected(FileErrorKind),
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What preparing a file needs besides the file.
+struct PrepareContext<'a> {
+    settings: &'a str,
+    max_bytes: u64,
+    chunker: &'a Chunker,
+    parser: &'a Parser,
+    cancel: Option<&'a AtomicBool>,
+}
+
 fn prepare(
     source: &Source,
     path: &Path,
     target: Target,
     overrides: &Overrides,
-    known: &HashMap<String, String>,
-    settings: &str,
-    max_bytes: u64,
-    chunker: &Chunker,
+    known_fingerprint: Option<&str>,
+    context: &PrepareContext<'_>,
     timings: &mut StageTimings,
 ) -> Item {
+    let PrepareContext { settings, max_bytes, chunker, parser, cancel } = *context;
     let fail = |kind| Item::Failed(FileError { path: path.to_owned(), kind });
     let started = Instant::now();
     let size = match std::fs::metadata(path) {
@@ -556,10 +723,10 @@ fn prepare(
         }
         sha256_hex(&material)
     };
-    if known.get(&doc_id) == Some(&fingerprint) {
+    if known_fingerprint == Some(fingerprint.as_str()) {
         return Item::Unchanged;
     }
-    let loaded = match loaders::load(path, &bytes) {
+    let loaded = match parser.parse(path, &bytes, cancel) {
         Ok(loaded) => loaded,
         Err(kind) => return fail(kind),
     };

@@ -40,7 +40,7 @@ pub struct Source {
 }
 
 /// Metadata a document may carry about itself (front matter or sidecar).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 pub struct DocumentMeta {
     pub title: Option<String>,
     pub lang: Option<String>,

@@ -2,7 +2,10 @@
 //! retriever (readers) and the ingest writer (uploads, deletes, ACL changes), plus the stores
 //! in the embedded database.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use lore_chat::conversations::Conversations;
 use lore_chat::{ChatEngine, Retriever};
@@ -13,7 +16,7 @@ use lore_core::embed::Embedder;
 use lore_core::index::Indexes;
 use lore_core::jobs::JobStore;
 use lore_core::keys::KeyStore;
-use lore_ingest::Ingestor;
+use lore_ingest::{Ingestor, UploadPreparer};
 
 use crate::http::auth::Identity;
 use crate::http::metrics::Metrics;
@@ -27,7 +30,12 @@ pub struct AppState {
     /// Reads of documents and collections (writes go through `writer`).
     pub catalog: Mutex<Catalog>,
     /// The only writer of both indexes: the job worker and the document handlers take turns.
+    /// The worker holds it only to write a prepared upload, never while parsing or embedding.
     pub writer: tokio::sync::Mutex<Ingestor>,
+    /// Parses (in child processes), chunks and embeds uploads without the writer.
+    pub preparer: UploadPreparer,
+    /// The job the worker is processing, with the flag that cancels it.
+    pub current_job: Mutex<Option<(String, Arc<AtomicBool>)>>,
     pub jobs: JobStore,
     pub audit: AuditLog,
     /// Woken when a job is queued.
@@ -35,6 +43,8 @@ pub struct AppState {
     pub feedback: lore_chat::feedback::FeedbackStore,
     /// The public key the `/demo` page embeds (`lore serve --demo`).
     pub demo_key: std::sync::OnceLock<String>,
+    /// Rate limit of audited "not found" refusals.
+    pub denials: crate::http::access::DenialLimiter,
 }
 
 impl AppState {
@@ -53,10 +63,15 @@ impl AppState {
         let keys = Arc::new(KeyStore::open(&db)?);
         let identity = Identity::new(&config, keys).map_err(lore_ingest::IngestError::Other)?;
         let jobs = JobStore::open(&db)?;
-        let requeued = jobs.requeue_interrupted()?;
+        let (requeued, given_up) = jobs.requeue_interrupted()?;
         if requeued > 0 {
             tracing::warn!(jobs = requeued, "resuming jobs interrupted by a restart");
         }
+        for job in &given_up {
+            tracing::error!(job = %job.id, file = %job.filename, attempts = job.attempts, "job failed: interrupted too often");
+        }
+        sweep_staging(&config.data_dir, &jobs, Duration::ZERO);
+        let preparer = writer.preparer();
         Ok(Arc::new(AppState {
             retriever,
             chat,
@@ -64,13 +79,26 @@ impl AppState {
             metrics: Metrics::default(),
             catalog: Mutex::new(Catalog::open(&db)?),
             writer: tokio::sync::Mutex::new(writer),
+            preparer,
+            current_job: Mutex::new(None),
             jobs,
             audit: AuditLog::open(&db)?,
             job_queued: tokio::sync::Notify::new(),
             feedback: lore_chat::feedback::FeedbackStore::open(&db)?,
             demo_key: std::sync::OnceLock::new(),
+            denials: Default::default(),
             config,
         }))
+    }
+
+    /// Cancels the job if the worker is processing it now (its parser child is killed).
+    pub fn interrupt_job(&self, id: &str) {
+        let current = self.current_job.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((running, cancel)) = current.as_ref()
+            && running == id
+        {
+            cancel.store(true, Ordering::Relaxed);
+        }
     }
 
     pub fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
@@ -103,5 +131,34 @@ impl AppState {
             detail,
             remote: None,
         });
+    }
+}
+
+/// Removes staging folders under `<data>/uploads` that no queued or processing job needs and
+/// that are older than `min_age` (an upload being staged right now is younger). Failed and
+/// cancelled jobs leave nothing behind.
+pub fn sweep_staging(data_dir: &Path, jobs: &JobStore, min_age: Duration) {
+    let pending = match jobs.pending_staged_paths() {
+        Ok(paths) => paths,
+        Err(error) => {
+            tracing::warn!(%error, "cannot list pending uploads; staging folders kept");
+            return;
+        }
+    };
+    let Ok(entries) = std::fs::read_dir(data_dir.join("uploads")) else { return };
+    for entry in entries.flatten() {
+        let folder = entry.path();
+        let young = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < min_age);
+        if young || pending.iter().any(|path| path.starts_with(&folder)) {
+            continue;
+        }
+        if let Err(error) = std::fs::remove_dir_all(&folder) {
+            tracing::warn!(%error, folder = %folder.display(), "cannot remove a staging folder");
+        }
     }
 }

@@ -1,16 +1,28 @@
-//! The background worker: takes queued jobs one at a time (the indexes have one writer, and
-//! embedding already uses every core), runs the ingest pipeline on the staged file and
-//! records the outcome. A file that fails never blocks the queue: its job fails with the
-//! reason and the next one starts. When the queue runs dry after writes, the vector index
-//! is optimized.
+//! The background worker: takes queued jobs one at a time (embedding already uses every
+//! core) and records each outcome. A file that fails never blocks the queue: its job fails
+//! with the reason and the next one starts.
+//!
+//! A job is prepared without the writer: the file is parsed in a child process (see
+//! `lore_ingest::sandbox`: limits on time, memory and output; a crash fails the file, not
+//! the server), then chunked and embedded. Only the index write takes the writer, so ACL
+//! changes and deletes never wait behind a slow or hostile file. Under the writer the job is
+//! looked at again: if it was cancelled (or its document deleted) meanwhile nothing is
+//! written, and an ACL change made meanwhile wins over the ACL it was uploaded with.
+//!
+//! When the queue runs dry after writes, the vector index is optimized and staging folders
+//! nobody needs are removed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lore_core::jobs::Job;
-use lore_ingest::{Upload, UploadOutcome};
+use lore_core::jobs::{Job, JobState};
+use lore_ingest::{PreparedUpload, Upload};
 
-use crate::state::AppState;
+use crate::state::{AppState, sweep_staging};
+
+/// Staging folders younger than this may belong to an upload being staged right now.
+const STAGING_GRACE: Duration = Duration::from_secs(3600);
 
 /// Runs until `shutdown` resolves; the job in progress finishes first.
 pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output = ()>) {
@@ -26,20 +38,25 @@ pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output
         };
         match next {
             Some(job) => {
-                wrote = true;
+                let cancel = Arc::new(AtomicBool::new(false));
+                *state.current_job.lock().unwrap_or_else(|p| p.into_inner()) = Some((job.id.clone(), cancel.clone()));
                 let outcome = {
                     let state = state.clone();
                     let job = job.clone();
-                    // A panic in a parser must fail the job, not the worker.
-                    tokio::spawn(async move { process(&state, &job).await })
+                    // A panic anywhere in ingest must fail the job, not the worker.
+                    tokio::spawn(async move { process(&state, &job, &cancel).await })
                         .await
                         .unwrap_or_else(|e| Err(format!("ingest crashed: {e}")))
                 };
-                if let Err(reason) = &outcome {
-                    tracing::warn!(job = %job.id, file = %job.filename, %reason, "job failed");
+                *state.current_job.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                wrote |= matches!(outcome, Ok(true));
+                match state.jobs.finish(&job.id, outcome.map(|_| ())) {
+                    Ok(true) => {}
+                    Ok(false) => tracing::info!(job = %job.id, "job was cancelled while it ran"),
+                    Err(error) => tracing::error!(%error, job = %job.id, "cannot record the job outcome"),
                 }
-                if let Err(error) = state.jobs.finish(&job.id, outcome) {
-                    tracing::error!(%error, job = %job.id, "cannot record the job outcome");
+                if let Ok(Some(Job { state: JobState::Failed, error: Some(reason), .. })) = state.jobs.get(&job.id) {
+                    tracing::warn!(job = %job.id, file = %job.filename, %reason, "job failed");
                 }
                 let _ = std::fs::remove_dir_all(job.staged_path.parent().unwrap_or(&job.staged_path));
             }
@@ -49,6 +66,7 @@ pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output
                     if let Err(error) = state.writer.lock().await.optimize().await {
                         tracing::warn!(%error, "optimizing the vector index failed");
                     }
+                    sweep_staging(&state.config.data_dir, &state.jobs, STAGING_GRACE);
                 }
                 tokio::select! {
                     _ = &mut shutdown => return,
@@ -60,31 +78,52 @@ pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output
     }
 }
 
-async fn process(state: &AppState, job: &Job) -> Result<(), String> {
+/// Prepares and writes one job; `Ok(true)` when the indexes were written.
+async fn process(state: &AppState, job: &Job, cancel: &Arc<AtomicBool>) -> Result<bool, String> {
     let collection = state
         .catalog()
         .collection(&job.collection)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("collection {:?} no longer exists", job.collection))?;
-    let mut writer = state.writer.lock().await;
-    let outcome = writer
-        .ingest_upload(Upload {
-            collection: &collection,
-            document_id: &job.document_id,
-            path: &job.staged_path,
-            filename: &job.filename,
-            acl: job.acl.as_ref(),
-            title: job.title.as_deref(),
-            metadata: &job.metadata,
-        })
+    let known = state.catalog().document(&job.document_id).map_err(|e| e.to_string())?.map(|d| d.fingerprint);
+    let upload = Upload {
+        collection: &collection,
+        document_id: &job.document_id,
+        path: &job.staged_path,
+        filename: &job.filename,
+        acl: job.acl.as_ref(),
+        title: job.title.as_deref(),
+        metadata: &job.metadata,
+    };
+    let prepared = state
+        .preparer
+        .prepare(&upload, known, cancel.clone(), |keys| state.catalog().stored_vectors(keys))
         .await
         .map_err(|e| e.to_string())?;
-    match outcome {
-        UploadOutcome::Indexed { chunks } => {
+    if cancel.load(Ordering::Relaxed) {
+        return Err("cancelled".into());
+    }
+    let mut writer = state.writer.lock().await;
+    // Looked at again under the writer: a cancel or delete that came first wins.
+    let current = match state.jobs.get(&job.id).map_err(|e| e.to_string())? {
+        Some(current) if current.state == JobState::Processing => current,
+        _ => return Ok(false),
+    };
+    match prepared {
+        PreparedUpload::Ready(mut ready) => {
+            if current.acl != job.acl
+                && let Some(acl) = current.acl
+            {
+                ready.set_acl(acl);
+            }
+            let chunks = writer.write_upload(*ready, &job.metadata).await.map_err(|e| e.to_string())?;
             tracing::info!(job = %job.id, document = %job.document_id, chunks, "document indexed");
-            Ok(())
+            Ok(true)
         }
-        UploadOutcome::Unchanged => Ok(()),
-        UploadOutcome::Rejected(kind) => Err(kind.to_string()),
+        PreparedUpload::Unchanged => {
+            writer.catalog().set_metadata(&job.document_id, &job.metadata).map_err(|e| e.to_string())?;
+            Ok(false)
+        }
+        PreparedUpload::Rejected(kind) => Err(kind.to_string()),
     }
 }

@@ -31,9 +31,13 @@ pub fn options() -> RunOptions {
     RunOptions { cache_root, ..RunOptions::default() }
 }
 
-/// The default configuration (the same defaults `lore eval` runs with, no config file).
+/// The default configuration (the same defaults `lore eval` runs with, no config file),
+/// except that the trusted evaluation corpora are parsed in this process: a test binary cannot
+/// host the child parser (`lore eval` itself parses in child processes).
 pub fn config() -> Config {
-    Config::default()
+    let mut config = Config::default();
+    config.ingest.parser = lore_core::config::ParserConfig::in_process();
+    config
 }
 
 pub async fn run(set: &lore_eval::EvalSet, config: &Config, options: &RunOptions) -> RunResult {

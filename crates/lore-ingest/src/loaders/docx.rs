@@ -3,34 +3,66 @@ use std::io::{Cursor, Read};
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
-use super::{Format, LoadedDocument, tidy};
+use super::{Format, Limits, LoadedDocument, tidy};
 use crate::error::FileErrorKind;
 use crate::source::DocumentMeta;
 
 fn corrupt(detail: impl ToString) -> FileErrorKind {
-    FileErrorKind::Corrupt { format: "docx", detail: detail.to_string() }
+    FileErrorKind::Corrupt { format: "docx".into(), detail: detail.to_string() }
 }
 
 /// Word documents: paragraphs in order, `Heading N` styles as Markdown headings, table
 /// cells separated by ` | `, the title from the core properties or the `Title` style.
-pub fn load(bytes: &[u8]) -> Result<LoadedDocument, FileErrorKind> {
+pub fn load(bytes: &[u8], limits: &Limits) -> Result<LoadedDocument, FileErrorKind> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(corrupt)?;
-    let document = read_entry(&mut archive, "word/document.xml")?.ok_or_else(|| corrupt("no word/document.xml"))?;
-    let core_title = read_entry(&mut archive, "docProps/core.xml")?.and_then(|xml| element_text(&xml, b"dc:title"));
+    let document =
+        read_entry(&mut archive, "word/document.xml", limits)?.ok_or_else(|| corrupt("no word/document.xml"))?;
+    let core_title =
+        read_entry(&mut archive, "docProps/core.xml", limits)?.and_then(|xml| element_text(&xml, b"dc:title"));
     let (body, style_title) = paragraphs(&document)?;
     let title = core_title.filter(|t| !t.trim().is_empty()).or(style_title);
     Ok(LoadedDocument::single(Format::Docx, title, DocumentMeta::default(), true, tidy(&body)))
 }
 
-fn read_entry(archive: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str) -> Result<Option<String>, FileErrorKind> {
-    let mut entry = match archive.by_name(name) {
+/// Entries up to this size may compress any amount (tiny XML parts often compress 100:1).
+const RATIO_EXEMPT_BYTES: u64 = 1024 * 1024;
+
+/// One archive entry as text, never decompressing more than the limits allow: the declared
+/// size is checked first, then the bytes actually read (a zip can lie about its sizes).
+fn read_entry(
+    archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
+    name: &str,
+    limits: &Limits,
+) -> Result<Option<String>, FileErrorKind> {
+    let entry = match archive.by_name(name) {
         Ok(entry) => entry,
         Err(zip::result::ZipError::FileNotFound) => return Ok(None),
         Err(e) => return Err(corrupt(e)),
     };
-    let mut text = String::new();
-    entry.read_to_string(&mut text).map_err(corrupt)?;
-    Ok(Some(text))
+    let too_large = || FileErrorKind::EntryTooLarge {
+        entry: name.to_owned(),
+        limit_mib: limits.max_entry_bytes.div_ceil(1024 * 1024),
+    };
+    let compressed = entry.compressed_size().max(1);
+    let check_ratio = |size: u64| {
+        let ratio = size / compressed;
+        if size > RATIO_EXEMPT_BYTES && ratio > limits.max_compression_ratio {
+            Err(FileErrorKind::CompressionRatio { entry: name.to_owned(), ratio, limit: limits.max_compression_ratio })
+        } else {
+            Ok(())
+        }
+    };
+    if entry.size() > limits.max_entry_bytes {
+        return Err(too_large());
+    }
+    check_ratio(entry.size())?;
+    let mut bytes = Vec::new();
+    entry.take(limits.max_entry_bytes + 1).read_to_end(&mut bytes).map_err(corrupt)?;
+    if bytes.len() as u64 > limits.max_entry_bytes {
+        return Err(too_large());
+    }
+    check_ratio(bytes.len() as u64)?;
+    String::from_utf8(bytes).map(Some).map_err(|_| corrupt(format!("{name} is not UTF-8")))
 }
 
 fn resolve_entity(name: &[u8]) -> Option<char> {

@@ -12,7 +12,8 @@ use std::path::Path;
 use crate::error::FileErrorKind;
 use crate::source::DocumentMeta;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Markdown,
     Text,
@@ -34,6 +35,10 @@ impl Format {
         })
     }
 
+    pub fn from_name(name: &str) -> Option<Format> {
+        [Format::Markdown, Format::Text, Format::Html, Format::Pdf, Format::Docx].into_iter().find(|f| f.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Format::Markdown => "markdown",
@@ -45,8 +50,34 @@ impl Format {
     }
 }
 
+/// Limits every loader enforces on untrusted input, whether it runs in a child process or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    pub max_pdf_pages: usize,
+    /// Largest decompressed archive entry (DOCX), in bytes.
+    pub max_entry_bytes: u64,
+    /// Largest decompressed/compressed ratio of an archive entry over 1 MiB.
+    pub max_compression_ratio: u64,
+}
+
+impl Limits {
+    pub fn from_config(config: &lore_core::config::ParserConfig) -> Self {
+        Limits {
+            max_pdf_pages: config.max_pdf_pages,
+            max_entry_bytes: config.max_entry_mib.saturating_mul(1024 * 1024),
+            max_compression_ratio: config.max_compression_ratio,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from_config(&lore_core::config::ParserConfig::default())
+    }
+}
+
 /// A loaded document: its text in sections (one per page for PDFs, else one).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadedDocument {
     pub format: Format,
     /// Title found in the document itself (front matter, `<title>`, core properties, first heading).
@@ -57,7 +88,7 @@ pub struct LoadedDocument {
     pub sections: Vec<Section>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Section {
     pub page: Option<u32>,
     pub text: String,
@@ -73,11 +104,21 @@ impl LoadedDocument {
     }
 }
 
-/// Loads `bytes` as the format implied by `path`'s extension.
+/// Loads `bytes` as the format implied by `path`'s extension, with the default [`Limits`],
+/// on this thread. Untrusted files go through [`crate::sandbox::Parser`] instead.
 pub fn load(path: &Path, bytes: &[u8]) -> Result<LoadedDocument, FileErrorKind> {
-    let format = Format::from_path(path).ok_or_else(|| {
+    load_format(format_of(path)?, bytes, &Limits::default())
+}
+
+/// The loader `path`'s extension selects.
+pub fn format_of(path: &Path) -> Result<Format, FileErrorKind> {
+    Format::from_path(path).ok_or_else(|| {
         FileErrorKind::UnknownType(path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default())
-    })?;
+    })
+}
+
+/// Loads `bytes` as `format` within `limits`; a parser panic becomes an error.
+pub fn load_format(format: Format, bytes: &[u8], limits: &Limits) -> Result<LoadedDocument, FileErrorKind> {
     if bytes.is_empty() {
         return Err(FileErrorKind::Empty);
     }
@@ -87,8 +128,8 @@ pub fn load(path: &Path, bytes: &[u8]) -> Result<LoadedDocument, FileErrorKind> 
             Ok(LoadedDocument::single(Format::Text, None, DocumentMeta::default(), false, as_text(bytes)?.to_owned()))
         }
         Format::Html => html::load(as_text(bytes)?),
-        Format::Pdf => pdf::load(bytes),
-        Format::Docx => docx::load(bytes),
+        Format::Pdf => pdf::load(bytes, limits),
+        Format::Docx => docx::load(bytes, limits),
     })
     .map_err(|panic| {
         let message = panic

@@ -3,12 +3,12 @@ use pdf_extract::{Document, Object, PlainTextOutput, output_doc_page};
 
 use unicode_normalization::UnicodeNormalization;
 
-use super::{Format, LoadedDocument, Section, tidy};
+use super::{Format, Limits, LoadedDocument, Section, tidy};
 use crate::error::FileErrorKind;
 use crate::source::DocumentMeta;
 
 fn corrupt(detail: impl ToString) -> FileErrorKind {
-    FileErrorKind::Corrupt { format: "pdf", detail: detail.to_string() }
+    FileErrorKind::Corrupt { format: "pdf".into(), detail: detail.to_string() }
 }
 
 /// PDF text by page, through `pdf-extract`.
@@ -17,7 +17,7 @@ fn corrupt(detail: impl ToString) -> FileErrorKind {
 /// show text), so PDFs that use them (anything rewritten by Ghostscript) lose every line
 /// but the first of each text block. Before extraction each page's content stream is
 /// rewritten into the equivalent `T*` + `Tj` (and `Tw`/`Tc` for `"`) sequence.
-pub fn load(bytes: &[u8]) -> Result<LoadedDocument, FileErrorKind> {
+pub fn load(bytes: &[u8], limits: &Limits) -> Result<LoadedDocument, FileErrorKind> {
     let mut doc = Document::load_mem(bytes).map_err(|e| {
         let message = e.to_string();
         if is_password_error(&message) { FileErrorKind::Encrypted } else { corrupt(message) }
@@ -28,6 +28,9 @@ pub fn load(bytes: &[u8]) -> Result<LoadedDocument, FileErrorKind> {
     let pages = doc.get_pages();
     if pages.is_empty() {
         return Err(corrupt("no pages"));
+    }
+    if pages.len() > limits.max_pdf_pages {
+        return Err(FileErrorKind::TooManyPages { pages: pages.len(), limit: limits.max_pdf_pages });
     }
     for &page_id in pages.values() {
         rewrite_next_line_operators(&mut doc, page_id);

@@ -88,13 +88,52 @@ fn pdf_quote_operators_keep_every_line_on_its_page() {
 #[test]
 fn bad_files_get_a_named_reason() {
     assert_eq!(load_fixture("encrypted.pdf").unwrap_err(), FileErrorKind::Encrypted);
-    assert!(matches!(load_fixture("corrupt.pdf").unwrap_err(), FileErrorKind::Corrupt { format: "pdf", .. }));
+    assert!(
+        matches!(load_fixture("corrupt.pdf").unwrap_err(), FileErrorKind::Corrupt { format, .. } if format == "pdf")
+    );
     assert_eq!(load_fixture("empty.md").unwrap_err(), FileErrorKind::Empty);
     assert_eq!(load_fixture("binary.md").unwrap_err(), FileErrorKind::Binary);
     let err = load(std::path::Path::new("diagram.png"), b"\x89PNG").unwrap_err();
     assert_eq!(err, FileErrorKind::UnknownType("png".into()));
     let err = load(std::path::Path::new("broken.docx"), b"PK\x03\x04 not really a zip").unwrap_err();
-    assert!(matches!(err, FileErrorKind::Corrupt { format: "docx", .. }), "{err:?}");
+    assert!(matches!(&err, FileErrorKind::Corrupt { format, .. } if format == "docx"), "{err:?}");
     let err = load(std::path::Path::new("truncated.pdf"), b"%PDF-1.7\n1 0 obj << /Type /Catalog").unwrap_err();
-    assert!(matches!(err, FileErrorKind::Corrupt { format: "pdf", .. }), "{err:?}");
+    assert!(matches!(&err, FileErrorKind::Corrupt { format, .. } if format == "pdf"), "{err:?}");
+}
+
+/// A DOCX whose `word/document.xml` is `xml`, deflated.
+fn docx_with(xml: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("word/document.xml", options).unwrap();
+    zip.write_all(xml).unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+#[test]
+fn docx_archives_are_read_within_size_and_ratio_limits() {
+    use lore_ingest::loaders::{Limits, load_format};
+    let paragraph = b"<w:p><w:r><w:t>aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa</w:t></w:r></w:p>";
+    let mut xml = b"<w:document><w:body>".to_vec();
+    for _ in 0..(4 << 20) / paragraph.len() {
+        xml.extend_from_slice(paragraph);
+    }
+    xml.extend_from_slice(b"</w:body></w:document>");
+    let bomb = docx_with(&xml);
+    let limits = Limits { max_pdf_pages: 10, max_entry_bytes: 64 << 20, max_compression_ratio: 100 };
+    let err = load_format(Format::Docx, &bomb, &limits).unwrap_err();
+    assert!(
+        matches!(&err, FileErrorKind::CompressionRatio { entry, limit: 100, .. } if entry == "word/document.xml"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("word/document.xml") && err.to_string().contains("100:1"), "{err}");
+
+    let small = Limits { max_entry_bytes: 1 << 20, max_compression_ratio: 10_000, ..limits };
+    let err = load_format(Format::Docx, &bomb, &small).unwrap_err();
+    assert!(matches!(&err, FileErrorKind::EntryTooLarge { limit_mib: 1, .. }), "{err:?}");
+    assert!(err.to_string().contains("word/document.xml decompresses to more than 1 MiB"), "{err}");
+
+    let generous = Limits { max_entry_bytes: 64 << 20, max_compression_ratio: 10_000, ..limits };
+    assert!(load_format(Format::Docx, &bomb, &generous).is_ok(), "within the limits it loads");
 }

@@ -33,5 +33,9 @@ pub fn embedder() -> Arc<Embedder> {
 }
 
 pub fn config_in(dir: &Path) -> Config {
-    Config { data_dir: dir.join("data"), ..Config::default() }
+    // Trusted fixtures, parsed in this process (a test binary cannot host the child parser;
+    // the server's tests cover parsing in child processes).
+    let mut config = Config { data_dir: dir.join("data"), ..Config::default() };
+    config.ingest.parser = lore_core::config::ParserConfig::in_process();
+    config
 }

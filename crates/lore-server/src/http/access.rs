@@ -16,6 +16,51 @@ pub fn deny(state: &AppState, caller: &Caller, action: &str, target: Option<&str
     ApiError::Forbidden(message.to_owned())
 }
 
+/// A refusal answered as "not found", so the thing's existence does not leak: audited as
+/// `access.denied` like every refusal, at most once a minute per caller, action and target,
+/// so probing many times cannot flood the log.
+pub fn hidden(state: &AppState, caller: &Caller, action: &str, target: &str, error: ApiError) -> ApiError {
+    if state.denials.should_record(&caller.actor(), action, target) {
+        state.audit_caller(
+            caller,
+            "access.denied",
+            Some(target),
+            Outcome::Denied,
+            serde_json::json!({ "attempted": action, "answered": error.code() }),
+        );
+    }
+    error
+}
+
+/// Remembers which hidden refusals were audited recently (bounded: forgets everything when
+/// full, which at worst records a repeat early).
+#[derive(Default)]
+pub struct DenialLimiter {
+    seen: std::sync::Mutex<std::collections::HashMap<(String, String, String), std::time::Instant>>,
+}
+
+impl DenialLimiter {
+    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+    const CAPACITY: usize = 10_000;
+
+    pub fn should_record(&self, actor: &str, action: &str, target: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let key = (actor.to_owned(), action.to_owned(), target.to_owned());
+        if seen.get(&key).is_some_and(|at| now.duration_since(*at) < Self::INTERVAL) {
+            return false;
+        }
+        if seen.len() >= Self::CAPACITY {
+            seen.retain(|_, at| now.duration_since(*at) < Self::INTERVAL);
+            if seen.len() >= Self::CAPACITY {
+                seen.clear();
+            }
+        }
+        seen.insert(key, now);
+        true
+    }
+}
+
 pub fn require_admin(state: &AppState, caller: &Caller, action: &str, target: Option<&str>) -> Result<(), ApiError> {
     if caller.is_admin() {
         Ok(())
@@ -47,12 +92,40 @@ pub fn require_manager(
     }
 }
 
+/// A collection whose documents the caller may change. To a caller who may not, a collection
+/// they can read nothing of is "not found" like an unknown id (audited), so ids cannot be
+/// probed; one they can read from is a 403.
+pub fn managed_collection(state: &AppState, caller: &Caller, id: &str, action: &str) -> Result<Collection, ApiError> {
+    let collection = collection(state, id)?;
+    if caller.manages(collection.department.as_deref()) {
+        return Ok(collection);
+    }
+    let reads_some = !state
+        .catalog()
+        .documents_page(&collection.id, None, 1, |doc| can_read(caller, doc, Some(&collection)))?
+        .is_empty();
+    if !reads_some {
+        return Err(hidden(state, caller, action, id, ApiError::CollectionNotFound));
+    }
+    require_manager(state, caller, &collection, action)?;
+    Ok(collection)
+}
+
 pub fn can_read(caller: &Caller, document: &DocumentRecord, collection: Option<&Collection>) -> bool {
     caller.scope.permits(&document.acl.to_strings())
         || collection.is_some_and(|c| caller.manages(c.department.as_deref()))
 }
 
-/// A document the caller may read, with its collection; not found otherwise.
+/// Whether the caller may read a document (a check, not a request: nothing is audited).
+pub fn may_read_document(state: &AppState, caller: &Caller, id: &str) -> bool {
+    let catalog = state.catalog();
+    let Ok(Some(document)) = catalog.document(id) else { return false };
+    let collection = catalog.collection(&document.source).ok().flatten();
+    can_read(caller, &document, collection.as_ref())
+}
+
+/// A document the caller may read, with its collection; not found otherwise (and the
+/// refusal audited when the document exists).
 pub fn readable_document(
     state: &AppState,
     caller: &Caller,
@@ -64,7 +137,8 @@ pub fn readable_document(
     if can_read(caller, &document, collection.as_ref()) {
         Ok((document, collection))
     } else {
-        Err(ApiError::DocumentNotFound)
+        drop(catalog);
+        Err(hidden(state, caller, "document.read", id, ApiError::DocumentNotFound))
     }
 }
 

@@ -97,7 +97,11 @@ pub async fn chat(
     let answer = state
         .chat
         .ask(&caller.user, &caller.scope, &question, request.conversation_id.as_deref(), earlier.as_deref())
-        .await?;
+        .await
+        .map_err(|e| match (e, &request.conversation_id) {
+            (ChatError::ConversationNotFound, Some(id)) => conversation_not_found(&state, &caller, id),
+            (e, _) => e.into(),
+        })?;
     state.metrics.observe_retrieval(&answer.timings.retrieval);
     if answer.model.is_some() {
         state.metrics.observe_stage("generation", answer.timings.generation_ms / 1e3);
@@ -118,10 +122,11 @@ async fn stream_answer(
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures::StreamExt;
     // Checked before the stream starts, so a foreign conversation is a plain 404.
-    if let Some(id) = &conversation_id
-        && !state.chat.conversations().owned_by(id, &caller.user).map_err(ChatError::from)?
-    {
-        return Err(ApiError::ConversationNotFound);
+    if let Some(id) = &conversation_id {
+        let owned = state.chat.conversations().owned_by(id, &caller.user).map_err(ChatError::from)?;
+        if !owned {
+            return Err(conversation_not_found(&state, &caller, id));
+        }
     }
     let (sender, receiver) = tokio::sync::mpsc::channel::<ChatEvent>(32);
     let engine = state.chat.clone();
@@ -156,6 +161,16 @@ async fn stream_answer(
         Ok::<_, std::convert::Infallible>(sse.unwrap_or_else(|_| Event::default().event("error")))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// "Not found" for a conversation the caller does not own; audited when it exists (someone
+/// else's), so a refused read is on record without telling the caller it exists.
+fn conversation_not_found(state: &AppState, caller: &Caller, id: &str) -> ApiError {
+    if state.chat.conversations().exists(id).unwrap_or(false) {
+        super::access::hidden(state, caller, "conversation.read", id, ApiError::ConversationNotFound)
+    } else {
+        ApiError::ConversationNotFound
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -196,11 +211,7 @@ pub async fn get(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<ConversationDetail>, ApiError> {
-    let messages = state
-        .chat
-        .conversations()
-        .messages(&id, &caller.user)
-        .map_err(ChatError::from)?
-        .ok_or(ApiError::ConversationNotFound)?;
+    let messages = state.chat.conversations().messages(&id, &caller.user).map_err(ChatError::from)?;
+    let messages = messages.ok_or_else(|| conversation_not_found(&state, &caller, &id))?;
     Ok(Json(ConversationDetail { id, messages }))
 }

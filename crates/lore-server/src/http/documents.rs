@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use lore_core::acl::Acl;
 use lore_core::audit::Outcome;
 use lore_core::auth::Caller;
-use lore_core::jobs::{Job, NewJob};
+use lore_core::jobs::{Job, JobState, NewJob};
 use lore_core::types::{Collection, DocumentRecord, sha256_hex};
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +58,8 @@ impl DocumentInfo {
 
 fn status_of(state: &AppState, doc: DocumentRecord) -> Result<DocumentInfo, ApiError> {
     let status = match state.jobs.latest_for_document(&doc.id)? {
-        Some(job) if job.state != lore_core::jobs::JobState::Indexed => job.state.as_str().to_owned(),
+        // A cancelled replacement leaves the indexed version as it was.
+        Some(job) if !matches!(job.state, JobState::Indexed | JobState::Cancelled) => job.state.as_str().to_owned(),
         _ => "indexed".to_owned(),
     };
     Ok(DocumentInfo::new(doc, status))
@@ -68,7 +69,8 @@ fn status_of(state: &AppState, doc: DocumentRecord) -> Result<DocumentInfo, ApiE
 pub struct UploadAccepted {
     pub job: Job,
     pub document_id: String,
-    /// The same file (bytes, ACL, title) was already uploaded to this collection: no new job.
+    /// The document already is this upload (same bytes, ACL, title, metadata and path, and
+    /// not changed since), or a job for it is under way: no new job.
     pub duplicate: bool,
 }
 
@@ -201,6 +203,25 @@ async fn stage_and_enqueue(
     Ok(job)
 }
 
+/// The job an upload duplicates, if any: the document's newest job is for the same bytes,
+/// ACL, title, metadata and path, and either is still under way or produced the document as
+/// it is now (a document changed since through the API is marked edited, and a newer
+/// version has a newer job). Anything else is an update.
+fn duplicate_of(state: &AppState, document_id: &str, fingerprint: &str) -> Result<Option<Job>, ApiError> {
+    let Some(latest) = state.jobs.latest_for_document(document_id)? else { return Ok(None) };
+    if latest.content_sha256 != fingerprint {
+        return Ok(None);
+    }
+    let current = match latest.state {
+        JobState::Queued | JobState::Processing => true,
+        JobState::Indexed => {
+            state.catalog().document(document_id)?.is_some_and(|doc| !lore_core::catalog::is_edited(&doc.fingerprint))
+        }
+        JobState::Failed | JobState::Cancelled => false,
+    };
+    Ok(current.then_some(latest))
+}
+
 fn upload_fingerprint(form: &UploadForm, acl: Option<&Acl>, path: &str) -> String {
     let mut material = form.bytes.clone();
     for part in [
@@ -236,8 +257,7 @@ pub async fn upload(
     Path(collection_id): Path<String>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
-    let collection = access::collection(&state, &collection_id)?;
-    access::require_manager(&state, &caller, &collection, "document.upload")?;
+    let collection = access::managed_collection(&state, &caller, &collection_id, "document.upload")?;
     let form = read_form(multipart).await?;
     check_content(&form.filename, form.content_type.as_deref(), &form.bytes).map_err(ApiError::UnsupportedMediaType)?;
     if form.acl.is_none() && collection.default_acl.is_none() {
@@ -248,9 +268,7 @@ pub async fn upload(
     }
     let document_id = lore_ingest::document_id(&collection.id, &form.filename);
     let fingerprint = upload_fingerprint(&form, form.acl.as_ref(), &form.filename);
-    if let Some(existing) = state.jobs.find_same_content(&collection.id, &fingerprint)?
-        && (!existing.state.is_finished() || state.catalog().document(&existing.document_id)?.is_some())
-    {
+    if let Some(existing) = duplicate_of(&state, &document_id, &fingerprint)? {
         let document_id = existing.document_id.clone();
         return Ok(
             (StatusCode::OK, Json(UploadAccepted { job: existing, document_id, duplicate: true })).into_response()
@@ -347,7 +365,7 @@ pub struct DocumentList {
     params(("id" = String, Path, description = "Collection id"), ListParams),
     responses(
         (status = 200, description = "The documents the caller may read, by path", body = DocumentList),
-        (status = 404, description = "No such collection", body = ErrorBody),
+        (status = 404, description = "No such collection (or the caller neither manages it nor may read any of its documents)", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -357,7 +375,8 @@ pub async fn list(
     Path(collection_id): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<DocumentList>, ApiError> {
-    let collection = access::collection(&state, &collection_id)?;
+    // The request is checked before the collection is looked up, so a bad request answers the
+    // same whether or not the collection exists.
     let limit = params.limit.unwrap_or(50);
     if limit == 0 || limit > lore_core::catalog::MAX_PAGE {
         return Err(ApiError::InvalidRequest(format!(
@@ -365,9 +384,17 @@ pub async fn list(
             lore_core::catalog::MAX_PAGE
         )));
     }
-    let page = state.catalog().documents_page(&collection.id, params.cursor.as_deref(), limit, |doc| {
-        can_read(&caller, doc, Some(&collection))
-    })?;
+    let collection = access::collection(&state, &collection_id)?;
+    let readable = |doc: &DocumentRecord| can_read(&caller, doc, Some(&collection));
+    let page = state.catalog().documents_page(&collection.id, params.cursor.as_deref(), limit, readable)?;
+    // Only managers can list a collection; to anyone else, one they can read nothing of is
+    // "not found" like an unknown id, so ids cannot be probed (with or without a cursor).
+    if page.is_empty()
+        && !caller.manages(collection.department.as_deref())
+        && (params.cursor.is_none() || state.catalog().documents_page(&collection.id, None, 1, readable)?.is_empty())
+    {
+        return Err(access::hidden(&state, &caller, "document.list", &collection.id, ApiError::CollectionNotFound));
+    }
     let next_cursor = (page.len() == limit).then(|| page.last().map(|d| d.path.clone())).flatten();
     let documents = page.into_iter().map(|doc| status_of(&state, doc)).collect::<Result<Vec<_>, _>>()?;
     let pending = if caller.manages(collection.department.as_deref()) && params.cursor.is_none() {
@@ -440,8 +467,16 @@ pub async fn patch(
     {
         let mut writer = state.writer.lock().await;
         match &acl {
-            Some(acl) => writer.set_acl(&id, acl, patch.metadata.as_ref()).await?,
-            None => writer.catalog().set_metadata(&id, patch.metadata.as_ref().expect("checked above"))?,
+            Some(acl) => {
+                // A version still waiting to be written takes this ACL too, so the change
+                // cannot be undone when it lands.
+                state.jobs.set_pending_acl(&id, acl)?;
+                writer.set_acl(&id, acl, patch.metadata.as_ref()).await?;
+            }
+            None => {
+                writer.catalog().set_metadata(&id, patch.metadata.as_ref().expect("checked above"))?;
+                writer.catalog().mark_edited(&id)?;
+            }
         }
     }
     state.audit_caller(
@@ -471,14 +506,17 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (document, _) = access::managed_document(&state, &caller, &id, "document.delete")?;
-    let cancelled = state.jobs.cancel_for_document(&id, "the document was deleted")?;
+    let cancelled = state.jobs.cancel_for_document(&id, "cancelled: the document was deleted")?;
+    for job in &cancelled {
+        cancel_job_work(&state, job);
+    }
     state.writer.lock().await.delete_documents(std::slice::from_ref(&id)).await?;
     state.audit_caller(
         &caller,
         "document.delete",
         Some(&id),
         Outcome::Ok,
-        serde_json::json!({ "collection": document.source, "path": document.path, "cancelled_jobs": cancelled }),
+        serde_json::json!({ "collection": document.source, "path": document.path, "cancelled_jobs": cancelled.len() }),
     );
     Ok(StatusCode::NO_CONTENT)
 }
@@ -502,8 +540,64 @@ pub async fn job(
     if job.created_by == caller.user || manages || caller.is_admin() {
         Ok(Json(job))
     } else {
-        Err(ApiError::JobNotFound)
+        Err(access::hidden(&state, &caller, "job.read", &id, ApiError::JobNotFound))
     }
+}
+
+/// Stops what a cancelled job still holds: the worker's parser child if it is running it
+/// now, else its staged file (the worker removes the staging of the job it runs).
+fn cancel_job_work(state: &AppState, job: &Job) {
+    state.interrupt_job(&job.id);
+    let running =
+        state.current_job.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|(id, _)| *id == job.id);
+    if !running && let Some(folder) = job.staged_path.parent() {
+        let _ = std::fs::remove_dir_all(folder);
+    }
+}
+
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/cancel", tag = "documents",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job, now `cancelled` (a job that had already ended is returned as it ended); a job being parsed has its parser stopped", body = Job),
+        (status = 403, description = "The caller does not manage the job's collection", body = ErrorBody),
+        (status = 404, description = "No such job (or not visible to the caller)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn cancel_job(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    let job = state.jobs.get(&id)?.ok_or(ApiError::JobNotFound)?;
+    let collection = state.catalog().collection(&job.collection)?;
+    let manages = collection.as_ref().is_some_and(|c| caller.manages(c.department.as_deref())) || caller.is_admin();
+    if !manages {
+        if job.created_by == caller.user {
+            return Err(access::deny(
+                &state,
+                &caller,
+                "job.cancel",
+                Some(&id),
+                "only admins and knowledge managers of the collection's department may cancel its jobs",
+            ));
+        }
+        return Err(access::hidden(&state, &caller, "job.cancel", &id, ApiError::JobNotFound));
+    }
+    let reason = format!("cancelled by {}", caller.actor());
+    let job = state.jobs.cancel(&id, &reason)?.ok_or(ApiError::JobNotFound)?;
+    if job.state == JobState::Cancelled {
+        cancel_job_work(&state, &job);
+        state.audit_caller(
+            &caller,
+            "job.cancel",
+            Some(&id),
+            Outcome::Ok,
+            serde_json::json!({ "collection": job.collection, "document": job.document_id, "file": job.filename }),
+        );
+    }
+    Ok(Json(job))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

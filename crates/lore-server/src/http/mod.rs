@@ -1,7 +1,7 @@
 //! The HTTP API (axum). `app` builds the router; `serve` runs it on a listener until the
 //! shutdown future resolves, so tests can bind `127.0.0.1:0`.
 
-mod access;
+pub mod access;
 mod admin;
 pub mod auth;
 mod chat;
@@ -9,6 +9,7 @@ mod collections;
 mod documents;
 pub mod error;
 mod feedback;
+mod json_errors;
 pub mod metrics;
 mod search;
 pub mod web;
@@ -54,6 +55,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/v1/documents/{id}/content", get(documents::content))
         .route("/v1/jobs/{id}", get(documents::job))
+        .route("/v1/jobs/{id}/cancel", post(documents::cancel_job))
         .route("/v1/feedback", post(feedback::submit).get(feedback::list))
         .route("/", get(web::app))
         .route("/app-config.json", get(web::app_config))
@@ -71,7 +73,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), web::cors))
+        .layer(middleware::from_fn(json_errors::json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn(web::nosniff))
         .with_state(state)
 }
 
@@ -116,7 +120,7 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         search::search, chat::chat, chat::list, chat::get, admin::me, admin::embed_token,
         collections::create, collections::list, collections::delete,
         documents::upload, documents::list, documents::get, documents::replace, documents::patch, documents::delete,
-        documents::content, documents::job, feedback::submit, feedback::list, admin::create_key, admin::list_keys, admin::revoke_key, admin::audit, admin::audit_export,
+        documents::content, documents::job, documents::cancel_job, feedback::submit, feedback::list, admin::create_key, admin::list_keys, admin::revoke_key, admin::audit, admin::audit_export,
         healthz, readyz, metrics_text
     ),
     components(schemas(
@@ -202,8 +206,10 @@ fn narrow(state: &AppState, caller: Caller, on_behalf: Option<&OnBehalfOf>) -> R
 }
 
 /// Limits a caller's scope to the documents of some collections (the widget's
-/// `data-collections`, or `collections` in a request). Only narrows; unknown collections are
-/// an error, so a typo does not silently search nothing.
+/// `data-collections`, or `collections` in a request). Only narrows. An unknown collection is
+/// an error for admins, who can list every collection, so a typo does not silently search
+/// nothing; for everyone else it narrows to nothing, exactly like a collection they can read
+/// nothing of, so collection ids cannot be probed.
 fn within_collections(
     state: &AppState,
     mut caller: Caller,
@@ -214,9 +220,11 @@ fn within_collections(
         return Err(ApiError::InvalidRequest("`collections` must list 1-50 collection ids".into()));
     }
     let catalog = state.catalog();
-    for id in collections {
-        if catalog.collection(id)?.is_none() {
-            return Err(ApiError::InvalidRequest(format!("unknown collection {id:?} in `collections`")));
+    if caller.is_admin() {
+        for id in collections {
+            if catalog.collection(id)?.is_none() {
+                return Err(ApiError::InvalidRequest(format!("unknown collection {id:?} in `collections`")));
+            }
         }
     }
     caller.scope = caller.scope.within_documents(catalog.document_ids_of_collections(collections)?);

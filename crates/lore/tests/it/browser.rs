@@ -14,7 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use lore_core::config::{Config, ProviderConfig, Role};
+use lore_core::config::{ProviderConfig, Role};
 use lore_core::embed::Embedder;
 use lore_core::keys::NewKey;
 use lore_ingest::{IngestOptions, Ingestor, Source, SourceConfig};
@@ -183,7 +183,7 @@ async fn the_widget_in_a_real_browser() {
          Label template: <img src=x onerror=\"window.__xss=1\"> and <script>window.__xss=2</script> are printed as text.",
     )
     .unwrap();
-    let mut config = Config { data_dir: data.path().join("data"), ..Config::default() };
+    let mut config = crate::config_in(data.path().join("data"));
     config.server.cors_origins = vec![host_url.clone()];
     // Single sign-on for the full page: the test provider runs the authorization code flow.
     let idp = lore_identity::testing::TestIdp::start().await;

@@ -37,7 +37,7 @@ pub fn start_with_providers(
     providers: Vec<lore_core::config::ProviderConfig>,
 ) -> TestServer {
     let data = tempfile::tempdir().unwrap();
-    let mut config = Config { data_dir: data.path().join("data"), ..Config::default() };
+    let mut config = crate::config_in(data.path().join("data"));
     config.chat.providers = providers;
     let mut keys = Vec::new();
     for (user, groups) in users {
@@ -416,4 +416,65 @@ async fn openapi_describes_every_route() {
     assert_eq!(spec["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
     // The request schema forbids what the server rejects.
     assert!(schemas["SearchRequest"]["required"].as_array().unwrap().contains(&json!("query")));
+}
+
+/// Issue 12, item 6: user text never reaches a query syntax. Hostile search strings (query
+/// operators, unbalanced quotes and brackets, deep nesting, control characters, RTL, CJK,
+/// emoji, very long words) are searched as plain text: never a 500, never a crash.
+#[tokio::test]
+async fn hostile_search_queries_never_cause_server_errors() {
+    const SEED: u64 = 0x1055_0012_0006_0500;
+    #[rustfmt::skip]
+    const POOL: &[&str] = &[
+        "+", "-", "&&", "||", "!", "(", ")", "{", "}", "[", "]", "^", "\"", "~", "*", "?", ":", "\\", "/", "AND",
+        "OR", "NOT", "IN", "TO", "'", "`", "*:*", "title_en:", "body_es:", "lang:", "acl:everyone", "[a TO z]",
+        "{* TO *}", "^2", "~3", "^1e40", "-\"carry over\"", "\"e-mail\"", "'carry over'", "IN [a b]", "+vacation",
+        "-vacation", "vacation", "salary", "e-mail", "3.5", "-5", "días", "vacaciones", "¿", "¡", "日本語", "한국어",
+        "😀", "👩\u{200d}👩\u{200d}👧", "مرحبا", "שלום", "e\u{301}", "\u{0}", "\u{7}", "\u{1b}[31m", "\u{200b}",
+        "\u{feff}", "\u{202e}", "\r\n", "\t", "\u{fffd}", "\u{10ffff}", "ß", "İ",
+    ];
+    fn hostile(rng: &mut StdRng) -> String {
+        let mut out = String::new();
+        for _ in 0..rng.random_range(1..16) {
+            match rng.random_range(0..10) {
+                0 => {
+                    let pool = ['a', 'é', '-', '9', '.', '日', '"', '('];
+                    out.extend(std::iter::repeat_n(pool[rng.random_range(0..pool.len())], rng.random_range(30..1000)));
+                }
+                1 => out.extend((0..rng.random_range(1..30)).map(|_| rng.random::<char>())),
+                2 => out.extend(std::iter::repeat_n('(', rng.random_range(1..1000))),
+                _ => out.push_str(POOL[rng.random_range(0..POOL.len())]),
+            }
+            if rng.random_bool(0.6) {
+                out.push(' ');
+            }
+        }
+        out.chars().take(3000).collect()
+    }
+
+    let server = sample_server();
+    let key = key_of(server, "alice@acme.example");
+    let mut rng = StdRng::seed_from_u64(SEED);
+    let mut queries = vec![r#"vacation -"carry over""#.to_owned(), "(".repeat(2000) + "vacation", "   ".to_owned()];
+    while queries.len() < 153 {
+        let query = hostile(&mut rng);
+        if !query.trim().is_empty() {
+            queries.push(query);
+        }
+    }
+    let mut ok = 0;
+    for query in &queries {
+        let body = json!({"query": query, "limit": 5}).to_string();
+        let (status, response) = post(server, Some(&key), "/v1/search", body).await;
+        assert_ne!(status, 500, "seed {SEED}: server error for {query:?}: {response}");
+        let expected = if query.trim().is_empty() { 400 } else { 200 };
+        assert_eq!(status, expected, "seed {SEED}: {query:?}: {response}");
+        ok += usize::from(status == 200);
+    }
+    assert_eq!(ok, queries.len() - 1);
+    let (status, response) =
+        post(server, Some(&key), "/v1/search", json!({"query": r#"vacation -"carry over""#, "limit": 5}).to_string())
+            .await;
+    assert_eq!(status, 200, "{response}");
+    assert!(!response["results"].as_array().unwrap().is_empty(), "{response}");
 }

@@ -78,7 +78,7 @@ fn start() -> Server {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async move {
             let idp = Arc::new(TestIdp::start().await);
-            let mut config = Config { data_dir, ..Config::default() };
+            let mut config = crate::config_in(data_dir);
             config.auth.oidc = Some(idp.oidc_config());
             config.auth.roles.admin = vec!["it-admins".into()];
             config.auth.roles.knowledge_manager = vec!["hr-km".into()];
@@ -218,12 +218,12 @@ pub async fn upload(
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-/// Polls a job until it is indexed or failed.
+/// Polls a job until it is indexed, failed or cancelled.
 pub async fn wait_for_job(addr: SocketAddr, key: &str, job: &str) -> Value {
     for _ in 0..600 {
         let (status, body) = call(addr, "GET", &format!("/v1/jobs/{job}"), Some(key), None).await;
         assert_eq!(status, 200, "{body}");
-        if matches!(body["state"].as_str(), Some("indexed" | "failed")) {
+        if matches!(body["state"].as_str(), Some("indexed" | "failed" | "cancelled")) {
             return body;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -346,11 +346,15 @@ async fn knowledge_managers_cannot_touch_other_departments() {
         let (status, response) = call(s.addr, method, &format!("/v1/documents/{hr_doc}"), Some(km), body).await;
         assert_eq!(status, 404, "{method} on an HR document: {response}");
     }
-    let (status, _) = upload(s.addr, km, "hr", "evil.md", b"# Evil\n\nOverride.".to_vec(), &[]).await;
-    assert_eq!(status, 403);
+    // It can read nothing in `hr`: to it, `hr` does not exist (ids cannot be probed).
+    let (status, refused) = upload(s.addr, km, "hr", "evil.md", b"# Evil\n\nOverride.".to_vec(), &[]).await;
+    assert_eq!((status, refused["code"].as_str()), (404, Some("collection_not_found")), "{refused}");
+    let (status, unknown) = upload(s.addr, km, "no-such", "evil.md", b"# Evil\n\nOverride.".to_vec(), &[]).await;
+    assert_eq!((status, &unknown), (404, &refused), "the same answer as an unknown collection");
     let (status, list) = call(s.addr, "GET", "/v1/collections/hr/documents", Some(km), None).await;
+    assert_eq!((status, list["code"].as_str()), (404, Some("collection_not_found")), "nothing to read: {list}");
+    let (status, list) = call(s.addr, "GET", "/v1/collections/hr/documents", Some(&s.keys["km_eng"]), None).await;
     assert_eq!(status, 200);
-    assert!(list["documents"].as_array().unwrap().is_empty(), "{list}");
     assert!(list["pending"].as_array().unwrap().is_empty(), "only managers see pending uploads: {list}");
     // ...but manages their own department's collection, including documents they may not read.
     let (status, list) = call(s.addr, "GET", "/v1/collections/eng/documents", Some(km), None).await;
@@ -728,7 +732,7 @@ async fn collections_narrow_search_and_never_widen_it() {
     // The ACL still applies inside the chosen collections.
     let (_, eng) = search("employee", json!(["eng"])).await;
     assert!(eng["results"].as_array().unwrap().is_empty(), "{eng}");
-    let (status, unknown) = search("employee", json!(["nope"])).await;
+    let (status, unknown) = search("admin", json!(["nope"])).await;
     assert_eq!((status, unknown["code"].as_str()), (400, Some("invalid_request")), "{unknown}");
     let (status, chat) = call(
         s.addr,
@@ -739,4 +743,302 @@ async fn collections_narrow_search_and_never_widen_it() {
     )
     .await;
     assert_eq!((status, chat["kind"].as_str()), (200, Some("no_answer")), "{chat}");
+}
+
+// Public keys: every holder is someone else (issue 12, item 2).
+
+/// Asks `question` as `credential`; the conversation id and the answer's message id.
+async fn ask_as(addr: SocketAddr, credential: &str, question: &str) -> (String, i64) {
+    let (status, answer) = call(addr, "POST", "/v1/chat", Some(credential), Some(json!({"question": question}))).await;
+    assert_eq!(status, 200, "{answer}");
+    (answer["conversation_id"].as_str().unwrap().to_owned(), answer["message_id"].as_i64().unwrap())
+}
+
+/// Ids of the conversations `credential` lists.
+async fn conversation_ids(addr: SocketAddr, credential: &str) -> Vec<String> {
+    let (status, list) = call(addr, "GET", "/v1/conversations", Some(credential), None).await;
+    assert_eq!(status, 200, "{list}");
+    list["conversations"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// `credential` can neither list, read, continue nor rate someone else's conversation.
+async fn assert_cannot_reach(addr: SocketAddr, credential: &str, conversation: &str, message: i64, who: &str) {
+    assert!(!conversation_ids(addr, credential).await.iter().any(|c| c == conversation), "{who} lists it");
+    let (status, body) = call(addr, "GET", &format!("/v1/conversations/{conversation}"), Some(credential), None).await;
+    assert_eq!(status, 404, "{who} reads it: {body}");
+    let follow_up = json!({"question": "And what else?", "conversation_id": conversation});
+    let (status, body) = call(addr, "POST", "/v1/chat", Some(credential), Some(follow_up.clone())).await;
+    assert_eq!(status, 404, "{who} continues it: {body}");
+    let mut streamed = follow_up;
+    streamed["stream"] = json!(true);
+    let (status, body) = call(addr, "POST", "/v1/chat", Some(credential), Some(streamed)).await;
+    assert_eq!(status, 404, "{who} continues it streaming: {body}");
+    let vote = json!({"message_id": message, "rating": "down", "comment": "not mine"});
+    let (status, body) = call(addr, "POST", "/v1/feedback", Some(credential), Some(vote)).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("message_not_found")), "{who} rates it: {body}");
+}
+
+/// A public key created through the API for this test; its secret and id.
+async fn new_public_key(addr: SocketAddr, name: &str) -> (String, String) {
+    let admin = &server().keys["admin"];
+    let body = json!({"name": name, "role": "employee", "public": true});
+    let (status, created) = call(addr, "POST", "/v1/keys", Some(admin), Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    (created["key"].as_str().unwrap().to_owned(), created["info"]["id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn public_key_holders_never_share_conversations_or_feedback() {
+    let s = server();
+    let public = &s.keys["public"];
+    let mint = |body: Value| call(s.addr, "POST", "/v1/embed/token", Some(public), Some(body));
+
+    // Two visitors of the same page: two visitor tokens, two people.
+    let (status, first) = mint(json!({})).await;
+    assert_eq!(status, 200, "{first}");
+    let (_, second) = mint(json!({})).await;
+    let (v1, v2) = (first["token"].as_str().unwrap().to_owned(), second["token"].as_str().unwrap().to_owned());
+    let (u1, u2) = (first["user"].as_str().unwrap(), second["user"].as_str().unwrap());
+    assert!(u1.starts_with("visitor:") && u1.len() >= "visitor:".len() + 22, "{first}");
+    assert_ne!(u1, u2);
+    assert_eq!(first["principals"], json!(["everyone"]));
+    let (status, me) = call(s.addr, "GET", "/v1/me", Some(&v1), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!((me["user"].as_str(), me["role"].as_str()), (Some(u1), Some("employee")));
+    assert_eq!(me["principals"], json!(["everyone"]));
+
+    let (c1, m1) = ask_as(s.addr, &v1, "How many days of paid vacation do I get?").await;
+    assert_eq!(conversation_ids(s.addr, &v1).await, [c1.as_str()]);
+    assert_cannot_reach(s.addr, &v2, &c1, m1, "the second visitor").await;
+    // The first visitor keeps their own conversation and may rate it.
+    let (status, _) = call(s.addr, "GET", &format!("/v1/conversations/{c1}"), Some(&v1), None).await;
+    assert_eq!(status, 200);
+    let (status, vote) =
+        call(s.addr, "POST", "/v1/feedback", Some(&v1), Some(json!({"message_id": m1, "rating": "up"}))).await;
+    assert_eq!(status, 201, "{vote}");
+
+    // The key itself, used twice, is two strangers: nothing it creates can be found again.
+    let (_, me1) = call(s.addr, "GET", "/v1/me", Some(public), None).await;
+    let (_, me2) = call(s.addr, "GET", "/v1/me", Some(public), None).await;
+    assert!(me1["user"].as_str().unwrap().starts_with("anonymous:"), "{me1}");
+    assert_ne!(me1["user"], me2["user"]);
+    let (c3, m3) = ask_as(s.addr, public, "How many days of paid vacation do I get?").await;
+    assert_cannot_reach(s.addr, public, &c3, m3, "the same key again").await;
+    assert_cannot_reach(s.addr, public, &c1, m1, "the raw key").await;
+    assert_cannot_reach(s.addr, &v1, &c3, m3, "a visitor").await;
+
+    // A vote on someone else's answer is audited as a refusal.
+    let (_, audit) =
+        call(s.addr, "GET", "/v1/audit?action=access.denied&limit=1000", Some(&s.keys["admin"]), None).await;
+    assert!(
+        audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == u2 && e["detail"]["attempted"] == "feedback.submit"),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn public_keys_cannot_act_as_a_user() {
+    let s = server();
+    let admin = &s.keys["admin"];
+    let body = json!({"name": "alice-public", "role": "employee", "user": "alice@acme.example", "public": true});
+    let (status, refused) = call(s.addr, "POST", "/v1/keys", Some(admin), Some(body)).await;
+    assert_eq!((status, refused["code"].as_str()), (400, Some("invalid_request")), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("public key"), "{refused}");
+    // Without a user (or with the placeholder) it is created; other keys still need a user.
+    new_public_key(s.addr, "no-user-public").await;
+    let body = json!({"name": "placeholder-public", "role": "employee", "user": "public", "public": true});
+    let (status, created) = call(s.addr, "POST", "/v1/keys", Some(admin), Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, refused) =
+        call(s.addr, "POST", "/v1/keys", Some(admin), Some(json!({"name": "no-user", "role": "employee"}))).await;
+    assert_eq!(status, 400, "{refused}");
+
+    // The same through the CLI.
+    let data = tempfile::tempdir().unwrap();
+    let output = crate::lore(
+        data.path(),
+        &["keys", "create", "--name", "p", "--role", "employee", "--public", "--user", "alice@acme.example"],
+    );
+    assert!(!output.status.success(), "lore keys create --public --user alice was accepted");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("public key"), "{output:?}");
+    let output = crate::lore(data.path(), &["keys", "create", "--name", "p", "--public"]);
+    crate::assert_success(&output);
+    assert!(String::from_utf8_lossy(&output.stdout).trim().starts_with("lore_"));
+}
+
+#[tokio::test]
+async fn visitor_tokens_renew_and_end_with_their_key() {
+    let s = server();
+    let (key, key_id) = new_public_key(s.addr, "renewals").await;
+    let (other_key, _) = new_public_key(s.addr, "another-page").await;
+    let mint = |key: &str, body: Value| {
+        let key = key.to_owned();
+        async move { call(s.addr, "POST", "/v1/embed/token", Some(&key), Some(body)).await }
+    };
+    let (status, first) = mint(&key, json!({})).await;
+    assert_eq!(status, 200, "{first}");
+    let token = first["token"].as_str().unwrap().to_owned();
+    let (conversation, _) = ask_as(s.addr, &token, "How many days of paid vacation do I get?").await;
+
+    // Renewal keeps the visitor, and so their conversation.
+    let (status, renewed) = mint(&key, json!({"visitor_token": token})).await;
+    assert_eq!(status, 200, "{renewed}");
+    assert_eq!(renewed["user"], first["user"]);
+    assert_ne!(renewed["token"], first["token"]);
+    let renewed = renewed["token"].as_str().unwrap().to_owned();
+    assert_eq!(conversation_ids(s.addr, &renewed).await, [conversation.as_str()]);
+
+    // Refused: another key's visitor token, a user's embed token, anything else in the body.
+    let (_, foreign) = mint(&other_key, json!({})).await;
+    let (status, body) = mint(&key, json!({"visitor_token": foreign["token"]})).await;
+    assert_eq!(status, 403, "another key's visitor cannot be taken over: {body}");
+    let (_, alice) = call(
+        s.addr,
+        "POST",
+        "/v1/embed/token",
+        Some(&s.keys["admin"]),
+        Some(json!({"user": "alice", "groups": ["hr"]})),
+    )
+    .await;
+    let (status, body) = mint(&key, json!({"visitor_token": alice["token"]})).await;
+    assert_eq!(status, 403, "a user's token is not a visitor's: {body}");
+    for bad in [
+        json!({"visitor_token": "not-a-token"}),
+        json!({"user": "alice"}),
+        json!({"groups": ["hr"]}),
+        json!({"ttl_secs": 60}),
+        json!({"origin": "https://intranet.example.com"}),
+        json!({"visitor_token": renewed, "user": "alice"}),
+    ] {
+        let (status, body) = mint(&key, bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    // A visitor token cannot mint tokens itself, and a non-public key keeps today's rules.
+    let (status, _) = mint(&renewed, json!({})).await;
+    assert_eq!(status, 403);
+    let (status, _) = mint(&s.keys["employee"], json!({})).await;
+    assert_eq!(status, 403);
+
+    // Revoking the key ends its visitors' sessions.
+    let (status, _) = call(s.addr, "DELETE", &format!("/v1/keys/{key_id}"), Some(&s.keys["admin"]), None).await;
+    assert_eq!(status, 200);
+    for token in [&token, &renewed] {
+        let (status, body) = call(s.addr, "GET", "/v1/conversations", Some(token), None).await;
+        assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")), "{body}");
+    }
+    let (status, _) = mint(&key, json!({"visitor_token": renewed})).await;
+    assert_eq!(status, 401);
+    let (_, audit) = call(s.addr, "GET", "/v1/audit?action=auth.failed&limit=1000", Some(&s.keys["admin"]), None).await;
+    assert!(audit.to_string().contains("revoked api key \\\"renewals\\\""), "{audit}");
+}
+
+#[tokio::test]
+async fn origin_pinned_tokens_need_an_origin() {
+    let s = server();
+    let body = json!({"user": "pinned-user", "origin": "https://intranet.example.com"});
+    let (status, pinned) = call(s.addr, "POST", "/v1/embed/token", Some(&s.keys["admin"]), Some(body)).await;
+    assert_eq!(status, 200, "{pinned}");
+    let pinned = pinned["token"].as_str().unwrap().to_owned();
+    let (status, _) =
+        call_with(s.addr, "GET", "/v1/me", Some(&pinned), None, &[("origin", "https://intranet.example.com")]).await;
+    assert_eq!(status, 200);
+    let (status, body) = call(s.addr, "GET", "/v1/me", Some(&pinned), None).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")), "{body}");
+    let (_, audit) = call(s.addr, "GET", "/v1/audit?action=auth.failed&limit=1000", Some(&s.keys["admin"]), None).await;
+    assert!(audit.to_string().contains("without an Origin header"), "{audit}");
+    // Tokens minted without `origin` work from anywhere (server-side callers, same-origin pages).
+    let (_, free) =
+        call(s.addr, "POST", "/v1/embed/token", Some(&s.keys["admin"]), Some(json!({"user": "free-user"}))).await;
+    let (status, _) = call(s.addr, "GET", "/v1/me", Some(free["token"].as_str().unwrap()), None).await;
+    assert_eq!(status, 200);
+}
+
+// Feedback is scoped to the departments responsible for it (issue 12, item 7).
+
+/// `credential`'s view of `GET /v1/feedback`: the comments it shows.
+async fn feedback_comments(addr: SocketAddr, credential: &str) -> Vec<String> {
+    let (status, list) = call(addr, "GET", "/v1/feedback?limit=500", Some(credential), None).await;
+    assert_eq!(status, 200, "{list}");
+    list["feedback"].as_array().unwrap().iter().filter_map(|f| f["comment"].as_str().map(str::to_owned)).collect()
+}
+
+#[tokio::test]
+async fn feedback_is_seen_by_the_managers_of_its_departments_only() {
+    let s = server();
+    let admin = &s.keys["admin"];
+    // An HR employee signed in through SSO asks about something no document they can read covers.
+    let hr_employee = s.idp.token_for("hr-worried", &["hr"], &["hr"], 300);
+    let (status, answer) = call(
+        s.addr,
+        "POST",
+        "/v1/chat",
+        Some(&hr_employee),
+        Some(json!({"question": "Am I on the list for next month's layoff?", "collections": ["eng"]})),
+    )
+    .await;
+    assert_eq!((status, answer["kind"].as_str()), (200, Some("no_answer")), "{answer}");
+    let comment = "HR layoff question: please tell me whether my team is affected";
+    let vote = json!({"message_id": answer["message_id"], "rating": "down", "comment": comment});
+    let (status, hr_entry) = call(s.addr, "POST", "/v1/feedback", Some(&hr_employee), Some(vote)).await;
+    assert_eq!(status, 201, "{hr_entry}");
+
+    // Someone without a department: their no-answer feedback is for admins only.
+    let (status, answer) = call(
+        s.addr,
+        "POST",
+        "/v1/chat",
+        Some(&s.keys["nobody"]),
+        Some(json!({"question": "Who decides the bonus pool?", "collections": ["eng"]})),
+    )
+    .await;
+    assert_eq!((status, answer["kind"].as_str()), (200, Some("no_answer")), "{answer}");
+    let orphan = "No department: who decides the bonus pool?";
+    let vote = json!({"message_id": answer["message_id"], "rating": "down", "comment": orphan});
+    let (status, stored) = call(s.addr, "POST", "/v1/feedback", Some(&s.keys["nobody"]), Some(vote)).await;
+    assert_eq!(status, 201, "{stored}");
+
+    let body = json!({"name": "km-sales", "role": "knowledge_manager", "user": "km-sales-user", "department": "sales"});
+    let (status, km_sales) = call(s.addr, "POST", "/v1/keys", Some(admin), Some(body)).await;
+    assert_eq!(status, 201, "{km_sales}");
+    let km_sales = km_sales["key"].as_str().unwrap().to_owned();
+    let sso_km_sales = s.idp.token_for("sso-km-sales", &["hr-km"], &["sales"], 300);
+    let sso_km_hr = s.idp.token_for("sso-km-hr", &["hr-km"], &["hr"], 300);
+
+    for (who, credential) in [("sales km key", &km_sales), ("sales km (sso)", &sso_km_sales)] {
+        let seen = feedback_comments(s.addr, credential).await;
+        assert!(!seen.iter().any(|c| c == comment), "{who} reads HR feedback: {seen:?}");
+        assert!(!seen.iter().any(|c| c == orphan), "{who} reads feedback without a department: {seen:?}");
+    }
+    for (who, credential) in [("hr km key", &s.keys["km_hr"]), ("hr km (sso)", &sso_km_hr)] {
+        let seen = feedback_comments(s.addr, credential).await;
+        assert!(seen.iter().any(|c| c == comment), "{who} misses HR feedback: {seen:?}");
+        assert!(!seen.iter().any(|c| c == orphan), "{who} reads feedback without a department: {seen:?}");
+    }
+    let seen = feedback_comments(s.addr, admin).await;
+    assert!(seen.iter().any(|c| c == comment) && seen.iter().any(|c| c == orphan), "admins see all: {seen:?}");
+    // The entry says whose it is.
+    assert_eq!(hr_entry["departments"], json!(["hr"]), "{hr_entry}");
+
+    // With citations, the cited documents' collections decide, not the asker: an engineering
+    // manager's vote on an answer from HR documents is HR's to review.
+    let (status, answer) = call(
+        s.addr,
+        "POST",
+        "/v1/chat",
+        Some(&s.keys["km_eng"]),
+        Some(json!({"question": "How long is parental leave?", "collections": ["hr"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(!answer["citations"].as_array().unwrap().is_empty(), "{answer}");
+    let cited = "Cited HR answer, rated by an engineering manager";
+    let vote = json!({"message_id": answer["message_id"], "rating": "up", "comment": cited});
+    let (status, entry) = call(s.addr, "POST", "/v1/feedback", Some(&s.keys["km_eng"]), Some(vote)).await;
+    assert_eq!((status, &entry["departments"]), (201, &json!(["hr"])), "{entry}");
+    assert!(feedback_comments(s.addr, &s.keys["km_hr"]).await.iter().any(|c| c == cited));
+    assert!(!feedback_comments(s.addr, &s.keys["km_eng_only"]).await.iter().any(|c| c == cited));
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use lore_chat::conversations::Conversations;
 use lore_chat::{ChatEngine, Retriever};
 use lore_core::acl::{AccessScope, PrincipalSet};
-use lore_core::config::{ChatConfig, Config, ProviderConfig};
+use lore_core::config::{ChatConfig, ProviderConfig};
 use lore_core::embed::Embedder;
 use lore_ingest::{IngestOptions, Ingestor, SourceConfig};
 use serde_json::{Value, json};
@@ -160,7 +160,7 @@ fn corpus() -> (Arc<Retriever>, std::path::PathBuf) {
     static CORPUS: OnceLock<(Arc<Retriever>, tempfile::TempDir)> = OnceLock::new();
     let (retriever, dir) = CORPUS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+        let config = crate::config_in(dir.path().join("data"));
         let data_config = config.clone();
         // Built on a thread of its own: the tests calling this already run inside a runtime.
         let retriever = std::thread::spawn(move || {
