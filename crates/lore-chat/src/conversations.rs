@@ -91,6 +91,12 @@ impl Conversations {
         Ok(self.conn.query_row("SELECT 1 FROM conversations WHERE id = ?1", [id], |_| Ok(())).optional()?.is_some())
     }
 
+    /// Whether a message exists, in whoever's conversation (to audit refused votes; never
+    /// tell the caller).
+    pub fn message_exists(&self, message_id: i64) -> rusqlite::Result<bool> {
+        Ok(self.conn.query_row("SELECT 1 FROM messages WHERE id = ?1", [message_id], |_| Ok(())).optional()?.is_some())
+    }
+
     /// Appends a message; returns its id.
     pub fn append(
         &self,

@@ -325,22 +325,27 @@ fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn queue_claims_in_order_and_requeues_interrupted_jobs() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = JobStore::open(&dir.path().join("db.sqlite")).unwrap();
-        let meta = serde_json::json!({});
-        let new = |name: &'static str| NewJob {
+    /// A job in `hr` for document `name`, by alice.
+    fn new_job<'a>(name: &'a str, metadata: &'a serde_json::Value) -> NewJob<'a> {
+        NewJob {
             collection: "hr",
             document_id: name,
             filename: name,
             content_sha256: name,
             staged_path: Path::new("/tmp/x"),
             acl: None,
-            metadata: &meta,
+            metadata,
             title: None,
             created_by: "alice",
-        };
+        }
+    }
+
+    #[test]
+    fn queue_claims_in_order_and_requeues_interrupted_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let meta = serde_json::json!({});
+        let new = |name| new_job(name, &meta);
         let a = store.enqueue(new("a")).unwrap();
         let b = store.enqueue(new("b")).unwrap();
         assert_eq!(a.state, JobState::Queued);
@@ -362,17 +367,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = JobStore::open(&dir.path().join("db.sqlite")).unwrap();
         let meta = serde_json::json!({});
-        let new = |name: &'static str| NewJob {
-            collection: "hr",
-            document_id: name,
-            filename: name,
-            content_sha256: name,
-            staged_path: Path::new("/tmp/x"),
-            acl: None,
-            metadata: &meta,
-            title: None,
-            created_by: "alice",
-        };
+        let new = |name| new_job(name, &meta);
         let crashing = store.enqueue(new("crash.pdf")).unwrap();
         for attempt in 1..=MAX_ATTEMPTS {
             let claimed = store.claim_next().unwrap().unwrap();

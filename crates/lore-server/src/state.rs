@@ -91,13 +91,16 @@ impl AppState {
         }))
     }
 
-    /// Cancels the job if the worker is processing it now (its parser child is killed).
-    pub fn interrupt_job(&self, id: &str) {
+    /// Cancels the job if the worker is processing it now (its parser child is killed);
+    /// returns whether it was.
+    pub fn interrupt_job(&self, id: &str) -> bool {
         let current = self.current_job.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((running, cancel)) = current.as_ref()
-            && running == id
-        {
-            cancel.store(true, Ordering::Relaxed);
+        match current.as_ref() {
+            Some((running, cancel)) if running == id => {
+                cancel.store(true, Ordering::Relaxed);
+                true
+            }
+            _ => false,
         }
     }
 

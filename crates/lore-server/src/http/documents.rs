@@ -547,10 +547,9 @@ pub async fn job(
 /// Stops what a cancelled job still holds: the worker's parser child if it is running it
 /// now, else its staged file (the worker removes the staging of the job it runs).
 fn cancel_job_work(state: &AppState, job: &Job) {
-    state.interrupt_job(&job.id);
-    let running =
-        state.current_job.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|(id, _)| *id == job.id);
-    if !running && let Some(folder) = job.staged_path.parent() {
+    if !state.interrupt_job(&job.id)
+        && let Some(folder) = job.staged_path.parent()
+    {
         let _ = std::fs::remove_dir_all(folder);
     }
 }

@@ -53,7 +53,11 @@ pub async fn submit(
         .exchange(request.message_id, &caller.user)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let Some(exchange) = exchange else {
-        // Someone else's answer (or none at all) looks the same: not found.
+        // Someone else's answer looks like none at all: not found (audited when it exists).
+        let exists = state.chat.conversations().message_exists(request.message_id).unwrap_or(false);
+        if !exists {
+            return Err(ApiError::MessageNotFound);
+        }
         let target = request.message_id.to_string();
         return Err(access::hidden(&state, &caller, "feedback.submit", &target, ApiError::MessageNotFound));
     };

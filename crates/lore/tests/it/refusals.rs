@@ -30,6 +30,7 @@ async fn hidden_refusals_are_audited_without_flooding_the_log() {
         call(addr, "POST", "/v1/chat", Some(admin), Some(json!({"question": "When does the garage open?"}))).await;
     assert_eq!(status, 200, "{body}");
     let conversation = body["conversation_id"].as_str().unwrap().to_owned();
+    let message = body["message_id"].as_i64().unwrap();
 
     let probes = [
         ("GET", format!("/v1/documents/{doc}"), None, "document.read", doc.clone()),
@@ -43,6 +44,13 @@ async fn hidden_refusals_are_audited_without_flooding_the_log() {
             "conversation.read",
             conversation.clone(),
         ),
+        (
+            "POST",
+            "/v1/feedback".to_owned(),
+            Some(json!({"message_id": message, "rating": "down"})),
+            "feedback.submit",
+            message.to_string(),
+        ),
     ];
     for _round in 0..3 {
         for (method, path, body, _, _) in &probes {
@@ -53,11 +61,17 @@ async fn hidden_refusals_are_audited_without_flooding_the_log() {
     // Nonexistent things are plain "not found": nothing was refused.
     let (status, _) = call(addr, "GET", "/v1/documents/no-such-document", Some(employee), None).await;
     assert_eq!(status, 404);
+    let (status, _) =
+        call(addr, "POST", "/v1/feedback", Some(employee), Some(json!({"message_id": 999_999, "rating": "up"}))).await;
+    assert_eq!(status, 404);
 
     let events = denials(&server).await;
     for (_, _, _, action, target) in &probes {
         let matching = events.iter().filter(|e| e["target"] == *target && e["detail"]["attempted"] == *action).count();
         assert_eq!(matching, 1, "one audited refusal for {action} {target} after three probes: {events:#?}");
     }
-    assert!(events.iter().all(|e| e["outcome"] == "denied" && e["target"] != "no-such-document"), "{events:#?}");
+    assert!(
+        events.iter().all(|e| e["outcome"] == "denied" && e["target"] != "no-such-document" && e["target"] != "999999"),
+        "{events:#?}"
+    );
 }
