@@ -74,10 +74,6 @@ impl Parser {
         Ok(Parser { config: config.clone(), limits: Limits::from_config(config), program })
     }
 
-    pub fn isolation(&self) -> ParserIsolation {
-        self.config.isolation
-    }
-
     /// Parses one file (its extension picks the loader). `cancel`, when set, kills the child.
     pub fn parse(
         &self,

@@ -73,7 +73,6 @@ fn html(body: String, csp: &str) -> Response {
             (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
             (header::CACHE_CONTROL, "no-cache".to_owned()),
             (header::CONTENT_SECURITY_POLICY, csp.to_owned()),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
             (header::REFERRER_POLICY, "no-referrer".to_owned()),
         ],
         body,

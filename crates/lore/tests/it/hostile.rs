@@ -338,3 +338,31 @@ fn cli_ingest_survives_hostile_files() {
     crate::assert_success(&output);
     assert!(String::from_utf8_lossy(&output.stdout).contains("d-leave.md"));
 }
+
+/// A file that keeps the parser busy past `ingest.parser.timeout_secs` has its child killed and
+/// fails with the limit named; the run goes on.
+#[test]
+fn a_parse_past_the_time_limit_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("docs");
+    std::fs::create_dir_all(&folder).unwrap();
+    // Loading 20,000 page objects takes seconds in the child (it fails on the page limit
+    // after that), far past a 0.2 s limit.
+    std::fs::write(folder.join("a-slow.pdf"), many_pages_pdf(20_000)).unwrap();
+    std::fs::write(folder.join("b-leave.md"), "# Leave\n\nEmployees get twenty-five vacation days a year.").unwrap();
+    let config = dir.path().join("lore.toml");
+    std::fs::write(&config, "[ingest.parser]\ntimeout_secs = 0.2\n").unwrap();
+    let data = dir.path().join("data");
+    let started = Instant::now();
+    let output = crate::lore(
+        &data,
+        &["--config", config.to_str().unwrap(), "ingest", folder.to_str().unwrap(), "--acl", "everyone"],
+    );
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("1 indexed") && stdout.contains("1 failed"), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stderr.lines().any(|l| l.contains("a-slow.pdf") && l.contains("timeout_secs")),
+        "the slow file fails on the time limit:\n{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+}
