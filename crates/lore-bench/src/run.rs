@@ -11,7 +11,7 @@ use lore_core::embed::Embedder;
 use serde_json::{Value, json};
 
 use crate::corpus::{self, Mix};
-use crate::server::{self, FakeProvider, ProviderTiming, Server};
+use crate::server::{self, ProviderTiming, Server};
 use crate::suite::{self, Keys};
 
 #[derive(clap::Args)]
@@ -111,14 +111,15 @@ pub fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     let provider_timing =
         ProviderTiming { first_token: Duration::from_millis(200), tokens: 20, per_token: Duration::from_millis(10) };
     let results = runtime.block_on(async {
-        let provider = FakeProvider::start(provider_timing).await?;
+        let provider = provider_timing.start_provider().await;
         let mut offset = 0;
         let mut corpora = Vec::new();
         for (dir, chunks, failures) in &built {
             let mut entry =
                 json!({"data_dir": dir.display().to_string(), "chunks": chunks, "failed_documents": failures});
             let keys = Keys::create(&dir.join("catalog.sqlite"))?;
-            let config_path = server::write_config(&dir.with_extension("toml"), dir, provider.addr, &config.embedding)?;
+            let config_path =
+                server::write_config(&dir.with_extension("toml"), dir, provider.addr(), &config.embedding)?;
             let server = Server::start(&args.lore, &config_path).await?;
             eprintln!("{}: ready in {:.2} s", dir.display(), server.startup.as_secs_f64());
             entry["startup_s"] = json!(server.startup.as_secs_f64());
@@ -145,9 +146,15 @@ pub fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             entry["peak_rss_after_search_mib"] = json!(server.peak_mib()?);
             if dir == &last {
                 eprintln!("chat overhead: {} streamed chats", args.chats);
-                let chat =
-                    suite::chat_overhead(&server, &provider, &keys.shares[2].1, &questions[offset..], args.chats)
-                        .await?;
+                let chat = suite::chat_overhead(
+                    &server,
+                    &provider,
+                    provider_timing,
+                    &keys.shares[2].1,
+                    &questions[offset..],
+                    args.chats,
+                )
+                .await?;
                 offset += args.chats;
                 entry["chat"] = serde_json::to_value(&chat)?;
                 eprintln!("mixed load: {} requests", args.load_requests);
@@ -167,7 +174,7 @@ pub fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         copy_dir(&small, &storm_dir)?;
         let keys = Keys::create(&storm_dir.join("catalog.sqlite"))?;
         let config_path =
-            server::write_config(&storm_dir.with_extension("toml"), &storm_dir, provider.addr, &config.embedding)?;
+            server::write_config(&storm_dir.with_extension("toml"), &storm_dir, provider.addr(), &config.embedding)?;
         let server = Server::start(&args.lore, &config_path).await?;
         eprintln!("upload storm: {} documents", args.storm_documents);
         let storm = suite::upload_storm(&server, &keys, questions.clone(), args.storm_documents, 4, 8).await?;

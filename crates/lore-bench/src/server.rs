@@ -1,18 +1,14 @@
 //! What the suite measures against: a real `lore serve` process on loopback (so its memory
-//! and startup are its own), and a loopback model provider that speaks the OpenAI
-//! chat-completions protocol with a fixed latency and notes when each request arrived.
+//! and startup are its own), and a loopback model provider (`lore_chat::testing`) that speaks
+//! the OpenAI chat-completions protocol with a fixed latency and notes when each request arrived.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::Json;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use lore_chat::testing::{FakeProvider, Reply};
 
 /// A `lore serve` child process; killed on drop.
 pub struct Server {
@@ -117,77 +113,18 @@ impl ProviderTiming {
     pub fn total(&self) -> Duration {
         self.first_token + self.per_token * (self.tokens.saturating_sub(1) as u32)
     }
-}
 
-#[derive(Clone)]
-struct ProviderState {
-    timing: ProviderTiming,
-    arrivals: Arc<Mutex<Vec<Instant>>>,
-}
-
-/// A loopback chat-completions server; its handler notes each request's arrival.
-pub struct FakeProvider {
-    pub addr: SocketAddr,
-    pub timing: ProviderTiming,
-    arrivals: Arc<Mutex<Vec<Instant>>>,
-}
-
-impl FakeProvider {
-    pub async fn start(timing: ProviderTiming) -> anyhow::Result<FakeProvider> {
-        let arrivals = Arc::new(Mutex::new(Vec::new()));
-        let state = ProviderState { timing, arrivals: arrivals.clone() };
-        let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(completions)).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(FakeProvider { addr, timing, arrivals })
+    /// A loopback provider that answers every request at this pace, streamed or whole, and notes
+    /// when each request arrived. The reply cites passage 1, as a grounded answer does.
+    pub async fn start_provider(self) -> FakeProvider {
+        let n = self.tokens;
+        let parts: Vec<String> =
+            (0..n).map(|i| if i + 1 == n { " [1].".to_owned() } else { format!(" word{i}") }).collect();
+        FakeProvider::answering("bench", move |_| Reply::Stream {
+            parts: parts.clone(),
+            first: self.first_token,
+            every: self.per_token,
+        })
+        .await
     }
-
-    /// Arrival times noted since the last call.
-    pub fn take_arrivals(&self) -> Vec<Instant> {
-        std::mem::take(&mut *self.arrivals.lock().expect("arrivals"))
-    }
-}
-
-/// The reply cites passage 1, as a grounded answer does.
-fn reply_tokens(n: usize) -> Vec<String> {
-    (0..n).map(|i| if i + 1 == n { " [1].".to_owned() } else { format!(" word{i}") }).collect()
-}
-
-async fn completions(State(state): State<ProviderState>, Json(request): Json<Value>) -> Response {
-    state.arrivals.lock().expect("arrivals").push(Instant::now());
-    let timing = state.timing;
-    let tokens = reply_tokens(timing.tokens);
-    if !request["stream"].as_bool().unwrap_or(false) {
-        tokio::time::sleep(timing.total()).await;
-        return Json(json!({
-            "id": "chatcmpl-bench", "object": "chat.completion", "created": 1_700_000_000, "model": "fake",
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
-                         "message": {"role": "assistant", "content": tokens.concat()}}],
-            "usage": {"prompt_tokens": 1000, "completion_tokens": timing.tokens, "total_tokens": 1000 + timing.tokens}
-        }))
-        .into_response();
-    }
-    let chunk = |delta: Value| {
-        let value = json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1_700_000_000,
-            "model": "fake", "choices": [{"index": 0, "delta": delta, "finish_reason": null, "logprobs": null}]});
-        format!("data: {value}\n\n")
-    };
-    let mut frames = vec![(Duration::ZERO, chunk(json!({"role": "assistant", "content": ""})))];
-    for (i, token) in tokens.into_iter().enumerate() {
-        let wait = if i == 0 { timing.first_token } else { timing.per_token };
-        frames.push((wait, chunk(json!({"content": token}))));
-    }
-    frames.push((Duration::ZERO, "data: [DONE]\n\n".to_owned()));
-    let body = futures::stream::unfold(frames.into_iter(), |mut frames| async move {
-        let (wait, frame) = frames.next()?;
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        Some((Ok::<_, std::convert::Infallible>(frame), frames))
-    });
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(axum::body::Body::from_stream(body))
-        .expect("response")
 }

@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lore_core::config::Role;
+use lore_chat::testing::FakeProvider;
 use lore_core::keys::{KeyStore, NewKey};
+use lore_core::role::Role;
 use serde_json::{Value, json};
 
-use crate::server::{FakeProvider, Server};
+use crate::server::{ProviderTiming, Server};
 
 /// API keys the scenarios use, created in the data folder before the server starts.
 pub struct Keys {
@@ -216,14 +217,15 @@ pub struct ChatOverhead {
 pub async fn chat_overhead(
     server: &Server,
     provider: &FakeProvider,
+    timing: ProviderTiming,
     key: &str,
     questions: &[String],
     requests: usize,
 ) -> anyhow::Result<ChatOverhead> {
     let client = reqwest::Client::new();
     let (mut to_provider, mut first_delta, mut end_to_end) = (Vec::new(), Vec::new(), Vec::new());
-    let first_token = provider.timing.first_token.as_secs_f64() * 1e3;
-    let total = provider.timing.total().as_secs_f64() * 1e3;
+    let first_token = timing.first_token.as_secs_f64() * 1e3;
+    let total = timing.total().as_secs_f64() * 1e3;
     provider.take_arrivals();
     let mut abstained = 0;
     for question in questions {

@@ -27,8 +27,8 @@ pub enum ChatError {
     ConversationNotFound,
     #[error(transparent)]
     Core(#[from] lore_core::Error),
-    #[error("conversation store: {0}")]
-    Store(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Store(#[from] crate::conversations::ConversationError),
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -5,6 +5,12 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+/// A query of the conversation store failed: the database is local, so this is a broken disk
+/// or a bug, never the caller's doing.
+#[derive(Debug, thiserror::Error)]
+#[error("conversation store: {0}")]
+pub struct ConversationError(#[from] rusqlite::Error);
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConversationSummary {
     pub id: String,
@@ -68,7 +74,7 @@ impl Conversations {
         Ok(Conversations { conn })
     }
 
-    pub fn create(&self, owner: &str, title: &str) -> rusqlite::Result<String> {
+    pub fn create(&self, owner: &str, title: &str) -> Result<String, ConversationError> {
         let id = new_id();
         let title: String = title.chars().take(120).collect();
         self.conn
@@ -77,24 +83,25 @@ impl Conversations {
     }
 
     /// Whether `id` exists and belongs to `owner` (others' conversations look nonexistent).
-    pub fn owned_by(&self, id: &str, owner: &str) -> rusqlite::Result<bool> {
-        Ok(self
-            .conn
-            .query_row("SELECT 1 FROM conversations WHERE id = ?1 AND owner = ?2", params![id, owner], |_| Ok(()))
-            .optional()?
-            .is_some())
+    pub fn owned_by(&self, id: &str, owner: &str) -> Result<bool, ConversationError> {
+        self.any_row("SELECT 1 FROM conversations WHERE id = ?1 AND owner = ?2", params![id, owner])
     }
 
     /// Whether a conversation exists, whoever owns it (to audit refused reads; never tell
     /// the caller).
-    pub fn exists(&self, id: &str) -> rusqlite::Result<bool> {
-        Ok(self.conn.query_row("SELECT 1 FROM conversations WHERE id = ?1", [id], |_| Ok(())).optional()?.is_some())
+    pub fn exists(&self, id: &str) -> Result<bool, ConversationError> {
+        self.any_row("SELECT 1 FROM conversations WHERE id = ?1", [id])
     }
 
     /// Whether a message exists, in whoever's conversation (to audit refused votes; never
     /// tell the caller).
-    pub fn message_exists(&self, message_id: i64) -> rusqlite::Result<bool> {
-        Ok(self.conn.query_row("SELECT 1 FROM messages WHERE id = ?1", [message_id], |_| Ok(())).optional()?.is_some())
+    pub fn message_exists(&self, message_id: i64) -> Result<bool, ConversationError> {
+        self.any_row("SELECT 1 FROM messages WHERE id = ?1", [message_id])
+    }
+
+    /// Whether the query finds a row.
+    fn any_row(&self, sql: &str, params: impl rusqlite::Params) -> Result<bool, ConversationError> {
+        Ok(self.conn.query_row(sql, params, |_| Ok(())).optional()?.is_some())
     }
 
     /// Appends a message; returns its id.
@@ -105,7 +112,7 @@ impl Conversations {
         content: &str,
         citations: &serde_json::Value,
         meta: &serde_json::Value,
-    ) -> rusqlite::Result<i64> {
+    ) -> Result<i64, ConversationError> {
         self.conn.execute(
             "INSERT INTO messages (conversation_id, role, content, citations, meta) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, role, content, citations.to_string(), meta.to_string()],
@@ -119,7 +126,7 @@ impl Conversations {
     }
 
     /// An assistant message of one of `owner`'s conversations, with the question before it.
-    pub fn exchange(&self, message_id: i64, owner: &str) -> rusqlite::Result<Option<Exchange>> {
+    pub fn exchange(&self, message_id: i64, owner: &str) -> Result<Option<Exchange>, ConversationError> {
         let found = self
             .conn
             .query_row(
@@ -141,18 +148,18 @@ impl Conversations {
         Ok(found)
     }
 
-    pub fn list(&self, owner: &str) -> rusqlite::Result<Vec<ConversationSummary>> {
+    pub fn list(&self, owner: &str) -> Result<Vec<ConversationSummary>, ConversationError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, title, created_at, updated_at FROM conversations WHERE owner = ?1 ORDER BY updated_at DESC, id",
         )?;
         let rows = stmt.query_map([owner], |r| {
             Ok(ConversationSummary { id: r.get(0)?, title: r.get(1)?, created_at: r.get(2)?, updated_at: r.get(3)? })
         })?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The messages of `id` if `owner` owns it.
-    pub fn messages(&self, id: &str, owner: &str) -> rusqlite::Result<Option<Vec<Message>>> {
+    pub fn messages(&self, id: &str, owner: &str) -> Result<Option<Vec<Message>>, ConversationError> {
         if !self.owned_by(id, owner)? {
             return Ok(None);
         }
@@ -160,7 +167,7 @@ impl Conversations {
             "SELECT id, role, content, citations, meta, created_at FROM messages WHERE conversation_id = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([id], row_to_message)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map(Some)
+        Ok(Some(rows.collect::<rusqlite::Result<_>>()?))
     }
 }
 

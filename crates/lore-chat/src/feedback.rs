@@ -15,6 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::conversations::Exchange;
 
+/// A query of the feedback store failed: the database is local, so this is a broken disk or a
+/// bug, never the caller's doing.
+#[derive(Debug, thiserror::Error)]
+#[error("feedback store: {0}")]
+pub struct FeedbackError(#[from] rusqlite::Error);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Rating {
@@ -88,7 +94,7 @@ impl FeedbackStore {
         rating: Rating,
         comment: Option<&str>,
         departments: &[String],
-    ) -> lore_core::Result<Feedback> {
+    ) -> Result<Feedback, FeedbackError> {
         let meta = &exchange.answer.meta;
         let text = |key: &str| meta.get(key).and_then(|v| v.as_str()).map(str::to_owned);
         let mut departments = departments.to_vec();
@@ -131,7 +137,12 @@ impl FeedbackStore {
     }
 
     /// Feedback newest first, optionally of one rating, after id `before` for paging.
-    pub fn list(&self, rating: Option<Rating>, before: Option<i64>, limit: usize) -> lore_core::Result<Vec<Feedback>> {
+    pub fn list(
+        &self,
+        rating: Option<Rating>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Feedback>, FeedbackError> {
         self.list_scoped(rating, before, limit, None)
     }
 
@@ -143,7 +154,7 @@ impl FeedbackStore {
         before: Option<i64>,
         limit: usize,
         departments: Option<&[String]>,
-    ) -> lore_core::Result<Vec<Feedback>> {
+    ) -> Result<Vec<Feedback>, FeedbackError> {
         let conn = self.db.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM feedback WHERE (?1 IS NULL OR rating = ?1) AND id < ?2 \

@@ -9,6 +9,8 @@ pub mod fusion;
 pub mod prompts;
 pub mod provider;
 pub mod retrieval;
+#[cfg(feature = "test-provider")]
+pub mod testing;
 
 pub use chat::{ChatAnswer, ChatEngine, ChatError};
 pub use retrieval::{HybridResults, Passage, Retriever, SearchResults};

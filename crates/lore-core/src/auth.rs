@@ -9,11 +9,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use lore_identity::VerifiedIdentity;
+use serde::Serialize;
 
 use crate::acl::{AccessScope, Principal, PrincipalSet};
-use crate::config::{ApiKeyConfig, Role};
+use crate::config::ApiKeyConfig;
 use crate::keys::{KeyInfo, KeyStore, Lookup};
+use crate::role::{Role, RoleMap};
 use crate::types::sha256_hex;
 
 pub use crate::keys::new_api_key;
@@ -71,7 +73,7 @@ impl Caller {
 
     /// The caller of a user signed in through the company's identity provider. The role
     /// comes from group membership as configured ([`RoleMap`]); everyone else is an employee.
-    pub fn from_sso(identity: &SsoIdentity, roles: &RoleMap) -> crate::Result<Self> {
+    pub fn from_sso(identity: &VerifiedIdentity, roles: &RoleMap) -> crate::Result<Self> {
         let principals = PrincipalSet::for_user(&identity.user_id, &identity.groups, &identity.departments)?;
         let role = roles.role_for(&identity.groups);
         Ok(Caller::new(
@@ -162,40 +164,6 @@ pub enum OnBehalfError {
     InvalidPrincipal(String),
     #[error("on_behalf_of.principals may only narrow the caller's access; not held by the caller: {0:?}")]
     Widens(Vec<String>),
-}
-
-/// A user verified by the identity provider, as the claims map extracted it.
-#[derive(Debug, Clone)]
-pub struct SsoIdentity {
-    pub issuer: String,
-    pub user_id: String,
-    pub groups: Vec<String>,
-    pub departments: Vec<String>,
-}
-
-/// Which identity-provider groups make a signed-in user an admin, knowledge manager or agent.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RoleMap {
-    pub admin: Vec<String>,
-    pub knowledge_manager: Vec<String>,
-    pub agent: Vec<String>,
-}
-
-impl RoleMap {
-    /// The highest role any of the groups grants.
-    pub fn role_for(&self, groups: &[String]) -> Role {
-        let member = |list: &[String]| groups.iter().any(|g| list.contains(g));
-        if member(&self.admin) {
-            Role::Admin
-        } else if member(&self.knowledge_manager) {
-            Role::KnowledgeManager
-        } else if member(&self.agent) {
-            Role::Agent
-        } else {
-            Role::Employee
-        }
-    }
 }
 
 /// Why a presented key was refused (logged and audited; the client sees one generic 401).
@@ -362,13 +330,5 @@ mod tests {
         assert_eq!(caller.departments, ["hr"]);
         assert_eq!(caller.role, Role::Employee);
         assert!(!caller.manages(Some("hr")));
-    }
-
-    #[test]
-    fn role_map_picks_the_highest_role() {
-        let map = RoleMap { admin: vec!["it".into()], knowledge_manager: vec!["km".into()], agent: vec![] };
-        assert_eq!(map.role_for(&["km".into(), "it".into()]), Role::Admin);
-        assert_eq!(map.role_for(&["km".into()]), Role::KnowledgeManager);
-        assert_eq!(map.role_for(&[]), Role::Employee);
     }
 }

@@ -103,6 +103,15 @@ CREATE TABLE IF NOT EXISTS collections (
 );
 "#;
 
+/// The columns `row_to_document` reads, in its order.
+const DOCUMENT_COLUMNS: &str =
+    "id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count, metadata";
+/// The columns `row_to_chunk` reads, in its order.
+const CHUNK_COLUMNS: &str =
+    "id, doc_id, ordinal, title, heading_path, page, char_start, char_end, lang, text, content_hash";
+/// The columns `row_to_collection` reads, in its order.
+const COLLECTION_COLUMNS: &str = "id, name, department, default_acl, created_at";
+
 /// Documents listed per page at most.
 pub const MAX_PAGE: usize = 500;
 
@@ -135,20 +144,13 @@ impl Catalog {
     pub fn document(&self, id: &str) -> Result<Option<DocumentRecord>> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count, metadata \
-                 FROM documents WHERE id = ?1",
-                [id],
-                row_to_document,
-            )
+            .query_row(&format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = ?1"), [id], row_to_document)
             .optional()?)
     }
 
     pub fn documents_of_source(&self, source: &str) -> Result<Vec<DocumentRecord>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count, metadata \
-             FROM documents WHERE source = ?1 ORDER BY path",
-        )?;
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE source = ?1 ORDER BY path"))?;
         let rows = stmt.query_map([source], row_to_document)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
@@ -167,10 +169,7 @@ impl Catalog {
 
     /// Loads chunks by id, in the order given; ids not in the catalog are skipped.
     pub fn chunks_by_id(&self, ids: &[String]) -> Result<Vec<Chunk>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, doc_id, ordinal, title, heading_path, page, char_start, char_end, lang, text, content_hash \
-             FROM chunks WHERE id = ?1",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!("SELECT {CHUNK_COLUMNS} FROM chunks WHERE id = ?1"))?;
         let mut chunks = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(chunk) = stmt.query_row([id], row_to_chunk).optional()? {
@@ -181,10 +180,8 @@ impl Catalog {
     }
 
     pub fn chunks_of_document(&self, doc_id: &str) -> Result<Vec<Chunk>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, doc_id, ordinal, title, heading_path, page, char_start, char_end, lang, text, content_hash \
-             FROM chunks WHERE doc_id = ?1 ORDER BY ordinal",
-        )?;
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT {CHUNK_COLUMNS} FROM chunks WHERE doc_id = ?1 ORDER BY ordinal"))?;
         let rows = stmt.query_map([doc_id], row_to_chunk)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
@@ -295,10 +292,9 @@ impl Catalog {
         visible: impl Fn(&DocumentRecord) -> bool,
     ) -> Result<Vec<DocumentRecord>> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count, metadata \
-             FROM documents WHERE source = ?1 AND path > ?2 ORDER BY path LIMIT ?3",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE source = ?1 AND path > ?2 ORDER BY path LIMIT ?3"
+        ))?;
         let mut out = Vec::new();
         let mut cursor = after.unwrap_or("").to_owned();
         // Reads in pages until `limit` visible documents are found, so a caller who may see
@@ -427,17 +423,12 @@ impl Catalog {
     pub fn collection(&self, id: &str) -> Result<Option<Collection>> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT id, name, department, default_acl, created_at FROM collections WHERE id = ?1",
-                [id],
-                row_to_collection,
-            )
+            .query_row(&format!("SELECT {COLLECTION_COLUMNS} FROM collections WHERE id = ?1"), [id], row_to_collection)
             .optional()?)
     }
 
     pub fn collections(&self) -> Result<Vec<Collection>> {
-        let mut stmt =
-            self.conn.prepare("SELECT id, name, department, default_acl, created_at FROM collections ORDER BY id")?;
+        let mut stmt = self.conn.prepare(&format!("SELECT {COLLECTION_COLUMNS} FROM collections ORDER BY id"))?;
         let rows = stmt.query_map([], row_to_collection)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::env;
 use crate::error::{Error, Result};
+use crate::role::{Role, RoleMap};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,7 +32,7 @@ pub struct AuthConfig {
     /// Okta, Microsoft Entra ID, Keycloak, Google, ... (see the README for each).
     pub oidc: Option<lore_identity::OidcConfig>,
     /// Identity-provider groups that grant roles above `employee`.
-    pub roles: crate::auth::RoleMap,
+    pub roles: RoleMap,
     /// Lifetime of embed tokens unless the request asks for less (at most 3600).
     pub embed_token_ttl_secs: u64,
     /// `iss` of embed tokens; must differ from the identity provider's issuer.
@@ -226,35 +227,6 @@ pub struct ApiKeyConfig {
     pub groups: Vec<String>,
     #[serde(default)]
     pub departments: Vec<String>,
-}
-
-/// What a caller may do. `employee`: ask, own conversations. `agent`: ask over REST, also on
-/// behalf of an end customer with a narrower principal set. `knowledge_manager`: manage the
-/// documents of their departments' collections. `admin`: everything, keys, settings, audit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Employee,
-    Agent,
-    KnowledgeManager,
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [Role::Employee, Role::Agent, Role::KnowledgeManager, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Employee => "employee",
-            Role::Agent => "agent",
-            Role::KnowledgeManager => "knowledge_manager",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == text)
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -30,6 +30,8 @@ pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 pub const HOME: &str = "HOME";
 /// `tracing` filter, e.g. `info` or `lore_ingest=debug`.
 pub const LORE_LOG: &str = "LORE_LOG";
+/// The operator's login name, used to name the CLI operator in the audit log (`cli:<it>`).
+pub const USER: &str = "USER";
 
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())

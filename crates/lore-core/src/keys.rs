@@ -14,9 +14,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::acl::{Principal, PrincipalSet};
-use crate::config::Role;
 use crate::db;
 use crate::error::{Error, Result};
+use crate::role::Role;
 use crate::types::sha256_hex;
 
 /// The user of every public key: a placeholder, never a conversation owner (a public key's

@@ -15,6 +15,7 @@ pub mod index;
 pub mod jobs;
 pub mod keys;
 pub mod lang;
+pub mod role;
 pub mod types;
 
 pub use error::{Error, Result};

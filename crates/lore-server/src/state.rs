@@ -18,8 +18,19 @@ use lore_core::jobs::JobStore;
 use lore_core::keys::KeyStore;
 use lore_ingest::{Ingestor, UploadPreparer};
 
-use crate::http::auth::Identity;
+use crate::http::auth::{Identity, IdentitySetupError};
 use crate::http::metrics::Metrics;
+
+/// Why the service could not start: a store, an index, the chat engine or the identity setup.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Core(#[from] lore_core::Error),
+    #[error(transparent)]
+    Ingest(#[from] lore_ingest::IngestError),
+    #[error(transparent)]
+    Identity(#[from] IdentitySetupError),
+}
 
 pub struct AppState {
     pub config: Config,
@@ -50,18 +61,15 @@ pub struct AppState {
 impl AppState {
     /// Opens the indexes (for writing), the catalog and the stores; rolls back interrupted
     /// ingests and puts interrupted jobs back in the queue.
-    pub async fn open(config: Config, embedder: Arc<Embedder>) -> Result<Arc<Self>, lore_ingest::IngestError> {
+    pub async fn open(config: Config, embedder: Arc<Embedder>) -> Result<Arc<Self>, OpenError> {
         let indexes = Arc::new(Indexes::open(&config, true).await?);
         let writer = Ingestor::with_indexes(config.clone(), embedder.clone(), indexes.clone()).await?;
         let retriever = Arc::new(Retriever::with_indexes(&config, embedder, indexes)?);
         let conversations = Conversations::open(&config.catalog_path())?;
-        let chat = Arc::new(
-            ChatEngine::new(retriever.clone(), conversations, &config.chat)
-                .map_err(|e| lore_ingest::IngestError::Other(e.to_string()))?,
-        );
+        let chat = Arc::new(ChatEngine::new(retriever.clone(), conversations, &config.chat)?);
         let db = config.catalog_path();
         let keys = Arc::new(KeyStore::open(&db)?);
-        let identity = Identity::new(&config, keys).map_err(lore_ingest::IngestError::Other)?;
+        let identity = Identity::new(&config, keys)?;
         let jobs = JobStore::open(&db)?;
         let (requeued, given_up) = jobs.requeue_interrupted()?;
         if requeued > 0 {

@@ -1,6 +1,8 @@
 //! Rendered prompts are snapshot-tested: a change in wording shows up as a diff of the files in
 //! `tests/snapshots/`. Regenerate with `UPDATE_SNAPSHOTS=1 cargo test -p lore-chat`.
 
+mod testing;
+
 use std::path::Path;
 
 use lore_chat::prompts::{Prompts, Template};

@@ -32,6 +32,20 @@ pub const ACL_FIELD: &str = "acl";
 pub const DOC_ID_FIELD: &str = "doc_id";
 pub const CHUNK_ID_FIELD: &str = "chunk_id";
 
+/// Calls the same method of either backend: qdrant-edge's off the async executor (its calls
+/// block), the server's directly.
+macro_rules! on_backend {
+    ($index:expr, $method:ident($($arg:expr),*)) => {
+        match $index {
+            VectorIndex::Embedded(edge) => {
+                let edge = edge.clone();
+                blocking(move || edge.$method($($arg),*)).await
+            }
+            VectorIndex::Server(server) => server.$method($($arg),*).await,
+        }
+    };
+}
+
 impl VectorIndex {
     pub fn open_embedded(dir: &Path, dimension: usize) -> Result<Self> {
         Ok(VectorIndex::Embedded(EdgeIndex::open(dir, dimension)?))
@@ -45,37 +59,19 @@ impl VectorIndex {
         if points.is_empty() {
             return Ok(());
         }
-        match self {
-            VectorIndex::Embedded(edge) => {
-                let edge = edge.clone();
-                blocking(move || edge.upsert(points)).await
-            }
-            VectorIndex::Server(server) => server.upsert(points).await,
-        }
+        on_backend!(self, upsert(points))
     }
 
     pub async fn delete_documents(&self, doc_ids: Vec<String>) -> Result<()> {
         if doc_ids.is_empty() {
             return Ok(());
         }
-        match self {
-            VectorIndex::Embedded(edge) => {
-                let edge = edge.clone();
-                blocking(move || edge.delete_documents(doc_ids)).await
-            }
-            VectorIndex::Server(server) => server.delete_documents(doc_ids).await,
-        }
+        on_backend!(self, delete_documents(doc_ids))
     }
 
     /// Sets the ACL of every point of a document: a payload update, no vectors rewritten.
     pub async fn set_document_acl(&self, doc_id: String, acl: Vec<String>) -> Result<()> {
-        match self {
-            VectorIndex::Embedded(edge) => {
-                let edge = edge.clone();
-                blocking(move || edge.set_document_acl(doc_id, acl)).await
-            }
-            VectorIndex::Server(server) => server.set_document_acl(doc_id, acl).await,
-        }
+        on_backend!(self, set_document_acl(doc_id, acl))
     }
 
     /// Nearest chunks to `vector` among those `scope` may read.
@@ -85,13 +81,7 @@ impl VectorIndex {
         if principals.as_ref().is_some_and(Vec::is_empty) || within.as_ref().is_some_and(Vec::is_empty) || limit == 0 {
             return Ok(Vec::new());
         }
-        match self {
-            VectorIndex::Embedded(edge) => {
-                let edge = edge.clone();
-                blocking(move || edge.search(vector, principals, within, limit)).await
-            }
-            VectorIndex::Server(server) => server.search(vector, principals, within, limit).await,
-        }
+        on_backend!(self, search(vector, principals, within, limit))
     }
 
     /// Every chunk id with its ACL. Admin tooling only, hence the unrestricted scope.
@@ -99,23 +89,11 @@ impl VectorIndex {
         if scope.filter_principals().is_some() {
             return Err(Error::Vector("all_chunks needs an unrestricted scope".into()));
         }
-        match self {
-            VectorIndex::Embedded(edge) => {
-                let edge = edge.clone();
-                blocking(move || edge.all_chunks()).await
-            }
-            VectorIndex::Server(server) => server.all_chunks().await,
-        }
+        on_backend!(self, all_chunks())
     }
 
     pub async fn count(&self) -> Result<usize> {
-        match self {
-            VectorIndex::Embedded(edge) => {
-                let edge = edge.clone();
-                blocking(move || edge.count()).await
-            }
-            VectorIndex::Server(server) => server.count().await,
-        }
+        on_backend!(self, count())
     }
 
     /// Makes every update so far durable. qdrant-edge buffers its write-ahead log in the

@@ -6,6 +6,7 @@
 
 use lore_core::audit::Outcome;
 use lore_core::auth::Caller;
+use lore_core::role::Role;
 use lore_core::types::{Collection, DocumentRecord};
 
 use super::error::ApiError;
@@ -69,6 +70,16 @@ pub fn require_admin(state: &AppState, caller: &Caller, action: &str, target: Op
     }
 }
 
+/// Admins and knowledge managers (of any department): who may see the lists of what they
+/// manage.
+pub fn require_manager_role(state: &AppState, caller: &Caller, action: &str) -> Result<(), ApiError> {
+    if matches!(caller.role, Role::Admin | Role::KnowledgeManager) {
+        Ok(())
+    } else {
+        Err(deny(state, caller, action, None, "knowledge managers and admins only"))
+    }
+}
+
 pub fn collection(state: &AppState, id: &str) -> Result<Collection, ApiError> {
     state.catalog().collection(id)?.ok_or(ApiError::CollectionNotFound)
 }
@@ -100,15 +111,25 @@ pub fn managed_collection(state: &AppState, caller: &Caller, id: &str, action: &
     if caller.manages(collection.department.as_deref()) {
         return Ok(collection);
     }
-    let reads_some = !state
-        .catalog()
-        .documents_page(&collection.id, None, 1, |doc| can_read(caller, doc, Some(&collection)))?
-        .is_empty();
-    if !reads_some {
+    if !reads_some(state, caller, &collection)? {
         return Err(hidden(state, caller, action, id, ApiError::CollectionNotFound));
     }
     require_manager(state, caller, &collection, action)?;
     Ok(collection)
+}
+
+/// Whether the caller may read at least one document of a collection.
+pub fn reads_some(state: &AppState, caller: &Caller, collection: &Collection) -> Result<bool, ApiError> {
+    let page =
+        state.catalog().documents_page(&collection.id, None, 1, |doc| can_read(caller, doc, Some(collection)))?;
+    Ok(!page.is_empty())
+}
+
+/// Whether the caller manages the collection with this id; admins do even when it no longer
+/// exists.
+pub fn manages_collection(state: &AppState, caller: &Caller, id: &str) -> Result<bool, ApiError> {
+    let manages = state.catalog().collection(id)?.is_some_and(|c| caller.manages(c.department.as_deref()));
+    Ok(manages || caller.is_admin())
 }
 
 pub fn can_read(caller: &Caller, document: &DocumentRecord, collection: Option<&Collection>) -> bool {

@@ -7,14 +7,27 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use lore_core::audit::{Outcome, Query as AuditQuery, Record};
-use lore_core::config::Role;
 use lore_core::keys::{KeyInfo, NewKey};
+use lore_core::role::Role;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::access;
 use super::error::{ApiError, ErrorBody};
+use super::responses::AdminsOnly;
 use super::{ApiJson, Authenticated};
 use crate::state::AppState;
+
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(embed_token))
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(revoke_key))
+        .routes(routes!(audit))
+        .routes(routes!(audit_export))
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -55,9 +68,8 @@ fn key_store(state: &AppState) -> Result<&lore_core::keys::KeyStore, ApiError> {
     responses(
         (status = 201, description = "The key (shown once) and its record", body = CreatedKey),
         (status = 400, description = "Invalid key request", body = ErrorBody),
-        (status = 403, description = "Admins only", body = ErrorBody),
+        AdminsOnly,
     ),
-    security(("api_key" = []))
 )]
 pub async fn create_key(
     State(state): State<Arc<AppState>>,
@@ -89,8 +101,7 @@ pub async fn create_key(
 
 #[utoipa::path(
     get, path = "/v1/keys", tag = "admin",
-    responses((status = 200, description = "Every key (without secrets)", body = KeyList), (status = 403, description = "Admins only", body = ErrorBody)),
-    security(("api_key" = []))
+    responses((status = 200, description = "Every key (without secrets)", body = KeyList), AdminsOnly),
 )]
 pub async fn list_keys(
     State(state): State<Arc<AppState>>,
@@ -105,10 +116,9 @@ pub async fn list_keys(
     params(("id" = String, Path, description = "Key id")),
     responses(
         (status = 200, description = "Revoked (revoking again keeps the first time)", body = KeyInfo),
-        (status = 403, description = "Admins only", body = ErrorBody),
+        AdminsOnly,
         (status = 404, description = "No such key", body = ErrorBody),
     ),
-    security(("api_key" = []))
 )]
 pub async fn revoke_key(
     State(state): State<Arc<AppState>>,
@@ -128,8 +138,7 @@ pub struct AuditPage {
 
 #[utoipa::path(
     get, path = "/v1/audit", tag = "admin", params(AuditQuery),
-    responses((status = 200, description = "Audit events in order", body = AuditPage), (status = 403, description = "Admins only", body = ErrorBody)),
-    security(("api_key" = []))
+    responses((status = 200, description = "Audit events in order", body = AuditPage), AdminsOnly),
 )]
 pub async fn audit(
     State(state): State<Arc<AppState>>,
@@ -142,8 +151,7 @@ pub async fn audit(
 
 #[utoipa::path(
     get, path = "/v1/audit/export", tag = "admin", params(AuditQuery),
-    responses((status = 200, description = "Audit events as JSON lines (application/x-ndjson), all pages", content_type = "application/x-ndjson"), (status = 403, description = "Admins only", body = ErrorBody)),
-    security(("api_key" = []))
+    responses((status = 200, description = "Audit events as JSON lines (application/x-ndjson), all pages", content_type = "application/x-ndjson"), AdminsOnly),
 )]
 pub async fn audit_export(
     State(state): State<Arc<AppState>>,
@@ -181,7 +189,6 @@ pub struct Me {
 #[utoipa::path(
     get, path = "/v1/me", tag = "identity",
     responses((status = 200, description = "Who the credentials identify", body = Me), (status = 401, description = "Missing or invalid credentials", body = ErrorBody)),
-    security(("api_key" = []))
 )]
 pub async fn me(Authenticated(caller): Authenticated) -> Json<Me> {
     Json(Me {
@@ -227,7 +234,6 @@ pub struct EmbedToken {
         (status = 400, description = "Invalid request (for a public key: anything but `{}` or a valid `visitor_token`)", body = ErrorBody),
         (status = 403, description = "Only signed-in users (for themselves), admin keys and public keys (for visitors) may mint; a public key renews only its own visitors", body = ErrorBody),
     ),
-    security(("api_key" = []))
 )]
 /// A short-lived token for the chat widget. Signed-in users get one for themselves, admin keys
 /// for the user they name. A public key gets a visitor token: `{}` starts a new anonymous

@@ -7,15 +7,16 @@
 //! and turns them into one generic 401 (the reason is in the audit log, not in the response).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use lore_core::audit::{Event, Outcome};
-use lore_core::auth::{RoleMap, SsoIdentity};
 use lore_core::config::Config;
 use lore_core::keys::KeyStore;
-use lore_identity::{EmbedSigner, OidcVerifier};
+use lore_core::role::RoleMap;
+use lore_identity::{EmbedSigner, IdentityError, OidcVerifier};
 
 pub use lore_core::auth::{ApiKeys, Caller, KeyRejection, new_api_key};
 
@@ -28,6 +29,24 @@ pub struct Identity {
     pub embed: EmbedSigner,
 }
 
+/// Why the server cannot verify credentials: a mistake in the configuration or the embed
+/// secret, found at startup.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentitySetupError {
+    #[error(transparent)]
+    Keys(#[from] lore_core::Error),
+    #[error("auth.oidc: {0}")]
+    Oidc(IdentityError),
+    #[error(transparent)]
+    Embed(IdentityError),
+    #[error("LORE_EMBED_SECRET must be hex: {0}")]
+    SecretEnvNotHex(hex::FromHexError),
+    #[error("{}: not hex: {source}", path.display())]
+    SecretFileNotHex { path: PathBuf, source: hex::FromHexError },
+    #[error("{}: {source}", path.display())]
+    SecretFile { path: PathBuf, source: std::io::Error },
+}
+
 /// Why a credential was refused: `Denied` is the client's problem (401, audited); an
 /// unreachable identity provider is ours (503).
 pub enum Refusal {
@@ -36,17 +55,16 @@ pub enum Refusal {
 }
 
 impl Identity {
-    pub fn new(config: &Config, store: Arc<KeyStore>) -> Result<Self, String> {
-        let keys = ApiKeys::new(&config.server.api_keys, Some(store)).map_err(|e| e.to_string())?;
+    pub fn new(config: &Config, store: Arc<KeyStore>) -> Result<Self, IdentitySetupError> {
+        let keys = ApiKeys::new(&config.server.api_keys, Some(store))?;
         let sso = match &config.auth.oidc {
-            Some(oidc) => Some((
-                OidcVerifier::new(oidc.clone()).map_err(|e| format!("auth.oidc: {e}"))?,
-                config.auth.roles.clone(),
-            )),
+            Some(oidc) => {
+                Some((OidcVerifier::new(oidc.clone()).map_err(IdentitySetupError::Oidc)?, config.auth.roles.clone()))
+            }
             None => None,
         };
         let secret = embed_secret(config)?;
-        let embed = EmbedSigner::new(&secret, config.auth.embed_issuer.clone()).map_err(|e| e.to_string())?;
+        let embed = EmbedSigner::new(&secret, config.auth.embed_issuer.clone()).map_err(IdentitySetupError::Embed)?;
         Ok(Identity { keys, sso, embed })
     }
 
@@ -92,15 +110,7 @@ impl Identity {
             return Ok(Err(Refusal::Denied("not an api key, and SSO is not configured".into())));
         };
         Ok(match verifier.verify(credential).await {
-            Ok(identity) => {
-                let identity = SsoIdentity {
-                    issuer: identity.issuer,
-                    user_id: identity.user_id,
-                    groups: identity.groups,
-                    departments: identity.departments,
-                };
-                Caller::from_sso(&identity, roles).map_err(|e| Refusal::Denied(format!("sso token: {e}")))
-            }
+            Ok(identity) => Caller::from_sso(&identity, roles).map_err(|e| Refusal::Denied(format!("sso token: {e}"))),
             Err(error) if error.is_client_error() => Err(Refusal::Denied(format!("sso token: {error}"))),
             Err(error) => Err(Refusal::Unavailable(error.to_string())),
         })
@@ -127,26 +137,32 @@ fn unverified_issuer(token: &str) -> Option<String> {
 }
 
 /// `$LORE_EMBED_SECRET` (hex), else `<data>/embed-secret`, generated on first use (mode 0600).
-fn embed_secret(config: &Config) -> Result<Vec<u8>, String> {
+fn embed_secret(config: &Config) -> Result<Vec<u8>, IdentitySetupError> {
     if let Some(hex_secret) = lore_core::env::var(lore_core::env::LORE_EMBED_SECRET) {
-        return hex::decode(hex_secret.trim()).map_err(|e| format!("LORE_EMBED_SECRET must be hex: {e}"));
+        return hex::decode(hex_secret.trim()).map_err(IdentitySetupError::SecretEnvNotHex);
     }
     let path = config.data_dir.join("embed-secret");
     match std::fs::read_to_string(&path) {
-        Ok(text) => hex::decode(text.trim()).map_err(|e| format!("{}: not hex: {e}", path.display())),
+        Ok(text) => hex::decode(text.trim()).map_err(|source| IdentitySetupError::SecretFileNotHex { path, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret = lore_identity::generate_secret();
-            std::fs::create_dir_all(&config.data_dir).map_err(|e| e.to_string())?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            std::io::Write::write_all(&mut file, hex::encode(secret).as_bytes()).map_err(|e| e.to_string())?;
+            write_new_secret(&path, &secret).map_err(|source| IdentitySetupError::SecretFile { path, source })?;
             Ok(secret.to_vec())
         }
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(IdentitySetupError::SecretFile { path, source }),
     }
+}
+
+/// Writes a secret only its owner can read; fails rather than replace a file that appeared meanwhile.
+fn write_new_secret(path: &Path, secret: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, hex::encode(secret).as_bytes())
 }
 
 /// Extractor of the verified [`Caller`] of a request (401 when there is none).

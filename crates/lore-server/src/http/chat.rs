@@ -6,11 +6,17 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::{ApiJson, AppState, Authenticated, Caller};
 use lore_chat::chat::{ChatError, ChatEvent};
 use lore_chat::conversations::{ConversationSummary, Message};
+
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(chat)).routes(routes!(list)).routes(routes!(get))
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +45,19 @@ pub struct ChatMessage {
 
 pub const MAX_QUESTION_CHARS: usize = 4000;
 
+/// A question (or search query) without the space around it: not empty, and at most
+/// [`MAX_QUESTION_CHARS`] long. `what` names it in the error.
+pub(super) fn question_text<'a>(text: &'a str, what: &str) -> Result<&'a str, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ApiError::InvalidRequest(format!("{what} must not be empty")));
+    }
+    if text.chars().count() > MAX_QUESTION_CHARS {
+        return Err(ApiError::InvalidRequest(format!("{what} is longer than {MAX_QUESTION_CHARS} characters")));
+    }
+    Ok(text)
+}
+
 impl From<ChatError> for ApiError {
     fn from(error: ChatError) -> Self {
         match error {
@@ -58,7 +77,6 @@ impl From<ChatError> for ApiError {
         (status = 401, description = "Missing or invalid API key", body = super::error::ErrorBody),
         (status = 404, description = "Conversation not found (or not the caller's)", body = super::error::ErrorBody),
     ),
-    security(("api_key" = []))
 )]
 pub async fn chat(
     State(state): State<Arc<AppState>>,
@@ -84,13 +102,7 @@ pub async fn chat(
         }
         (None, None) => return Err(ApiError::InvalidRequest("`question` (or `messages`) is required".into())),
     };
-    let question = question.trim().to_owned();
-    if question.is_empty() {
-        return Err(ApiError::InvalidRequest("the question must not be empty".into()));
-    }
-    if question.chars().count() > MAX_QUESTION_CHARS {
-        return Err(ApiError::InvalidRequest(format!("the question is longer than {MAX_QUESTION_CHARS} characters")));
-    }
+    let question = question_text(&question, "the question")?.to_owned();
     if request.stream {
         return stream_answer(state, caller, question, request.conversation_id, earlier).await;
     }
@@ -181,7 +193,6 @@ pub struct ConversationList {
 #[utoipa::path(
     get, path = "/v1/conversations", tag = "chat",
     responses((status = 200, description = "The caller's conversations, most recent first", body = ConversationList)),
-    security(("api_key" = []))
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
@@ -204,7 +215,6 @@ pub struct ConversationDetail {
         (status = 200, description = "The conversation's messages", body = ConversationDetail),
         (status = 404, description = "Conversation not found (or not the caller's)", body = super::error::ErrorBody),
     ),
-    security(("api_key" = []))
 )]
 pub async fn get(
     State(state): State<Arc<AppState>>,

@@ -9,11 +9,18 @@ use lore_core::acl::Acl;
 use lore_core::audit::Outcome;
 use lore_core::types::Collection;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::access;
 use super::error::{ApiError, ErrorBody};
+use super::responses::{AdminsOnly, ManagersOnly};
 use super::{ApiJson, Authenticated};
 use crate::state::AppState;
+
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(create, list)).routes(routes!(delete))
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,10 +51,9 @@ pub struct CollectionList {
     responses(
         (status = 201, description = "Created", body = Collection),
         (status = 400, description = "Invalid id, department or ACL", body = ErrorBody),
-        (status = 403, description = "Admins only", body = ErrorBody),
+        AdminsOnly,
         (status = 409, description = "A collection with this id exists", body = ErrorBody),
     ),
-    security(("api_key" = []))
 )]
 pub async fn create(
     State(state): State<Arc<AppState>>,
@@ -91,17 +97,14 @@ pub async fn create(
     get, path = "/v1/collections", tag = "collections",
     responses(
         (status = 200, description = "Collections the caller manages (all for admins)", body = CollectionList),
-        (status = 403, description = "Knowledge managers and admins only", body = ErrorBody),
+        ManagersOnly,
     ),
-    security(("api_key" = []))
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Authenticated(caller): Authenticated,
 ) -> Result<Json<CollectionList>, ApiError> {
-    if !matches!(caller.role, lore_core::config::Role::Admin | lore_core::config::Role::KnowledgeManager) {
-        return Err(access::deny(&state, &caller, "collection.list", None, "knowledge managers and admins only"));
-    }
+    access::require_manager_role(&state, &caller, "collection.list")?;
     let catalog = state.catalog();
     let mut collections = Vec::new();
     for collection in catalog.collections()? {
@@ -118,11 +121,10 @@ pub async fn list(
     params(("id" = String, Path, description = "Collection id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "Admins only", body = ErrorBody),
+        AdminsOnly,
         (status = 404, description = "No such collection", body = ErrorBody),
         (status = 409, description = "The collection still holds documents", body = ErrorBody),
     ),
-    security(("api_key" = []))
 )]
 pub async fn delete(
     State(state): State<Arc<AppState>>,

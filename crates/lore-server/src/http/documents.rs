@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lore_core::acl::Acl;
@@ -13,12 +13,28 @@ use lore_core::auth::Caller;
 use lore_core::jobs::{Job, JobState, NewJob};
 use lore_core::types::{Collection, DocumentRecord, sha256_hex};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use super::access::{self, can_read};
+use super::access;
 use super::error::{ApiError, ErrorBody};
+use super::responses::{DocumentNotFound, NotDocumentManager};
 use super::{ApiJson, Authenticated};
 use crate::state::AppState;
 use crate::upload::{check_content, sanitize_filename, sanitize_path};
+
+/// `upload_limit` replaces the global body limit for the methods that take a file (upload and
+/// replace); the others on the same paths keep the global one.
+pub(super) fn router(upload_limit: DefaultBodyLimit) -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(upload).layer(upload_limit))
+        .routes(routes!(list))
+        .routes(routes!(get, replace).layer(upload_limit))
+        .routes(routes!(patch, delete))
+        .routes(routes!(content))
+        .routes(routes!(job))
+        .routes(routes!(cancel_job))
+}
 
 /// A document as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -249,7 +265,6 @@ fn upload_fingerprint(form: &UploadForm, acl: Option<&Acl>, path: &str) -> Strin
         (status = 413, description = "File too large", body = ErrorBody),
         (status = 415, description = "Unsupported or mismatched file type", body = ErrorBody),
     ),
-    security(("api_key" = []))
 )]
 pub async fn upload(
     State(state): State<Arc<AppState>>,
@@ -307,10 +322,9 @@ pub async fn upload(
     request_body(content_type = "multipart/form-data", description = "`file` of the same type as the document; optional `acl` (default: keep), `title`, `metadata`"),
     responses(
         (status = 202, description = "The replacement is queued as a job", body = UploadAccepted),
-        (status = 403, description = "The caller does not manage this document's collection", body = ErrorBody),
-        (status = 404, description = "No such document (or not visible to the caller)", body = ErrorBody),
+        NotDocumentManager,
+        DocumentNotFound,
     ),
-    security(("api_key" = []))
 )]
 pub async fn replace(
     State(state): State<Arc<AppState>>,
@@ -367,7 +381,6 @@ pub struct DocumentList {
         (status = 200, description = "The documents the caller may read, by path", body = DocumentList),
         (status = 404, description = "No such collection (or the caller neither manages it nor may read any of its documents)", body = ErrorBody),
     ),
-    security(("api_key" = []))
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
@@ -377,21 +390,15 @@ pub async fn list(
 ) -> Result<Json<DocumentList>, ApiError> {
     // The request is checked before the collection is looked up, so a bad request answers the
     // same whether or not the collection exists.
-    let limit = params.limit.unwrap_or(50);
-    if limit == 0 || limit > lore_core::catalog::MAX_PAGE {
-        return Err(ApiError::InvalidRequest(format!(
-            "`limit` must be between 1 and {}",
-            lore_core::catalog::MAX_PAGE
-        )));
-    }
+    let limit = super::page_limit(params.limit.unwrap_or(50), lore_core::catalog::MAX_PAGE)?;
     let collection = access::collection(&state, &collection_id)?;
-    let readable = |doc: &DocumentRecord| can_read(&caller, doc, Some(&collection));
+    let readable = |doc: &DocumentRecord| access::can_read(&caller, doc, Some(&collection));
     let page = state.catalog().documents_page(&collection.id, params.cursor.as_deref(), limit, readable)?;
     // Only managers can list a collection; to anyone else, one they can read nothing of is
     // "not found" like an unknown id, so ids cannot be probed (with or without a cursor).
     if page.is_empty()
         && !caller.manages(collection.department.as_deref())
-        && (params.cursor.is_none() || state.catalog().documents_page(&collection.id, None, 1, readable)?.is_empty())
+        && (params.cursor.is_none() || !access::reads_some(&state, &caller, &collection)?)
     {
         return Err(access::hidden(&state, &caller, "document.list", &collection.id, ApiError::CollectionNotFound));
     }
@@ -410,9 +417,8 @@ pub async fn list(
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 200, description = "The document", body = DocumentInfo),
-        (status = 404, description = "No such document (or not visible to the caller)", body = ErrorBody),
+        DocumentNotFound,
     ),
-    security(("api_key" = []))
 )]
 pub async fn get(
     State(state): State<Arc<AppState>>,
@@ -440,10 +446,9 @@ pub struct DocumentPatch {
     responses(
         (status = 200, description = "The updated document", body = DocumentInfo),
         (status = 400, description = "Invalid ACL or metadata", body = ErrorBody),
-        (status = 403, description = "The caller does not manage this document's collection", body = ErrorBody),
-        (status = 404, description = "No such document (or not visible to the caller)", body = ErrorBody),
+        NotDocumentManager,
+        DocumentNotFound,
     ),
-    security(("api_key" = []))
 )]
 pub async fn patch(
     State(state): State<Arc<AppState>>,
@@ -495,10 +500,9 @@ pub async fn patch(
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 204, description = "Removed from both indexes and the database"),
-        (status = 403, description = "The caller does not manage this document's collection", body = ErrorBody),
-        (status = 404, description = "No such document (or not visible to the caller)", body = ErrorBody),
+        NotDocumentManager,
+        DocumentNotFound,
     ),
-    security(("api_key" = []))
 )]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
@@ -528,7 +532,6 @@ pub async fn delete(
         (status = 200, description = "The job: queued, processing, indexed or failed (with `error`)", body = Job),
         (status = 404, description = "No such job (or not the caller's)", body = ErrorBody),
     ),
-    security(("api_key" = []))
 )]
 pub async fn job(
     State(state): State<Arc<AppState>>,
@@ -536,8 +539,8 @@ pub async fn job(
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
     let job = state.jobs.get(&id)?.ok_or(ApiError::JobNotFound)?;
-    let manages = state.catalog().collection(&job.collection)?.is_some_and(|c| caller.manages(c.department.as_deref()));
-    if job.created_by == caller.user || manages || caller.is_admin() {
+    let manages = access::manages_collection(&state, &caller, &job.collection)?;
+    if job.created_by == caller.user || manages {
         Ok(Json(job))
     } else {
         Err(access::hidden(&state, &caller, "job.read", &id, ApiError::JobNotFound))
@@ -562,7 +565,6 @@ fn cancel_job_work(state: &AppState, job: &Job) {
         (status = 403, description = "The caller does not manage the job's collection", body = ErrorBody),
         (status = 404, description = "No such job (or not visible to the caller)", body = ErrorBody),
     ),
-    security(("api_key" = []))
 )]
 pub async fn cancel_job(
     State(state): State<Arc<AppState>>,
@@ -570,9 +572,7 @@ pub async fn cancel_job(
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
     let job = state.jobs.get(&id)?.ok_or(ApiError::JobNotFound)?;
-    let collection = state.catalog().collection(&job.collection)?;
-    let manages = collection.as_ref().is_some_and(|c| caller.manages(c.department.as_deref())) || caller.is_admin();
-    if !manages {
+    if !access::manages_collection(&state, &caller, &job.collection)? {
         if job.created_by == caller.user {
             return Err(access::deny(
                 &state,
@@ -621,9 +621,8 @@ pub struct DocumentContent {
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 200, description = "The document's text as indexed, chunk by chunk (the viewer behind citation links)", body = DocumentContent),
-        (status = 404, description = "No such document (or not visible to the caller)", body = ErrorBody),
+        DocumentNotFound,
     ),
-    security(("api_key" = []))
 )]
 pub async fn content(
     State(state): State<Arc<AppState>>,

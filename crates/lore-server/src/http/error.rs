@@ -4,6 +4,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use lore_chat::conversations::ConversationError;
+use lore_chat::feedback::FeedbackError;
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -147,23 +149,43 @@ impl ApiError {
 
 impl From<lore_core::Error> for ApiError {
     fn from(error: lore_core::Error) -> Self {
+        use lore_core::Error;
         match error {
-            lore_core::Error::InvalidInput(message) => ApiError::InvalidRequest(message),
-            lore_core::Error::InvalidPrincipal(_) | lore_core::Error::EmptyAcl => {
-                ApiError::InvalidRequest(error.to_string())
-            }
-            lore_core::Error::Conflict(message) => ApiError::Conflict(message),
-            other => ApiError::Internal(other.to_string()),
+            Error::InvalidInput(message) => ApiError::InvalidRequest(message),
+            Error::InvalidPrincipal(_) | Error::EmptyAcl => ApiError::InvalidRequest(error.to_string()),
+            Error::Conflict(message) => ApiError::Conflict(message),
+            Error::Config(_)
+            | Error::ModelSetup(_)
+            | Error::Embedding(_)
+            | Error::ModelMismatch { .. }
+            | Error::Catalog(_)
+            | Error::Keyword(_)
+            | Error::KeywordQuery(_)
+            | Error::Vector(_)
+            | Error::Io { .. } => ApiError::Internal(error.to_string()),
         }
     }
 }
 
 impl From<lore_ingest::IngestError> for ApiError {
     fn from(error: lore_ingest::IngestError) -> Self {
+        use lore_ingest::IngestError;
         match error {
-            lore_ingest::IngestError::Core(e) => e.into(),
-            other => ApiError::Internal(other.to_string()),
+            IngestError::Core(e) => e.into(),
+            IngestError::SourceConfig { .. } | IngestError::Other(_) => ApiError::Internal(error.to_string()),
         }
+    }
+}
+
+impl From<ConversationError> for ApiError {
+    fn from(error: ConversationError) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl From<FeedbackError> for ApiError {
+    fn from(error: FeedbackError) -> Self {
+        ApiError::Internal(error.to_string())
     }
 }
 

@@ -12,13 +12,19 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use lore_chat::feedback::{Feedback, Rating};
-use lore_core::config::Role;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::access;
 use super::error::{ApiError, ErrorBody};
+use super::responses::ManagersOnly;
 use super::{ApiJson, Authenticated};
 use crate::state::AppState;
+
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(submit, list))
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +42,6 @@ pub struct FeedbackRequest {
         (status = 400, description = "Invalid request", body = ErrorBody),
         (status = 404, description = "No such answer among the caller's conversations", body = ErrorBody),
     ),
-    security(("api_key" = []))
 )]
 pub async fn submit(
     State(state): State<Arc<AppState>>,
@@ -110,18 +115,15 @@ pub struct FeedbackList {
     get, path = "/v1/feedback", tag = "chat", params(FeedbackQuery),
     responses(
         (status = 200, description = "Feedback, newest first: all for admins; for knowledge managers, entries recorded for one of their departments whose every cited document they may read or manage", body = FeedbackList),
-        (status = 403, description = "Knowledge managers and admins only", body = ErrorBody),
+        ManagersOnly,
     ),
-    security(("api_key" = []))
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Authenticated(caller): Authenticated,
     Query(query): Query<FeedbackQuery>,
 ) -> Result<Json<FeedbackList>, ApiError> {
-    if !matches!(caller.role, Role::Admin | Role::KnowledgeManager) {
-        return Err(access::deny(&state, &caller, "feedback.list", None, "knowledge managers and admins only"));
-    }
+    access::require_manager_role(&state, &caller, "feedback.list")?;
     let limit = query.limit.unwrap_or(100);
     let mut entries = if caller.is_admin() {
         state.feedback.list(query.rating, query.before, limit)?

@@ -11,6 +11,8 @@ pub mod error;
 mod feedback;
 mod json_errors;
 pub mod metrics;
+mod operations;
+mod responses;
 mod search;
 pub mod web;
 
@@ -20,11 +22,11 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
-use axum::http::header;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::response::Response;
+use axum::routing::get;
 use serde::de::DeserializeOwned;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::{ApiKeys, Authenticated, Caller, new_api_key};
 pub use error::ApiError;
@@ -35,41 +37,13 @@ pub fn app(state: Arc<AppState>) -> Router {
     let limit = state.config.server.max_body_bytes;
     // Uploads get their own limit: the largest accepted file plus room for the form.
     let upload_limit = DefaultBodyLimit::max(state.config.ingest.max_file_bytes as usize + 64 * 1024);
-    Router::new()
-        .route("/v1/search", post(search::search))
-        .route("/v1/chat", post(chat::chat))
-        .route("/v1/conversations", get(chat::list))
-        .route("/v1/conversations/{id}", get(chat::get))
-        .route("/v1/me", get(admin::me))
-        .route("/v1/embed/token", post(admin::embed_token))
-        .route("/v1/collections", post(collections::create).get(collections::list))
-        .route("/v1/collections/{id}", delete(collections::delete))
-        .route("/v1/collections/{id}/documents", post(documents::upload).layer(upload_limit).get(documents::list))
-        .route(
-            "/v1/documents/{id}",
-            get(documents::get)
-                .put(documents::replace)
-                .layer(upload_limit)
-                .patch(documents::patch)
-                .delete(documents::delete),
-        )
-        .route("/v1/documents/{id}/content", get(documents::content))
-        .route("/v1/jobs/{id}", get(documents::job))
-        .route("/v1/jobs/{id}/cancel", post(documents::cancel_job))
-        .route("/v1/feedback", post(feedback::submit).get(feedback::list))
-        .route("/", get(web::app))
+    let (api, openapi) = api(upload_limit).split_for_parts();
+    api.route("/", get(web::app))
         .route("/app-config.json", get(web::app_config))
         .route("/demo", get(web::demo))
         .route("/widget.js", get(web::widget))
         .route("/assets/{name}", get(web::asset))
-        .route("/v1/keys", post(admin::create_key).get(admin::list_keys))
-        .route("/v1/keys/{id}", delete(admin::revoke_key))
-        .route("/v1/audit", get(admin::audit))
-        .route("/v1/audit/export", get(admin::audit_export))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi_json))
+        .route("/openapi.json", get(move || std::future::ready(axum::Json(openapi.clone()))))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), web::cors))
@@ -77,6 +51,48 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(web::nosniff))
         .with_state(state)
+}
+
+/// Every route of the API, each declared once by its handler's `#[utoipa::path]`, which also
+/// puts it in the OpenAPI document.
+fn api(upload_limit: DefaultBodyLimit) -> OpenApiRouter<Arc<AppState>> {
+    let v1 = OpenApiRouter::new()
+        .merge(search::router())
+        .merge(chat::router())
+        .merge(admin::router())
+        .merge(collections::router())
+        .merge(documents::router(upload_limit))
+        .merge(feedback::router());
+    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+        .merge(requiring_api_key(v1))
+        .merge(operations::router())
+}
+
+/// Every `/v1` handler takes `Authenticated`, so the document says once, here, that each of
+/// these routes needs credentials (`api_key`).
+fn requiring_api_key(mut routes: OpenApiRouter<Arc<AppState>>) -> OpenApiRouter<Arc<AppState>> {
+    let api_key = utoipa::openapi::security::SecurityRequirement::new("api_key", Vec::<String>::new());
+    for item in routes.get_openapi_mut().paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.security = Some(vec![api_key.clone()]);
+        }
+    }
+    routes
+}
+
+/// The OpenAPI document that `/openapi.json` serves (the upload limit does not show in it).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api(DefaultBodyLimit::disable()).into_openapi()
 }
 
 /// Serves `app` on `listener`, and runs the job worker, until `shutdown` resolves.
@@ -112,17 +128,10 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     response
 }
 
-/// The OpenAPI description of this API, generated from the handlers and types.
+/// What the OpenAPI document says besides its paths, which the resources' routers add.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Lore API", description = "Permission-filtered retrieval and cited answers over company documents."),
-    paths(
-        search::search, chat::chat, chat::list, chat::get, admin::me, admin::embed_token,
-        collections::create, collections::list, collections::delete,
-        documents::upload, documents::list, documents::get, documents::replace, documents::patch, documents::delete,
-        documents::content, documents::job, documents::cancel_job, feedback::submit, feedback::list, admin::create_key, admin::list_keys, admin::revoke_key, admin::audit, admin::audit_export,
-        healthz, readyz, metrics_text
-    ),
     components(schemas(
         error::ErrorBody, lore_chat::chat::StreamMetadata, lore_chat::answer::Citation, lore_chat::retrieval::Passage
     )),
@@ -146,26 +155,6 @@ impl utoipa::Modify for BearerAuth {
             ),
         );
     }
-}
-
-async fn openapi_json() -> impl IntoResponse {
-    axum::Json(<ApiDoc as utoipa::OpenApi>::openapi())
-}
-
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Indexes are open and answering"), (status = 503, description = "Not ready", body = error::ErrorBody)))]
-async fn readyz(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
-    state.retriever.indexes().vector.count().await.map_err(|e| ApiError::NotReady(e.to_string()))?;
-    Ok("ready")
-}
-
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
-async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
 /// An end customer an agent asks for: the customer's principals must be a subset of the
@@ -229,6 +218,14 @@ fn within_collections(
     }
     caller.scope = caller.scope.within_documents(catalog.document_ids_of_collections(collections)?);
     Ok(caller)
+}
+
+/// A page size the caller asked for, which must be 1 to `max`.
+fn page_limit(limit: usize, max: usize) -> Result<usize, ApiError> {
+    if limit == 0 || limit > max {
+        return Err(ApiError::InvalidRequest(format!("`limit` must be between 1 and {max}")));
+    }
+    Ok(limit)
 }
 
 /// JSON body extractor whose rejections are [`ApiError`]s with a clear message.

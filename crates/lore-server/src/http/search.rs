@@ -5,11 +5,17 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::{ApiJson, AppState, Authenticated};
 
 use lore_chat::retrieval::{HybridResults, Passage};
+
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(search))
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +50,6 @@ pub struct SearchResponse {
         (status = 400, description = "Invalid request", body = super::error::ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = super::error::ErrorBody),
     ),
-    security(("api_key" = []))
 )]
 pub async fn search(
     State(state): State<Arc<AppState>>,
@@ -53,21 +58,10 @@ pub async fn search(
 ) -> Result<Json<SearchResponse>, ApiError> {
     let caller = super::narrow(&state, caller, request.on_behalf_of.as_ref())?;
     let caller = super::within_collections(&state, caller, request.collections.as_ref())?;
-    let query = request.query.trim();
-    if query.is_empty() {
-        return Err(ApiError::InvalidRequest("`query` must not be empty".into()));
-    }
-    if query.chars().count() > super::chat::MAX_QUESTION_CHARS {
-        return Err(ApiError::InvalidRequest(format!(
-            "`query` is longer than {} characters",
-            super::chat::MAX_QUESTION_CHARS
-        )));
-    }
-    if request.limit == 0 || request.limit > MAX_LIMIT {
-        return Err(ApiError::InvalidRequest(format!("`limit` must be between 1 and {MAX_LIMIT}")));
-    }
+    let query = super::chat::question_text(&request.query, "`query`")?;
+    let limit = super::page_limit(request.limit, MAX_LIMIT)?;
     let HybridResults { query_lang, passages, timings, .. } =
-        state.retriever.hybrid(query, &caller.scope, request.limit).await?;
+        state.retriever.hybrid(query, &caller.scope, limit).await?;
     state.metrics.observe_retrieval(&timings);
     Ok(Json(SearchResponse { query_lang, results: passages, timings }))
 }

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::error::ApiError;
 use crate::state::AppState;
 
 const WIDGET: &str = include_str!("../../web/widget.js");
@@ -43,17 +44,17 @@ pub async fn widget(headers: HeaderMap) -> Response {
 }
 
 /// `/assets/widget.<hash>.js` and the full page's assets: immutable under their hash.
-pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
+pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     if name == format!("widget.{}.js", widget_hash()) {
-        return javascript(WIDGET, "public, max-age=31536000, immutable", None, &headers);
+        return Ok(javascript(WIDGET, "public, max-age=31536000, immutable", None, &headers));
     }
     match name.as_str() {
-        "app.js" => javascript(APP_JS, "no-cache", None, &headers),
+        "app.js" => Ok(javascript(APP_JS, "no-cache", None, &headers)),
         "app.css" => {
-            ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], APP_CSS)
-                .into_response()
+            Ok(([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], APP_CSS)
+                .into_response())
         }
-        _ => StatusCode::NOT_FOUND.into_response(),
+        _ => Err(ApiError::NotFound),
     }
 }
 
@@ -97,8 +98,8 @@ pub async fn app_config(State(state): State<Arc<AppState>>) -> impl IntoResponse
 }
 
 /// `/demo`: a page embedding the widget with a public key (only with `lore serve --demo`).
-pub async fn demo(State(state): State<Arc<AppState>>) -> Response {
-    let Some(key) = state.demo_key.get() else { return StatusCode::NOT_FOUND.into_response() };
+pub async fn demo(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let Some(key) = state.demo_key.get() else { return Err(ApiError::NotFound) };
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Acme intranet (Lore demo)</title>\
          <link rel=\"stylesheet\" href=\"/assets/app.css\"></head><body><header class=\"top\"><h1>Acme Robotics intranet</h1></header>\
@@ -107,11 +108,11 @@ pub async fn demo(State(state): State<Arc<AppState>>) -> Response {
          <pre>&lt;script src=\"/widget.js\" data-api-key=\"…\" data-title=\"Ask Acme\"&gt;&lt;/script&gt;</pre></main>\
          <script src=\"/widget.js\" data-api-key=\"{key}\" data-title=\"Ask Acme\"></script></body></html>"
     );
-    html(
+    Ok(html(
         body,
         "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'none'; \
          base-uri 'none'; object-src 'none'",
-    )
+    ))
 }
 
 /// `X-Content-Type-Options: nosniff` on every response (scripts, JSON, errors), so a browser
@@ -128,7 +129,10 @@ pub async fn cors(State(state): State<Arc<AppState>>, request: Request, next: Ne
     let origin = request.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
     let allowed = origin.as_ref().filter(|o| state.config.server.cors_origins.iter().any(|a| a == *o)).cloned();
     if request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
-        let Some(origin) = allowed else { return StatusCode::FORBIDDEN.into_response() };
+        let Some(origin) = allowed else {
+            return ApiError::Forbidden("cross-origin requests from this origin are not allowed".into())
+                .into_response();
+        };
         return (
             StatusCode::NO_CONTENT,
             [

@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use lore_core::config::Role;
-use lore_core::embed::Embedder;
 use lore_core::keys::NewKey;
+use lore_core::role::Role;
 use lore_ingest::{IngestOptions, Ingestor, Source};
 use lore_server::AppState;
 use serde_json::json;
 
-use crate::identity::{call, upload, wait_for_job};
+use crate::client::{call, upload, wait_for_job};
 
 /// A PDF from object bodies (object `i + 1` is `objects[i]`), with a correct xref table.
 fn pdf(objects: &[Vec<u8>]) -> Vec<u8> {
@@ -145,7 +144,7 @@ pub fn start() -> Hostile {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async move {
-            let embedder = Arc::new(Embedder::load(&config.embedding).unwrap());
+            let embedder = crate::embedder();
             let source = Source {
                 name: "handbook".into(),
                 path: folder,

@@ -1,29 +1,25 @@
 //! End-to-end tests of the `lore` binary.
 
-mod ask;
-mod browser;
+mod cli;
 mod compose;
 mod crash;
-mod dedup;
 mod errors;
 mod eval;
 mod hostile;
-mod http;
-mod identity;
-mod provider;
-mod refusals;
-mod search;
 mod serve;
-mod web_hardening;
+
+/// HTTP calls to a test server, shared with lore-server's API suite.
+#[path = "../../../lore-server/tests/api/support/client.rs"]
+#[allow(dead_code)] // this binary uses some of the helpers
+mod client;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Runs `lore`. Invocations are serialized: an embedded data folder can be open in only one
-/// process at a time (qdrant-edge locks its WAL), and tests share data folders.
+/// Runs `lore` on `data_dir`. An embedded data folder can be open in only one process at a
+/// time (qdrant-edge locks its WAL), so each test uses data folders of its own and runs the
+/// binary on them one call after another.
 pub fn lore(data_dir: &Path, args: &[&str]) -> Output {
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     Command::new(env!("CARGO_BIN_EXE_lore")).arg("--data-dir").arg(data_dir).args(args).output().expect("run lore")
 }
 
@@ -33,6 +29,12 @@ pub fn config_in(data_dir: std::path::PathBuf) -> lore_core::config::Config {
     let mut config = lore_core::config::Config { data_dir, ..Default::default() };
     config.ingest.parser = lore_core::config::ParserConfig::process(env!("CARGO_BIN_EXE_lore"));
     config
+}
+
+/// The embedding model, loaded once for the binary.
+pub fn embedder() -> std::sync::Arc<lore_core::embed::Embedder> {
+    static EMBEDDER: std::sync::OnceLock<std::sync::Arc<lore_core::embed::Embedder>> = std::sync::OnceLock::new();
+    EMBEDDER.get_or_init(|| std::sync::Arc::new(lore_core::embed::Embedder::load(&Default::default()).unwrap())).clone()
 }
 
 pub fn workspace_root() -> std::path::PathBuf {

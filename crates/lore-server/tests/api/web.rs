@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::identity::server;
+use crate::support::fixtures::roles as server;
 
 /// One request; the response's status, headers and raw body.
 async fn send(
@@ -44,7 +44,7 @@ fn key(role: &str) -> &'static str {
 #[tokio::test]
 async fn every_response_says_nosniff_and_pages_have_a_full_csp() {
     let s = server();
-    let _ = s.state.demo_key.set("lore_demo-page-key".into());
+    let _ = s.server.state.demo_key.set("lore_demo-page-key".into());
     let widget = format!("/assets/widget.{}.js", lore_server::http::web::widget_hash());
     let cases: Vec<(&str, String, Option<&str>, u16)> = vec![
         ("GET", "/widget.js".into(), None, 200),

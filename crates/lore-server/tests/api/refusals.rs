@@ -3,10 +3,10 @@
 
 use serde_json::{Value, json};
 
-use crate::hostile::start;
-use crate::identity::{call, upload, wait_for_job};
+use crate::support::client::{call, upload, wait_for_job};
+use crate::support::fixtures::handbook as start;
 
-async fn denials(server: &crate::hostile::Hostile) -> Vec<Value> {
+async fn denials(server: &crate::support::fixtures::Handbook) -> Vec<Value> {
     let (status, body) =
         call(server.addr, "GET", "/v1/audit?action=access.denied&limit=1000", Some(&server.admin), None).await;
     assert_eq!(status, 200, "{body}");

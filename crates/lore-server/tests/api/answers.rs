@@ -1,31 +1,20 @@
-//! `lore ask` in extractive mode (no model configured): the sample questions get answers
+//! Answers in extractive mode (no model configured): the sample questions get answers
 //! citing the right document, and questions the knowledge base cannot answer get the
 //! no-answer reply with no citation.
 
-use std::sync::OnceLock;
-
 use serde_json::Value;
 
-use crate::{assert_success, lore, workspace_root};
+use crate::support::{block_on, sample_engine};
 
-fn data_dir() -> &'static std::path::Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        assert_success(&lore(dir.path(), &["ingest", workspace_root().join("ingest/samples.toml").to_str().unwrap()]));
-        dir
-    })
-    .path()
-}
-
+/// Asks as someone in `groups` (comma-separated), as `lore ask --json` does.
 fn ask(groups: &str, question: &str) -> Value {
-    let mut args = vec!["ask", question, "--as", "someone@acme.example", "--json"];
-    if !groups.is_empty() {
-        args.extend(["--groups", groups]);
-    }
-    let output = lore(data_dir(), &args);
-    assert_success(&output);
-    serde_json::from_slice(&output.stdout).unwrap()
+    let groups: Vec<String> = groups.split(',').filter(|g| !g.is_empty()).map(str::to_owned).collect();
+    let question = question.to_owned();
+    block_on(move || async move {
+        let scope = crate::support::scope_of("someone@acme.example", &groups);
+        let answer = sample_engine().ask("someone@acme.example", &scope, &question, None, None).await.unwrap();
+        serde_json::to_value(answer).unwrap()
+    })
 }
 
 fn cited(answer: &Value) -> Vec<String> {

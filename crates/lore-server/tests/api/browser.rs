@@ -9,19 +9,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use lore_core::config::{ProviderConfig, Role};
-use lore_core::embed::Embedder;
+use axum::routing::get;
+use lore_chat::testing::{FakeProvider, Reply};
 use lore_core::keys::NewKey;
-use lore_ingest::{IngestOptions, Ingestor, Source, SourceConfig};
-use lore_server::AppState;
+use lore_core::role::Role;
 use serde_json::{Value, json};
 
-use crate::workspace_root;
+use crate::support::{Setup, workspace_root};
 
 fn find_chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser"].iter().find_map(|name| {
@@ -30,66 +27,51 @@ fn find_chromium() -> Option<PathBuf> {
     })
 }
 
-/// A fake OpenAI-compatible provider that streams a scripted answer slowly, so the browser can
-/// watch it arrive (and stop it). Questions about the badge printer get markup in the answer.
-async fn completions(Json(body): Json<Value>) -> Response {
+/// What the fake model answers: a scripted answer streamed slowly, so the browser can watch it
+/// arrive (and stop it); questions about the badge printer get markup in the answer. A
+/// non-streamed request is a follow-up to condense: the question itself is a fine standalone
+/// query here.
+fn reply(body: &Value) -> Reply {
     let prompt = body["messages"].to_string();
-    let stream = body["stream"].as_bool().unwrap_or(false);
-    let reply: Vec<&str> = if prompt.contains("badge printer") {
-        vec![
-            "The badge printer ",
-            "is on the third floor [1]. ",
-            "<img src=x onerror=\"window.__xss=3\"> ",
-            "<script>window.__xss=4</script>",
-        ]
-    } else if prompt.contains("vacaciones") {
-        vec![
-            "Tienes **25 días** ",
-            "de vacaciones ",
-            "pagadas al año [1].\n",
-            "- Puedes pasar ",
-            "hasta 5 días ",
-            "al año siguiente [1].",
-        ]
-    } else {
-        vec![
-            "You get **25 days** ",
-            "of paid vacation ",
-            "per calendar year [1].\n",
-            "- Up to 5 unused days ",
-            "carry over ",
-            "into the next year [1].\n",
-            "- Vacation accrues ",
-            "monthly [1].",
-        ]
-    };
-    if !stream {
-        // Follow-up condensation: the question itself is a fine standalone query here.
-        let last = body["messages"].as_array().and_then(|m| m.last()).map(|m| m["content"].clone()).unwrap_or_default();
-        let last = last.as_str().unwrap_or_default();
-        // A condensed follow-up, as a model would write it from the conversation.
-        let text = if last.contains("accrue") && last.contains("vacation") {
-            "How does paid vacation accrue?".to_owned()
+    if body["stream"].as_bool().unwrap_or(false) {
+        let parts: &[&str] = if prompt.contains("badge printer") {
+            &[
+                "The badge printer ",
+                "is on the third floor [1]. ",
+                "<img src=x onerror=\"window.__xss=3\"> ",
+                "<script>window.__xss=4</script>",
+            ]
+        } else if prompt.contains("vacaciones") {
+            &[
+                "Tienes **25 días** ",
+                "de vacaciones ",
+                "pagadas al año [1].\n",
+                "- Puedes pasar ",
+                "hasta 5 días ",
+                "al año siguiente [1].",
+            ]
         } else {
-            last.lines().last().unwrap_or_default().trim_start_matches("Last message: ").to_owned()
+            &[
+                "You get **25 days** ",
+                "of paid vacation ",
+                "per calendar year [1].\n",
+                "- Up to 5 unused days ",
+                "carry over ",
+                "into the next year [1].\n",
+                "- Vacation accrues ",
+                "monthly [1].",
+            ]
         };
-        return Json(json!({
-            "id": "c", "object": "chat.completion", "created": 0, "model": "fake-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        }))
-        .into_response();
+        return Reply::stream(parts, Duration::from_millis(150));
     }
-    let chunks = futures::stream::iter(reply.into_iter().map(str::to_owned)).then(|part| async move {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let chunk = json!({
-            "id": "c", "object": "chat.completion.chunk", "created": 0, "model": "fake-model",
-            "choices": [{"index": 0, "delta": {"content": part}, "finish_reason": null}],
-        });
-        Ok::<_, std::convert::Infallible>(format!("data: {chunk}\n\n"))
-    });
-    let done = futures::stream::once(async { Ok("data: [DONE]\n\n".to_owned()) });
-    use futures::StreamExt;
-    ([(header::CONTENT_TYPE, "text/event-stream")], axum::body::Body::from_stream(chunks.chain(done))).into_response()
+    let last = body["messages"].as_array().and_then(|m| m.last()).map(|m| m["content"].clone()).unwrap_or_default();
+    let last = last.as_str().unwrap_or_default();
+    // A condensed follow-up, as a model would write it from the conversation.
+    if last.contains("accrue") && last.contains("vacation") {
+        Reply::text("How does paid vacation accrue?")
+    } else {
+        Reply::text(last.lines().last().unwrap_or_default().trim_start_matches("Last message: "))
+    }
 }
 
 #[derive(Clone)]
@@ -166,60 +148,31 @@ async fn the_widget_in_a_real_browser() {
     };
 
     // The provider, the host and Lore listen on three loopback ports: two origins for the browser.
-    let provider = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let provider_url = format!("http://{}/v1", provider.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(provider, axum::Router::new().route("/v1/chat/completions", post(completions))).await.unwrap()
-    });
+    let provider = FakeProvider::answering("model", reply).await;
     let host_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_url = format!("http://{}", host_listener.local_addr().unwrap());
 
-    let data = tempfile::tempdir().unwrap();
-    let xss = data.path().join("facilities");
-    std::fs::create_dir_all(&xss).unwrap();
+    let mut setup = Setup::new().with_samples();
+    let xss = setup.folder("facilities");
     std::fs::write(
         xss.join("badge-printer.txt"),
         "Badge printer\n\nThe badge printer is on the third floor, next to the mail room. \
          Label template: <img src=x onerror=\"window.__xss=1\"> and <script>window.__xss=2</script> are printed as text.",
     )
     .unwrap();
-    let mut config = crate::config_in(data.path().join("data"));
-    config.server.cors_origins = vec![host_url.clone()];
+    setup.config.server.cors_origins = vec![host_url.clone()];
     // Single sign-on for the full page: the test provider runs the authorization code flow.
     let idp = lore_identity::testing::TestIdp::start().await;
     idp.set_login("alice", &["hr"]);
-    config.auth.oidc = Some(idp.oidc_config());
-    config.server.web_client_id = Some("lore-web".into());
-    config.chat.providers = vec![ProviderConfig {
-        name: "fake".into(),
-        base_url: provider_url,
-        model: "fake-model".into(),
-        api_key_env: None,
-        timeout_secs: 30.0,
-        connect_timeout_secs: 5.0,
-        max_retries: 0,
-        initial_backoff_ms: 10,
-        temperature: None,
-        max_tokens: None,
-    }];
-    let mut sources = SourceConfig::load(&workspace_root().join("ingest/samples.toml")).unwrap().sources;
-    sources.push(Source {
-        name: "facilities".into(),
-        path: xss,
-        default_acl: Some(vec!["everyone".into()]),
-        department: None,
-    });
-    let embedder = Arc::new(Embedder::load(&config.embedding).unwrap());
-    let mut ingestor = Ingestor::open(config.clone(), embedder.clone()).await.unwrap();
-    let report = ingestor.ingest(&sources, &IngestOptions::default()).await.unwrap();
-    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    setup.config.auth.oidc = Some(idp.oidc_config());
+    setup.config.server.web_client_id = Some("lore-web".into());
+    setup.config.chat.providers = vec![provider.config(0, 30.0)];
+    let server = setup.source("facilities", xss, &["everyone"], None).start();
     let documents: HashMap<String, String> = ["samples", "facilities"]
         .iter()
-        .flat_map(|c| ingestor.catalog().documents_of_source(c).unwrap())
-        .map(|d| (format!("{}/{}", d.source, d.path), d.id))
+        .flat_map(|c| server.documents_of(c).into_iter().map(move |(path, id)| (format!("{c}/{path}"), id)))
         .collect();
-    drop(ingestor);
-    let state = AppState::open(config, embedder).await.unwrap();
+    let state = server.state.clone();
     let (admin_key, _) = state
         .identity
         .keys
@@ -230,12 +183,7 @@ async fn the_widget_in_a_real_browser() {
     // `lore serve --demo`: the /demo page embeds the widget with a public key.
     let (public_key, _) = state.identity.keys.store().unwrap().create(&NewKey::public("demo-page", "test")).unwrap();
     state.demo_key.set(public_key).unwrap();
-    let lore_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let lore_url = format!("http://{}", lore_listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let lore_server = tokio::spawn(lore_server::http::serve(lore_listener, state.clone(), async {
-        let _ = stopped.await;
-    }));
+    let lore_url = server.url();
     let host = Arc::new(Host { lore: lore_url.clone(), admin_key });
     let host_app = axum::Router::new()
         .route("/", get(host_page))
@@ -274,7 +222,7 @@ async fn the_widget_in_a_real_browser() {
 
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let script = workspace_root().join("crates/lore/tests/browser/widget.mjs");
+    let script = workspace_root().join("crates/lore-server/tests/browser/widget.mjs");
     let output = tokio::process::Command::new("node")
         .arg(&script)
         .current_dir(workspace_root())
@@ -301,8 +249,6 @@ async fn the_widget_in_a_real_browser() {
     assert_eq!(down.prompt_version.as_deref(), Some(state.chat.prompt_version().as_str()));
     assert_eq!(down.citations[0]["document_id"], documents["samples/handbook/employee-handbook.md"].as_str());
     eprintln!("screenshots: {}", artifacts.display());
-    // Stop the server before the data folder goes away (the vector index flushes on drop).
-    let _ = stop.send(());
-    let _ = lore_server.await;
     drop(state);
+    drop(server);
 }

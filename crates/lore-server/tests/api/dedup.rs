@@ -4,11 +4,11 @@
 
 use serde_json::{Value, json};
 
-use crate::hostile::start;
-use crate::identity::{call, upload, wait_for_job};
+use crate::support::client::{call, upload, wait_for_job};
+use crate::support::fixtures::handbook as start;
 
 async fn upload_and_wait(
-    server: &crate::hostile::Hostile,
+    server: &crate::support::fixtures::Handbook,
     name: &str,
     bytes: &[u8],
     fields: &[(&str, &str)],
@@ -20,13 +20,13 @@ async fn upload_and_wait(
     (status, body)
 }
 
-async fn document(server: &crate::hostile::Hostile, id: &str) -> Value {
+async fn document(server: &crate::support::fixtures::Handbook, id: &str) -> Value {
     let (status, body) = call(server.addr, "GET", &format!("/v1/documents/{id}"), Some(&server.admin), None).await;
     assert_eq!(status, 200, "{body}");
     body
 }
 
-async fn text(server: &crate::hostile::Hostile, id: &str) -> String {
+async fn text(server: &crate::support::fixtures::Handbook, id: &str) -> String {
     let (status, body) =
         call(server.addr, "GET", &format!("/v1/documents/{id}/content"), Some(&server.admin), None).await;
     assert_eq!(status, 200, "{body}");

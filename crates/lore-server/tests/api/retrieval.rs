@@ -1,29 +1,19 @@
-use std::sync::OnceLock;
+//! Hybrid retrieval over the sample corpus, both engines filtered by the caller's groups: no
+//! restricted document reaches a caller outside its group, top-k stays full, the obvious
+//! questions find their document, and PDF hits carry their page.
 
 use serde_json::Value;
 
-use crate::{assert_success, lore, workspace_root};
+use crate::support::{block_on, sample_retriever, scope_of};
 
-/// The sample corpus, ingested once for all tests in this module.
-fn sample_data_dir() -> &'static std::path::Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let samples = workspace_root().join("ingest/samples.toml");
-        assert_success(&lore(dir.path(), &["ingest", samples.to_str().unwrap()]));
-        dir
-    })
-    .path()
-}
-
+/// Searches as `user` in `groups` (comma-separated), as `lore search --json -k 5` does.
 fn search(user: &str, groups: &str, query: &str) -> Value {
-    let mut args = vec!["search", query, "--as", user, "--json", "-k", "5"];
-    if !groups.is_empty() {
-        args.extend(["--groups", groups]);
-    }
-    let output = lore(sample_data_dir(), &args);
-    assert_success(&output);
-    serde_json::from_slice(&output.stdout).unwrap()
+    let groups: Vec<String> = groups.split(',').filter(|g| !g.is_empty()).map(str::to_owned).collect();
+    let (user, query) = (user.to_owned(), query.to_owned());
+    block_on(move || async move {
+        let results = sample_retriever().search(&query, &scope_of(&user, &groups), 5).await.unwrap();
+        serde_json::to_value(results).unwrap()
+    })
 }
 
 fn paths(results: &Value, retriever: &str) -> Vec<String> {

@@ -1,0 +1,218 @@
+//! Generation through OpenAI-compatible providers, against real HTTP servers on loopback
+//! that speak the chat-completions protocol with scripted replies, failures and delays.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lore_chat::ChatEngine;
+use lore_chat::conversations::Conversations;
+use lore_chat::testing::{FakeProvider, Reply};
+use lore_core::acl::{AccessScope, PrincipalSet};
+use lore_core::config::{ChatConfig, ProviderConfig};
+
+use crate::support::{sample_catalog, sample_retriever};
+
+fn engine(providers: Vec<ProviderConfig>) -> ChatEngine {
+    let config = ChatConfig { providers, company: "Acme Robotics".into(), ..ChatConfig::default() };
+    ChatEngine::new(sample_retriever(), Conversations::open(&sample_catalog()).unwrap(), &config).unwrap()
+}
+
+fn scope(user: &str, groups: &[&str]) -> AccessScope {
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    AccessScope::impersonate_for_operator(PrincipalSet::for_user(user, &groups, &[]).unwrap(), "provider test")
+}
+
+const VACATION: &str = "How many days of paid vacation do I get?";
+
+#[tokio::test]
+async fn generated_answers_keep_valid_citations_and_drop_invented_ones() {
+    let primary =
+        FakeProvider::scripted("primary", vec![Reply::text("You get 25 days [1], see also [42] and [1, 77].")]).await;
+    let engine = engine(vec![primary.config(0, 5.0)]);
+    let answer = engine.ask("ann", &scope("ann", &[]), VACATION, None, None).await.unwrap();
+    assert_eq!(answer.kind, lore_chat::answer::AnswerKind::Generated);
+    assert_eq!(answer.answer, "You get 25 days [1], see also and [1].");
+    assert_eq!(answer.citations.len(), 1);
+    assert_eq!(answer.citations[0].marker, 1);
+    assert_eq!(answer.model.as_deref(), Some("fake-primary"));
+    assert_eq!(answer.prompt_version.as_deref(), Some("system-2026-11-26+answer-2026-11-26"));
+    assert_eq!(answer.usage.as_ref().unwrap().prompt_tokens, 321);
+    let requests = primary.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["model"], "fake-primary");
+    let prompt = &primary.prompts()[0];
+    assert!(prompt.contains(VACATION) && prompt.contains("[1] (Acme Robotics Employee Handbook"), "{prompt}");
+    // The cited passage is the one numbered [1] in the prompt.
+    assert!(prompt.contains(answer.citations[0].snippet.lines().next().unwrap()));
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_then_the_fallback_answers() {
+    let primary =
+        FakeProvider::scripted("primary", vec![Reply::Status(500), Reply::Status(429), Reply::Status(503)]).await;
+    let secondary = FakeProvider::scripted("secondary", vec![Reply::text("25 days [1].")]).await;
+    let engine = engine(vec![primary.config(2, 5.0), secondary.config(2, 5.0)]);
+    let answer = engine.ask("ann", &scope("ann", &[]), VACATION, None, None).await.unwrap();
+    assert_eq!(answer.model.as_deref(), Some("fake-secondary"));
+    assert_eq!((primary.requests().len(), secondary.requests().len()), (3, 1));
+}
+
+#[tokio::test]
+async fn permanent_errors_move_on_without_retrying() {
+    let primary = FakeProvider::scripted("primary", vec![Reply::Status(401)]).await;
+    let secondary = FakeProvider::scripted("secondary", vec![Reply::text("25 days [1].")]).await;
+    let engine = engine(vec![primary.config(3, 5.0), secondary.config(0, 5.0)]);
+    let answer = engine.ask("ann", &scope("ann", &[]), VACATION, None, None).await.unwrap();
+    assert_eq!(answer.model.as_deref(), Some("fake-secondary"));
+    assert_eq!(primary.requests().len(), 1, "a 401 must not be retried");
+}
+
+#[tokio::test]
+async fn timeouts_count_as_transient() {
+    let primary = FakeProvider::scripted(
+        "primary",
+        vec![
+            Reply::Delayed(Duration::from_millis(3000), "late [1]".into()),
+            Reply::Delayed(Duration::from_millis(3000), "late [1]".into()),
+        ],
+    )
+    .await;
+    let secondary = FakeProvider::scripted("secondary", vec![Reply::text("on time [1].")]).await;
+    let engine = engine(vec![primary.config(1, 0.3), secondary.config(0, 5.0)]);
+    let started = std::time::Instant::now();
+    let answer = engine.ask("ann", &scope("ann", &[]), VACATION, None, None).await.unwrap();
+    assert_eq!(answer.answer, "on time [1].");
+    assert_eq!(primary.requests().len(), 2);
+    assert!(started.elapsed() < Duration::from_secs(3), "timeouts were not enforced");
+}
+
+#[tokio::test]
+async fn when_every_provider_fails_the_answer_is_extracted_not_an_error() {
+    let primary = FakeProvider::scripted("primary", vec![Reply::Status(503), Reply::Status(503)]).await;
+    let engine = engine(vec![primary.config(1, 5.0)]);
+    let answer = engine.ask("ann", &scope("ann", &[]), VACATION, None, None).await.unwrap();
+    assert_eq!(answer.kind, lore_chat::answer::AnswerKind::Extracted);
+    assert!(answer.answer.contains("25 days"));
+    assert_eq!(answer.provider_errors.len(), 2);
+    assert!(answer.model.is_none());
+}
+
+#[tokio::test]
+async fn the_prompt_holds_only_passages_the_asker_may_read() {
+    let question = "What are the salary bands for engineers, and how many vacation days do we get?";
+    let fake = FakeProvider::scripted("primary", vec![Reply::text("See [1]."), Reply::text("See [1].")]).await;
+    let engine = engine(vec![fake.config(0, 5.0)]);
+    engine.ask("dana", &scope("dana", &["sales"]), question, None, None).await.unwrap();
+    engine.ask("alice", &scope("alice", &["hr"]), question, None, None).await.unwrap();
+    let prompts = fake.prompts();
+    assert_eq!(prompts.len(), 2);
+    for hr_only in ["Salary Bands", "$95,000", "Engineer II"] {
+        assert!(!prompts[0].contains(hr_only), "HR-only text {hr_only:?} in a sales user's prompt");
+    }
+    // The same question from HR does bring the HR passages: the check above can fail.
+    assert!(prompts[1].contains("Salary Bands"), "{}", prompts[1]);
+}
+
+#[tokio::test]
+async fn nothing_relevant_means_no_model_call() {
+    let fake = FakeProvider::scripted("primary", vec![]).await;
+    let engine = engine(vec![fake.config(0, 5.0)]);
+    let answer = engine.ask("ann", &scope("ann", &[]), "What is the capital of Mongolia?", None, None).await.unwrap();
+    assert_eq!(answer.kind, lore_chat::answer::AnswerKind::NoAnswer);
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn follow_ups_are_condensed_by_the_model() {
+    let fake = FakeProvider::scripted(
+        "primary",
+        vec![
+            Reply::text("25 days [1]."),
+            Reply::text("vacation days carry over next year"),
+            Reply::text("Up to 5 [1]."),
+        ],
+    )
+    .await;
+    let engine = engine(vec![fake.config(0, 5.0)]);
+    let first = engine.ask("ann", &scope("ann", &[]), VACATION, None, None).await.unwrap();
+    let second = engine
+        .ask("ann", &scope("ann", &[]), "Can I carry them over?", Some(&first.conversation_id), None)
+        .await
+        .unwrap();
+    assert_eq!(second.standalone_query, "vacation days carry over next year");
+    let prompts = fake.prompts();
+    assert!(
+        prompts[1].contains("User: How many days of paid vacation") && prompts[1].contains("Can I carry them over?")
+    );
+    assert_eq!(second.answer, "Up to 5 [1].");
+}
+
+async fn collect(engine: &ChatEngine, question: &str) -> Vec<lore_chat::chat::ChatEvent> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(64);
+    engine.ask_streaming("ann", &scope("ann", &[]), question, None, None, sender).await.unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = receiver.recv().await {
+        events.push(event);
+    }
+    events
+}
+
+#[tokio::test]
+async fn streamed_answers_send_metadata_then_filtered_deltas_then_the_final_answer() {
+    use lore_chat::chat::ChatEvent;
+    let fake = FakeProvider::scripted(
+        "primary",
+        vec![Reply::stream(&["You get ", "25 days [", "1]. Also [", "9] ok."], Duration::from_millis(5))],
+    )
+    .await;
+    let engine = engine(vec![fake.config(0, 5.0)]);
+    let events = collect(&engine, VACATION).await;
+    let ChatEvent::Metadata(metadata) = &events[0] else { panic!("metadata must come first") };
+    assert_eq!(metadata.model.as_deref(), Some("fake-primary"));
+    assert!(!metadata.sources.is_empty());
+    let deltas: String = events
+        .iter()
+        .filter_map(|e| match e {
+            ChatEvent::Delta(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let ChatEvent::Final(answer) = events.last().unwrap() else { panic!("final must come last") };
+    assert_eq!(deltas, "You get 25 days [1]. Also ok.");
+    assert_eq!(answer.answer, deltas);
+    assert_eq!(answer.citations.len(), 1);
+    assert_eq!(fake.requests()[0]["stream"], true);
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_to_start_falls_back() {
+    use lore_chat::chat::ChatEvent;
+    let primary = FakeProvider::scripted("primary", vec![Reply::Status(500)]).await;
+    let secondary =
+        FakeProvider::scripted("secondary", vec![Reply::stream(&["25 days [1]."], Duration::from_millis(1))]).await;
+    let engine = engine(vec![primary.config(0, 5.0), secondary.config(0, 5.0)]);
+    let events = collect(&engine, VACATION).await;
+    let ChatEvent::Final(answer) = events.last().unwrap() else { panic!() };
+    assert_eq!(answer.model.as_deref(), Some("fake-secondary"));
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_generation() {
+    use lore_chat::chat::ChatEvent;
+    let parts = vec!["word "; 40];
+    let fake = FakeProvider::scripted("primary", vec![Reply::stream(&parts, Duration::from_millis(100))]).await;
+    let engine = Arc::new(engine(vec![fake.config(0, 10.0)]));
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(4);
+    let task = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.ask_streaming("ann", &scope("ann", &[]), VACATION, None, None, sender).await })
+    };
+    assert!(matches!(receiver.recv().await, Some(ChatEvent::Metadata(_))));
+    assert!(matches!(receiver.recv().await, Some(ChatEvent::Delta(_))));
+    drop(receiver); // the client disconnects
+    tokio::time::timeout(Duration::from_secs(2), task).await.expect("generation stopped").unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(fake.stream_was_cancelled(), "provider stream was not closed");
+    let sent = fake.chunks_sent();
+    assert!(sent < 20, "the provider kept streaming after the client left ({sent} chunks)");
+}

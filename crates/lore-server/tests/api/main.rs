@@ -1,0 +1,22 @@
+//! The HTTP API end to end: a real server on a loopback port, with the real embedding model,
+//! indexes and database; model and identity providers are loopback servers speaking their
+//! protocols. One module per resource; fixtures and helpers are in `support`.
+
+mod answers;
+mod browser;
+mod chat;
+mod collections;
+mod conversations;
+mod dedup;
+mod documents;
+mod feedback;
+mod generation;
+mod keys;
+mod operations;
+mod refusals;
+mod retrieval;
+mod roles;
+mod search;
+mod support;
+mod tokens;
+mod web;

@@ -1,0 +1,92 @@
+//! `lore status`: documents, chunks, model and index sizes; `--check` verifies both indexes
+//! agree with the catalog.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use lore_core::catalog::Catalog;
+use lore_core::config::Config;
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    check: bool,
+}
+
+pub async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let catalog = Catalog::open(&config.catalog_path())?;
+    let (documents, chunks) = catalog.counts()?;
+    println!("data folder:   {}", config.data_dir.display());
+    println!("documents:     {documents}");
+    println!("chunks:        {chunks}");
+    println!("model:         {}", lore_core::index::stored_model(&catalog)?.unwrap_or_else(|| "(none yet)".into()));
+    println!("vector store:  {:?}", config.vector_store);
+    for (name, dir) in [("keyword index", config.keyword_dir()), ("vector index", config.vector_dir())] {
+        println!("{name}: {} ({})", human_bytes(dir_size(&dir)), dir.display());
+    }
+    println!("catalog:       {}", human_bytes(dir_size(&config.catalog_path())));
+    let jobs = lore_core::jobs::JobStore::open(&config.catalog_path())?.counts()?;
+    if !jobs.is_empty() {
+        let counts: Vec<String> = jobs.iter().map(|(state, n)| format!("{n} {}", state.as_str())).collect();
+        println!("upload jobs:   {}", counts.join(", "));
+    }
+    println!("collections:   {}", catalog.collections()?.len());
+    let pending = catalog.journaled()?;
+    if !pending.is_empty() {
+        println!("interrupted:   {} document(s) will be rolled back by the next ingest", pending.len());
+    }
+    if args.check {
+        let indexes = lore_core::index::Indexes::open(config, false).await?;
+        let report = indexes.check_consistency(&catalog).await?;
+        let problems = report.problems();
+        if problems.is_empty() {
+            println!("consistency:   ok ({} chunk ids in catalog, keyword and vector index)", report.catalog_ids.len());
+        } else {
+            for problem in &problems {
+                println!("consistency:   {problem}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dir_size(path: &Path) -> u64 {
+    if path.is_file() {
+        return path.metadata().map(|m| disk_bytes(&m)).unwrap_or(0);
+    }
+    walkdir_size(path)
+}
+
+/// Bytes a file occupies on disk: qdrant-edge preallocates sparse files, whose length says
+/// little about the space used.
+fn disk_bytes(metadata: &std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::MetadataExt::blocks(metadata) * 512
+    }
+    #[cfg(not(unix))]
+    {
+        metadata.len()
+    }
+}
+
+fn walkdir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { walkdir_size(&p) } else { e.metadata().map(|m| disk_bytes(&m)).unwrap_or(0) }
+        })
+        .sum()
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
