@@ -7,6 +7,10 @@ This script is the single source of truth for everything under
     ingest/samples.toml                      (source configuration for `lore ingest`)
     crates/lore-ingest/tests/fixtures/**     (loader test fixtures, except README.md)
 
+except the HTML files (ingest/samples/engineering/runbooks/deploy-rollback.html and the
+fixture sample.html), which are written by hand: HTML is source text already, and a copy of
+it here would only have to be kept in step.
+
 It uses only the Python 3.11 standard library. Output is byte-for-byte
 deterministic: fixed timestamps, fixed seeds, no dependence on the clock,
 locale or file-system order. PDFs are produced by a tiny hand-written PDF
@@ -813,80 +817,6 @@ Write a blameless postmortem within 5 business days using the template in the en
 and review it in the weekly Platform reliability meeting.
 """
 
-DEPLOY_ROLLBACK_HTML = """\
-<!DOCTYPE html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>Runbook: Rolling back a bad deploy</title>
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <style>
-    body { font-family: system-ui, sans-serif; margin: 0; color: #1d1d1f; }
-    nav, footer { background: #0b3d91; color: #fff; padding: 0.5rem 1rem; }
-    main { max-width: 48rem; margin: 2rem auto; }
-    pre { background: #f4f4f6; padding: 0.75rem; overflow-x: auto; }
-  </style>
-  <script>
-    // Intranet analytics beacon; not part of the runbook.
-    window.intranetAnalytics = { page: "deploy-rollback", trackClicks: true };
-    document.addEventListener("DOMContentLoaded", function () {
-      console.log("intranet page loaded");
-    });
-  </script>
-</head>
-<body>
-  <nav>
-    <a href="https://intranet.acme.example/">Intranet home</a> |
-    <a href="https://intranet.acme.example/it">Contact IT</a> |
-    <a href="https://intranet.acme.example/search">Search the intranet</a>
-  </nav>
-  <main>
-    <h1>Runbook: Rolling back a bad deploy</h1>
-    <p>Owner: Developer Experience team. Last reviewed: 2024-02-14.</p>
-
-    <h2>When to roll back</h2>
-    <p>Roll back first and investigate later. Roll back a service when, within 30 minutes of a
-    deploy, its error rate stays above <strong>2% for 5 minutes</strong>, its p95 latency doubles
-    compared with the previous release, or a customer-facing feature is broken. Rolling back needs
-    no approval: every engineer with deploy rights may do it, and nobody will ask you to justify a
-    rollback that turns out to be unnecessary.</p>
-
-    <h2>Steps</h2>
-    <ol>
-      <li>Freeze deploys of the service so nobody ships on top of the incident.</li>
-      <li>Find the last known good release.</li>
-      <li>Roll back to it and watch the canary for 10 minutes.</li>
-      <li>Announce the rollback in the #deploys channel with the release IDs.</li>
-    </ol>
-    <pre><code>acmectl deploy freeze --service checkout --reason "rollback in progress"
-acmectl releases list --service checkout --limit 5
-acmectl deploy rollback --service checkout --to r2024.02.14-3
-acmectl deploy status --service checkout --watch</code></pre>
-    <p>The rollback replaces all pods in rolling batches of 25%. A typical rollback of the
-    checkout service finishes in about 6 minutes.</p>
-
-    <h2>Database migrations</h2>
-    <ul>
-      <li>A rollback never reverts database migrations.</li>
-      <li>Migrations must follow the expand/contract pattern so that the previous release keeps
-      working against the new schema.</li>
-      <li>If a migration itself must be reverted, page the owning team and follow the
-      orders-db runbooks; never run <code>DROP</code> statements by hand during an incident.</li>
-    </ul>
-
-    <h2>After the rollback</h2>
-    <p>Unfreeze deploys with <code>acmectl deploy unfreeze --service checkout</code> only after
-    the fix is merged and has passed the staging soak of 30 minutes. Open a ticket in the DEVX
-    queue describing what went wrong.</p>
-  </main>
-  <footer>
-    <p>&copy; 2024 Acme Robotics, Inc. &middot; Intranet home | Contact IT | Privacy notice</p>
-    <p>Page maintained by the Intranet team. Report broken links to intranet@acme.example.</p>
-  </footer>
-</body>
-</html>
-"""
-
 TRAVEL_POLICY = """\
 ACME ROBOTICS TRAVEL POLICY
 Version 2.1, effective February 1, 2024. Owner: Finance (travel@acme.example)
@@ -1254,38 +1184,6 @@ Second paragraph: the keeper logs every ship in a leather notebook.
 Third line of the same paragraph mentions the saltwater harmonica.
 """
 
-FIXTURE_SAMPLE_HTML = """\
-<!DOCTYPE html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>Loader Fixture HTML</title>
-  <style>
-    .style-should-not-appear { color: red; }
-  </style>
-  <script>
-    var scriptShouldNotAppear = "SCRIPT_SHOULD_NOT_APPEAR";
-  </script>
-</head>
-<body>
-  <nav>Intranet home | Contact IT</nav>
-  <main>
-    <h1>Saffron zeppelin</h1>
-    <p>The saffron zeppelin docks at the north tower.</p>
-    <h2>Details</h2>
-    <p>Caf&eacute; &amp; lounge on deck&nbsp;two serves <em>cardamom</em> tea.</p>
-    <ul>
-      <li>Alpha list item about the copper lantern.</li>
-      <li>Beta list item about the willow bridge.</li>
-    </ul>
-    <pre><code>zeppelin --dock north-tower</code></pre>
-    <noscript>NOSCRIPT_SHOULD_NOT_APPEAR</noscript>
-  </main>
-  <footer>&copy; 2024 Acme Robotics &middot; Intranet home | Contact IT</footer>
-</body>
-</html>
-"""
-
 SAMPLE_DOCX: list[tuple] = [
     ("Title", "Loader fixture DOCX"),
     ("Heading1", "Cobalt gondola"),
@@ -1406,7 +1304,6 @@ def build() -> dict[Path, bytes]:
     text(s / "hr" / "salary-bands.md", SALARY_BANDS)
     text(s / "hr" / "bandas-salariales.md", BANDAS_SALARIALES)
     text(s / "engineering" / "runbooks" / "database-failover.md", DATABASE_FAILOVER)
-    text(s / "engineering" / "runbooks" / "deploy-rollback.html", DEPLOY_ROLLBACK_HTML)
     text(s / "engineering" / "runbooks" / "deploy-rollback.html.meta.toml", acl_sidecar("engineering"))
     files[s / "sales" / "sales-playbook.docx"] = docx(
         SALES_PLAYBOOK, "Acme Robotics Sales Playbook 2024", "Jordan Ellis", "en-US",
@@ -1441,7 +1338,6 @@ def build() -> dict[Path, bytes]:
     files[f / "quote-operator.pdf"] = quote_operator_pdf()
     text(f / "sample.md", FIXTURE_SAMPLE_MD)
     text(f / "sample.txt", FIXTURE_SAMPLE_TXT)
-    text(f / "sample.html", FIXTURE_SAMPLE_HTML)
     files[f / "sample.docx"] = docx(SAMPLE_DOCX, "Loader Fixture DOCX", "Lore tests", "en-US",
                                     "DOCX loader fixture with split runs, a table, a tab and a line break.")
     return files

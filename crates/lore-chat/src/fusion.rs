@@ -5,6 +5,14 @@ use std::collections::{HashMap, HashSet};
 use lore_core::config::RetrievalMode;
 use lore_core::types::ScoredChunkId;
 
+/// Reciprocal rank fusion's constant `k` and the weight of each engine's ranking.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    pub k: f32,
+    pub bm25: f32,
+    pub dense: f32,
+}
+
 /// One chunk after fusion, with where it came from.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Fused {
@@ -19,15 +27,10 @@ pub struct Fused {
 
 /// score = Σ weight / (k + rank), ranks starting at 1. Ties break by chunk id, so the
 /// order is deterministic.
-pub fn reciprocal_rank_fusion(
-    bm25: &[ScoredChunkId],
-    dense: &[ScoredChunkId],
-    k: f32,
-    bm25_weight: f32,
-    dense_weight: f32,
-) -> Vec<Fused> {
+pub fn reciprocal_rank_fusion(bm25: &[ScoredChunkId], dense: &[ScoredChunkId], weights: Weights) -> Vec<Fused> {
+    let k = weights.k;
     let mut fused: HashMap<&str, Fused> = HashMap::new();
-    for (list, weight, is_bm25) in [(bm25, bm25_weight, true), (dense, dense_weight, false)] {
+    for (list, weight, is_bm25) in [(bm25, weights.bm25, true), (dense, weights.dense, false)] {
         for (index, hit) in list.iter().enumerate() {
             let rank = index + 1;
             let entry = fused.entry(hit.chunk_id.as_str()).or_insert_with(|| Fused {
@@ -66,14 +69,12 @@ pub fn fuse_for_mode(
     mode: RetrievalMode,
     bm25: &[ScoredChunkId],
     dense: &[ScoredChunkId],
-    k: f32,
-    bm25_weight: f32,
-    dense_weight: f32,
+    weights: Weights,
 ) -> Vec<Fused> {
     match mode {
-        RetrievalMode::Hybrid => reciprocal_rank_fusion(bm25, dense, k, bm25_weight, dense_weight),
-        RetrievalMode::Bm25 => reciprocal_rank_fusion(bm25, &[], k, 1.0, 0.0),
-        RetrievalMode::Dense => reciprocal_rank_fusion(&[], dense, k, 0.0, 1.0),
+        RetrievalMode::Hybrid => reciprocal_rank_fusion(bm25, dense, weights),
+        RetrievalMode::Bm25 => reciprocal_rank_fusion(bm25, &[], Weights { bm25: 1.0, dense: 0.0, ..weights }),
+        RetrievalMode::Dense => reciprocal_rank_fusion(&[], dense, Weights { bm25: 0.0, dense: 1.0, ..weights }),
     }
 }
 
@@ -113,11 +114,15 @@ mod tests {
         ScoredChunkId { chunk_id: id.into(), doc_id: doc.into(), score: 1.0 }
     }
 
+    fn weights(bm25: f32, dense: f32) -> Weights {
+        Weights { k: 60.0, bm25, dense }
+    }
+
     #[test]
     fn chunks_found_by_both_engines_rank_first() {
         let bm25 = [hit("a", "d1"), hit("b", "d1"), hit("c", "d2")];
         let dense = [hit("c", "d2"), hit("d", "d3"), hit("a", "d1")];
-        let fused = reciprocal_rank_fusion(&bm25, &dense, 60.0, 1.0, 1.0);
+        let fused = reciprocal_rank_fusion(&bm25, &dense, weights(1.0, 1.0));
         let order: Vec<&str> = fused.iter().map(|f| f.chunk_id.as_str()).collect();
         assert_eq!(order, ["a", "c", "b", "d"]);
         assert_eq!(fused[0].bm25_rank, Some(1));
@@ -129,9 +134,9 @@ mod tests {
     fn weights_shift_the_balance() {
         let bm25 = [hit("a", "d1")];
         let dense = [hit("b", "d2")];
-        let fused = reciprocal_rank_fusion(&bm25, &dense, 60.0, 0.5, 1.0);
+        let fused = reciprocal_rank_fusion(&bm25, &dense, weights(0.5, 1.0));
         assert_eq!(fused[0].chunk_id, "b");
-        let fused = reciprocal_rank_fusion(&bm25, &dense, 60.0, 1.0, 0.5);
+        let fused = reciprocal_rank_fusion(&bm25, &dense, weights(1.0, 0.5));
         assert_eq!(fused[0].chunk_id, "a");
     }
 
@@ -140,15 +145,15 @@ mod tests {
         let bm25 = [hit("a", "d1"), hit("b", "d1"), hit("c", "d2")];
         let dense = [hit("c", "d2"), hit("d", "d3"), hit("a", "d1")];
         let order = |mode| -> Vec<String> {
-            fuse_for_mode(mode, &bm25, &dense, 60.0, 1.0, 1.0).into_iter().map(|f| f.chunk_id).collect()
+            fuse_for_mode(mode, &bm25, &dense, weights(1.0, 1.0)).into_iter().map(|f| f.chunk_id).collect()
         };
         assert_eq!(order(RetrievalMode::Bm25), ["a", "b", "c"]);
         assert_eq!(order(RetrievalMode::Dense), ["c", "d", "a"]);
         assert_eq!(order(RetrievalMode::Hybrid), ["a", "c", "b", "d"]);
-        let bm25_only = fuse_for_mode(RetrievalMode::Bm25, &bm25, &dense, 60.0, 1.0, 1.0);
+        let bm25_only = fuse_for_mode(RetrievalMode::Bm25, &bm25, &dense, weights(1.0, 1.0));
         assert!(bm25_only.iter().all(|f| f.dense_rank.is_none() && f.bm25_rank.is_some()));
         // Weights tuned for fusion must not empty a single-engine ranking.
-        assert_eq!(fuse_for_mode(RetrievalMode::Dense, &bm25, &dense, 60.0, 1.0, 0.0).len(), 3);
+        assert_eq!(fuse_for_mode(RetrievalMode::Dense, &bm25, &dense, weights(1.0, 0.0)).len(), 3);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use lore_core::lang::Lang;
 use lore_core::types::{Chunk, DocumentRecord, ScoredChunkId};
 use serde::Serialize;
 
-use crate::fusion::{fuse_for_mode, jaccard, shingles};
+use crate::fusion::{Weights, fuse_for_mode, jaccard, shingles};
 
 pub struct Retriever {
     embedder: Arc<Embedder>,
@@ -199,7 +199,8 @@ impl Retriever {
         let c = &self.config;
         let mut candidates = self.candidates(query, scope, c.candidates.max(limit)).await?;
         let started = Instant::now();
-        let fused = fuse_for_mode(c.mode, &candidates.bm25, &candidates.dense, c.rrf_k, c.bm25_weight, c.dense_weight);
+        let weights = Weights { k: c.rrf_k, bm25: c.bm25_weight, dense: c.dense_weight };
+        let fused = fuse_for_mode(c.mode, &candidates.bm25, &candidates.dense, weights);
         let best_dense_score = candidates.dense.first().map(|h| h.score);
         let mut passages: Vec<Passage> = Vec::new();
         let mut kept_shingles = Vec::new();

@@ -147,18 +147,9 @@ fn yes() -> bool {
     true
 }
 
+/// `lore_core::types::one_or_many`, absent meaning an empty list.
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match Option::<OneOrMany>::deserialize(d)? {
-        None => Vec::new(),
-        Some(OneOrMany::One(s)) => vec![s],
-        Some(OneOrMany::Many(v)) => v,
-    })
+    Ok(lore_core::types::one_or_many(d)?.unwrap_or_default())
 }
 
 impl Case {

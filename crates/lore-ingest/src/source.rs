@@ -44,22 +44,8 @@ pub struct Source {
 pub struct DocumentMeta {
     pub title: Option<String>,
     pub lang: Option<String>,
-    #[serde(default, deserialize_with = "one_or_many")]
+    #[serde(default, deserialize_with = "lore_core::types::one_or_many")]
     pub acl: Option<Vec<String>>,
-}
-
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match Option::<OneOrMany>::deserialize(d)? {
-        None => None,
-        Some(OneOrMany::One(s)) => Some(vec![s]),
-        Some(OneOrMany::Many(v)) => Some(v),
-    })
 }
 
 pub const SIDECAR_SUFFIX: &str = ".meta.toml";

@@ -32,6 +32,15 @@ pub const ACL_FIELD: &str = "acl";
 pub const DOC_ID_FIELD: &str = "doc_id";
 pub const CHUNK_ID_FIELD: &str = "chunk_id";
 
+/// A nearest-neighbour query with its permission filter, as the backends run it: `principals`
+/// (any of them in a point's ACL) and `within` (document ids), `None` meaning no restriction.
+struct FilteredQuery {
+    vector: Vec<f32>,
+    principals: Option<Vec<String>>,
+    within: Option<Vec<String>>,
+    limit: usize,
+}
+
 /// Calls the same method of either backend: qdrant-edge's off the async executor (its calls
 /// block), the server's directly.
 macro_rules! on_backend {
@@ -81,7 +90,7 @@ impl VectorIndex {
         if principals.as_ref().is_some_and(Vec::is_empty) || within.as_ref().is_some_and(Vec::is_empty) || limit == 0 {
             return Ok(Vec::new());
         }
-        on_backend!(self, search(vector, principals, within, limit))
+        on_backend!(self, search(FilteredQuery { vector, principals, within, limit }))
     }
 
     /// Every chunk id with its ACL. Admin tooling only, hence the unrestricted scope.
@@ -272,13 +281,8 @@ impl EdgeIndex {
             .map_err(edge_error)
     }
 
-    fn search(
-        &self,
-        vector: Vec<f32>,
-        principals: Option<Vec<String>>,
-        within: Option<Vec<String>>,
-        limit: usize,
-    ) -> Result<Vec<ScoredChunkId>> {
+    fn search(&self, query: FilteredQuery) -> Result<Vec<ScoredChunkId>> {
+        let FilteredQuery { vector, principals, within, limit } = query;
         use qdrant_edge::{
             Filter, NamedQuery, QueryEnum, QueryRequest, ScoringQuery, WithPayloadInterface, WithVector,
         };
@@ -451,14 +455,9 @@ impl ServerIndex {
         Ok(())
     }
 
-    async fn search(
-        &self,
-        vector: Vec<f32>,
-        principals: Option<Vec<String>>,
-        within: Option<Vec<String>>,
-        limit: usize,
-    ) -> Result<Vec<ScoredChunkId>> {
+    async fn search(&self, query: FilteredQuery) -> Result<Vec<ScoredChunkId>> {
         use qdrant_client::qdrant::{Condition, Filter, QueryPointsBuilder};
+        let FilteredQuery { vector, principals, within, limit } = query;
         let mut request =
             QueryPointsBuilder::new(&self.collection).query(vector).limit(limit as u64).with_payload(true);
         let mut conditions = Vec::new();

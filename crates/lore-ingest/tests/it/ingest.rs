@@ -66,12 +66,8 @@ async fn changed_documents_are_replaced_and_vanished_ones_removed_with_sync() {
     write(&root.join("a.md"), "# Alpha\n\nThe alpha service restarts nightly at two.\n");
     write(&root.join("b.md"), "# Beta\n\nThe beta cluster lives in Frankfurt.\n");
     write(&root.join("c.md"), "# Gamma\n\nThe gamma report is due on Fridays.\n");
-    let source = Source {
-        name: "wiki".into(),
-        path: root.clone(),
-        default_acl: Some(vec!["everyone".into()]),
-        department: None,
-    };
+    // Collection `wiki`, after the folder's name.
+    let source = Source::ad_hoc(&root, Some(vec!["everyone".into()]));
     let first = ingest(tmp.path(), std::slice::from_ref(&source), false).await;
     assert_eq!(first.indexed, 3);
     let before = Catalog::open(&config_in(tmp.path()).catalog_path()).unwrap();
@@ -168,12 +164,8 @@ async fn unchanged_chunk_texts_are_never_embedded_twice() {
     // Two files with the same text: the second one's chunks reuse the first one's vectors.
     write(&root.join("a.md"), &long_document(6, None));
     write(&root.join("copy/a.md"), &long_document(6, None));
-    let source = Source {
-        name: "wiki".into(),
-        path: root.clone(),
-        default_acl: Some(vec!["everyone".into()]),
-        department: None,
-    };
+    // Collection `wiki`, after the folder's name.
+    let source = Source::ad_hoc(&root, Some(vec!["everyone".into()]));
     let first = ingest(tmp.path(), std::slice::from_ref(&source), false).await;
     assert_eq!(first.indexed, 2);
     let per_copy = first.chunks / 2;

@@ -18,6 +18,7 @@ use lore_core::keys::NewKey;
 use lore_core::role::Role;
 use serde_json::{Value, json};
 
+use crate::support::client::call;
 use crate::support::{Setup, workspace_root};
 
 fn find_chromium() -> Option<PathBuf> {
@@ -77,6 +78,7 @@ fn reply(body: &Value) -> Reply {
 #[derive(Clone)]
 struct Host {
     lore: String,
+    addr: std::net::SocketAddr,
     admin_key: String,
 }
 
@@ -118,16 +120,8 @@ async fn host_token(State(host): State<Arc<Host>>, Query(q): Query<HashMap<Strin
         "dana" => vec!["sales"],
         _ => vec![],
     };
-    let response: Value = reqwest::Client::new()
-        .post(format!("{}/v1/embed/token", host.lore))
-        .bearer_auth(&host.admin_key)
-        .json(&json!({"user": user, "groups": groups, "ttl_secs": 900}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({"user": user, "groups": groups, "ttl_secs": 900});
+    let (_, response) = call(host.addr, "POST", "/v1/embed/token", Some(&host.admin_key), Some(body)).await;
     response["token"].as_str().unwrap().to_owned()
 }
 
@@ -184,7 +178,7 @@ async fn the_widget_in_a_real_browser() {
     let (public_key, _) = state.identity.keys.store().unwrap().create(&NewKey::public("demo-page", "test")).unwrap();
     state.demo_key.set(public_key).unwrap();
     let lore_url = server.url();
-    let host = Arc::new(Host { lore: lore_url.clone(), admin_key });
+    let host = Arc::new(Host { lore: lore_url.clone(), addr: server.addr, admin_key });
     let host_app = axum::Router::new()
         .route("/", get(host_page))
         .route("/token", get(host_token))

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::client::{call, upload};
 use crate::{assert_success, lore, workspace_root};
 
 struct Served {
     child: Child,
     url: String,
+    addr: std::net::SocketAddr,
 }
 
 impl Drop for Served {
@@ -35,7 +37,8 @@ fn serve(data_dir: &Path) -> Served {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url =
         line.trim().strip_prefix("lore: listening on ").unwrap_or_else(|| panic!("unexpected: {line:?}")).to_owned();
-    Served { child, url }
+    let addr = url.trim_start_matches("http://").parse().unwrap();
+    Served { child, url, addr }
 }
 
 async fn get(url: &str, key: &str) -> Value {
@@ -88,17 +91,8 @@ async fn an_upload_interrupted_by_kill_completes_after_restart() {
     assert_success(&lore(dir, &["collections", "create", "handbook", "--default-acl", "everyone"]));
     let server = serve(dir);
     let document = long_document(250_000);
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(document.into_bytes()).file_name("digest.md"));
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/collections/handbook/documents", server.url))
-        .bearer_auth(&key)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let accepted: Value = response.json().await.unwrap();
+    let (status, accepted) = upload(server.addr, &key, "handbook", "digest.md", document.into_bytes(), &[]).await;
+    assert_eq!(status, 202, "{accepted}");
     let job_id = accepted["job"]["id"].as_str().unwrap().to_owned();
     let job_url = format!("{}/v1/jobs/{job_id}", server.url);
     let mut state = String::new();
@@ -130,16 +124,8 @@ async fn an_upload_interrupted_by_kill_completes_after_restart() {
     }
     assert_eq!(job["state"], "indexed", "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
-    let results: Value = reqwest::Client::new()
-        .post(format!("{}/v1/search", server.url))
-        .bearer_auth(&key)
-        .json(&json!({"query": "handbook", "limit": 3}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let query = json!({"query": "handbook", "limit": 3});
+    let (_, results) = call(server.addr, "POST", "/v1/search", Some(&key), Some(query)).await;
     assert_eq!(results["results"][0]["document"]["path"], "digest.md", "{results}");
     drop(server);
     let status = lore(dir, &["status", "--check"]);
