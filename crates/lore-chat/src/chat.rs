@@ -60,6 +60,27 @@ pub struct ChatAnswer {
     pub timings: ChatTimings,
 }
 
+/// A question as the engine takes it: who asks, what they may read, and where it stands in
+/// a conversation.
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    pub user: &'a str,
+    pub scope: &'a AccessScope,
+    pub text: &'a str,
+    /// The conversation it continues; it must be `user`'s.
+    pub conversation_id: Option<&'a str>,
+    /// The question before it, when the client keeps the conversation itself (the API's
+    /// `messages`); a stored conversation's own history wins.
+    pub earlier_question: Option<&'a str>,
+}
+
+impl<'a> Question<'a> {
+    /// A question that starts a new conversation.
+    pub fn new(user: &'a str, scope: &'a AccessScope, text: &'a str) -> Self {
+        Question { user, scope, text, conversation_id: None, earlier_question: None }
+    }
+}
+
 pub struct ChatEngine {
     retriever: Arc<Retriever>,
     conversations: Mutex<Conversations>,
@@ -184,15 +205,8 @@ impl ChatEngine {
         self.conversations.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub async fn ask(
-        &self,
-        user: &str,
-        scope: &AccessScope,
-        question: &str,
-        conversation_id: Option<&str>,
-        earlier_question: Option<&str>,
-    ) -> Result<ChatAnswer, ChatError> {
-        let mut prepared = self.prepare(user, scope, question, conversation_id, earlier_question).await?;
+    pub async fn ask(&self, question: Question<'_>) -> Result<ChatAnswer, ChatError> {
+        let mut prepared = self.prepare(question).await?;
         let outcome = match prepared.generation.take() {
             None => prepared.fallback(Vec::new()),
             Some(generation) => {
@@ -225,15 +239,11 @@ impl ChatEngine {
     /// the provider stream and so cancels generation.
     pub async fn ask_streaming(
         &self,
-        user: &str,
-        scope: &AccessScope,
-        question: &str,
-        conversation_id: Option<&str>,
-        earlier_question: Option<&str>,
+        question: Question<'_>,
         events: tokio::sync::mpsc::Sender<ChatEvent>,
     ) -> Result<(), ChatError> {
         use futures::StreamExt;
-        let mut prepared = self.prepare(user, scope, question, conversation_id, earlier_question).await?;
+        let mut prepared = self.prepare(question).await?;
         let Some(generation) = prepared.generation.take() else {
             let outcome = prepared.fallback(Vec::new());
             return self.send_whole(prepared, outcome, &events).await;
@@ -337,14 +347,8 @@ impl ChatEngine {
 
     /// Everything before generation: ownership check, condensation, retrieval, abstention and
     /// the extractive answer (used when there is no model or every provider fails).
-    async fn prepare(
-        &self,
-        user: &str,
-        scope: &AccessScope,
-        question: &str,
-        conversation_id: Option<&str>,
-        earlier_question: Option<&str>,
-    ) -> Result<Prepared, ChatError> {
+    async fn prepare(&self, question: Question<'_>) -> Result<Prepared, ChatError> {
+        let Question { user, scope, text: question, conversation_id, earlier_question } = question;
         let started = Instant::now();
         let previous = match conversation_id {
             Some(id) => {

@@ -12,5 +12,5 @@ pub mod retrieval;
 #[cfg(feature = "test-provider")]
 pub mod testing;
 
-pub use chat::{ChatAnswer, ChatEngine, ChatError};
+pub use chat::{ChatAnswer, ChatEngine, ChatError, Question};
 pub use retrieval::{HybridResults, Passage, Retriever, SearchResults};

@@ -513,7 +513,7 @@ pub async fn run_in_process(set: &EvalSet, config: &Config, options: &RunOptions
             let started = Instant::now();
             let hybrid = retriever.hybrid(&case.question, &scope, options.passages).await?;
             let retrieval_ms = started.elapsed().as_secs_f64() * 1e3;
-            let answer = engine.ask(&case.asker.user, &scope, &case.question, None, None).await?;
+            let answer = engine.ask(lore_chat::Question::new(&case.asker.user, &scope, &case.question)).await?;
             let chunk_ids: Vec<String> = answer.citations.iter().map(|c| c.chunk_id.clone()).collect();
             let chunks: HashMap<String, String> =
                 catalog.chunks_by_id(&chunk_ids)?.into_iter().map(|c| (c.id, c.text)).collect();

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::{ApiJson, AppState, Authenticated, Caller};
-use lore_chat::chat::{ChatError, ChatEvent};
+use lore_chat::chat::{ChatError, ChatEvent, Question};
 use lore_chat::conversations::{ConversationSummary, Message};
 
 pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
@@ -108,7 +108,11 @@ pub async fn chat(
     }
     let answer = state
         .chat
-        .ask(&caller.user, &caller.scope, &question, request.conversation_id.as_deref(), earlier.as_deref())
+        .ask(Question {
+            conversation_id: request.conversation_id.as_deref(),
+            earlier_question: earlier.as_deref(),
+            ..Question::new(&caller.user, &caller.scope, &question)
+        })
         .await
         .map_err(|e| match (e, &request.conversation_id) {
             (ChatError::ConversationNotFound, Some(id)) => conversation_not_found(&state, &caller, id),
@@ -145,11 +149,11 @@ async fn stream_answer(
     tokio::spawn(async move {
         let result = engine
             .ask_streaming(
-                &caller.user,
-                &caller.scope,
-                &question,
-                conversation_id.as_deref(),
-                earlier.as_deref(),
+                Question {
+                    conversation_id: conversation_id.as_deref(),
+                    earlier_question: earlier.as_deref(),
+                    ..Question::new(&caller.user, &caller.scope, &question)
+                },
                 sender.clone(),
             )
             .await;

@@ -2,6 +2,7 @@
 //! citing the right document, and questions the knowledge base cannot answer get the
 //! no-answer reply with no citation.
 
+use lore_chat::Question;
 use serde_json::Value;
 
 use crate::support::{block_on, sample_engine};
@@ -12,7 +13,7 @@ fn ask(groups: &str, question: &str) -> Value {
     let question = question.to_owned();
     block_on(move || async move {
         let scope = crate::support::scope_of("someone@acme.example", &groups);
-        let answer = sample_engine().ask("someone@acme.example", &scope, &question, None, None).await.unwrap();
+        let answer = sample_engine().ask(Question::new("someone@acme.example", &scope, &question)).await.unwrap();
         serde_json::to_value(answer).unwrap()
     })
 }

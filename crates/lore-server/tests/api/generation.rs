@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lore_chat::ChatEngine;
 use lore_chat::conversations::Conversations;
 use lore_chat::testing::{FakeProvider, Reply};
+use lore_chat::{ChatEngine, Question};
 use lore_core::acl::{AccessScope, PrincipalSet};
 use lore_core::config::{ChatConfig, ProviderConfig};
 
@@ -29,7 +29,7 @@ async fn generated_answers_keep_valid_citations_and_drop_invented_ones() {
     let primary =
         FakeProvider::scripted("primary", vec![Reply::text("You get 25 days [1], see also [42] and [1, 77].")]).await;
     let engine = engine(vec![primary.config(0, 5.0)]);
-    let answer = engine.ask("ann", &scope("ann", &[]), VACATION, None, None).await.unwrap();
+    let answer = engine.ask(Question::new("ann", &scope("ann", &[]), VACATION)).await.unwrap();
     assert_eq!(answer.kind, lore_chat::answer::AnswerKind::Generated);
     assert_eq!(answer.answer, "You get 25 days [1], see also and [1].");
     assert_eq!(answer.citations.len(), 1);
@@ -52,7 +52,7 @@ async fn transient_errors_are_retried_then_the_fallback_answers() {
         FakeProvider::scripted("primary", vec![Reply::Status(500), Reply::Status(429), Reply::Status(503)]).await;
     let secondary = FakeProvider::scripted("secondary", vec![Reply::text("25 days [1].")]).await;
     let engine = engine(vec![primary.config(2, 5.0), secondary.config(2, 5.0)]);
-    let answer = engine.ask("ann", &scope("ann", &[]), VACATION, None, None).await.unwrap();
+    let answer = engine.ask(Question::new("ann", &scope("ann", &[]), VACATION)).await.unwrap();
     assert_eq!(answer.model.as_deref(), Some("fake-secondary"));
     assert_eq!((primary.requests().len(), secondary.requests().len()), (3, 1));
 }
@@ -62,7 +62,7 @@ async fn permanent_errors_move_on_without_retrying() {
     let primary = FakeProvider::scripted("primary", vec![Reply::Status(401)]).await;
     let secondary = FakeProvider::scripted("secondary", vec![Reply::text("25 days [1].")]).await;
     let engine = engine(vec![primary.config(3, 5.0), secondary.config(0, 5.0)]);
-    let answer = engine.ask("ann", &scope("ann", &[]), VACATION, None, None).await.unwrap();
+    let answer = engine.ask(Question::new("ann", &scope("ann", &[]), VACATION)).await.unwrap();
     assert_eq!(answer.model.as_deref(), Some("fake-secondary"));
     assert_eq!(primary.requests().len(), 1, "a 401 must not be retried");
 }
@@ -80,7 +80,7 @@ async fn timeouts_count_as_transient() {
     let secondary = FakeProvider::scripted("secondary", vec![Reply::text("on time [1].")]).await;
     let engine = engine(vec![primary.config(1, 0.3), secondary.config(0, 5.0)]);
     let started = std::time::Instant::now();
-    let answer = engine.ask("ann", &scope("ann", &[]), VACATION, None, None).await.unwrap();
+    let answer = engine.ask(Question::new("ann", &scope("ann", &[]), VACATION)).await.unwrap();
     assert_eq!(answer.answer, "on time [1].");
     assert_eq!(primary.requests().len(), 2);
     assert!(started.elapsed() < Duration::from_secs(3), "timeouts were not enforced");
@@ -90,7 +90,7 @@ async fn timeouts_count_as_transient() {
 async fn when_every_provider_fails_the_answer_is_extracted_not_an_error() {
     let primary = FakeProvider::scripted("primary", vec![Reply::Status(503), Reply::Status(503)]).await;
     let engine = engine(vec![primary.config(1, 5.0)]);
-    let answer = engine.ask("ann", &scope("ann", &[]), VACATION, None, None).await.unwrap();
+    let answer = engine.ask(Question::new("ann", &scope("ann", &[]), VACATION)).await.unwrap();
     assert_eq!(answer.kind, lore_chat::answer::AnswerKind::Extracted);
     assert!(answer.answer.contains("25 days"));
     assert_eq!(answer.provider_errors.len(), 2);
@@ -102,8 +102,8 @@ async fn the_prompt_holds_only_passages_the_asker_may_read() {
     let question = "What are the salary bands for engineers, and how many vacation days do we get?";
     let fake = FakeProvider::scripted("primary", vec![Reply::text("See [1]."), Reply::text("See [1].")]).await;
     let engine = engine(vec![fake.config(0, 5.0)]);
-    engine.ask("dana", &scope("dana", &["sales"]), question, None, None).await.unwrap();
-    engine.ask("alice", &scope("alice", &["hr"]), question, None, None).await.unwrap();
+    engine.ask(Question::new("dana", &scope("dana", &["sales"]), question)).await.unwrap();
+    engine.ask(Question::new("alice", &scope("alice", &["hr"]), question)).await.unwrap();
     let prompts = fake.prompts();
     assert_eq!(prompts.len(), 2);
     for hr_only in ["Salary Bands", "$95,000", "Engineer II"] {
@@ -117,7 +117,8 @@ async fn the_prompt_holds_only_passages_the_asker_may_read() {
 async fn nothing_relevant_means_no_model_call() {
     let fake = FakeProvider::scripted("primary", vec![]).await;
     let engine = engine(vec![fake.config(0, 5.0)]);
-    let answer = engine.ask("ann", &scope("ann", &[]), "What is the capital of Mongolia?", None, None).await.unwrap();
+    let answer =
+        engine.ask(Question::new("ann", &scope("ann", &[]), "What is the capital of Mongolia?")).await.unwrap();
     assert_eq!(answer.kind, lore_chat::answer::AnswerKind::NoAnswer);
     assert!(fake.requests().is_empty());
 }
@@ -134,9 +135,12 @@ async fn follow_ups_are_condensed_by_the_model() {
     )
     .await;
     let engine = engine(vec![fake.config(0, 5.0)]);
-    let first = engine.ask("ann", &scope("ann", &[]), VACATION, None, None).await.unwrap();
+    let first = engine.ask(Question::new("ann", &scope("ann", &[]), VACATION)).await.unwrap();
     let second = engine
-        .ask("ann", &scope("ann", &[]), "Can I carry them over?", Some(&first.conversation_id), None)
+        .ask(Question {
+            conversation_id: Some(&first.conversation_id),
+            ..Question::new("ann", &scope("ann", &[]), "Can I carry them over?")
+        })
         .await
         .unwrap();
     assert_eq!(second.standalone_query, "vacation days carry over next year");
@@ -149,7 +153,7 @@ async fn follow_ups_are_condensed_by_the_model() {
 
 async fn collect(engine: &ChatEngine, question: &str) -> Vec<lore_chat::chat::ChatEvent> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel(64);
-    engine.ask_streaming("ann", &scope("ann", &[]), question, None, None, sender).await.unwrap();
+    engine.ask_streaming(Question::new("ann", &scope("ann", &[]), question), sender).await.unwrap();
     let mut events = Vec::new();
     while let Some(event) = receiver.recv().await {
         events.push(event);
@@ -205,7 +209,9 @@ async fn a_client_that_goes_away_cancels_generation() {
     let (sender, mut receiver) = tokio::sync::mpsc::channel(4);
     let task = {
         let engine = engine.clone();
-        tokio::spawn(async move { engine.ask_streaming("ann", &scope("ann", &[]), VACATION, None, None, sender).await })
+        tokio::spawn(
+            async move { engine.ask_streaming(Question::new("ann", &scope("ann", &[]), VACATION), sender).await },
+        )
     };
     assert!(matches!(receiver.recv().await, Some(ChatEvent::Metadata(_))));
     assert!(matches!(receiver.recv().await, Some(ChatEvent::Delta(_))));

@@ -25,7 +25,7 @@ pub async fn run(args: AskArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let retriever = Arc::new(lore_chat::Retriever::open(config, embedder).await?);
     let conversations = lore_chat::conversations::Conversations::open(&config.catalog_path())?;
     let engine = lore_chat::ChatEngine::new(retriever, conversations, &config.chat)?;
-    let answer = engine.ask(&caller.user, &scope, &question, None, None).await?;
+    let answer = engine.ask(lore_chat::Question::new(&caller.user, &scope, &question)).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
