@@ -139,7 +139,7 @@ async fn stream_answer(
     use futures::StreamExt;
     // Checked before the stream starts, so a foreign conversation is a plain 404.
     if let Some(id) = &conversation_id {
-        let owned = state.chat.conversations().owned_by(id, &caller.user).map_err(ChatError::from)?;
+        let owned = state.chat.conversations().owned_by(id, &caller.user)?;
         if !owned {
             return Err(conversation_not_found(&state, &caller, id));
         }
@@ -202,7 +202,7 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     Authenticated(caller): Authenticated,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let conversations = state.chat.conversations().list(&caller.user).map_err(ChatError::from)?;
+    let conversations = state.chat.conversations().list(&caller.user)?;
     Ok(Json(ConversationList { conversations }))
 }
 
@@ -225,7 +225,7 @@ pub async fn get(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<ConversationDetail>, ApiError> {
-    let messages = state.chat.conversations().messages(&id, &caller.user).map_err(ChatError::from)?;
+    let messages = state.chat.conversations().messages(&id, &caller.user)?;
     let messages = messages.ok_or_else(|| conversation_not_found(&state, &caller, &id))?;
     Ok(Json(ConversationDetail { id, messages }))
 }

@@ -52,11 +52,7 @@ pub async fn submit(
     if comment.is_some_and(|c| c.chars().count() > 2000) {
         return Err(ApiError::InvalidRequest("`comment` is longer than 2000 characters".into()));
     }
-    let exchange = state
-        .chat
-        .conversations()
-        .exchange(request.message_id, &caller.user)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let exchange = state.chat.conversations().exchange(request.message_id, &caller.user)?;
     let Some(exchange) = exchange else {
         // Someone else's answer looks like none at all: not found (audited when it exists).
         let exists = state.chat.conversations().message_exists(request.message_id).unwrap_or(false);

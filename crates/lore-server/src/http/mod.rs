@@ -90,11 +90,6 @@ fn requiring_api_key(mut routes: OpenApiRouter<Arc<AppState>>) -> OpenApiRouter<
     routes
 }
 
-/// The OpenAPI document that `/openapi.json` serves (the upload limit does not show in it).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api(DefaultBodyLimit::disable()).into_openapi()
-}
-
 /// Serves `app` on `listener`, and runs the job worker, until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,

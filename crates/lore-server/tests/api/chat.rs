@@ -3,14 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::support::fixtures::{Samples, post, samples};
-
-async fn get_json(server: &Samples, key: &str, path: &str) -> (u16, Value) {
-    let response =
-        reqwest::Client::new().get(format!("http://{}{path}", server.addr)).bearer_auth(key).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use crate::support::client::call;
+use crate::support::fixtures::{post, samples};
 
 #[tokio::test]
 async fn chat_answers_with_citations_and_keeps_conversations_private() {
@@ -36,18 +30,20 @@ async fn chat_answers_with_citations_and_keeps_conversations_private() {
     assert!(second["standalone_query"].as_str().unwrap().contains("vacation"), "{second}");
     assert!(second["answer"].as_str().unwrap().contains("carry over"), "{second}");
 
-    let (status, detail) = get_json(server, &alice, &format!("/v1/conversations/{conversation}")).await;
+    let (status, detail) =
+        call(server.addr, "GET", &format!("/v1/conversations/{conversation}"), Some(&alice), None).await;
     assert_eq!(status, 200);
     assert_eq!(detail["messages"].as_array().unwrap().len(), 4);
-    let (_, list) = get_json(server, &alice, "/v1/conversations").await;
+    let (_, list) = call(server.addr, "GET", "/v1/conversations", Some(&alice), None).await;
     assert!(list["conversations"].as_array().unwrap().iter().any(|c| c["id"] == conversation.as_str()));
 
     // Another user can neither read nor continue it, nor see it listed.
-    let (status, body) = get_json(server, &dana, &format!("/v1/conversations/{conversation}")).await;
+    let (status, body) =
+        call(server.addr, "GET", &format!("/v1/conversations/{conversation}"), Some(&dana), None).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("conversation_not_found")));
     let (status, body) = post(server, Some(&dana), "/v1/chat", follow_up).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("conversation_not_found")));
-    let (_, list) = get_json(server, &dana, "/v1/conversations").await;
+    let (_, list) = call(server.addr, "GET", "/v1/conversations", Some(&dana), None).await;
     assert!(list["conversations"].as_array().unwrap().iter().all(|c| c["id"] != conversation.as_str()));
 }
 

@@ -35,25 +35,25 @@ pub fn audit_cli(config: &Config, action: &str, target: &str, detail: serde_json
 }
 
 /// The user a command acts as (`--as`, `--groups`, `--depts`), without an authenticated
-/// request. No help texts here: `search` sets its own and `ask` never had any, so both keep
-/// their `--help` unchanged.
+/// request.
 #[derive(clap::Args)]
 pub struct Caller {
+    /// User id of the caller.
     #[arg(long = "as")]
     pub user: String,
+    /// Groups of the caller.
     #[arg(long, value_delimiter = ',')]
     pub groups: Vec<String>,
+    /// Departments of the caller.
     #[arg(long = "depts", value_delimiter = ',')]
     pub departments: Vec<String>,
 }
 
 impl Caller {
-    pub fn principals(&self) -> anyhow::Result<PrincipalSet> {
-        PrincipalSet::for_user(&self.user, &self.groups, &self.departments).context("caller principals")
-    }
-
     /// The caller's scope; `reason` names the command in the impersonation log line.
     pub fn scope(&self, reason: &'static str) -> anyhow::Result<AccessScope> {
-        Ok(AccessScope::impersonate_for_operator(self.principals()?, reason))
+        let principals =
+            PrincipalSet::for_user(&self.user, &self.groups, &self.departments).context("caller principals")?;
+        Ok(AccessScope::impersonate_for_operator(principals, reason))
     }
 }

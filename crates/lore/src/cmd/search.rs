@@ -9,11 +9,6 @@ use lore_core::embed::Embedder;
 use super::Caller;
 
 #[derive(clap::Args)]
-#[command(
-    mut_arg("user", |a| a.help("User id of the caller")),
-    mut_arg("groups", |a| a.help("Groups of the caller")),
-    mut_arg("departments", |a| a.help("Departments of the caller")),
-)]
 pub struct SearchArgs {
     query: String,
     #[command(flatten)]
