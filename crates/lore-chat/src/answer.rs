@@ -1,11 +1,10 @@
 //! Answers from retrieved passages: citations, the extractive answer used when no model is
 //! configured (or all providers fail), and abstention when nothing relevant was found.
 
-use std::collections::HashSet;
-
 use lore_core::lang::Lang;
 use serde::Serialize;
 
+use crate::answerability::Evidence;
 use crate::retrieval::Passage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -60,32 +59,32 @@ pub fn no_answer_text(lang: Lang) -> &'static str {
     }
 }
 
+/// What the answer prompt tells a model to reply, alone, when the passages do not answer the
+/// question (one marker for every language, so no phrase has to be matched).
+pub const NOT_COVERED: &str = "NOT_COVERED";
+
+/// The marker, trimmed of whitespace, quotes, emphasis and final punctuation.
+fn marker_core(text: &str) -> &str {
+    text.trim().trim_matches(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '*' | '.' | '!'))
+}
+
+/// Whether a model's reply says that the passages do not answer the question.
+pub fn is_not_covered(text: &str) -> bool {
+    marker_core(text).eq_ignore_ascii_case(NOT_COVERED)
+}
+
+/// Whether the start of a streamed reply may still turn out to be the marker.
+pub fn may_be_not_covered(head: &str) -> bool {
+    let core = marker_core(head);
+    core.len() <= NOT_COVERED.len() && NOT_COVERED.get(..core.len()).is_some_and(|p| p.eq_ignore_ascii_case(core))
+        || is_not_covered(head)
+}
+
 pub fn extracted_label(lang: Lang) -> &'static str {
     match lang {
         Lang::En => "Extracted from the knowledge base (no language model was used):",
         Lang::Es => "Extraído de la base de conocimiento (sin usar un modelo de lenguaje):",
     }
-}
-
-const STOPWORDS: [&str; 60] = [
-    "the", "and", "for", "are", "was", "with", "that", "this", "what", "which", "who", "how", "when", "where", "does",
-    "can", "our", "your", "you", "have", "has", "from", "about", "into", "get", "many", "much", "there", "their",
-    "should", "los", "las", "una", "uno", "del", "que", "por", "para", "con", "como", "cómo", "qué", "cuál", "cuáles",
-    "cuántos", "cuántas", "cuánto", "tengo", "puedo", "hay", "son", "está", "este", "esta", "mis", "sus", "nos", "les",
-    "ello", "sobre",
-];
-
-/// Content words of a text, lowercased, cut to a 5-character stem so that simple inflections
-/// ("vacation"/"vacations", "teletrabajo"/"teletrabajar") match.
-fn terms(text: &str) -> HashSet<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .map(str::to_lowercase)
-        .filter(|w| {
-            let long_enough = w.chars().count() >= 3 || (w.len() == 2 && w.chars().any(|c| c.is_ascii_digit()));
-            long_enough && !STOPWORDS.contains(&w.as_str())
-        })
-        .map(|w| w.chars().take(5).collect())
-        .collect()
 }
 
 /// Strips a list marker (`- `, `* `, `1. `) from the start of a line.
@@ -98,42 +97,113 @@ fn strip_list_marker(line: &str) -> Option<&str> {
     if digits > 0 && line[digits..].starts_with(". ") { Some(&line[digits + 2..]) } else { None }
 }
 
-/// Paragraphs and list items of Markdown-ish text, with hard-wrapped lines joined and
-/// headings, code fences and table rules left out.
+/// A sentence, list item or table row of a passage, with the context it needs to read on
+/// its own: a table row carries its header (`Header: value; …`), a list item the lead-in
+/// that introduces the list when that ends with a colon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unit {
+    pub text: String,
+}
+
+/// The cells of a Markdown table row.
+fn cells(row: &str) -> Vec<String> {
+    row.trim().trim_matches('|').split('|').map(|c| c.trim().to_owned()).collect()
+}
+
+fn is_table_rule(line: &str) -> bool {
+    line.contains('-') && line.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
+}
+
+/// Paragraphs, list items, table rows and code blocks of Markdown-ish text, with hard-wrapped
+/// lines joined and headings left out. Records (rows, code) start with `| `.
 fn blocks(text: &str) -> Vec<String> {
     let mut blocks: Vec<String> = Vec::new();
     let mut current = String::new();
     let mut in_code = false;
+    // The last paragraph, when it ends with a colon: the lead-in of the list after it.
+    let mut lead_in: Option<String> = None;
+    let mut in_list = false;
+    let mut header: Option<Vec<String>> = None;
+    let mut code: Vec<&str> = Vec::new();
+    let raw_lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = raw_lines.iter().map(|l| l.trim()).collect();
     let flush = |current: &mut String, blocks: &mut Vec<String>| {
         if !current.trim().is_empty() {
             blocks.push(current.trim().to_owned());
         }
         current.clear();
     };
-    for raw in text.lines() {
-        let line = raw.trim();
+    for (i, &line) in lines.iter().enumerate() {
         if line.starts_with("```") {
             in_code = !in_code;
             flush(&mut current, &mut blocks);
+            if !in_code && !code.is_empty() {
+                // A code block (commands, a config excerpt) is one record, each line in backticks.
+                let lines: Vec<String> = code.drain(..).map(|l| format!("`{l}`")).collect();
+                blocks.push(format!("| {}", lines.join(" ")));
+            }
             continue;
         }
-        if in_code
-            || line.is_empty()
-            || line.starts_with('#')
-            || line.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
-        {
+        if in_code {
+            if !line.is_empty() {
+                code.push(line);
+            }
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') || is_table_rule(line) {
+            if !in_list && !current.is_empty() {
+                lead_in = current.trim().ends_with(':').then(|| current.trim().to_owned());
+            }
             flush(&mut current, &mut blocks);
+            if line.starts_with('#') {
+                lead_in = None;
+            }
+            if !line.starts_with('|') && !is_table_rule(line) {
+                header = None;
+            }
             continue;
         }
         if line.starts_with('|') {
-            // A table row stands alone: it is one record.
             flush(&mut current, &mut blocks);
-            current.push_str(line);
+            in_list = false;
+            let row = cells(line);
+            if lines.get(i + 1).is_some_and(|next| is_table_rule(next)) {
+                // A header row: it labels the rows below and is no record itself.
+                header = Some(row);
+                continue;
+            }
+            let record = match &header {
+                Some(names) if names.len() == row.len() => names
+                    .iter()
+                    .zip(&row)
+                    .filter(|(_, value)| !value.is_empty())
+                    .map(|(name, value)| if name.is_empty() { value.clone() } else { format!("{name}: {value}") })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                _ => row.into_iter().filter(|c| !c.is_empty()).collect::<Vec<_>>().join(" | "),
+            };
+            blocks.push(format!("| {record}"));
+            continue;
+        }
+        header = None;
+        if let Some(item) = strip_list_marker(line) {
+            if !in_list && !current.is_empty() {
+                lead_in = current.trim().ends_with(':').then(|| current.trim().to_owned());
+            }
             flush(&mut current, &mut blocks);
-        } else if let Some(item) = strip_list_marker(line) {
-            flush(&mut current, &mut blocks);
+            in_list = true;
+            if let Some(lead) = lead_in.as_ref().filter(|l| l.chars().count() <= 120) {
+                current.push_str(lead);
+                current.push(' ');
+            }
             current.push_str(item);
         } else {
+            // An indented line continues the list item above it; anything else ends the list.
+            if in_list && !raw_lines[i].starts_with([' ', '\t']) {
+                flush(&mut current, &mut blocks);
+                in_list = false;
+                lead_in = None;
+            }
             if !current.is_empty() {
                 current.push(' ');
             }
@@ -144,66 +214,79 @@ fn blocks(text: &str) -> Vec<String> {
     blocks
 }
 
-/// Sentences of a passage (list items count as sentences).
-fn sentences(text: &str) -> Vec<String> {
+/// Whether a sentence can state an answer: fragments, lead-ins (their items carry them),
+/// questions (headings of FAQ-style documents) and running headers in capitals cannot.
+fn reads_as_statement(sentence: &str) -> bool {
+    let letters = sentence.chars().filter(|c| c.is_alphabetic()).count();
+    let words: Vec<&str> = sentence.split_whitespace().collect();
+    let shouting = words
+        .iter()
+        .filter(|w| {
+            let letters: Vec<char> = w.chars().filter(|c| c.is_alphabetic()).collect();
+            letters.len() >= 2 && letters.iter().all(|c| c.is_uppercase())
+        })
+        .count();
+    let fragment = letters < 12;
+    let lead_in_or_question = sentence.ends_with(':') || sentence.ends_with('?');
+    let running_header = shouting >= 3 && shouting * 10 >= words.len() * 3;
+    !(fragment || lead_in_or_question || running_header)
+}
+
+/// Sentences, list items and table rows of a passage, each readable on its own.
+pub fn units(text: &str) -> Vec<Unit> {
     let mut out = Vec::new();
     for block in blocks(text) {
+        if let Some(record) = block.strip_prefix("| ") {
+            // A table row or code block is a record even when it is mostly numbers.
+            if record.chars().filter(|c| c.is_alphabetic()).count() >= 3 {
+                out.push(Unit { text: record.to_owned() });
+            }
+            continue;
+        }
         let chars: Vec<char> = block.chars().collect();
         let mut current = String::new();
+        let mut pieces = Vec::new();
         for (i, &c) in chars.iter().enumerate() {
             current.push(c);
             let next_starts_sentence = chars.get(i + 1).is_none_or(|n| n.is_whitespace())
                 && chars.get(i + 2).is_none_or(|n| n.is_uppercase() || n.is_ascii_digit() || *n == '¿' || *n == '*');
             if matches!(c, '.' | '!' | '?') && next_starts_sentence {
-                out.push(current.trim().to_owned());
+                pieces.push(current.trim().to_owned());
                 current.clear();
             }
         }
         if !current.trim().is_empty() {
-            out.push(current.trim().to_owned());
+            pieces.push(current.trim().to_owned());
         }
+        out.extend(pieces.into_iter().filter(|s| reads_as_statement(s)).map(|text| Unit { text }));
     }
-    // Fragments are noise, but a table row is a record even when it is mostly numbers.
-    out.into_iter()
-        .filter(|s| {
-            let letters = s.chars().filter(|c| c.is_alphabetic()).count();
-            letters >= 12 || (s.starts_with('|') && letters >= 3)
-        })
-        .collect()
+    out
 }
 
-/// The most relevant sentences of the passages, each followed by its citation marker, in
-/// passage order. Returns the answer body and the citations it uses; both are empty when no
-/// sentence shares a content word with the question (then there is nothing to extract).
-pub fn extractive_answer(question: &str, passages: &[Passage], max_sentences: usize) -> (String, Vec<Citation>) {
-    let query = terms(question);
-    let mut scored: Vec<(f32, usize, usize, String)> = Vec::new();
-    for (p, passage) in passages.iter().enumerate() {
-        for (s, sentence) in sentences(&passage.chunk.text).into_iter().enumerate() {
-            let sentence_terms = terms(&sentence);
-            let overlap = query.intersection(&sentence_terms).count() as f32;
-            if overlap == 0.0 {
-                continue;
-            }
-            let score = overlap / (sentence_terms.len() as f32).sqrt().max(1.0) + 1.0 / (p as f32 + 2.0);
-            scored.push((score, p, s, sentence));
-        }
-    }
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    scored.truncate(max_sentences);
-    scored.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)));
+/// Sentences of a passage (list items and table rows count as sentences).
+#[cfg(test)]
+fn sentences(text: &str) -> Vec<String> {
+    units(text).into_iter().map(|u| u.text).collect()
+}
+
+/// The extractive answer: the sentences that answer the question on their own (see
+/// [`Evidence::answering_sentences`]), most answerable first, each followed by the marker of
+/// its passage. Returns the answer body and the citations it uses; both are empty when no
+/// sentence passes the bar.
+pub fn extractive_answer(evidence: &Evidence, passages: &[Passage], max_sentences: usize) -> (String, Vec<Citation>) {
     let mut citations: Vec<Citation> = Vec::new();
     let mut lines = Vec::new();
-    for (_, p, _, sentence) in scored {
-        let marker = match citations.iter().find(|c| c.chunk_id == passages[p].chunk.id) {
+    for sentence in evidence.answering_sentences(max_sentences) {
+        let passage = &passages[sentence.passage];
+        let marker = match citations.iter().find(|c| c.chunk_id == passage.chunk.id) {
             Some(citation) => citation.marker,
             None => {
                 let marker = citations.len() + 1;
-                citations.push(Citation::from_passage(marker, &passages[p]));
+                citations.push(Citation::from_passage(marker, passage));
                 marker
             }
         };
-        lines.push(format!("- {sentence} [{marker}]"));
+        lines.push(format!("- {} [{marker}]", sentence.text));
     }
     (lines.join("\n"), citations)
 }
@@ -268,7 +351,7 @@ mod tests {
 
     #[test]
     fn sentences_skip_headings_and_fragments() {
-        let text = "## Vacation\n\nEmployees get 25 days of paid vacation. Unused days\nexpire at 5 p.m. on March 31!\n- Carry over at most 5 days per year\n  to the next year\n\nOK.";
+        let text = "## Vacation\n\nEmployees get 25 days of paid vacation. Unused days\nexpire at 5 p.m. on March 31!\n- Carry over at most 5 days per year\n  to the next year\n\nOK. How many days do I get?\n\nBALANCE BILLING PROTECTION HOW PROVIDERS AFFECT YOUR COSTS";
         assert_eq!(
             sentences(text),
             [
@@ -280,9 +363,22 @@ mod tests {
     }
 
     #[test]
-    fn terms_drop_stopwords_and_stem() {
-        let t = terms("How many vacation days do employees get?");
-        assert!(t.contains("vacat") && t.contains("days") && t.contains("emplo"));
-        assert!(!t.contains("how") && !t.contains("many"));
+    fn table_rows_keep_their_header_and_list_items_their_lead_in() {
+        let text = "Bands by level:\n\n| Level | Minimum | Maximum |\n|---|---|---|\n| Engineer I (L1) | $95,000 | $120,000 |\n\nTo request leave:\n- Submit the form in Workday.\n- Tell your manager two weeks ahead.\n\nThat is all there is to it.";
+        assert_eq!(
+            sentences(text),
+            [
+                "Level: Engineer I (L1); Minimum: $95,000; Maximum: $120,000",
+                "To request leave: Submit the form in Workday.",
+                "To request leave: Tell your manager two weeks ahead.",
+                "That is all there is to it."
+            ]
+        );
+        assert_eq!(
+            sentences(
+                "Roll back with:\n\n```\nacmectl deploy rollback --service checkout\nacmectl deploy status\n```\n"
+            ),
+            ["`acmectl deploy rollback --service checkout` `acmectl deploy status`"]
+        );
     }
 }

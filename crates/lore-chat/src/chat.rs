@@ -11,14 +11,18 @@ use lore_core::config::ChatConfig;
 use lore_core::lang::Lang;
 use serde::Serialize;
 
-use crate::answer::{AnswerKind, Citation, extracted_label, extractive_answer, no_answer_text, validate_markers};
+use crate::answer::{
+    AnswerKind, Citation, extracted_label, extractive_answer, is_not_covered, may_be_not_covered, no_answer_text,
+    validate_markers,
+};
+use crate::answerability::{self, AnswerabilityModel, Evidence};
 use crate::conversations::Conversations;
 use crate::prompts::Prompts;
 use crate::provider::{ProviderChain, ProviderError, Usage};
-use crate::retrieval::{Passage, RetrievalTimings, Retriever};
+use crate::retrieval::{HybridResults, Passage, RetrievalTimings, Retriever};
 
-/// Sentences in an extractive answer.
-const EXTRACTED_SENTENCES: usize = 4;
+/// Most sentences in an extractive answer.
+const EXTRACTED_SENTENCES: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -58,6 +62,10 @@ pub struct ChatAnswer {
     /// Why the answer is extractive although providers are configured (all of them failed).
     pub provider_errors: Vec<ProviderError>,
     pub timings: ChatTimings,
+    /// The passages and evidence behind the answer (for `lore eval`). Not part of the API:
+    /// the evidence's IDF weights count every document, readable or not.
+    #[serde(skip)]
+    pub trace: Box<Trace>,
 }
 
 /// A question as the engine takes it: who asks, what they may read, and where it stands in
@@ -72,13 +80,23 @@ pub struct Question<'a> {
     /// The question before it, when the client keeps the conversation itself (the API's
     /// `messages`); a stored conversation's own history wins.
     pub earlier_question: Option<&'a str>,
+    /// Passages to retrieve when more than `chat.context_passages` are wanted (`lore eval`
+    /// ranks 20); the answer uses the first `context_passages`, the trace holds them all.
+    pub retrieve: Option<usize>,
 }
 
 impl<'a> Question<'a> {
     /// A question that starts a new conversation.
     pub fn new(user: &'a str, scope: &'a AccessScope, text: &'a str) -> Self {
-        Question { user, scope, text, conversation_id: None, earlier_question: None }
+        Question { user, scope, text, conversation_id: None, earlier_question: None, retrieve: None }
     }
+}
+
+/// What an answer was made from: the passages retrieved and the evidence weighed.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub retrieved: HybridResults,
+    pub evidence: Evidence,
 }
 
 pub struct ChatEngine {
@@ -86,6 +104,7 @@ pub struct ChatEngine {
     conversations: Mutex<Conversations>,
     prompts: Prompts,
     providers: ProviderChain,
+    answerability: AnswerabilityModel,
     config: ChatConfig,
 }
 
@@ -102,10 +121,14 @@ impl ChatEngine {
         config: &ChatConfig,
     ) -> Result<Self, lore_core::Error> {
         Ok(ChatEngine {
-            retriever,
             conversations: Mutex::new(conversations),
             prompts: Prompts::load(config.prompts_dir.as_deref())?,
             providers: ProviderChain::new(&config.providers)?,
+            answerability: match &retriever.config().answerability_model {
+                Some(path) => AnswerabilityModel::load(path).map_err(|e| lore_core::Error::Config(e.to_string()))?,
+                None => AnswerabilityModel::built_in(),
+            },
+            retriever,
             config: config.clone(),
         })
     }
@@ -214,6 +237,10 @@ impl ChatEngine {
                 let result = self.providers.complete(&generation.system, &generation.user).await;
                 prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
                 match result {
+                    Ok(completion) if is_not_covered(&completion.text) => Outcome {
+                        usage: completion.usage,
+                        ..prepared.not_covered(self.prompts.answer_version(), completion.model)
+                    },
                     Ok(completion) => {
                         let (text, used) = validate_markers(&completion.text, generation.context.passages.len());
                         Outcome {
@@ -269,15 +296,27 @@ impl ChatEngine {
             prompt_version: Some(self.prompts.answer_version()),
             model: Some(started_stream.model.clone()),
         };
-        if events.send(ChatEvent::Metadata(metadata)).await.is_err() {
-            return Ok(());
-        }
+        // The metadata waits until the text cannot be the not-covered marker any more; the
+        // text up to then waits with it.
+        let mut metadata = Some(metadata);
+        let mut head = String::new();
         let mut filter = MarkerFilter::new(generation.context.passages.len());
         let mut answer = String::new();
         let mut interrupted = None;
         let mut next = Some(started_stream.first.clone());
         loop {
-            if let Some(text) = next.take() {
+            if let Some(mut text) = next.take() {
+                if metadata.is_some() {
+                    head.push_str(&text);
+                    text = String::new();
+                    if !may_be_not_covered(&head) {
+                        let metadata = metadata.take().expect("metadata not sent yet");
+                        if events.send(ChatEvent::Metadata(metadata)).await.is_err() {
+                            return Ok(());
+                        }
+                        text = std::mem::take(&mut head);
+                    }
+                }
                 let clean = filter.push(&text);
                 if !clean.is_empty() {
                     answer.push_str(&clean);
@@ -297,6 +336,32 @@ impl ChatEngine {
                     break;
                 }
                 None => break,
+            }
+        }
+        if let Some(metadata) = metadata.take() {
+            if is_not_covered(&head) {
+                prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
+                let outcome = Outcome {
+                    provider_errors: interrupted.into_iter().collect(),
+                    ..prepared.not_covered(self.prompts.answer_version(), started_stream.model)
+                };
+                return self.send_whole(prepared, outcome, &events).await;
+            }
+            if head.trim().is_empty() {
+                // Nothing usable came: the extracted answer stands in.
+                prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
+                let outcome = prepared.fallback(interrupted.into_iter().collect());
+                return self.send_whole(prepared, outcome, &events).await;
+            }
+            if events.send(ChatEvent::Metadata(metadata)).await.is_err() {
+                return Ok(());
+            }
+            let clean = filter.push(&head);
+            if !clean.is_empty() {
+                answer.push_str(&clean);
+                if events.send(ChatEvent::Delta(clean)).await.is_err() {
+                    return Ok(());
+                }
             }
         }
         let tail = filter.finish();
@@ -348,7 +413,7 @@ impl ChatEngine {
     /// Everything before generation: ownership check, condensation, retrieval, abstention and
     /// the extractive answer (used when there is no model or every provider fails).
     async fn prepare(&self, question: Question<'_>) -> Result<Prepared, ChatError> {
-        let Question { user, scope, text: question, conversation_id, earlier_question } = question;
+        let Question { user, scope, text: question, conversation_id, earlier_question, retrieve } = question;
         let started = Instant::now();
         let previous = match conversation_id {
             Some(id) => {
@@ -358,22 +423,22 @@ impl ChatEngine {
             None => earlier_question.map(str::to_owned),
         };
         let (standalone_query, generation_ms) = self.standalone_query(previous.as_deref(), question).await;
+        let depth = self.config.context_passages.max(retrieve.unwrap_or(0));
+        let retrieved = self.retriever.hybrid(&standalone_query, scope, depth).await?;
+        let passages = &retrieved.passages[..retrieved.passages.len().min(self.config.context_passages)];
         let lang = Lang::detect(question);
-        let retrieved = self.retriever.hybrid(&standalone_query, scope, self.config.context_passages).await?;
-        let relevant = retrieved.best_dense_score.is_some_and(|score| score >= self.retriever.config().min_dense_score)
-            && !retrieved.passages.is_empty();
-        // Relevance needs both signals: semantic closeness of the best permitted passage, and
-        // at least one passage sentence sharing a content word with the question (the
-        // English-only embedding model scores unrelated Spanish texts as fairly close).
-        let extracted = if relevant {
-            Some(extractive_answer(&standalone_query, &retrieved.passages, EXTRACTED_SENTENCES))
+        let evidence = self.evidence(&standalone_query, &retrieved).await?;
+        // The reply is the same whether nothing matches or only documents the caller may not
+        // read do: both engines filter by the caller's scope before anything is scored.
+        let extracted = if evidence.answerable() {
+            Some(extractive_answer(&evidence, passages, EXTRACTED_SENTENCES))
                 .filter(|(_, citations)| !citations.is_empty())
         } else {
             None
         };
         let generation = match &extracted {
             Some(_) if !self.providers.is_empty() => {
-                let context = self.context(&retrieved.passages);
+                let context = self.context(passages);
                 let (system, user_prompt) = self.render_answer_prompt(question, lang, &context.text)?;
                 Some(Generation { context, system, user: user_prompt })
             }
@@ -386,11 +451,24 @@ impl ChatEngine {
             conversation_id: conversation_id.map(str::to_owned),
             standalone_query,
             lang,
-            timings: retrieved.timings,
+            trace: Trace { retrieved, evidence },
             extracted,
             generation,
             generation_ms,
         })
+    }
+
+    /// The answerability model and its operating point (`retrieval.min_answerability` wins).
+    pub fn answerability(&self) -> (&AnswerabilityModel, f64) {
+        let threshold = self.retriever.config().min_answerability.map_or(self.answerability.threshold, f64::from);
+        (&self.answerability, threshold)
+    }
+
+    /// Weighs the evidence of retrieved passages: whether the knowledge base answers the
+    /// question, and which sentences do.
+    pub async fn evidence(&self, question: &str, retrieved: &HybridResults) -> Result<Evidence, ChatError> {
+        let (model, threshold) = self.answerability();
+        Ok(answerability::gather(&self.retriever, model, threshold, question, retrieved).await?)
     }
 
     /// Stores the exchange in the conversation and assembles the response.
@@ -428,10 +506,11 @@ impl ChatEngine {
             usage: outcome.usage,
             provider_errors: outcome.provider_errors,
             timings: ChatTimings {
-                retrieval: prepared.timings,
+                retrieval: prepared.trace.retrieved.timings.clone(),
                 generation_ms: prepared.generation_ms,
                 total_ms: prepared.started.elapsed().as_secs_f64() * 1e3,
             },
+            trace: Box::new(prepared.trace),
         })
     }
 }
@@ -455,7 +534,7 @@ struct Prepared {
     conversation_id: Option<String>,
     standalone_query: String,
     lang: Lang,
-    timings: RetrievalTimings,
+    trace: Trace,
     extracted: Option<(String, Vec<Citation>)>,
     generation: Option<Generation>,
     generation_ms: f64,
@@ -471,6 +550,19 @@ impl Prepared {
             None => (AnswerKind::NoAnswer, no_answer_text(self.lang).to_owned(), Vec::new()),
         };
         Outcome { kind, answer, citations, prompt_version: None, model: None, usage: None, provider_errors }
+    }
+
+    /// The model found no answer in the passages: the no-answer reply, citing nothing.
+    fn not_covered(&self, prompt_version: String, model: String) -> Outcome {
+        Outcome {
+            kind: AnswerKind::NoAnswer,
+            answer: no_answer_text(self.lang).to_owned(),
+            citations: Vec::new(),
+            prompt_version: Some(prompt_version),
+            model: Some(model),
+            usage: None,
+            provider_errors: Vec::new(),
+        }
     }
 }
 

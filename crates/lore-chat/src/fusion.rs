@@ -63,6 +63,25 @@ pub fn reciprocal_rank_fusion(bm25: &[ScoredChunkId], dense: &[ScoredChunkId], w
     out
 }
 
+/// Adds document-level evidence to a fused ranking: each chunk gains `weight` times the
+/// fused scores of the other candidate chunks of its document, so a document that matches in
+/// several places (as whole-document BM25 would see it) rises above one stray chunk.
+/// `weight` 0 leaves the ranking as it is.
+pub fn with_document_evidence(mut fused: Vec<Fused>, weight: f32) -> Vec<Fused> {
+    if weight == 0.0 {
+        return fused;
+    }
+    let mut per_document: HashMap<String, f32> = HashMap::new();
+    for f in &fused {
+        *per_document.entry(f.doc_id.clone()).or_default() += f.score;
+    }
+    for f in &mut fused {
+        f.score += weight * (per_document[&f.doc_id] - f.score);
+    }
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.chunk_id.cmp(&b.chunk_id)));
+    fused
+}
+
 /// The fused ranking for a retrieval mode: both engines (`Hybrid`), or one engine's ranking
 /// alone, in its own order.
 pub fn fuse_for_mode(
@@ -128,6 +147,18 @@ mod tests {
         assert_eq!(fused[0].bm25_rank, Some(1));
         assert_eq!(fused[0].dense_rank, Some(3));
         assert!((fused[0].score - (1.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn documents_matching_in_several_places_rise() {
+        let hit = |id: &str, doc: &str| ScoredChunkId { chunk_id: id.into(), doc_id: doc.into(), score: 1.0 };
+        // a1 ranks first alone; document b matches with three chunks.
+        let bm25 = [hit("a1", "a"), hit("b1", "b"), hit("b2", "b"), hit("b3", "b")];
+        let fused = reciprocal_rank_fusion(&bm25, &[], Weights { k: 60.0, bm25: 1.0, dense: 1.0 });
+        assert_eq!(with_document_evidence(fused.clone(), 0.0), fused);
+        let boosted = with_document_evidence(fused, 0.5);
+        assert_eq!(boosted[0].doc_id, "b");
+        assert_eq!(boosted.iter().filter(|f| f.doc_id == "b").count(), 3);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! fusion, answers and conversations.
 
 pub mod answer;
+pub mod answerability;
 pub mod chat;
 pub mod conversations;
 pub mod feedback;
@@ -12,5 +13,5 @@ pub mod retrieval;
 #[cfg(feature = "test-provider")]
 pub mod testing;
 
-pub use chat::{ChatAnswer, ChatEngine, ChatError, Question};
+pub use chat::{ChatAnswer, ChatEngine, ChatError, Question, Trace};
 pub use retrieval::{HybridResults, Passage, Retriever, SearchResults};

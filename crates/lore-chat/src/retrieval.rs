@@ -15,7 +15,7 @@ use lore_core::lang::Lang;
 use lore_core::types::{Chunk, DocumentRecord, ScoredChunkId};
 use serde::Serialize;
 
-use crate::fusion::{Weights, fuse_for_mode, jaccard, shingles};
+use crate::fusion::{Weights, fuse_for_mode, jaccard, shingles, with_document_evidence};
 
 pub struct Retriever {
     embedder: Arc<Embedder>,
@@ -24,6 +24,8 @@ pub struct Retriever {
     indexes: Arc<Indexes>,
     catalog: Mutex<Catalog>,
     config: RetrievalConfig,
+    /// Languages the embedding model covers (`embedding.languages`).
+    model_languages: Vec<Lang>,
 }
 
 /// A hit of one engine, with its chunk loaded from the catalog.
@@ -79,13 +81,28 @@ pub struct RetrievalTimings {
 pub struct HybridResults {
     pub query_lang: Lang,
     pub passages: Vec<Passage>,
-    /// Cosine similarity of the best permitted dense hit (the relevance signal for abstention).
-    pub best_dense_score: Option<f32>,
+    /// What the engines say about the query as a whole (evidence for answerability).
+    pub signals: RetrievalSignals,
+    /// The query's embedding (sentences of the passages are compared with it).
+    #[serde(skip)]
+    pub query_vector: Vec<f32>,
     pub timings: RetrievalTimings,
+}
+
+/// Scores of the best permitted hits of each engine, whatever the mode.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RetrievalSignals {
+    /// Cosine similarities of the best dense hits, best first (at most 5).
+    pub dense_scores: Vec<f32>,
+    /// BM25 score of the best keyword hit.
+    pub bm25_score: Option<f32>,
+    /// Both engines rank the same document first.
+    pub engines_agree: bool,
 }
 
 struct Candidates {
     query_lang: Lang,
+    query_vector: Vec<f32>,
     bm25: Vec<ScoredChunkId>,
     dense: Vec<ScoredChunkId>,
     timings: RetrievalTimings,
@@ -114,7 +131,14 @@ impl Retriever {
 
     fn assemble(config: &Config, embedder: Arc<Embedder>, indexes: Arc<Indexes>, catalog: Catalog) -> Self {
         let queries = QueryBatcher::new(embedder.clone(), config.embedding.query_batch_size);
-        Retriever { embedder, queries, indexes, catalog: Mutex::new(catalog), config: config.retrieval.clone() }
+        Retriever {
+            embedder,
+            queries,
+            indexes,
+            catalog: Mutex::new(catalog),
+            config: config.retrieval.clone(),
+            model_languages: config.embedding.languages.clone(),
+        }
     }
 
     pub fn indexes(&self) -> &Indexes {
@@ -128,6 +152,18 @@ impl Retriever {
 
     pub fn config(&self) -> &RetrievalConfig {
         &self.config
+    }
+
+    pub fn model_covers(&self, lang: Lang) -> bool {
+        self.model_languages.contains(&lang)
+    }
+
+    /// Embeds texts compared with a query (sentences of passages), off the async runtime.
+    pub async fn embed_texts(&self, texts: Vec<String>) -> lore_core::Result<Vec<Vec<f32>>> {
+        let embedder = self.embedder.clone();
+        tokio::task::spawn_blocking(move || embedder.embed_passages(&texts))
+            .await
+            .map_err(|e| lore_core::Error::Embedding(format!("embedding task: {e}")))?
     }
 
     /// BM25 starts at once; the query is embedded meanwhile, then dense search runs.
@@ -145,12 +181,13 @@ impl Retriever {
         let vector = self.queries.embed(query).await?;
         let embed_time = started.elapsed();
         let started = Instant::now();
-        let dense = self.indexes.vector.search(vector, scope, limit).await?;
+        let dense = self.indexes.vector.search(vector.clone(), scope, limit).await?;
         let dense_time = started.elapsed();
         let (bm25, bm25_time) =
             bm25_task.await.map_err(|e| lore_core::Error::Vector(format!("keyword search task: {e}")))??;
         Ok(Candidates {
             query_lang,
+            query_vector: vector,
             bm25,
             dense,
             timings: RetrievalTimings {
@@ -199,9 +236,23 @@ impl Retriever {
         let c = &self.config;
         let mut candidates = self.candidates(query, scope, c.candidates.max(limit)).await?;
         let started = Instant::now();
-        let weights = Weights { k: c.rrf_k, bm25: c.bm25_weight, dense: c.dense_weight };
+        let model_covers_language = self.model_covers(candidates.query_lang);
+        // The embedding model ranks poorly in a language it was not trained on (unrelated
+        // Spanish texts score as fairly close under an English model), so its ranking counts
+        // less for such a query. (Weighting only Spanish chunks down would push the English
+        // twin of a Spanish policy above it.)
+        let dense_weight = if model_covers_language { c.dense_weight } else { c.other_language_dense_weight };
+        let weights = Weights { k: c.rrf_k, bm25: c.bm25_weight, dense: dense_weight };
         let fused = fuse_for_mode(c.mode, &candidates.bm25, &candidates.dense, weights);
-        let best_dense_score = candidates.dense.first().map(|h| h.score);
+        let fused = with_document_evidence(fused, c.document_weight);
+        let signals = RetrievalSignals {
+            dense_scores: candidates.dense.iter().take(5).map(|h| h.score).collect(),
+            bm25_score: candidates.bm25.first().map(|h| h.score),
+            engines_agree: matches!(
+                (candidates.bm25.first(), candidates.dense.first()),
+                (Some(b), Some(d)) if b.doc_id == d.doc_id
+            ),
+        };
         let mut passages: Vec<Passage> = Vec::new();
         let mut kept_shingles = Vec::new();
         let mut per_document: HashMap<String, usize> = HashMap::new();
@@ -235,7 +286,13 @@ impl Retriever {
         }
         drop(catalog);
         candidates.timings.fusion_ms = millis(started.elapsed());
-        Ok(HybridResults { query_lang: candidates.query_lang, passages, best_dense_score, timings: candidates.timings })
+        Ok(HybridResults {
+            query_lang: candidates.query_lang,
+            passages,
+            signals,
+            query_vector: candidates.query_vector,
+            timings: candidates.timings,
+        })
     }
 
     /// Loads chunks and their documents from the catalog, in hit order (see [`load_one`]).

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::env;
 use crate::error::{Error, Result};
+use crate::lang::Lang;
 use crate::role::{Role, RoleMap};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,8 +139,18 @@ pub struct RetrievalConfig {
     pub max_chunks_per_document: usize,
     /// Chunks whose texts overlap this much (Jaccard over word shingles) count as one.
     pub near_duplicate_threshold: f32,
-    /// Cosine similarity below which the best dense hit counts as "nothing relevant".
-    pub min_dense_score: f32,
+    /// Document-level evidence: each chunk gains this share of the fused scores of its
+    /// document's other candidate chunks (0: chunks rank alone).
+    pub document_weight: f32,
+    /// Weight of the dense ranking for a query in a language the embedding model was not
+    /// trained on (`embedding.languages`); `dense_weight` applies otherwise.
+    pub other_language_dense_weight: f32,
+    /// An answerability model written by `lore eval calibrate` (JSON), replacing the one built
+    /// into Lore.
+    pub answerability_model: Option<PathBuf>,
+    /// Overrides the model's operating point: an answer needs at least this answerability
+    /// (0–1). Higher abstains more often.
+    pub min_answerability: Option<f32>,
 }
 
 impl Default for RetrievalConfig {
@@ -152,7 +163,10 @@ impl Default for RetrievalConfig {
             dense_weight: 1.0,
             max_chunks_per_document: 3,
             near_duplicate_threshold: 0.9,
-            min_dense_score: 0.35,
+            document_weight: 0.0,
+            other_language_dense_weight: 0.0,
+            answerability_model: None,
+            min_answerability: None,
         }
     }
 }
@@ -252,6 +266,10 @@ pub struct EmbeddingConfig {
     pub query_batch_size: usize,
     /// Intra-op threads for ONNX Runtime (default: all cores).
     pub threads: Option<usize>,
+    /// Languages the model was trained on (`en`, `es`). For a query in another language the
+    /// dense ranking counts less (`retrieval.other_language_dense_weight`) and answerability
+    /// weighs its dense scores separately.
+    pub languages: Vec<Lang>,
     /// Let ONNX Runtime's worker threads spin while they wait for work. Off by default: the
     /// spinning takes the cores the HTTP server, BM25 and dense search need under load.
     pub spin_wait: bool,
@@ -390,6 +408,7 @@ impl Default for EmbeddingConfig {
             query_batch_size: 16,
             threads: None,
             spin_wait: false,
+            languages: vec![Lang::En],
         }
     }
 }

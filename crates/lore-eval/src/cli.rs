@@ -13,7 +13,10 @@ use crate::runner::{self, RunOptions, RunResult};
 use crate::set::EvalSet;
 
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
     /// Set manifests (`eval/sets/*.toml`).
     #[arg(required = true)]
     pub sets: Vec<PathBuf>,
@@ -50,6 +53,12 @@ pub struct EvalArgs {
     /// Where ingested corpora are cached (default: $LORE_EVAL_CACHE, $XDG_CACHE_HOME/lore-eval).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum EvalCommand {
+    /// Fit the answerability model on development sets and pick its operating point.
+    Calibrate(Box<crate::calibrate::CalibrateArgs>),
 }
 
 fn parse_mode(text: &str) -> Result<RetrievalMode, String> {
@@ -126,6 +135,12 @@ pub async fn run_set(args: &EvalArgs, config: &Config, path: &std::path::Path) -
 
 /// `lore eval`: every set in turn. Returns whether all gates passed.
 pub async fn run(args: EvalArgs, config: &Config) -> Result<bool, EvalError> {
+    if let Some(EvalCommand::Calibrate(calibrate)) = args.command {
+        let (model, report) = (calibrate.model.clone(), calibrate.report.clone());
+        println!("{}", crate::calibrate::run(*calibrate, config).await?);
+        println!("wrote {} and {}", model.display(), report.display());
+        return Ok(true);
+    }
     let mut all_passed = true;
     for path in &args.sets {
         let (_, passed) = run_set(&args, config, path).await?;

@@ -50,6 +50,7 @@ pub fn default_cache_root() -> PathBuf {
 pub fn corpus_hash(set: &EvalSet, config: &Config, model_fingerprint: &str) -> Result<String, EvalError> {
     let mut parts: Vec<String> = vec![
         LAYOUT_VERSION.into(),
+        lore_ingest::EXTRACTION_VERSION.into(),
         model_fingerprint.into(),
         format!(
             "chunking {} {} {} max_length {} prefixes {:?} {:?}",

@@ -5,6 +5,7 @@
 //! in each retrieval mode (hybrid, BM25-only, dense-only), scores retrieval, answers,
 //! citations and permissions, and compares the summary with a committed baseline.
 
+pub mod calibrate;
 pub mod cli;
 pub mod corpus;
 pub mod error;

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
+use lore_chat::answerability::Features;
 use lore_chat::conversations::Conversations;
 use lore_chat::{ChatEngine, Retriever};
 use lore_core::acl::{AccessScope, PrincipalSet};
@@ -152,6 +152,11 @@ pub struct CaseResult {
     pub retrieval_ms: Option<f64>,
     pub generation_ms: f64,
     pub answer_ms: f64,
+    /// The answerability model's probability, and the evidence it weighed (in-process runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answerability: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Features>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<Detail>,
 }
@@ -344,6 +349,8 @@ impl<'a> Scorer<'a> {
             retrieval_ms: answered.retrieval_ms,
             generation_ms: answered.generation_ms,
             answer_ms: answered.answer_ms,
+            answerability: None,
+            features: None,
             detail: None,
         })
     }
@@ -444,7 +451,7 @@ pub fn summarize(cases: &[CaseResult]) -> Summary {
     groups.into_iter().map(|(mode, g)| (mode, g.into_iter().map(|(k, acc)| (k, acc.finish())).collect())).collect()
 }
 
-fn settings(config: &Config, model: &str) -> BTreeMap<String, String> {
+fn settings(config: &Config, model: &str, answerability_threshold: f64) -> BTreeMap<String, String> {
     let r = &config.retrieval;
     let c = &config.chunking;
     BTreeMap::from([
@@ -453,11 +460,24 @@ fn settings(config: &Config, model: &str) -> BTreeMap<String, String> {
         (
             "retrieval".into(),
             format!(
-                "candidates {} rrf_k {} bm25_weight {} dense_weight {} max_chunks_per_document {} min_dense_score {}",
-                r.candidates, r.rrf_k, r.bm25_weight, r.dense_weight, r.max_chunks_per_document, r.min_dense_score
+                "candidates {} rrf_k {} bm25_weight {} dense_weight {} other_language_dense_weight {} document_weight {} max_chunks_per_document {}",
+                r.candidates,
+                r.rrf_k,
+                r.bm25_weight,
+                r.dense_weight,
+                r.other_language_dense_weight,
+                r.document_weight,
+                r.max_chunks_per_document
             ),
         ),
         ("chat.context_passages".into(), config.chat.context_passages.to_string()),
+        (
+            "answerability".into(),
+            format!(
+                "model {} threshold {answerability_threshold}",
+                r.answerability_model.as_ref().map_or("built-in".into(), |p| p.display().to_string())
+            ),
+        ),
         ("chat.providers".into(), config.chat.providers.iter().map(|p| p.name.clone()).collect::<Vec<_>>().join(",")),
     ])
 }
@@ -499,21 +519,29 @@ pub async fn run_in_process(set: &EvalSet, config: &Config, options: &RunOptions
     let scorer = Scorer::new(Some(&catalog), Some(&embedder), model.as_ref());
     let mut results = Vec::new();
     let mut modes: Vec<String> = Vec::new();
+    let mut threshold = 0.0;
     for &mode in &options.modes {
         modes.push(mode.as_str().into());
         let mut mode_config = config.clone();
         mode_config.retrieval.mode = mode;
         let retriever = Arc::new(Retriever::with_indexes(&mode_config, embedder.clone(), indexes.clone())?);
         let engine = ChatEngine::new(retriever.clone(), Conversations::open(Path::new(":memory:"))?, &config.chat)?;
+        threshold = engine.answerability().1;
         for (i, case) in cases.iter().enumerate() {
             if options.only.is_none() && i % 50 == 0 && i > 0 {
                 eprintln!("lore eval: {} {}/{}", mode.as_str(), i, cases.len());
             }
             let scope = AccessScope::impersonate_for_operator(case.asker.principals()?, "lore eval");
-            let started = Instant::now();
-            let hybrid = retriever.hybrid(&case.question, &scope, options.passages).await?;
-            let retrieval_ms = started.elapsed().as_secs_f64() * 1e3;
-            let answer = engine.ask(lore_chat::Question::new(&case.asker.user, &scope, &case.question)).await?;
+            // One retrieval per case: the engine retrieves `passages` deep, answers from the
+            // first `chat.context_passages` and hands back what it retrieved.
+            let question = lore_chat::Question {
+                retrieve: Some(options.passages),
+                ..lore_chat::Question::new(&case.asker.user, &scope, &case.question)
+            };
+            let answer = engine.ask(question).await?;
+            let trace = &answer.trace;
+            let t = &answer.timings.retrieval;
+            let retrieval_ms = t.bm25_ms.max(t.embed_ms + t.dense_ms) + t.fusion_ms;
             let chunk_ids: Vec<String> = answer.citations.iter().map(|c| c.chunk_id.clone()).collect();
             let chunks: HashMap<String, String> =
                 catalog.chunks_by_id(&chunk_ids)?.into_iter().map(|c| (c.id, c.text)).collect();
@@ -543,10 +571,12 @@ pub async fn run_in_process(set: &EvalSet, config: &Config, options: &RunOptions
                 answer_ms: answer.timings.total_ms,
             };
             let full = options.only.is_some();
-            let mut result = scorer.score(case, mode.as_str(), passages_of(&hybrid, full), answered).await?;
+            let mut result = scorer.score(case, mode.as_str(), passages_of(&trace.retrieved, full), answered).await?;
+            result.answerability = Some(trace.evidence.answerability);
+            result.features = Some(trace.evidence.features);
             if full {
                 let context: Vec<lore_chat::Passage> =
-                    hybrid.passages.iter().take(config.chat.context_passages).cloned().collect();
+                    trace.retrieved.passages.iter().take(config.chat.context_passages).cloned().collect();
                 let (system, user) = engine.answer_prompt(&case.question, &context)?;
                 result.detail = Some(Detail {
                     note: if engine.has_providers() {
@@ -582,7 +612,7 @@ pub async fn run_in_process(set: &EvalSet, config: &Config, options: &RunOptions
     Ok(RunResult {
         set: set.name.clone(),
         target: "in-process".into(),
-        settings: settings(&config, &embedder.info().fingerprint),
+        settings: settings(&config, &embedder.info().fingerprint, threshold),
         corpus: Some(prepared),
         modes,
         cases: results,
@@ -661,6 +691,8 @@ mod tests {
             retrieval_ms: Some(5.0),
             generation_ms: 0.0,
             answer_ms: 6.0,
+            answerability: None,
+            features: None,
             detail: None,
         };
         let mut other = base.clone();

@@ -8,6 +8,11 @@ pub mod loaders;
 pub mod pipeline;
 pub mod sandbox;
 pub mod source;
+pub mod title;
+
+/// Bumped when extraction or chunking changes what is indexed for an unchanged file; every
+/// document is processed again on its next ingest (embeddings of unchanged chunks are reused).
+pub const EXTRACTION_VERSION: &str = "extraction-2";
 
 pub use error::{FileError, FileErrorKind, IngestError};
 pub use pipeline::{

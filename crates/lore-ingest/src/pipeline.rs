@@ -144,7 +144,8 @@ impl Ingestor {
 
     fn settings(&self) -> String {
         format!(
-            "{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}",
+            crate::EXTRACTION_VERSION,
             self.embedder.info().fingerprint,
             self.config.chunking.min_tokens,
             self.config.chunking.max_tokens,
@@ -744,11 +745,16 @@ fn prepare(
         Ok(acl) => acl,
         Err(kind) => return fail(kind),
     };
-    let title = meta
-        .title
-        .clone()
-        .or_else(|| loaded.title.clone())
-        .unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().into_owned());
+    let title = match &meta.title {
+        // Front matter, a sidecar or the uploader named it: that is the title.
+        Some(title) if !title.trim().is_empty() => title.trim().to_owned(),
+        _ => {
+            // Markdown and HTML have headings of their own; the first page of other formats
+            // opens with their heading.
+            let first_page = (!loaded.markdown).then(|| loaded.sections.first().map(|s| s.text.as_str())).flatten();
+            crate::title::choose(loaded.title.as_deref(), first_page, path)
+        }
+    };
     let lang = match meta.lang.as_deref() {
         Some(code) => match Lang::from_code(code) {
             Some(lang) => lang,

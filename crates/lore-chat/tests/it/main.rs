@@ -40,7 +40,7 @@ fn rendered_prompts_match_their_snapshots() {
             .render(&[("history", "User: How many vacation days do I get?"), ("question", "Can I carry them over?")])
             .unwrap(),
     );
-    assert_eq!(prompts.answer_version(), "system-2026-11-26+answer-2026-11-26");
+    assert_eq!(prompts.answer_version(), "system-2026-11-26+answer-2026-11-30");
 }
 
 #[test]

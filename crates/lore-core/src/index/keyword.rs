@@ -276,6 +276,31 @@ impl KeywordIndex {
         Ok(results)
     }
 
+    /// The terms of `text` as the index stores them for `lang` (lowercased, folded, stemmed):
+    /// what answerability compares questions and sentences with.
+    pub fn analyze(&self, text: &str, lang: Lang) -> Vec<String> {
+        let Some(mut analyzer) = self.index.tokenizers().get(analyzer_name(lang)) else { return Vec::new() };
+        let mut terms = Vec::new();
+        analyzer.token_stream(text).process(&mut |token| terms.push(token.text.clone()));
+        terms
+    }
+
+    /// BM25's inverse document frequency of each analysed term in the chunk bodies of
+    /// `lang`, over every chunk in the index (as BM25 itself counts, ACLs aside):
+    /// `ln(1 + (n - df + 0.5) / (df + 0.5))`.
+    pub fn idf(&self, terms: &[String], lang: Lang) -> Result<Vec<f32>> {
+        let searcher = self.reader.searcher();
+        let n = searcher.num_docs() as f32;
+        let field = self.fields.body[lang_slot(lang)];
+        terms
+            .iter()
+            .map(|t| {
+                let df = searcher.doc_freq(&Term::from_field_text(field, t))? as f32;
+                Ok((1.0 + (n - df + 0.5) / (df + 0.5)).ln())
+            })
+            .collect()
+    }
+
     /// Every chunk id with its ACL (admin tooling: consistency checks and tests).
     pub fn all_chunks(&self, scope: &AccessScope) -> Result<Vec<(String, Vec<String>)>> {
         if scope.filter_principals().is_some() {

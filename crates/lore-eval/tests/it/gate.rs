@@ -26,6 +26,18 @@ async fn sample_set_passes_its_gate_and_permissions_hold() {
     }
     assert!(result.cases.iter().all(|c| c.leaks.is_empty()));
 
+    // Abstention is the calibrated model's decision on the recorded evidence, and that
+    // evidence is what `lore eval calibrate` fits on.
+    let model = lore_chat::answerability::AnswerabilityModel::built_in();
+    for c in result.cases.iter().filter(|c| c.mode == "hybrid") {
+        let probability = model.probability(c.features.as_ref().expect("in-process runs record evidence"));
+        assert!((probability - c.answerability.unwrap()).abs() < 1e-9, "{}", c.id);
+        assert_eq!(c.abstained, probability < model.threshold, "{}: p = {probability}", c.id);
+    }
+    let examples = lore_eval::calibrate::examples(&result, 0.3, &[]);
+    assert_eq!(examples.len(), set.cases.len());
+    assert!(examples.iter().any(|e| e.held_out) && examples.iter().any(|e| !e.held_out));
+
     let baseline_path = set.baseline_path();
     let baseline = Baseline::load(&baseline_path).unwrap();
     let outcome = gate::check(&result, &baseline, &set.manifest.tolerance);

@@ -104,3 +104,15 @@ fn questions_outside_the_knowledge_base_get_no_answer_and_no_citation() {
         assert!(answer["answer"].as_str().unwrap().contains(reply), "{question}: {answer}");
     }
 }
+
+#[test]
+fn a_question_only_restricted_documents_answer_gets_the_same_reply_as_an_absent_topic() {
+    // The salary bands are HR-only; severance pay is in no document at all.
+    let restricted = ask("sales", "What is the salary range for an Engineer I (L1)?");
+    let absent = ask("sales", "How much severance pay do I get if I am laid off?");
+    for field in ["kind", "answer", "citations", "lang"] {
+        assert_eq!(restricted[field], absent[field], "{field}: {restricted} vs {absent}");
+    }
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&restricted), keys(&absent));
+}

@@ -35,7 +35,7 @@ async fn generated_answers_keep_valid_citations_and_drop_invented_ones() {
     assert_eq!(answer.citations.len(), 1);
     assert_eq!(answer.citations[0].marker, 1);
     assert_eq!(answer.model.as_deref(), Some("fake-primary"));
-    assert_eq!(answer.prompt_version.as_deref(), Some("system-2026-11-26+answer-2026-11-26"));
+    assert_eq!(answer.prompt_version.as_deref(), Some("system-2026-11-26+answer-2026-11-30"));
     assert_eq!(answer.usage.as_ref().unwrap().prompt_tokens, 321);
     let requests = primary.requests();
     assert_eq!(requests.len(), 1);
@@ -221,4 +221,43 @@ async fn a_client_that_goes_away_cancels_generation() {
     assert!(fake.stream_was_cancelled(), "provider stream was not closed");
     let sent = fake.chunks_sent();
     assert!(sent < 20, "the provider kept streaming after the client left ({sent} chunks)");
+}
+
+#[tokio::test]
+async fn a_model_that_finds_no_answer_in_the_passages_gives_the_no_answer_reply() {
+    use lore_chat::answer::AnswerKind;
+    use lore_chat::chat::ChatEvent;
+    let fake = FakeProvider::scripted(
+        "primary",
+        vec![
+            Reply::text("NOT_COVERED"),
+            // Streamed in pieces, with the emphasis and full stop models like to add.
+            Reply::stream(&["**NOT", "_COV", "ERED**."], Duration::from_millis(2)),
+            // Text that merely starts like the marker is an answer.
+            Reply::stream(&["NOT", " every plan covers it [1]."], Duration::from_millis(2)),
+        ],
+    )
+    .await;
+    let engine = engine(vec![fake.config(0, 5.0)]);
+    let answer = engine.ask(Question::new("ann", &scope("ann", &[]), VACATION)).await.unwrap();
+    assert_eq!(answer.kind, AnswerKind::NoAnswer);
+    assert_eq!(answer.answer, lore_chat::answer::no_answer_text(lore_core::lang::Lang::En));
+    assert!(answer.citations.is_empty());
+    assert_eq!(answer.model.as_deref(), Some("fake-primary"));
+    // The prompt asked for the marker.
+    assert!(fake.prompts()[0].contains("NOT_COVERED"));
+
+    let events = collect(&engine, VACATION).await;
+    let ChatEvent::Metadata(metadata) = &events[0] else { panic!("metadata must come first") };
+    assert_eq!(metadata.kind, AnswerKind::NoAnswer);
+    assert!(metadata.sources.is_empty());
+    let ChatEvent::Final(answer) = events.last().unwrap() else { panic!("final must come last") };
+    assert_eq!(answer.kind, AnswerKind::NoAnswer);
+    assert!(events.iter().all(|e| !matches!(e, ChatEvent::Delta(text) if text.contains("NOT"))));
+
+    let events = collect(&engine, VACATION).await;
+    let ChatEvent::Metadata(metadata) = &events[0] else { panic!("metadata must come first") };
+    assert_eq!(metadata.kind, AnswerKind::Generated);
+    let ChatEvent::Final(answer) = events.last().unwrap() else { panic!("final must come last") };
+    assert_eq!(answer.answer, "NOT every plan covers it [1].");
 }

@@ -81,7 +81,9 @@ fn eval_runs_against_a_running_server() {
         serde_json::from_str(&std::fs::read_to_string(out.path().join("samples.json")).unwrap()).unwrap();
     assert_eq!(result["target"], url.as_str());
     let cases = result["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 37, "every case ran over HTTP");
+    let questions = std::fs::read_to_string(workspace_root().join("eval/sets/samples.jsonl")).unwrap();
+    let set_size = questions.lines().filter(|l| l.trim_start().starts_with('{')).count();
+    assert_eq!(cases.len(), set_size, "every case ran over HTTP");
     assert!(cases.iter().all(|c| c["leaks"].as_array().unwrap().is_empty()), "no leak over HTTP");
     // The permission pair: the HR asker is answered from the salary bands, the sales asker is not.
     let case = |id: &str| cases.iter().find(|c| c["id"] == id).unwrap().clone();
