@@ -97,14 +97,6 @@ fn strip_list_marker(line: &str) -> Option<&str> {
     if digits > 0 && line[digits..].starts_with(". ") { Some(&line[digits + 2..]) } else { None }
 }
 
-/// A sentence, list item or table row of a passage, with the context it needs to read on
-/// its own: a table row carries its header (`Header: value; …`), a list item the lead-in
-/// that introduces the list when that ends with a colon.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Unit {
-    pub text: String,
-}
-
 /// The cells of a Markdown table row.
 fn cells(row: &str) -> Vec<String> {
     row.trim().trim_matches('|').split('|').map(|c| c.trim().to_owned()).collect()
@@ -232,14 +224,16 @@ fn reads_as_statement(sentence: &str) -> bool {
     !(fragment || lead_in_or_question || running_header)
 }
 
-/// Sentences, list items and table rows of a passage, each readable on its own.
-pub fn units(text: &str) -> Vec<Unit> {
+/// Sentences, list items, table rows and code blocks of a passage, each with the context it
+/// needs to read on its own: a table row carries its header (`Header: value; …`), a list item
+/// the lead-in that introduces the list when that ends with a colon.
+pub fn units(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for block in blocks(text) {
         if let Some(record) = block.strip_prefix("| ") {
             // A table row or code block is a record even when it is mostly numbers.
             if record.chars().filter(|c| c.is_alphabetic()).count() >= 3 {
-                out.push(Unit { text: record.to_owned() });
+                out.push(record.to_owned());
             }
             continue;
         }
@@ -258,15 +252,9 @@ pub fn units(text: &str) -> Vec<Unit> {
         if !current.trim().is_empty() {
             pieces.push(current.trim().to_owned());
         }
-        out.extend(pieces.into_iter().filter(|s| reads_as_statement(s)).map(|text| Unit { text }));
+        out.extend(pieces.into_iter().filter(|s| reads_as_statement(s)));
     }
     out
-}
-
-/// Sentences of a passage (list items and table rows count as sentences).
-#[cfg(test)]
-fn sentences(text: &str) -> Vec<String> {
-    units(text).into_iter().map(|u| u.text).collect()
 }
 
 /// The extractive answer: the sentences that answer the question on their own (see
@@ -353,7 +341,7 @@ mod tests {
     fn sentences_skip_headings_and_fragments() {
         let text = "## Vacation\n\nEmployees get 25 days of paid vacation. Unused days\nexpire at 5 p.m. on March 31!\n- Carry over at most 5 days per year\n  to the next year\n\nOK. How many days do I get?\n\nBALANCE BILLING PROTECTION HOW PROVIDERS AFFECT YOUR COSTS";
         assert_eq!(
-            sentences(text),
+            units(text),
             [
                 "Employees get 25 days of paid vacation.",
                 "Unused days expire at 5 p.m. on March 31!",
@@ -366,7 +354,7 @@ mod tests {
     fn table_rows_keep_their_header_and_list_items_their_lead_in() {
         let text = "Bands by level:\n\n| Level | Minimum | Maximum |\n|---|---|---|\n| Engineer I (L1) | $95,000 | $120,000 |\n\nTo request leave:\n- Submit the form in Workday.\n- Tell your manager two weeks ahead.\n\nThat is all there is to it.";
         assert_eq!(
-            sentences(text),
+            units(text),
             [
                 "Level: Engineer I (L1); Minimum: $95,000; Maximum: $120,000",
                 "To request leave: Submit the form in Workday.",
@@ -375,9 +363,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            sentences(
-                "Roll back with:\n\n```\nacmectl deploy rollback --service checkout\nacmectl deploy status\n```\n"
-            ),
+            units("Roll back with:\n\n```\nacmectl deploy rollback --service checkout\nacmectl deploy status\n```\n"),
             ["`acmectl deploy rollback --service checkout` `acmectl deploy status`"]
         );
     }

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::answer::{self, Unit};
+use crate::answer;
 use crate::retrieval::{HybridResults, Passage, Retriever};
 
 /// Passages whose sentences are candidates for evidence and extraction.
@@ -150,8 +150,6 @@ impl AnswerabilityModel {
 pub struct ScoredSentence {
     /// Index into the passages.
     pub passage: usize,
-    /// Position in the passage.
-    pub position: usize,
     pub text: String,
     pub coverage: f64,
     pub similarity: f64,
@@ -412,7 +410,7 @@ pub async fn gather(
     let keyword = &retriever.indexes().keyword;
     let mut seen = HashSet::new();
     let question_terms: Vec<String> =
-        keyword.analyze(&content_words(question), lang).into_iter().filter(|t| seen.insert(t.clone())).collect();
+        keyword.analyze(&content_words(question), lang)?.into_iter().filter(|t| seen.insert(t.clone())).collect();
     let idf = keyword.idf(&question_terms, lang)?;
     let terms: Vec<(String, f64)> = question_terms.into_iter().zip(idf.into_iter().map(f64::from)).collect();
     let total = terms.iter().map(|(_, idf)| idf).sum();
@@ -420,28 +418,28 @@ pub async fn gather(
     let asked = asked_type(question);
 
     let passages: Vec<&Passage> = results.passages.iter().take(SENTENCE_PASSAGES).collect();
-    let passage_coverage = passages
-        .iter()
-        .take(3)
-        .map(|p| question_terms.coverage(&keyword.analyze(&p.chunk.text, lang).into_iter().collect()))
-        .fold(0.0, f64::max);
+    let mut passage_coverage: f64 = 0.0;
+    for passage in passages.iter().take(3) {
+        let terms = keyword.analyze(&passage.chunk.text, lang)?.into_iter().collect();
+        passage_coverage = passage_coverage.max(question_terms.coverage(&terms));
+    }
     // Candidates: every sentence of the passages, the lexically best embedded.
-    let mut candidates: Vec<(f64, usize, usize, Unit)> = Vec::new();
+    let mut candidates: Vec<(f64, usize, String)> = Vec::new();
     for (p, passage) in passages.iter().enumerate() {
         for (s, unit) in answer::units(&passage.chunk.text).into_iter().enumerate() {
             // A chunk that starts in the middle of a sentence starts with its lowercase tail.
-            if s == 0 && unit.text.starts_with(char::is_lowercase) {
+            if s == 0 && unit.starts_with(char::is_lowercase) {
                 continue;
             }
-            let coverage = question_terms.coverage(&keyword.analyze(&unit.text, lang).into_iter().collect());
-            candidates.push((coverage, p, s, unit));
+            let coverage = question_terms.coverage(&keyword.analyze(&unit, lang)?.into_iter().collect());
+            candidates.push((coverage, p, unit));
         }
     }
     candidates.sort_by(|a, b| (b.0 + 0.05 / (b.1 as f64 + 1.0)).total_cmp(&(a.0 + 0.05 / (a.1 as f64 + 1.0))));
     candidates.truncate(MAX_CANDIDATES);
     let texts: Vec<String> = candidates
         .iter()
-        .map(|(_, _, _, u)| u.text.split_whitespace().take(EMBEDDED_WORDS).collect::<Vec<_>>().join(" "))
+        .map(|(_, _, unit)| unit.split_whitespace().take(EMBEDDED_WORDS).collect::<Vec<_>>().join(" "))
         .collect();
     let vectors = if texts.is_empty() { Vec::new() } else { retriever.embed_texts(texts).await? };
 
@@ -467,13 +465,12 @@ pub async fn gather(
     let mut sentences: Vec<ScoredSentence> = candidates
         .into_iter()
         .zip(vectors)
-        .map(|((coverage, passage, position, unit), vector)| {
+        .map(|((coverage, passage, text), vector)| {
             let similarity = dot(&vector, &results.query_vector);
-            let holds_asked_type = asked.map(|kind| holds(&unit.text, kind));
+            let holds_asked_type = asked.map(|kind| holds(&text, kind));
             ScoredSentence {
                 passage,
-                position,
-                text: unit.text,
+                text,
                 coverage,
                 similarity,
                 holds_asked_type,
@@ -526,7 +523,6 @@ mod tests {
         // Relevance and answerability move together here.
         let sentence = |text: &str, passage: usize, answerability: f64| ScoredSentence {
             passage,
-            position: 0,
             text: text.into(),
             coverage: answerability,
             similarity: 0.0,

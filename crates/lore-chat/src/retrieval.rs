@@ -154,10 +154,6 @@ impl Retriever {
         &self.config
     }
 
-    pub fn model_covers(&self, lang: Lang) -> bool {
-        self.model_languages.contains(&lang)
-    }
-
     /// Embeds texts compared with a query (sentences of passages), off the async runtime.
     pub async fn embed_texts(&self, texts: Vec<String>) -> lore_core::Result<Vec<Vec<f32>>> {
         let embedder = self.embedder.clone();
@@ -236,7 +232,7 @@ impl Retriever {
         let c = &self.config;
         let mut candidates = self.candidates(query, scope, c.candidates.max(limit)).await?;
         let started = Instant::now();
-        let model_covers_language = self.model_covers(candidates.query_lang);
+        let model_covers_language = self.model_languages.contains(&candidates.query_lang);
         // The embedding model ranks poorly in a language it was not trained on (unrelated
         // Spanish texts score as fairly close under an English model), so its ranking counts
         // less for such a query. (Weighting only Spanish chunks down would push the English

@@ -205,10 +205,7 @@ impl KeywordIndex {
         let f = self.fields;
         let mut analyzers = Vec::with_capacity(Lang::ALL.len());
         for lang in Lang::ALL {
-            let name = analyzer_name(lang);
-            let analyzer = self.index.tokenizers().get(name).ok_or_else(|| {
-                Error::Keyword(tantivy::TantivyError::InvalidArgument(format!("analyzer {name} is not registered")))
-            })?;
+            let analyzer = self.analyzer(lang)?;
             let weight = if lang == query_lang { 1.0 } else { 0.6 };
             let slot = lang_slot(lang);
             analyzers.push((analyzer, [(f.title[slot], 2.0 * weight), (f.body[slot], weight)]));
@@ -276,13 +273,19 @@ impl KeywordIndex {
         Ok(results)
     }
 
+    fn analyzer(&self, lang: Lang) -> Result<TextAnalyzer> {
+        let name = analyzer_name(lang);
+        self.index.tokenizers().get(name).ok_or_else(|| {
+            Error::Keyword(tantivy::TantivyError::InvalidArgument(format!("analyzer {name} is not registered")))
+        })
+    }
+
     /// The terms of `text` as the index stores them for `lang` (lowercased, folded, stemmed):
     /// what answerability compares questions and sentences with.
-    pub fn analyze(&self, text: &str, lang: Lang) -> Vec<String> {
-        let Some(mut analyzer) = self.index.tokenizers().get(analyzer_name(lang)) else { return Vec::new() };
+    pub fn analyze(&self, text: &str, lang: Lang) -> Result<Vec<String>> {
         let mut terms = Vec::new();
-        analyzer.token_stream(text).process(&mut |token| terms.push(token.text.clone()));
-        terms
+        self.analyzer(lang)?.token_stream(text).process(&mut |token| terms.push(token.text.clone()));
+        Ok(terms)
     }
 
     /// BM25's inverse document frequency of each analysed term in the chunk bodies of
