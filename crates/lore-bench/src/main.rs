@@ -22,6 +22,7 @@ mod corpus;
 mod run;
 mod server;
 mod suite;
+mod usage;
 
 #[derive(Parser)]
 struct Cli {
@@ -57,6 +58,10 @@ enum Command {
     /// The whole suite: ingest, corpora, search, chat, memory, startup, load and upload
     /// storm; prints one report and writes it as JSON and Markdown.
     Suite(run::SuiteArgs),
+    /// Usage analytics over generated events (default one million): every grouping, timed.
+    Analytics(usage::AnalyticsArgs),
+    /// What metering costs: the in-process record call, and `/v1/search` with metering on and off.
+    Metering(usage::MeteringArgs),
     /// Ingest throughput next to raw ONNX Runtime throughput on the same chunk texts.
     Ingest {
         folder: PathBuf,
@@ -92,6 +97,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Ingest { folder, acl, json } => ingest(&folder, acl, json.as_deref()).map(|_| ()),
         Command::Suite(args) => run::suite(args),
+        Command::Analytics(args) => usage::analytics(args),
+        Command::Metering(args) => tokio::runtime::Runtime::new()?.block_on(usage::metering(args)),
         Command::Queries { shared, batch, queries, json } => {
             let config = Config::load(None)?;
             let embedder = Embedder::load(&config.embedding)?;

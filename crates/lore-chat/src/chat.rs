@@ -58,6 +58,9 @@ pub struct ChatAnswer {
     pub prompt_version: Option<String>,
     /// Model that wrote the answer; `None` when no model was used.
     pub model: Option<String>,
+    /// The provider (by its configured name) that wrote the answer.
+    pub provider: Option<String>,
+    /// Tokens of the model calls behind the answer (follow-up condensation included).
     pub usage: Option<Usage>,
     /// Why the answer is extractive although providers are configured (all of them failed).
     pub provider_errors: Vec<ProviderError>,
@@ -83,12 +86,23 @@ pub struct Question<'a> {
     /// Passages to retrieve when more than `chat.context_passages` are wanted (`lore eval`
     /// ranks 20); the answer uses the first `context_passages`, the trace holds them all.
     pub retrieve: Option<usize>,
+    /// Answer without calling any model (a budget's hard limit degrades to this): the follow-up
+    /// is condensed by rule and the answer extracted.
+    pub extract_only: bool,
 }
 
 impl<'a> Question<'a> {
     /// A question that starts a new conversation.
     pub fn new(user: &'a str, scope: &'a AccessScope, text: &'a str) -> Self {
-        Question { user, scope, text, conversation_id: None, earlier_question: None, retrieve: None }
+        Question {
+            user,
+            scope,
+            text,
+            conversation_id: None,
+            earlier_question: None,
+            retrieve: None,
+            extract_only: false,
+        }
     }
 }
 
@@ -171,10 +185,15 @@ impl ChatEngine {
 
     /// Standalone query for a follow-up: the model rewrites it when one is configured; the
     /// deterministic rule is used otherwise, or when the model fails.
-    async fn standalone_query(&self, previous: Option<&str>, question: &str) -> (String, f64) {
-        let Some(previous) = previous else { return (question.trim().to_owned(), 0.0) };
-        if self.providers.is_empty() {
-            return (condense(Some(previous), question), 0.0);
+    async fn standalone_query(
+        &self,
+        previous: Option<&str>,
+        question: &str,
+        use_model: bool,
+    ) -> (String, f64, Option<Usage>) {
+        let Some(previous) = previous else { return (question.trim().to_owned(), 0.0, None) };
+        if self.providers.is_empty() || !use_model {
+            return (condense(Some(previous), question), 0.0, None);
         }
         let started = Instant::now();
         let prompt = self.prompts.condense.render(&[("history", &format!("User: {previous}")), ("question", question)]);
@@ -184,10 +203,36 @@ impl ChatEngine {
             _ => None,
         };
         let elapsed = started.elapsed().as_secs_f64() * 1e3;
+        let usage = rewritten.as_ref().and_then(|c| c.usage.clone());
         match rewritten.map(|c| c.text.lines().next().unwrap_or_default().trim().to_owned()) {
-            Some(query) if !query.is_empty() => (query, elapsed),
-            _ => (condense(Some(previous), question), elapsed),
+            Some(query) if !query.is_empty() => (query, elapsed, usage),
+            _ => (condense(Some(previous), question), elapsed, usage),
         }
+    }
+
+    /// Tokens of a streamed answer, which providers do not report: counted with the embedding
+    /// model's tokenizer (close to, not the same as, the provider's), and marked estimated.
+    fn estimate_usage(&self, generation: &Generation, answer: &str) -> Usage {
+        let count = |text: &str| u32::try_from(self.retriever.count_tokens(text)).unwrap_or(u32::MAX);
+        Usage {
+            prompt_tokens: count(&generation.system).saturating_add(count(&generation.user)),
+            completion_tokens: count(answer),
+            estimated: true,
+        }
+    }
+
+    /// Most tokens one answer to `question` can use, prompt and completion: the system and
+    /// answer templates, the context budget, the question, a condensation call, and each
+    /// provider's `max_tokens` (1,024 where none is set). Budgets reserve this much while the
+    /// answer runs, so they are overrun by at most one answer.
+    pub fn token_bound(&self, question: &str) -> (u64, u64) {
+        let templates = self
+            .render_answer_prompt(question, Lang::En, "")
+            .map_or(0, |(system, user)| self.retriever.count_tokens(&system) + self.retriever.count_tokens(&user));
+        let passages = self.config.context_token_budget + 16 * self.config.context_passages;
+        let condensation = 2 * self.retriever.count_tokens(question) + 256;
+        let completion = self.config.providers.iter().map(|p| p.max_tokens.unwrap_or(1024)).max().unwrap_or(0);
+        ((templates + passages + condensation) as u64, u64::from(completion) + 64)
     }
 
     /// Version of the answer prompt template in use.
@@ -239,7 +284,7 @@ impl ChatEngine {
                 match result {
                     Ok(completion) if is_not_covered(&completion.text) => Outcome {
                         usage: completion.usage,
-                        ..prepared.not_covered(self.prompts.answer_version(), completion.model)
+                        ..prepared.not_covered(self.prompts.answer_version(), completion.model, completion.provider)
                     },
                     Ok(completion) => {
                         let (text, used) = validate_markers(&completion.text, generation.context.passages.len());
@@ -249,6 +294,7 @@ impl ChatEngine {
                             answer: text,
                             prompt_version: Some(self.prompts.answer_version()),
                             model: Some(completion.model),
+                            provider: Some(completion.provider),
                             usage: completion.usage,
                             provider_errors: Vec::new(),
                         }
@@ -261,14 +307,14 @@ impl ChatEngine {
     }
 
     /// Streaming variant: events go to `events` as they happen — metadata (with the passages
-    /// the answer may cite) first, then answer deltas, then the final answer. Returns when the
-    /// answer is complete or as soon as `events` is closed (the client went away), which drops
-    /// the provider stream and so cancels generation.
+    /// the answer may cite) first, then answer deltas, then the final answer. Returns the answer
+    /// when it is complete, or `None` as soon as `events` is closed (the client went away),
+    /// which drops the provider stream and so cancels generation.
     pub async fn ask_streaming(
         &self,
         question: Question<'_>,
         events: tokio::sync::mpsc::Sender<ChatEvent>,
-    ) -> Result<(), ChatError> {
+    ) -> Result<Option<ChatAnswer>, ChatError> {
         use futures::StreamExt;
         let mut prepared = self.prepare(question).await?;
         let Some(generation) = prepared.generation.take() else {
@@ -312,7 +358,7 @@ impl ChatEngine {
                     if !may_be_not_covered(&head) {
                         let metadata = metadata.take().expect("metadata not sent yet");
                         if events.send(ChatEvent::Metadata(metadata)).await.is_err() {
-                            return Ok(());
+                            return Ok(None);
                         }
                         text = std::mem::take(&mut head);
                     }
@@ -321,13 +367,13 @@ impl ChatEngine {
                 if !clean.is_empty() {
                     answer.push_str(&clean);
                     if events.send(ChatEvent::Delta(clean)).await.is_err() {
-                        return Ok(()); // client gone: dropping the stream cancels generation
+                        return Ok(None); // client gone: dropping the stream cancels generation
                     }
                 }
             }
             let item = tokio::select! {
                 item = started_stream.rest.next() => item,
-                () = events.closed() => return Ok(()),
+                () = events.closed() => return Ok(None),
             };
             match item {
                 Some(Ok(text)) => next = Some(text),
@@ -343,7 +389,8 @@ impl ChatEngine {
                 prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
                 let outcome = Outcome {
                     provider_errors: interrupted.into_iter().collect(),
-                    ..prepared.not_covered(self.prompts.answer_version(), started_stream.model)
+                    usage: Some(self.estimate_usage(&generation, &head)),
+                    ..prepared.not_covered(self.prompts.answer_version(), started_stream.model, started_stream.provider)
                 };
                 return self.send_whole(prepared, outcome, &events).await;
             }
@@ -354,13 +401,13 @@ impl ChatEngine {
                 return self.send_whole(prepared, outcome, &events).await;
             }
             if events.send(ChatEvent::Metadata(metadata)).await.is_err() {
-                return Ok(());
+                return Ok(None);
             }
             let clean = filter.push(&head);
             if !clean.is_empty() {
                 answer.push_str(&clean);
                 if events.send(ChatEvent::Delta(clean)).await.is_err() {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
         }
@@ -368,22 +415,24 @@ impl ChatEngine {
         if !tail.is_empty() {
             answer.push_str(&tail);
             if events.send(ChatEvent::Delta(tail)).await.is_err() {
-                return Ok(());
+                return Ok(None);
             }
         }
         prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
+        let usage = Some(self.estimate_usage(&generation, &answer));
         let outcome = Outcome {
             kind: AnswerKind::Generated,
             citations: generation.citations(&filter.used),
             answer,
             prompt_version: Some(self.prompts.answer_version()),
+            usage,
             model: Some(started_stream.model),
-            usage: None,
+            provider: Some(started_stream.provider),
             provider_errors: interrupted.into_iter().collect(),
         };
         let answer = self.finish(prepared, outcome)?;
-        let _ = events.send(ChatEvent::Final(Box::new(answer))).await;
-        Ok(())
+        let _ = events.send(ChatEvent::Final(Box::new(answer.clone()))).await;
+        Ok(Some(answer))
     }
 
     async fn send_whole(
@@ -391,7 +440,7 @@ impl ChatEngine {
         prepared: Prepared,
         outcome: Outcome,
         events: &tokio::sync::mpsc::Sender<ChatEvent>,
-    ) -> Result<(), ChatError> {
+    ) -> Result<Option<ChatAnswer>, ChatError> {
         let metadata = StreamMetadata {
             kind: outcome.kind,
             standalone_query: prepared.standalone_query.clone(),
@@ -402,18 +451,21 @@ impl ChatEngine {
         };
         let delta = outcome.answer.clone();
         let answer = self.finish(prepared, outcome)?;
-        for event in [ChatEvent::Metadata(metadata), ChatEvent::Delta(delta), ChatEvent::Final(Box::new(answer))] {
+        let whole =
+            [ChatEvent::Metadata(metadata), ChatEvent::Delta(delta), ChatEvent::Final(Box::new(answer.clone()))];
+        for event in whole {
             if events.send(event).await.is_err() {
                 break;
             }
         }
-        Ok(())
+        Ok(Some(answer))
     }
 
     /// Everything before generation: ownership check, condensation, retrieval, abstention and
     /// the extractive answer (used when there is no model or every provider fails).
     async fn prepare(&self, question: Question<'_>) -> Result<Prepared, ChatError> {
-        let Question { user, scope, text: question, conversation_id, earlier_question, retrieve } = question;
+        let Question { user, scope, text: question, conversation_id, earlier_question, retrieve, extract_only } =
+            question;
         let started = Instant::now();
         let previous = match conversation_id {
             Some(id) => {
@@ -422,7 +474,8 @@ impl ChatEngine {
             }
             None => earlier_question.map(str::to_owned),
         };
-        let (standalone_query, generation_ms) = self.standalone_query(previous.as_deref(), question).await;
+        let (standalone_query, generation_ms, condense_usage) =
+            self.standalone_query(previous.as_deref(), question, !extract_only).await;
         let depth = self.config.context_passages.max(retrieve.unwrap_or(0));
         let retrieved = self.retriever.hybrid(&standalone_query, scope, depth).await?;
         let passages = &retrieved.passages[..retrieved.passages.len().min(self.config.context_passages)];
@@ -437,7 +490,7 @@ impl ChatEngine {
             None
         };
         let generation = match &extracted {
-            Some(_) if !self.providers.is_empty() => {
+            Some(_) if !self.providers.is_empty() && !extract_only => {
                 let context = self.context(passages);
                 let (system, user_prompt) = self.render_answer_prompt(question, lang, &context.text)?;
                 Some(Generation { context, system, user: user_prompt })
@@ -455,6 +508,7 @@ impl ChatEngine {
             extracted,
             generation,
             generation_ms,
+            condense_usage,
         })
     }
 
@@ -503,7 +557,8 @@ impl ChatEngine {
             lang: prepared.lang,
             prompt_version: outcome.prompt_version,
             model: outcome.model,
-            usage: outcome.usage,
+            provider: outcome.provider,
+            usage: Usage::sum(prepared.condense_usage, outcome.usage),
             provider_errors: outcome.provider_errors,
             timings: ChatTimings {
                 retrieval: prepared.trace.retrieved.timings.clone(),
@@ -538,6 +593,8 @@ struct Prepared {
     extracted: Option<(String, Vec<Citation>)>,
     generation: Option<Generation>,
     generation_ms: f64,
+    /// Tokens the follow-up condensation used.
+    condense_usage: Option<Usage>,
 }
 
 impl Prepared {
@@ -549,17 +606,27 @@ impl Prepared {
             }
             None => (AnswerKind::NoAnswer, no_answer_text(self.lang).to_owned(), Vec::new()),
         };
-        Outcome { kind, answer, citations, prompt_version: None, model: None, usage: None, provider_errors }
+        Outcome {
+            kind,
+            answer,
+            citations,
+            prompt_version: None,
+            model: None,
+            provider: None,
+            usage: None,
+            provider_errors,
+        }
     }
 
     /// The model found no answer in the passages: the no-answer reply, citing nothing.
-    fn not_covered(&self, prompt_version: String, model: String) -> Outcome {
+    fn not_covered(&self, prompt_version: String, model: String, provider: String) -> Outcome {
         Outcome {
             kind: AnswerKind::NoAnswer,
             answer: no_answer_text(self.lang).to_owned(),
             citations: Vec::new(),
             prompt_version: Some(prompt_version),
             model: Some(model),
+            provider: Some(provider),
             usage: None,
             provider_errors: Vec::new(),
         }
@@ -572,6 +639,7 @@ struct Outcome {
     citations: Vec<Citation>,
     prompt_version: Option<String>,
     model: Option<String>,
+    provider: Option<String>,
     usage: Option<Usage>,
     provider_errors: Vec<ProviderError>,
 }

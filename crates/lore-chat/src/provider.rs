@@ -39,6 +39,23 @@ pub struct ProviderError {
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// Counted by Lore (streamed answers), not reported by the provider.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
+}
+
+impl Usage {
+    /// Both calls' tokens (either may be missing); estimated if either part is.
+    pub fn sum(a: Option<Usage>, b: Option<Usage>) -> Option<Usage> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(Usage {
+                prompt_tokens: a.prompt_tokens.saturating_add(b.prompt_tokens),
+                completion_tokens: a.completion_tokens.saturating_add(b.completion_tokens),
+                estimated: a.estimated || b.estimated,
+            }),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -257,9 +274,11 @@ impl Provider {
             text,
             provider: config.name.clone(),
             model: response.model,
-            usage: response
-                .usage
-                .map(|u| Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }),
+            usage: response.usage.map(|u| Usage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                estimated: false,
+            }),
             attempts: 0,
         })
     }

@@ -162,6 +162,15 @@ impl Retriever {
             .map_err(|e| lore_core::Error::Embedding(format!("embedding task: {e}")))?
     }
 
+    /// Embeds questions as queries (category examples, down-voted questions), off the async
+    /// runtime.
+    pub async fn embed_queries(&self, queries: Vec<String>) -> lore_core::Result<Vec<Vec<f32>>> {
+        let embedder = self.embedder.clone();
+        tokio::task::spawn_blocking(move || embedder.embed_queries(&queries))
+            .await
+            .map_err(|e| lore_core::Error::Embedding(format!("embedding task: {e}")))?
+    }
+
     /// BM25 starts at once; the query is embedded meanwhile, then dense search runs.
     async fn candidates(&self, query: &str, scope: &AccessScope, limit: usize) -> lore_core::Result<Candidates> {
         let query_lang = Lang::detect(query);

@@ -34,6 +34,9 @@ pub enum AuthMethod {
     },
     EmbedToken {
         id: String,
+        /// The public key a visitor token was minted for (metering and rate limits).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// An agent acting for an end customer (narrowed principals).
     OnBehalf {
@@ -89,7 +92,8 @@ impl Caller {
     /// minted it for a verified user (or for an anonymous visitor of a public key). Widget
     /// sessions can only ask, whatever the user's role. The departments are the token's
     /// `dept:` principals (they decide who reviews the user's feedback, never what they manage).
-    pub fn from_embed(user: &str, principals: &[String], token_id: &str) -> crate::Result<Self> {
+    /// `key`: the public key of a visitor token.
+    pub fn from_embed(user: &str, principals: &[String], token_id: &str, key: Option<&str>) -> crate::Result<Self> {
         let principals = principals.iter().map(|p| p.parse::<Principal>()).collect::<crate::Result<Vec<_>>>()?;
         let departments =
             principals.iter().filter_map(|p| p.as_str().strip_prefix("dept:")).map(str::to_owned).collect();
@@ -98,8 +102,22 @@ impl Caller {
             Role::Employee,
             PrincipalSet::from_principals(principals),
             departments,
-            AuthMethod::EmbedToken { id: token_id.to_owned() },
+            AuthMethod::EmbedToken { id: token_id.to_owned(), key: key.map(str::to_owned) },
         ))
+    }
+
+    /// The API key behind the request: the key itself, or the public key of a visitor token.
+    pub fn key_id(&self) -> Option<&str> {
+        match &self.method {
+            AuthMethod::ApiKey { id, .. } => Some(id),
+            AuthMethod::EmbedToken { key, .. } => key.as_deref(),
+            AuthMethod::Sso { .. } | AuthMethod::OnBehalf { .. } => None,
+        }
+    }
+
+    /// A request through a public key: the key itself or one of its visitor tokens.
+    pub fn is_public(&self) -> bool {
+        matches!(&self.method, AuthMethod::ApiKey { public: true, .. } | AuthMethod::EmbedToken { key: Some(_), .. })
     }
 
     /// The audit actor: the user id, or `key:<name>` for keys acting as a service.
@@ -326,7 +344,7 @@ mod tests {
     #[test]
     fn embed_callers_belong_to_their_tokens_departments() {
         let caller =
-            Caller::from_embed("alice", &["everyone".into(), "dept:hr".into(), "group:hr".into()], "t").unwrap();
+            Caller::from_embed("alice", &["everyone".into(), "dept:hr".into(), "group:hr".into()], "t", None).unwrap();
         assert_eq!(caller.departments, ["hr"]);
         assert_eq!(caller.role, Role::Employee);
         assert!(!caller.manages(Some("hr")));

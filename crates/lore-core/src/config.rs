@@ -23,6 +23,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub chat: ChatConfig,
     pub auth: AuthConfig,
+    /// Metering, prices, question categories, knowledge gaps and return on investment.
+    pub usage: lore_usage::UsageConfig,
+    pub rate_limits: lore_usage::RateLimitConfig,
 }
 
 /// Sign-in: SSO through the company's OpenID Connect provider, roles from its groups, and the
@@ -388,6 +391,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             chat: ChatConfig::default(),
             auth: AuthConfig::default(),
+            usage: lore_usage::UsageConfig::default(),
+            rate_limits: lore_usage::RateLimitConfig::default(),
         }
     }
 }
@@ -486,6 +491,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<()> {
+        self.usage.validate().map_err(Error::Config)?;
         let c = &self.chunking;
         if c.max_tokens == 0 || c.min_tokens > c.max_tokens || c.overlap_tokens >= c.max_tokens {
             return Err(Error::Config(format!(

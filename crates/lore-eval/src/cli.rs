@@ -59,6 +59,9 @@ pub struct EvalArgs {
 pub enum EvalCommand {
     /// Fit the answerability model on development sets and pick its operating point.
     Calibrate(Box<crate::calibrate::CalibrateArgs>),
+    /// Accuracy of question categories (nearest example question) on a labelled set; the
+    /// `other` floor is fitted on one half and accuracy reported on the other.
+    Categories(crate::categories::CategoriesArgs),
 }
 
 fn parse_mode(text: &str) -> Result<RetrievalMode, String> {
@@ -135,6 +138,10 @@ pub async fn run_set(args: &EvalArgs, config: &Config, path: &std::path::Path) -
 
 /// `lore eval`: every set in turn. Returns whether all gates passed.
 pub async fn run(args: EvalArgs, config: &Config) -> Result<bool, EvalError> {
+    if let Some(EvalCommand::Categories(categories)) = &args.command {
+        println!("{}", crate::categories::run(categories, config)?);
+        return Ok(true);
+    }
     if let Some(EvalCommand::Calibrate(calibrate)) = args.command {
         let (model, report) = (calibrate.model.clone(), calibrate.report.clone());
         println!("{}", crate::calibrate::run(*calibrate, config).await?);

@@ -6,6 +6,7 @@
 //! citations and permissions, and compares the summary with a committed baseline.
 
 pub mod calibrate;
+pub mod categories;
 pub mod cli;
 pub mod corpus;
 pub mod error;

@@ -5,6 +5,7 @@ pub mod http;
 pub mod lock;
 pub mod state;
 pub mod upload;
+pub mod usage;
 pub mod worker;
 
 pub use state::AppState;

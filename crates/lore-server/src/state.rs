@@ -30,6 +30,8 @@ pub enum OpenError {
     Ingest(#[from] lore_ingest::IngestError),
     #[error(transparent)]
     Identity(#[from] IdentitySetupError),
+    #[error(transparent)]
+    Usage(#[from] lore_usage::Error),
 }
 
 pub struct AppState {
@@ -56,6 +58,8 @@ pub struct AppState {
     pub demo_key: std::sync::OnceLock<String>,
     /// Rate limit of audited "not found" refusals.
     pub denials: crate::http::access::DenialLimiter,
+    /// Metering, budgets, rate limits, categories and knowledge gaps.
+    pub usage: crate::usage::Usage,
 }
 
 impl AppState {
@@ -67,6 +71,7 @@ impl AppState {
         let retriever = Arc::new(Retriever::with_indexes(&config, embedder, indexes)?);
         let conversations = Conversations::open(&config.catalog_path())?;
         let chat = Arc::new(ChatEngine::new(retriever.clone(), conversations, &config.chat)?);
+        let usage = crate::usage::Usage::open(&config, retriever.clone()).await?;
         let db = config.catalog_path();
         let keys = Arc::new(KeyStore::open(&db)?);
         let identity = Identity::new(&config, keys)?;
@@ -80,7 +85,7 @@ impl AppState {
         }
         sweep_staging(&config.data_dir, &jobs, Duration::ZERO);
         let preparer = writer.preparer();
-        Ok(Arc::new(AppState {
+        let state = Arc::new(AppState {
             retriever,
             chat,
             identity,
@@ -95,8 +100,11 @@ impl AppState {
             feedback: lore_chat::feedback::FeedbackStore::open(&db)?,
             demo_key: std::sync::OnceLock::new(),
             denials: Default::default(),
+            usage,
             config,
-        }))
+        });
+        crate::usage::Usage::spawn_maintenance(&state);
+        Ok(state)
     }
 
     /// Cancels the job if the worker is processing it now (its parser child is killed);

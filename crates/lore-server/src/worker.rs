@@ -27,7 +27,8 @@ const STAGING_GRACE: Duration = Duration::from_secs(3600);
 /// Runs until `shutdown` resolves; the job in progress finishes first.
 pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let mut wrote = false;
+    // Documents indexed since the queue last ran dry.
+    let mut written: Vec<String> = Vec::new();
     loop {
         let next = match state.jobs.claim_next() {
             Ok(next) => next,
@@ -49,7 +50,9 @@ pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output
                         .unwrap_or_else(|e| Err(format!("ingest crashed: {e}")))
                 };
                 *state.current_job.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                wrote |= matches!(outcome, Ok(true));
+                if matches!(outcome, Ok(true)) {
+                    written.push(job.document_id.clone());
+                }
                 match state.jobs.finish(&job.id, outcome.map(|_| ())) {
                     Ok(true) => {}
                     Ok(false) => tracing::info!(job = %job.id, "job was cancelled while it ran"),
@@ -61,12 +64,12 @@ pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output
                 let _ = std::fs::remove_dir_all(job.staged_path.parent().unwrap_or(&job.staged_path));
             }
             None => {
-                if wrote {
-                    wrote = false;
+                if !written.is_empty() {
                     if let Err(error) = state.writer.lock().await.optimize().await {
                         tracing::warn!(%error, "optimizing the vector index failed");
                     }
                     sweep_staging(&state.config.data_dir, &state.jobs, STAGING_GRACE);
+                    crate::usage::recheck_gaps(&state, &std::mem::take(&mut written)).await;
                 }
                 tokio::select! {
                     _ = &mut shutdown => return,

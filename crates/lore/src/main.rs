@@ -44,6 +44,11 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Search both indexes as a user, with the ACL filter applied.
     Search(cmd::search::SearchArgs),
+    /// Usage analytics: requests, users, answer kinds, tokens, cost, latency and votes per group.
+    Usage(cmd::usage::UsageArgs),
+    /// Budgets per department, API key or user (works while `lore serve` runs).
+    #[command(subcommand)]
+    Budgets(cmd::usage::BudgetsCommand),
 }
 
 fn main() -> ExitCode {
@@ -87,5 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ask(args) => cmd::ask::run(args, &config).await,
         Command::Eval(args) => cmd::eval::run(args, &config).await,
         Command::Search(args) => cmd::search::run(args, &config).await,
+        Command::Usage(args) => cmd::usage::run_usage(args, &config),
+        Command::Budgets(command) => cmd::usage::run_budgets(command, &config),
     }
 }

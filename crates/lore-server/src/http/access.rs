@@ -80,6 +80,14 @@ pub fn require_manager_role(state: &AppState, caller: &Caller, action: &str) -> 
     }
 }
 
+/// Which departments' usage the caller may read: everything for admins (`None`), their own
+/// departments for knowledge managers (none at all for one without a department), and
+/// nothing for anyone else (403, audited).
+pub fn analytics_scope(state: &AppState, caller: &Caller, action: &str) -> Result<Option<Vec<String>>, ApiError> {
+    require_manager_role(state, caller, action)?;
+    Ok((!caller.is_admin()).then(|| caller.departments.clone()))
+}
+
 pub fn collection(state: &AppState, id: &str) -> Result<Collection, ApiError> {
     state.catalog().collection(id)?.ok_or(ApiError::CollectionNotFound)
 }

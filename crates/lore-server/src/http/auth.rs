@@ -103,7 +103,7 @@ impl Identity {
                     return Ok(Err(Refusal::Denied("visitor token with principals other than everyone".into())));
                 }
             }
-            return Ok(Caller::from_embed(&claims.sub, &claims.principals, &claims.jti)
+            return Ok(Caller::from_embed(&claims.sub, &claims.principals, &claims.jti, claims.key.as_deref())
                 .map_err(|e| Refusal::Denied(format!("embed token: {e}"))));
         }
         let Some((verifier, roles)) = &self.sso else {
@@ -186,7 +186,18 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
             .ok_or(ApiError::MissingCredentials)?;
         let origin = parts.headers.get(axum::http::header::ORIGIN).and_then(|o| o.to_str().ok());
         match state.identity.authenticate(credential, origin).await? {
-            Ok(caller) => Ok(Authenticated(caller)),
+            Ok(caller) => {
+                if let Err(limited) = state.usage.check_rate(&caller, origin) {
+                    if let Some(endpoint) = metered_endpoint(parts) {
+                        state.meter(lore_usage::UsageEvent {
+                            status: limited.status().as_u16(),
+                            ..state.usage.event(&caller, endpoint, "rate_limited")
+                        });
+                    }
+                    return Err(limited);
+                }
+                Ok(Authenticated(caller))
+            }
             Err(Refusal::Unavailable(detail)) => Err(ApiError::IdentityProviderUnavailable(detail)),
             Err(Refusal::Denied(reason)) => {
                 state.audit(Event {
@@ -202,5 +213,21 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
                 Err(ApiError::InvalidCredentials)
             }
         }
+    }
+}
+
+/// The metered endpoint a request is for, by method and path (rate-limited requests are
+/// metered before their handler runs).
+fn metered_endpoint(parts: &Parts) -> Option<lore_usage::Endpoint> {
+    use lore_usage::Endpoint;
+    if parts.method != axum::http::Method::POST {
+        return None;
+    }
+    match parts.uri.path() {
+        "/v1/search" => Some(Endpoint::Search),
+        "/v1/chat" => Some(Endpoint::Chat),
+        "/v1/feedback" => Some(Endpoint::Feedback),
+        path if path.starts_with("/v1/collections/") && path.ends_with("/documents") => Some(Endpoint::Upload),
+        _ => None,
     }
 }

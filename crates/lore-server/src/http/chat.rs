@@ -11,7 +11,15 @@ use utoipa_axum::routes;
 
 use super::error::ApiError;
 use super::{ApiJson, AppState, Authenticated, Caller};
-use lore_chat::chat::{ChatError, ChatEvent, Question};
+use std::time::Instant;
+
+use lore_chat::answer::AnswerKind;
+use lore_chat::chat::{ChatAnswer, ChatError, ChatEvent, Question};
+use lore_usage::budgets::{Amount, Decision, Reservation};
+use lore_usage::gaps::GapReason;
+use lore_usage::{Endpoint, UsageEvent};
+
+use crate::usage::GapWork;
 use lore_chat::conversations::{ConversationSummary, Message};
 
 pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
@@ -83,8 +91,27 @@ pub async fn chat(
     Authenticated(caller): Authenticated,
     ApiJson(request): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let caller = super::narrow(&state, caller, request.on_behalf_of.as_ref())?;
-    let caller = super::within_collections(&state, caller, request.collections.as_ref())?;
+    let metered = Metered {
+        endpoint: if request.stream { Endpoint::ChatStream } else { Endpoint::Chat },
+        collections: request.collections.clone().unwrap_or_default(),
+        started: Instant::now(),
+        caller: caller.clone(),
+    };
+    let result = answer(&state, caller, request, &metered).await;
+    if let Err(error) = &result {
+        state.meter(metered.failed(&state, error));
+    }
+    result
+}
+
+async fn answer(
+    state: &Arc<AppState>,
+    caller: Caller,
+    request: ChatRequest,
+    metered: &Metered,
+) -> Result<Response, ApiError> {
+    let caller = super::narrow(state, caller, request.on_behalf_of.as_ref())?;
+    let caller = super::within_collections(state, caller, request.collections.as_ref())?;
     let (question, earlier) = match (request.question, request.messages) {
         (Some(question), None) => (question, None),
         (None, Some(messages)) => {
@@ -103,19 +130,31 @@ pub async fn chat(
         (None, None) => return Err(ApiError::InvalidRequest("`question` (or `messages`) is required".into())),
     };
     let question = question_text(&question, "the question")?.to_owned();
+    // Budgets are the credential holder's (an agent's, not their customer's).
+    let admission = state.admit_chat(&metered.caller, &question)?;
+    let extract_only = match &admission.decision {
+        Decision::Allow => false,
+        Decision::Degrade(_) => true,
+        Decision::Refuse(exceeded) => return Err(crate::usage::budget_exceeded(exceeded)),
+    };
+    let warnings: Vec<String> = admission.warnings.iter().map(|w| w.budget_id.clone()).collect();
+    let admitted = Admitted { reservation: admission.reservation, warnings, extract_only };
     if request.stream {
-        return stream_answer(state, caller, question, request.conversation_id, earlier).await;
+        let conversation_id = request.conversation_id;
+        return stream_answer(state.clone(), caller, question, conversation_id, earlier, admitted, metered.clone())
+            .await;
     }
     let answer = state
         .chat
         .ask(Question {
             conversation_id: request.conversation_id.as_deref(),
             earlier_question: earlier.as_deref(),
+            extract_only,
             ..Question::new(&caller.user, &caller.scope, &question)
         })
         .await
         .map_err(|e| match (e, &request.conversation_id) {
-            (ChatError::ConversationNotFound, Some(id)) => conversation_not_found(&state, &caller, id),
+            (ChatError::ConversationNotFound, Some(id)) => conversation_not_found(state, &caller, id),
             (e, _) => e.into(),
         })?;
     state.metrics.observe_retrieval(&answer.timings.retrieval);
@@ -125,7 +164,93 @@ pub async fn chat(
     if let (Some(model), Some(usage)) = (&answer.model, &answer.usage) {
         state.metrics.add_tokens(model, usage.prompt_tokens.into(), usage.completion_tokens.into());
     }
-    Ok(Json(answer).into_response())
+    let warnings = admitted.warnings.clone();
+    metered.answered(state, &question, &answer, admitted);
+    let mut response = Json(answer).into_response();
+    set_warning_header(&mut response, &warnings);
+    Ok(response)
+}
+
+/// What a chat was admitted with: the budget reservation to settle, the budgets past their
+/// soft limit, and whether a hard limit degrades it to an extracted answer.
+struct Admitted {
+    reservation: Option<Reservation>,
+    warnings: Vec<String>,
+    extract_only: bool,
+}
+
+fn set_warning_header(response: &mut Response, warnings: &[String]) {
+    if let Some(value) = (!warnings.is_empty()).then(|| warnings.join(", ")).and_then(|v| v.parse().ok()) {
+        response.headers_mut().insert(crate::usage::BUDGET_WARNING_HEADER, value);
+    }
+}
+
+/// Who a chat is metered for and since when.
+#[derive(Clone)]
+struct Metered {
+    caller: Caller,
+    endpoint: Endpoint,
+    collections: Vec<String>,
+    started: Instant,
+}
+
+impl Metered {
+    /// The event of a chat refused before or while answering.
+    fn failed(&self, state: &AppState, error: &ApiError) -> UsageEvent {
+        let kind = if matches!(error, ApiError::BudgetExceeded { .. }) { "budget_exceeded" } else { "error" };
+        UsageEvent {
+            status: error.status().as_u16(),
+            collections: self.collections.clone(),
+            latency_ms: self.started.elapsed().as_secs_f64() * 1e3,
+            ..state.usage.event(&self.caller, self.endpoint, kind)
+        }
+    }
+
+    /// Settles the budgets, records the event, and sends an abstention to the gap report.
+    fn answered(&self, state: &AppState, question: &str, answer: &ChatAnswer, admitted: Admitted) {
+        let usage = answer.usage.clone().unwrap_or_default();
+        let (prompt, completion) = (u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
+        let cost = answer.model.as_deref().map_or(0.0, |model| state.usage.config.cost(model, prompt, completion));
+        if let Some(reservation) = admitted.reservation {
+            reservation.settle(Amount { tokens: prompt + completion, cost });
+        }
+        let query_vector = &answer.trace.retrieved.query_vector;
+        let mut stages = super::search::retrieval_stages(&answer.timings.retrieval);
+        stages.insert("generation".into(), answer.timings.generation_ms);
+        let kind = serde_json::to_value(answer.kind).ok().and_then(|k| k.as_str().map(str::to_owned));
+        let collections = if self.collections.is_empty() {
+            crate::usage::cited_collections(&answer.citations)
+        } else {
+            self.collections.clone()
+        };
+        let event = UsageEvent {
+            collections,
+            model: answer.model.clone(),
+            provider: answer.provider.clone(),
+            prompt_version: answer.prompt_version.clone(),
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cost,
+            latency_ms: self.started.elapsed().as_secs_f64() * 1e3,
+            stages,
+            lang: Some(answer.lang.code().to_owned()),
+            category: state.usage.category(query_vector),
+            conversation_id: Some(answer.conversation_id.clone()),
+            message_id: Some(answer.message_id),
+            budget_warnings: admitted.warnings,
+            ..state.usage.event(&self.caller, self.endpoint, kind.as_deref().unwrap_or("error"))
+        };
+        if answer.kind == AnswerKind::NoAnswer {
+            state.usage.gap(GapWork {
+                question: question.to_owned(),
+                vector: (!query_vector.is_empty()).then(|| query_vector.clone()),
+                departments: self.caller.departments.clone(),
+                reason: GapReason::Abstained,
+                event_id: Some(event.id.clone()),
+            });
+        }
+        state.meter(event);
+    }
 }
 
 async fn stream_answer(
@@ -134,6 +259,8 @@ async fn stream_answer(
     question: String,
     conversation_id: Option<String>,
     earlier: Option<String>,
+    admitted: Admitted,
+    metered: Metered,
 ) -> Result<Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures::StreamExt;
@@ -144,6 +271,7 @@ async fn stream_answer(
             return Err(conversation_not_found(&state, &caller, id));
         }
     }
+    let warnings = admitted.warnings.clone();
     let (sender, receiver) = tokio::sync::mpsc::channel::<ChatEvent>(32);
     let engine = state.chat.clone();
     tokio::spawn(async move {
@@ -152,14 +280,21 @@ async fn stream_answer(
                 Question {
                     conversation_id: conversation_id.as_deref(),
                     earlier_question: earlier.as_deref(),
+                    extract_only: admitted.extract_only,
                     ..Question::new(&caller.user, &caller.scope, &question)
                 },
                 sender.clone(),
             )
             .await;
-        if let Err(error) = result {
-            tracing::error!(%error, "streamed answer failed");
-            let _ = sender.send(ChatEvent::Failed("the answer could not be completed".into())).await;
+        match result {
+            Ok(Some(answer)) => metered.answered(&state, &question, &answer, admitted),
+            // The client left before the answer was complete.
+            Ok(None) => state.meter(metered.failed(&state, &ApiError::Status(CLIENT_CLOSED, String::new()))),
+            Err(error) => {
+                tracing::error!(%error, "streamed answer failed");
+                state.meter(metered.failed(&state, &ApiError::Internal(error.to_string())));
+                let _ = sender.send(ChatEvent::Failed("the answer could not be completed".into())).await;
+            }
         }
     });
     let events = futures::stream::unfold(receiver, |mut receiver| async move {
@@ -176,8 +311,17 @@ async fn stream_answer(
         };
         Ok::<_, std::convert::Infallible>(sse.unwrap_or_else(|_| Event::default().event("error")))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+    let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
+    set_warning_header(&mut response, &warnings);
+    Ok(response)
 }
+
+/// The status metered for a streamed answer whose client left before it was complete
+/// (nginx's "client closed request").
+const CLIENT_CLOSED: axum::http::StatusCode = match axum::http::StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => axum::http::StatusCode::BAD_REQUEST,
+};
 
 /// "Not found" for a conversation the caller does not own; audited when it exists (someone
 /// else's), so a refused read is on record without telling the caller it exists.

@@ -272,7 +272,27 @@ pub async fn upload(
     Path(collection_id): Path<String>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
-    let collection = access::managed_collection(&state, &caller, &collection_id, "document.upload")?;
+    let started = std::time::Instant::now();
+    let mut event = state.usage.event(&caller, lore_usage::Endpoint::Upload, "queued");
+    event.collections = vec![collection_id.clone()];
+    let result = upload_to(&state, &caller, &collection_id, multipart).await;
+    match &result {
+        Ok(response) if response.status() == StatusCode::OK => event.kind = "duplicate".into(),
+        Ok(response) => event.status = response.status().as_u16(),
+        Err(error) => (event.kind, event.status) = ("error".into(), error.status().as_u16()),
+    }
+    event.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    state.meter(event);
+    result
+}
+
+async fn upload_to(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    collection_id: &str,
+    multipart: Multipart,
+) -> Result<Response, ApiError> {
+    let collection = access::managed_collection(state, caller, collection_id, "document.upload")?;
     let form = read_form(multipart).await?;
     check_content(&form.filename, form.content_type.as_deref(), &form.bytes).map_err(ApiError::UnsupportedMediaType)?;
     if form.acl.is_none() && collection.default_acl.is_none() {
@@ -283,15 +303,15 @@ pub async fn upload(
     }
     let document_id = lore_ingest::document_id(&collection.id, &form.filename);
     let fingerprint = upload_fingerprint(&form, form.acl.as_ref(), &form.filename);
-    if let Some(existing) = duplicate_of(&state, &document_id, &fingerprint)? {
+    if let Some(existing) = duplicate_of(state, &document_id, &fingerprint)? {
         let document_id = existing.document_id.clone();
         return Ok(
             (StatusCode::OK, Json(UploadAccepted { job: existing, document_id, duplicate: true })).into_response()
         );
     }
     let job = stage_and_enqueue(
-        &state,
-        &caller,
+        state,
+        caller,
         &collection,
         &document_id,
         &form.filename,
@@ -301,7 +321,7 @@ pub async fn upload(
     )
     .await?;
     state.audit_caller(
-        &caller,
+        caller,
         "document.upload",
         Some(&document_id),
         Outcome::Ok,

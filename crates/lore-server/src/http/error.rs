@@ -50,6 +50,10 @@ pub enum ApiError {
     NotReady(String),
     #[error("internal error")]
     Internal(String),
+    #[error("too many requests for this {limit}; retry after {retry_after_secs} s")]
+    RateLimited { limit: &'static str, retry_after_secs: u64 },
+    #[error("budget {budget} is used up until {resets_at}")]
+    BudgetExceeded { budget: String, resets_at: String, retry_after_secs: u64 },
     /// Another error status, answered outside the handlers (see [`ApiError::from_plain`]).
     #[error("{1}")]
     Status(StatusCode, String),
@@ -84,6 +88,8 @@ impl ApiError {
             ApiError::ConversationNotFound => "conversation_not_found",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Internal(_) => "internal",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::BudgetExceeded { .. } => "budget_exceeded",
             ApiError::Status(status, _) => match status.as_u16() {
                 401 => "unauthorized",
                 408 => "request_timeout",
@@ -95,7 +101,7 @@ impl ApiError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             ApiError::MissingCredentials | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::ScopeWidening(_) => StatusCode::FORBIDDEN,
@@ -113,6 +119,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::RateLimited { .. } | ApiError::BudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Status(status, _) => *status,
         }
     }
@@ -189,6 +196,15 @@ impl From<FeedbackError> for ApiError {
     }
 }
 
+impl From<lore_usage::Error> for ApiError {
+    fn from(error: lore_usage::Error) -> Self {
+        match error {
+            lore_usage::Error::Invalid(message) => ApiError::InvalidRequest(message),
+            lore_usage::Error::Sqlite(_) | lore_usage::Error::Other(_) => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
@@ -197,7 +213,12 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let body = ErrorBody { code: self.code(), message: self.to_string() };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let ApiError::RateLimited { retry_after_secs, .. } | ApiError::BudgetExceeded { retry_after_secs, .. } = self
+        {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_after_secs.into());
+        }
+        response
     }
 }
 

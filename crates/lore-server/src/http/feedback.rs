@@ -48,6 +48,7 @@ pub async fn submit(
     Authenticated(caller): Authenticated,
     ApiJson(request): ApiJson<FeedbackRequest>,
 ) -> Result<(StatusCode, Json<Feedback>), ApiError> {
+    let started = std::time::Instant::now();
     let comment = request.comment.as_deref().map(str::trim).filter(|c| !c.is_empty());
     if comment.is_some_and(|c| c.chars().count() > 2000) {
         return Err(ApiError::InvalidRequest("`comment` is longer than 2000 characters".into()));
@@ -64,7 +65,52 @@ pub async fn submit(
     };
     let departments = responsible_departments(&state, &caller, &exchange.answer.citations)?;
     let feedback = state.feedback.record(&caller.user, &exchange, request.rating, comment, &departments)?;
+    meter_vote(&state, &caller, &exchange, request.rating, started);
     Ok((StatusCode::CREATED, Json(feedback)))
+}
+
+/// Meters a vote with the category and collections of the answer it rates (read from that
+/// answer's usage event once it is written, off the request path), and sends a down-voted
+/// question to the gap report.
+fn meter_vote(
+    state: &Arc<AppState>,
+    caller: &lore_core::auth::Caller,
+    exchange: &lore_chat::conversations::Exchange,
+    rating: Rating,
+    started: std::time::Instant,
+) {
+    let kind = match rating {
+        Rating::Up => "up",
+        Rating::Down => "down",
+    };
+    let mut event = state.usage.event(caller, lore_usage::Endpoint::Feedback, kind);
+    event.status = StatusCode::CREATED.as_u16();
+    event.conversation_id = Some(exchange.conversation_id.clone());
+    event.message_id = Some(exchange.answer.id);
+    event.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    if rating == Rating::Down {
+        state.usage.gap(crate::usage::GapWork {
+            question: exchange.question.clone(),
+            vector: None,
+            departments: caller.departments.clone(),
+            reason: lore_usage::gaps::GapReason::ThumbsDown,
+            event_id: Some(event.id.clone()),
+        });
+    }
+    let (state, message_id) = (state.clone(), exchange.answer.id);
+    tokio::task::spawn_blocking(move || {
+        state.usage.recorder.flush();
+        match state.usage.store.chat_event_of_message(message_id) {
+            Ok(Some(answered)) => {
+                event.category = answered.category;
+                event.collections = answered.collections;
+                event.lang = answered.lang;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "usage: cannot read the rated answer's event"),
+        }
+        state.meter(event);
+    });
 }
 
 /// The departments whose knowledge managers review feedback on an answer: those owning the

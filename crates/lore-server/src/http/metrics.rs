@@ -40,7 +40,22 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), Histogram>>,
     stages: Mutex<BTreeMap<&'static str, Histogram>>,
     tokens: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Usage events by endpoint, department and kind. Label sets stay bounded: the first
+    /// [`MAX_DEPARTMENT_LABELS`] departments seen get their own label, later ones `other`,
+    /// and a kind outside `lore_usage::KINDS` is `other`.
+    events: Mutex<EventCounts>,
+    budget_warnings: std::sync::atomic::AtomicU64,
+    budget_exceeded: std::sync::atomic::AtomicU64,
 }
+
+#[derive(Default)]
+struct EventCounts {
+    departments: std::collections::BTreeSet<String>,
+    counts: BTreeMap<(&'static str, String, &'static str), u64>,
+}
+
+/// Distinct department label values before the rest are counted as `other`.
+pub const MAX_DEPARTMENT_LABELS: usize = 64;
 
 impl Metrics {
     pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
@@ -66,6 +81,33 @@ impl Metrics {
         *tokens.entry((model.to_owned(), "completion")).or_default() += completion;
     }
 
+    /// Counts a usage event once per department of the caller (`none` without one).
+    pub fn count_event(&self, endpoint: &'static str, departments: &[String], kind: &str) {
+        let kind = lore_usage::KINDS.iter().copied().find(|k| *k == kind).unwrap_or("other");
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let none = [String::from("none")];
+        let departments = if departments.is_empty() { &none[..] } else { departments };
+        for department in departments {
+            let label = if events.departments.contains(department) {
+                department.clone()
+            } else if events.departments.len() < MAX_DEPARTMENT_LABELS {
+                events.departments.insert(department.clone());
+                department.clone()
+            } else {
+                "other".into()
+            };
+            *events.counts.entry((endpoint, label, kind)).or_default() += 1;
+        }
+    }
+
+    pub fn count_budget_warning(&self) {
+        self.budget_warnings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn count_budget_exceeded(&self) {
+        self.budget_exceeded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str("# HELP lore_http_request_duration_seconds HTTP requests by route and status.\n");
@@ -79,6 +121,27 @@ impl Metrics {
         for ((model, kind), count) in self.tokens.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "lore_model_tokens_total{{model=\"{model}\",kind=\"{kind}\"}} {count}");
         }
+        out.push_str("# HELP lore_usage_events_total Metered requests by endpoint, department and kind.\n");
+        out.push_str("# TYPE lore_usage_events_total counter\n");
+        for ((endpoint, department, kind), count) in self.events.lock().unwrap_or_else(|p| p.into_inner()).counts.iter()
+        {
+            let department = escape_label(department);
+            let _ = writeln!(
+                out,
+                "lore_usage_events_total{{endpoint=\"{endpoint}\",department=\"{department}\",kind=\"{kind}\"}} {count}"
+            );
+        }
+        for (name, help, counter) in [
+            ("lore_budget_warnings_total", "Requests admitted past a budget's soft limit.", &self.budget_warnings),
+            (
+                "lore_budget_exceeded_total",
+                "Chats refused or degraded by a budget's hard limit.",
+                &self.budget_exceeded,
+            ),
+        ] {
+            let value = counter.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
         out.push_str(
             "# HELP lore_retrieval_stage_duration_seconds Answer stages (embed, bm25, dense, fusion, generation).\n",
         );
@@ -88,4 +151,9 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A label value as the Prometheus text format needs it (`\\`, `"` and newlines escaped).
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

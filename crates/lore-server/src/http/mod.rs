@@ -14,6 +14,7 @@ pub mod metrics;
 mod operations;
 mod responses;
 mod search;
+mod usage;
 pub mod web;
 
 use std::future::Future;
@@ -62,7 +63,8 @@ fn api(upload_limit: DefaultBodyLimit) -> OpenApiRouter<Arc<AppState>> {
         .merge(admin::router())
         .merge(collections::router())
         .merge(documents::router(upload_limit))
-        .merge(feedback::router());
+        .merge(feedback::router())
+        .merge(usage::router());
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(requiring_api_key(v1))
         .merge(operations::router())

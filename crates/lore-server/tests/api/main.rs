@@ -19,4 +19,5 @@ mod roles;
 mod search;
 mod support;
 mod tokens;
+mod usage;
 mod web;

@@ -56,3 +56,31 @@ fn public_keys_cannot_act_as_a_user() {
     assert_success(&output);
     assert!(String::from_utf8_lossy(&output.stdout).trim().starts_with("lore_"));
 }
+
+#[test]
+fn budgets_and_usage_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let set = ["budgets", "set", "--scope", "department", "--value", "hr", "--period", "month", "--unit", "cost"];
+    let output = lore(data.path(), &[&set[..], &["--soft", "80", "--hard", "100", "--on-hard", "degrade"]].concat());
+    assert_success(&output);
+    let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert_eq!(id, "department:hr:month:cost");
+    let listed = json(data.path(), &["budgets", "list", "--json"]);
+    assert_eq!(listed[0]["budget"]["id"], id, "{listed}");
+    assert_eq!((listed[0]["budget"]["hard_limit"].as_f64(), listed[0]["spent"].as_f64()), (Some(100.0), Some(0.0)));
+    // A bad value is named, and nothing is stored.
+    let output = lore(data.path(), &[&set[..], &["--soft", "120", "--hard", "100"]].concat());
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("soft_limit"), "{output:?}");
+    let output = lore(data.path(), &["budgets", "set", "--scope", "team", "--value", "x", "--hard", "1"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--scope must be one of department, key, user"));
+    assert_success(&lore(data.path(), &["budgets", "delete", &id]));
+    assert_eq!(json(data.path(), &["budgets", "list", "--json"]), serde_json::json!([]));
+
+    // An empty usage table, and a bad grouping named.
+    let output = lore(data.path(), &["usage", "--group-by", "department"]);
+    assert_success(&output);
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("department"), "{output:?}");
+    let output = lore(data.path(), &["usage", "--group-by", "team"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--group-by must be one of"), "{output:?}");
+}

@@ -1,0 +1,366 @@
+//! Usage analytics (`/v1/analytics/usage`, `/gaps`, `/roi`) for admins and, scoped to their
+//! departments, knowledge managers; budgets (`/v1/budgets`) for admins. Times are RFC 3339 or
+//! dates (UTC); `Accept: text/csv` turns a table into CSV.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lore_core::audit::Outcome;
+use lore_usage::analytics::{self, GroupBy, RoiPeriod, RoiQuery, UsageQuery};
+use lore_usage::budgets::BudgetSpec;
+use lore_usage::gaps::{GapQuery, GapStatus};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::access;
+use super::error::{ApiError, ErrorBody};
+use super::responses::ManagersOnly;
+use super::{ApiJson, Authenticated};
+use crate::state::AppState;
+
+pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(usage_report))
+        .routes(routes!(gaps))
+        .routes(routes!(update_gap))
+        .routes(routes!(roi))
+        .routes(routes!(list_budgets, set_budget))
+        .routes(routes!(delete_budget))
+}
+
+/// Default reporting window when `from` is not given.
+const DEFAULT_DAYS: i64 = 30;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UsageParams {
+    /// Start (inclusive), RFC 3339 or `YYYY-MM-DD`; default 30 days before `to`.
+    pub from: Option<String>,
+    /// End (exclusive); default now.
+    pub to: Option<String>,
+    /// `department`, `user`, `key`, `category`, `collection`, `model`, `endpoint`, `day` (default) or `week`.
+    pub group_by: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UsageReport {
+    pub from: String,
+    pub to: String,
+    pub group_by: String,
+    pub currency: String,
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<analytics::UsageRow>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/analytics/usage", tag = "analytics", params(UsageParams),
+    responses(
+        (status = 200, description = "Requests, active users, answer kinds, abstention rate, tokens, cost, latency and votes per group (CSV with `Accept: text/csv`)", body = UsageReport),
+        (status = 400, description = "A parameter is invalid (named in the message)", body = ErrorBody),
+        ManagersOnly,
+    ),
+)]
+pub async fn usage_report(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    headers: HeaderMap,
+    Query(params): Query<UsageParams>,
+) -> Result<Response, ApiError> {
+    let departments = access::analytics_scope(&state, &caller, "analytics.usage")?;
+    let (from_ms, to_ms) = window(params.from.as_deref(), params.to.as_deref())?;
+    let group_by = match params.group_by.as_deref() {
+        None => GroupBy::Day,
+        Some(text) => GroupBy::parse(text).ok_or_else(|| {
+            let names: Vec<&str> = GroupBy::ALL.iter().map(|g| g.as_str()).collect();
+            ApiError::InvalidRequest(format!("`group_by` must be one of {}", names.join(", ")))
+        })?,
+    };
+    let query = UsageQuery { from_ms, to_ms, group_by, departments };
+    let usage = state.clone();
+    let rows = tokio::task::spawn_blocking(move || analytics::usage(&usage.usage.store, &query))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    if wants_csv(&headers) {
+        return Ok(csv_response("lore-usage.csv", analytics::to_csv(&rows)));
+    }
+    Ok(Json(UsageReport {
+        from: rfc3339_ms(from_ms),
+        to: rfc3339_ms(to_ms),
+        group_by: group_by.as_str().to_owned(),
+        currency: state.usage.config.currency.clone(),
+        rows,
+    })
+    .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GapParams {
+    /// `open`, `answered` or `dismissed`; default all.
+    pub status: Option<String>,
+    /// Gaps seen since (RFC 3339 or date).
+    pub from: Option<String>,
+    /// Gaps seen before.
+    pub to: Option<String>,
+    /// At most this many (default 50, at most 500).
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GapList {
+    #[schema(value_type = Vec<Object>)]
+    pub gaps: Vec<lore_usage::gaps::Gap>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/analytics/gaps", tag = "analytics", params(GapParams),
+    responses(
+        (status = 200, description = "Knowledge gaps: abstained and down-voted questions clustered by similarity, largest first", body = GapList),
+        (status = 400, description = "A parameter is invalid (named in the message)", body = ErrorBody),
+        ManagersOnly,
+    ),
+)]
+pub async fn gaps(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    headers: HeaderMap,
+    Query(params): Query<GapParams>,
+) -> Result<Response, ApiError> {
+    let departments = access::analytics_scope(&state, &caller, "analytics.gaps")?;
+    let status = params.status.as_deref().map(parse_status).transpose()?;
+    let from_ms = params.from.as_deref().map(|t| time_param(t, "from")).transpose()?;
+    let to_ms = params.to.as_deref().map(|t| time_param(t, "to")).transpose()?;
+    let limit = super::page_limit(params.limit.unwrap_or(50), 500)?;
+    let gaps = state.usage.gaps.list(&GapQuery { departments, status, from_ms, to_ms, limit })?;
+    if wants_csv(&headers) {
+        return Ok(csv_response("lore-gaps.csv", analytics::to_csv(&gaps)));
+    }
+    Ok(Json(GapList { gaps }).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GapUpdate {
+    /// `open`, `answered` or `dismissed`.
+    pub status: String,
+    /// The document that answers it (with `answered`).
+    pub answered_by: Option<String>,
+}
+
+#[utoipa::path(
+    patch, path = "/v1/analytics/gaps/{id}", tag = "analytics", request_body = GapUpdate,
+    params(("id" = String, Path, description = "Gap id")),
+    responses(
+        (status = 200, description = "The gap with its new status", body = Object),
+        (status = 400, description = "Invalid status", body = ErrorBody),
+        (status = 404, description = "No such gap among those the caller may see", body = ErrorBody),
+        ManagersOnly,
+    ),
+)]
+pub async fn update_gap(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    ApiJson(update): ApiJson<GapUpdate>,
+) -> Result<Json<lore_usage::gaps::Gap>, ApiError> {
+    let departments = access::analytics_scope(&state, &caller, "analytics.gaps.update")?;
+    let status = parse_status(&update.status)?;
+    let visible = state.usage.gaps.get(&id)?.filter(|gap| match &departments {
+        None => true,
+        Some(mine) => gap.departments.iter().any(|d| mine.contains(d)),
+    });
+    if visible.is_none() {
+        return Err(ApiError::Status(StatusCode::NOT_FOUND, "gap not found".into()));
+    }
+    state.usage.gaps.set_status(&id, status, update.answered_by.as_deref())?;
+    state.audit_caller(
+        &caller,
+        "analytics.gap.update",
+        Some(&id),
+        Outcome::Ok,
+        serde_json::json!({ "status": update.status, "answered_by": update.answered_by }),
+    );
+    let gap = state.usage.gaps.get(&id)?.ok_or_else(|| ApiError::Internal(format!("gap {id} vanished")))?;
+    Ok(Json(gap))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RoiParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// `day`, `week` or `month` (default).
+    pub period: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RoiReport {
+    pub from: String,
+    pub to: String,
+    pub currency: String,
+    pub minutes_saved_per_answer: f64,
+    pub hourly_cost: f64,
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<analytics::RoiRow>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/analytics/roi", tag = "analytics", params(RoiParams),
+    responses(
+        (status = 200, description = "Answered questions × minutes saved × hourly cost, against model spend, per department and period", body = RoiReport),
+        (status = 400, description = "A parameter is invalid (named in the message)", body = ErrorBody),
+        ManagersOnly,
+    ),
+)]
+pub async fn roi(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    headers: HeaderMap,
+    Query(params): Query<RoiParams>,
+) -> Result<Response, ApiError> {
+    let departments = access::analytics_scope(&state, &caller, "analytics.roi")?;
+    let (from_ms, to_ms) = window(params.from.as_deref(), params.to.as_deref())?;
+    let period = match params.period.as_deref() {
+        None => RoiPeriod::Month,
+        Some(text) => RoiPeriod::parse(text)
+            .ok_or_else(|| ApiError::InvalidRequest(format!("`period` must be day, week or month, not {text:?}")))?,
+    };
+    let config = state.usage.config.roi.clone();
+    let query = RoiQuery { from_ms, to_ms, period, departments };
+    let usage = state.clone();
+    let rows = tokio::task::spawn_blocking(move || analytics::roi(&usage.usage.store, &query, &config))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    if wants_csv(&headers) {
+        return Ok(csv_response("lore-roi.csv", analytics::to_csv(&rows)));
+    }
+    let roi = &state.usage.config.roi;
+    Ok(Json(RoiReport {
+        from: rfc3339_ms(from_ms),
+        to: rfc3339_ms(to_ms),
+        currency: state.usage.config.currency.clone(),
+        minutes_saved_per_answer: roi.minutes_saved_per_answer,
+        hourly_cost: roi.hourly_cost,
+        rows,
+    })
+    .into_response())
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BudgetList {
+    pub currency: String,
+    #[schema(value_type = Vec<Object>)]
+    pub budgets: Vec<lore_usage::budgets::BudgetStatus>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/budgets", tag = "admin",
+    responses(
+        (status = 200, description = "Every budget with what it has spent and reserved this period", body = BudgetList),
+        (status = 403, description = "Admins only", body = ErrorBody),
+    ),
+)]
+pub async fn list_budgets(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<BudgetList>, ApiError> {
+    access::require_admin(&state, &caller, "budget.list", None)?;
+    let budgets = state.usage.ledger.status(lore_usage::now_ms())?;
+    Ok(Json(BudgetList { currency: state.usage.config.currency.clone(), budgets }))
+}
+
+#[utoipa::path(
+    put, path = "/v1/budgets", tag = "admin",
+    request_body(content = Object, description = "`scope` (department, key, user), `value`, `period` (day, month), `unit` (tokens, cost), `soft_limit`, `hard_limit`, `on_hard` (refuse, degrade); replaces the budget of the same scope, value, period and unit"),
+    responses(
+        (status = 200, description = "The budget as stored", body = Object),
+        (status = 400, description = "Invalid budget (the field is named)", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+    ),
+)]
+pub async fn set_budget(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    ApiJson(spec): ApiJson<BudgetSpec>,
+) -> Result<Json<lore_usage::budgets::Budget>, ApiError> {
+    access::require_admin(&state, &caller, "budget.set", None)?;
+    spec.validate()?;
+    let budget = state.usage.budgets.set(&spec)?;
+    state.usage.ledger.reload()?;
+    state.audit_caller(
+        &caller,
+        "budget.set",
+        Some(&budget.id),
+        Outcome::Ok,
+        serde_json::to_value(&budget).unwrap_or_default(),
+    );
+    Ok(Json(budget))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/budgets/{id}", tag = "admin",
+    params(("id" = String, Path, description = "Budget id (`<scope>:<value>:<period>:<unit>`)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 404, description = "No such budget", body = ErrorBody),
+    ),
+)]
+pub async fn delete_budget(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    access::require_admin(&state, &caller, "budget.delete", Some(&id))?;
+    if !state.usage.budgets.delete(&id)? {
+        return Err(ApiError::Status(StatusCode::NOT_FOUND, "budget not found".into()));
+    }
+    state.usage.ledger.reload()?;
+    state.audit_caller(&caller, "budget.delete", Some(&id), Outcome::Ok, serde_json::json!({}));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `[from, to)` in Unix milliseconds: `to` defaults to now, `from` to 30 days before `to`.
+fn window(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
+    let to_ms = to.map(|t| time_param(t, "to")).transpose()?.unwrap_or_else(lore_usage::now_ms);
+    let from_ms =
+        from.map(|t| time_param(t, "from")).transpose()?.unwrap_or(to_ms - DEFAULT_DAYS * lore_usage::DAY_SECS * 1000);
+    if from_ms >= to_ms {
+        return Err(ApiError::InvalidRequest("`from` must be before `to`".into()));
+    }
+    Ok((from_ms, to_ms))
+}
+
+fn time_param(text: &str, name: &str) -> Result<i64, ApiError> {
+    lore_core::db::parse_rfc3339(text).map(|secs| secs * 1000).ok_or_else(|| {
+        ApiError::InvalidRequest(format!("`{name}` must be an RFC 3339 time or a date (YYYY-MM-DD), not {text:?}"))
+    })
+}
+
+fn parse_status(text: &str) -> Result<GapStatus, ApiError> {
+    GapStatus::parse(text)
+        .ok_or_else(|| ApiError::InvalidRequest(format!("`status` must be open, answered or dismissed, not {text:?}")))
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    lore_core::db::rfc3339(ms.div_euclid(1000))
+}
+
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/csv"))
+}
+
+fn csv_response(filename: &str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+        ],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,262 @@
+//! The service's usage layer: one usage event per metered request (search, chat, upload,
+//! feedback), recorded off the request path; budgets admitted before a chat; rate limits after
+//! authentication; question categories from the query vector retrieval already computed; and
+//! knowledge gaps fed by abstentions and thumbs-down votes through a background worker (a
+//! down-voted question is embedded there, never on the request path).
+
+use std::sync::Arc;
+
+use lore_chat::Retriever;
+use lore_core::audit::Outcome;
+use lore_core::auth::Caller;
+use lore_core::config::Config;
+use lore_usage::budgets::{Admission, Amount, BudgetStore, Decision, Ledger, Who};
+use lore_usage::categories::Categories;
+use lore_usage::gaps::{GapInput, GapReason, GapStore};
+use lore_usage::limits::{RateLimiter, Subject};
+use lore_usage::store::{Recorder, UsageStore};
+use lore_usage::{Endpoint, UsageConfig, UsageEvent};
+
+use crate::http::ApiError;
+use crate::state::{AppState, OpenError};
+
+pub struct Usage {
+    pub config: UsageConfig,
+    pub store: Arc<UsageStore>,
+    pub recorder: Recorder,
+    pub budgets: Arc<BudgetStore>,
+    pub ledger: Ledger,
+    pub limiter: RateLimiter,
+    pub categories: Categories,
+    pub gaps: Arc<GapStore>,
+    gap_work: tokio::sync::mpsc::UnboundedSender<GapWork>,
+}
+
+/// A question for the knowledge-gap report; the worker embeds it when no vector came along.
+pub struct GapWork {
+    pub question: String,
+    pub vector: Option<Vec<f32>>,
+    pub departments: Vec<String>,
+    pub reason: GapReason,
+    pub event_id: Option<String>,
+}
+
+impl Usage {
+    /// Opens the stores in the service's database, embeds the category examples once, and
+    /// starts the recorder thread and the gap worker (which ends with the last `Usage`).
+    pub async fn open(config: &Config, retriever: Arc<Retriever>) -> Result<Usage, OpenError> {
+        let db = config.catalog_path();
+        let store = Arc::new(UsageStore::open(&db)?);
+        let recorder =
+            if config.usage.enabled { Recorder::start(store.clone(), &config.usage) } else { Recorder::disabled() };
+        let budgets = Arc::new(BudgetStore::open(&db)?);
+        let ledger = Ledger::new(budgets.clone(), store.clone());
+        let examples: Vec<String> =
+            Categories::examples(&config.usage.categories).into_iter().map(str::to_owned).collect();
+        let vectors = if examples.is_empty() { Vec::new() } else { retriever.embed_queries(examples).await? };
+        let categories = Categories::new(&config.usage.categories, vectors, config.usage.category_floor)
+            .map_err(|e| lore_core::Error::Config(format!("usage.categories: {e}")))?;
+        let gaps = Arc::new(GapStore::open(&db, config.usage.gap_similarity)?);
+        let (gap_work, queue) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(gap_worker(queue, retriever, gaps.clone()));
+        Ok(Usage {
+            config: config.usage.clone(),
+            store,
+            recorder,
+            budgets,
+            ledger,
+            limiter: RateLimiter::new(&config.rate_limits),
+            categories,
+            gaps,
+            gap_work,
+        })
+    }
+
+    /// Every [`BUDGET_RELOAD`]: budgets re-read (`lore budgets` changes them beside a running
+    /// server) and idle rate-limit buckets forgotten. Runs until `state` is the last holder.
+    pub fn spawn_maintenance(state: &Arc<AppState>) {
+        let state = Arc::downgrade(state);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(BUDGET_RELOAD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(state) = state.upgrade() else { break };
+                if let Err(error) = state.usage.ledger.reload() {
+                    tracing::error!(%error, "budgets: cannot reload");
+                }
+                state.usage.limiter.retain_recent();
+            }
+        });
+    }
+
+    /// An event of `endpoint` for `caller` (who holds the credential: for an agent acting for a
+    /// customer, the agent), to be filled in and [`record`](Self::record)ed.
+    pub fn event(&self, caller: &Caller, endpoint: Endpoint, kind: &str) -> UsageEvent {
+        UsageEvent {
+            role: caller.role.as_str().to_owned(),
+            departments: caller.departments.clone(),
+            credential: caller.method.label().to_owned(),
+            key_id: caller.key_id().map(str::to_owned),
+            ..UsageEvent::new(endpoint, &caller.user, kind)
+        }
+    }
+
+    /// The category of a question by its query vector (`None` when none are configured).
+    pub fn category(&self, query_vector: &[f32]) -> Option<String> {
+        (!self.categories.is_empty() && !query_vector.is_empty())
+            .then(|| self.categories.classify(query_vector).0.to_owned())
+    }
+
+    /// Queues a question for the knowledge-gap report.
+    pub fn gap(&self, work: GapWork) {
+        let _ = self.gap_work.send(work);
+    }
+
+    /// Checks the caller's rate limits (after authentication, before the handler).
+    pub fn check_rate(&self, caller: &Caller, origin: Option<&str>) -> Result<(), ApiError> {
+        let subject = Subject { key_id: caller.key_id(), user: &caller.user, public: caller.is_public(), origin };
+        self.limiter.check(&subject).map_err(|limited| ApiError::RateLimited {
+            limit: limited.limit,
+            retry_after_secs: limited.retry_after_secs(),
+        })
+    }
+}
+
+impl AppState {
+    /// Writes a usage event (in the background) and counts it in the metrics.
+    pub fn meter(&self, event: UsageEvent) {
+        self.metrics.count_event(event.endpoint.as_str(), &event.departments, &event.kind);
+        self.usage.recorder.record(event);
+    }
+
+    /// Admits a chat of `caller` against their budgets with the most it can cost; soft
+    /// limits crossed for the first time this period are audited.
+    pub fn admit_chat(&self, caller: &Caller, question: &str) -> Result<Admission, ApiError> {
+        let estimate = if self.chat.has_providers() {
+            let (prompt, completion) = self.chat.token_bound(question);
+            Amount { tokens: prompt + completion, cost: self.usage.config.max_cost(prompt, completion) }
+        } else {
+            Amount { tokens: 0, cost: 0.0 }
+        };
+        let who = Who { user: &caller.user, key_id: caller.key_id(), departments: &caller.departments };
+        let admission = self.usage.ledger.admit(&who, estimate, lore_usage::now_ms())?;
+        for warning in admission.warnings.iter().filter(|w| w.crossed_now) {
+            self.metrics.count_budget_warning();
+            self.audit_caller(
+                caller,
+                "budget.soft_limit",
+                Some(&warning.budget_id),
+                Outcome::Ok,
+                serde_json::json!({ "spent": warning.spent, "soft_limit": warning.soft_limit }),
+            );
+        }
+        if let Decision::Refuse(exceeded) | Decision::Degrade(exceeded) = &admission.decision {
+            self.metrics.count_budget_exceeded();
+            // At most once a minute per caller and budget, like other refusals.
+            if self.denials.should_record(&caller.actor(), "budget.hard_limit", &exceeded.budget.id) {
+                self.audit_caller(
+                    caller,
+                    "budget.hard_limit",
+                    Some(&exceeded.budget.id),
+                    Outcome::Denied,
+                    serde_json::json!({ "spent": exceeded.spent, "on_hard": exceeded.budget.on_hard }),
+                );
+            }
+        }
+        Ok(admission)
+    }
+}
+
+/// How soon a running server sees budgets changed by `lore budgets`.
+pub const BUDGET_RELOAD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The `Lore-Budget-Warning` header: the budgets past their soft limit, by id.
+pub const BUDGET_WARNING_HEADER: &str = "lore-budget-warning";
+
+/// The ISO time a budget resets, and the seconds until then (for `Retry-After`).
+pub fn budget_exceeded(exceeded: &lore_usage::budgets::Exceeded) -> ApiError {
+    let now = lore_usage::now_ms();
+    ApiError::BudgetExceeded {
+        budget: exceeded.budget.id.clone(),
+        resets_at: lore_core::db::rfc3339(exceeded.resets_at_ms.div_euclid(1000)),
+        retry_after_secs: ((exceeded.resets_at_ms - now).max(1000) as u64).div_ceil(1000),
+    }
+}
+
+/// The collections of cited documents (a citation's `source_path` starts with its collection).
+pub fn cited_collections(citations: &[lore_chat::answer::Citation]) -> Vec<String> {
+    let mut collections: Vec<String> = citations
+        .iter()
+        .filter_map(|c| c.source_path.split_once('/').map(|(collection, _)| collection.to_owned()))
+        .collect();
+    collections.sort();
+    collections.dedup();
+    collections
+}
+
+/// After uploads were indexed: an open gap whose representative question is now answerable,
+/// with the best passage from one of the `documents` just written, is marked answered by that
+/// document. The question is asked with an unrestricted scope (a gap is about the knowledge
+/// base, not one asker), and nothing of the answer leaves this function but the document id.
+pub async fn recheck_gaps(state: &AppState, documents: &[String]) {
+    let open = match state.usage.gaps.open_representatives() {
+        Ok(open) => open,
+        Err(error) => return tracing::error!(%error, "knowledge gaps: cannot list open gaps"),
+    };
+    let scope = lore_core::acl::AccessScope::unrestricted_for_admin_tooling("knowledge gaps: re-check after indexing");
+    for (id, question) in open {
+        let retrieved = match state.retriever.hybrid(&question, &scope, state.config.chat.context_passages).await {
+            Ok(retrieved) => retrieved,
+            Err(error) => return tracing::warn!(%error, "knowledge gaps: re-check failed"),
+        };
+        let Some(best) = retrieved.passages.first().map(|p| p.document.id.clone()) else { continue };
+        if !documents.contains(&best) {
+            continue;
+        }
+        match state.chat.evidence(&question, &retrieved).await {
+            Ok(evidence) if evidence.answerable() => {
+                if let Err(error) = state.usage.gaps.set_status(&id, lore_usage::gaps::GapStatus::Answered, Some(&best))
+                {
+                    tracing::error!(%error, gap = %id, "knowledge gaps: cannot mark answered");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => return tracing::warn!(%error, "knowledge gaps: re-check failed"),
+        }
+    }
+}
+
+/// Adds questions to the gap report one at a time, embedding those that came without a vector.
+async fn gap_worker(
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<GapWork>,
+    retriever: Arc<Retriever>,
+    gaps: Arc<GapStore>,
+) {
+    while let Some(work) = queue.recv().await {
+        let vector = match work.vector {
+            Some(vector) => vector,
+            None => match retriever.embed_queries(vec![work.question.clone()]).await {
+                Ok(mut vectors) => vectors.pop().unwrap_or_default(),
+                Err(error) => {
+                    tracing::warn!(%error, "knowledge gaps: cannot embed a question");
+                    continue;
+                }
+            },
+        };
+        let input = GapInput {
+            question: work.question,
+            vector,
+            departments: work.departments,
+            reason: work.reason,
+            time_ms: lore_usage::now_ms(),
+            event_id: work.event_id,
+        };
+        let gaps = gaps.clone();
+        match tokio::task::spawn_blocking(move || gaps.add(&input)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "knowledge gaps: cannot record a question"),
+            Err(error) => tracing::error!(%error, "knowledge gaps: task failed"),
+        }
+    }
+}

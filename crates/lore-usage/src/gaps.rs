@@ -1,0 +1,779 @@
+//! Knowledge gaps: the questions Lore could not answer (it abstained) or answered badly (a
+//! thumbs down), grouped so that a knowledge manager sees "twelve people asked how to expense
+//! a visa" once, not twelve times, and can mark it answered when a document covers it.
+//!
+//! Grouping is incremental leader clustering on the query embeddings: a question joins the
+//! cluster whose centroid is most similar to it if that similarity reaches the threshold
+//! (`usage.gap_similarity`), else it starts a cluster of its own. Clusters are never merged
+//! or split afterwards, which is what keeps their ids stable: a status set by a person, and a
+//! link shared in a report, stay attached to the same gap while questions keep arriving.
+//! Centroids live in memory (loaded at open) so adding a question costs one pass over them
+//! and one short transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+use crate::categories::{dot, normalised};
+use crate::{Error, Result, new_id, now_ms};
+
+/// Examples returned per gap.
+const EXAMPLES: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapStatus {
+    Open,
+    /// A document now answers it (set after the re-check that follows an ingest, or by hand).
+    Answered,
+    /// Not worth answering (off-topic, a test, a duplicate of policy nobody will write).
+    Dismissed,
+}
+
+impl GapStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapStatus::Open => "open",
+            GapStatus::Answered => "answered",
+            GapStatus::Dismissed => "dismissed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<GapStatus> {
+        [GapStatus::Open, GapStatus::Answered, GapStatus::Dismissed].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Why a question is a gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapReason {
+    Abstained,
+    ThumbsDown,
+}
+
+impl GapReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::Abstained => "abstained",
+            GapReason::ThumbsDown => "thumbs_down",
+        }
+    }
+}
+
+/// A question to record as a gap.
+#[derive(Debug, Clone)]
+pub struct GapInput {
+    pub question: String,
+    /// Its query embedding (any length; normalised here).
+    pub vector: Vec<f32>,
+    /// The asker's departments.
+    pub departments: Vec<String>,
+    pub reason: GapReason,
+    pub time_ms: i64,
+    /// The usage event of the request.
+    pub event_id: Option<String>,
+}
+
+/// Filters of [`GapStore::list`], AND-ed.
+#[derive(Debug, Clone)]
+pub struct GapQuery {
+    /// A knowledge manager's scope: only clusters with at least one question asked from one of
+    /// these departments, and their counts, dates, examples and departments taken from those
+    /// questions only. `None` (admins) sees everything; an empty list sees nothing.
+    pub departments: Option<Vec<String>>,
+    pub status: Option<GapStatus>,
+    /// Questions asked at or after this time (Unix milliseconds).
+    pub from_ms: Option<i64>,
+    /// Questions asked before this time (exclusive).
+    pub to_ms: Option<i64>,
+    /// At most this many gaps, the most asked first.
+    pub limit: usize,
+}
+
+impl Default for GapQuery {
+    fn default() -> Self {
+        GapQuery { departments: None, status: None, from_ms: None, to_ms: None, limit: 100 }
+    }
+}
+
+/// One knowledge gap as reported (counts and examples within the query's scope).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gap {
+    pub id: String,
+    pub count: u64,
+    /// Up to five distinct questions, the most recent first.
+    pub examples: Vec<String>,
+    pub departments: Vec<String>,
+    /// Questions per reason (`abstained`, `thumbs_down`).
+    pub reasons: BTreeMap<String, u64>,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub status: GapStatus,
+    /// The document that answered it, when known.
+    pub answered_by: Option<String>,
+}
+
+impl crate::analytics::CsvRow for Gap {
+    fn csv_header() -> Vec<&'static str> {
+        vec![
+            "id",
+            "status",
+            "count",
+            "abstained",
+            "thumbs_down",
+            "first_seen",
+            "last_seen",
+            "departments",
+            "examples",
+            "answered_by",
+        ]
+    }
+
+    /// Dates are UTC days; lists are joined with ` | `.
+    fn csv_cells(&self) -> Vec<crate::analytics::Cell<'_>> {
+        use crate::analytics::Cell;
+        let reason = |r: GapReason| Cell::Count(self.reasons.get(r.as_str()).copied().unwrap_or(0));
+        vec![
+            Cell::Text(&self.id),
+            Cell::Text(self.status.as_str()),
+            Cell::Count(self.count),
+            reason(GapReason::Abstained),
+            reason(GapReason::ThumbsDown),
+            Cell::Owned(crate::date_text(self.first_seen_ms.div_euclid(1000))),
+            Cell::Owned(crate::date_text(self.last_seen_ms.div_euclid(1000))),
+            Cell::Owned(self.departments.join(" | ")),
+            Cell::Owned(self.examples.join(" | ")),
+            self.answered_by.as_deref().map_or(Cell::Missing, Cell::Text),
+        ]
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS gap_clusters (
+    id TEXT PRIMARY KEY,
+    -- The running mean of the cluster's normalised question vectors, f32 little-endian.
+    centroid BLOB NOT NULL,
+    count INTEGER NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    answered_by TEXT,
+    -- When the status last changed.
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gap_questions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    cluster_id TEXT NOT NULL REFERENCES gap_clusters(id),
+    question TEXT NOT NULL,
+    -- The normalised question vector, f32 little-endian: picks the representative question.
+    vector BLOB NOT NULL,
+    departments TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    event_id TEXT
+);
+CREATE INDEX IF NOT EXISTS gap_questions_by_cluster ON gap_questions(cluster_id, time_ms);
+"#;
+
+/// A cluster's centroid as held in memory.
+struct Cluster {
+    id: String,
+    /// Mean of unit vectors: shorter than 1 the more its questions differ.
+    mean: Vec<f32>,
+    norm: f32,
+    count: u64,
+}
+
+impl Cluster {
+    /// Cosine similarity to a unit vector; `None` for a vector of another length (asked with
+    /// another embedding model: not comparable, so it never joins this cluster).
+    fn similarity(&self, unit: &[f32]) -> Option<f32> {
+        (self.mean.len() == unit.len() && self.norm > 0.0).then(|| dot(&self.mean, unit) / self.norm)
+    }
+}
+
+struct State {
+    conn: Connection,
+    clusters: Vec<Cluster>,
+}
+
+/// Gap clusters and their questions in the server's database, with the centroids in memory.
+pub struct GapStore {
+    state: Mutex<State>,
+    similarity: f32,
+}
+
+impl GapStore {
+    /// Opens (creating if needed) the gap tables in the database at `path` and loads the
+    /// centroids. `similarity` is the cosine a question needs with a centroid to join it.
+    pub fn open(path: &Path, similarity: f32) -> Result<Self> {
+        if !(-1.0..=1.0).contains(&similarity) {
+            return Err(Error::Invalid(format!(
+                "usage.gap_similarity must be a cosine similarity between -1 and 1, not {similarity}"
+            )));
+        }
+        let conn = open_connection(path)?;
+        conn.execute_batch(SCHEMA)?;
+        let clusters = {
+            let mut stmt = conn.prepare("SELECT id, centroid, count FROM gap_clusters ORDER BY first_seen_ms, id")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))?;
+            let mut clusters = Vec::new();
+            for row in rows {
+                let (id, centroid, count) = row?;
+                let mean = decode(&centroid).ok_or_else(|| {
+                    Error::Other(format!(
+                        "gap cluster {id}: a centroid of {} bytes is not a list of f32",
+                        centroid.len()
+                    ))
+                })?;
+                let norm = dot(&mean, &mean).sqrt();
+                clusters.push(Cluster { id, mean, norm, count: count.max(0) as u64 });
+            }
+            clusters
+        };
+        tracing::debug!(clusters = clusters.len(), similarity, "gap store opened");
+        Ok(GapStore { state: Mutex::new(State { conn, clusters }), similarity })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a question to the most similar cluster whose centroid is at least the threshold
+    /// similar, moving the centroid to the running mean of the cluster's normalised vectors;
+    /// else starts a new cluster with a new random id. Returns the cluster id.
+    ///
+    /// A question joining an `answered` cluster reopens it: the document that answered the
+    /// others did not answer this one. A `dismissed` cluster stays dismissed but counts it.
+    pub fn add(&self, input: &GapInput) -> Result<String> {
+        let unit = normalised(&input.vector).ok_or_else(|| {
+            Error::Invalid(format!("the vector of gap question {:?} is empty or zero", input.question))
+        })?;
+        let departments = input.departments.iter().cloned().collect::<BTreeSet<_>>();
+        let departments = serde_json::Value::from(departments.into_iter().collect::<Vec<_>>()).to_string();
+        let mut guard = self.lock();
+        let State { conn, clusters } = &mut *guard;
+        let nearest = clusters
+            .iter()
+            .enumerate()
+            .filter_map(|(index, cluster)| Some((index, cluster.similarity(&unit)?)))
+            .filter(|(_, similarity)| *similarity >= self.similarity)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let now = now_ms();
+        let tx = conn.transaction()?;
+        let (id, joined) = match nearest {
+            Some((index, similarity)) => {
+                let cluster = &clusters[index];
+                let mean = running_mean(&cluster.mean, cluster.count, &unit);
+                tx.execute(
+                    "UPDATE gap_clusters SET centroid = ?2, count = count + 1, \
+                     first_seen_ms = MIN(first_seen_ms, ?3), last_seen_ms = MAX(last_seen_ms, ?3), \
+                     status = CASE status WHEN 'answered' THEN 'open' ELSE status END, \
+                     answered_by = CASE status WHEN 'answered' THEN NULL ELSE answered_by END, \
+                     updated_ms = CASE status WHEN 'answered' THEN ?4 ELSE updated_ms END \
+                     WHERE id = ?1",
+                    params![cluster.id, encode(&mean), input.time_ms, now],
+                )?;
+                tracing::debug!(cluster = %cluster.id, similarity, "gap question joined a cluster");
+                (cluster.id.clone(), Some((index, mean)))
+            }
+            None => {
+                let id = new_id();
+                tx.execute(
+                    "INSERT INTO gap_clusters (id, centroid, count, first_seen_ms, last_seen_ms, status, answered_by, \
+                     updated_ms) VALUES (?1, ?2, 1, ?3, ?3, 'open', NULL, ?4)",
+                    params![id, encode(&unit), input.time_ms, now],
+                )?;
+                tracing::debug!(cluster = %id, "gap question started a cluster");
+                (id, None)
+            }
+        };
+        tx.execute(
+            "INSERT INTO gap_questions (cluster_id, question, vector, departments, reason, time_ms, event_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                id,
+                input.question,
+                encode(&unit),
+                departments,
+                input.reason.as_str(),
+                input.time_ms,
+                input.event_id
+            ],
+        )?;
+        tx.commit()?;
+        // Memory follows the database only once the database has the change.
+        match joined {
+            Some((index, mean)) => {
+                let cluster = &mut clusters[index];
+                cluster.norm = dot(&mean, &mean).sqrt();
+                cluster.mean = mean;
+                cluster.count += 1;
+            }
+            None => clusters.push(Cluster { id: id.clone(), mean: unit, norm: 1.0, count: 1 }),
+        }
+        Ok(id)
+    }
+
+    /// Gaps matching `query`, the most asked first.
+    pub fn list(&self, query: &GapQuery) -> Result<Vec<Gap>> {
+        let filter = Filter {
+            cluster: None,
+            status: query.status.map(GapStatus::as_str),
+            from_ms: query.from_ms,
+            to_ms: query.to_ms,
+            departments: query.departments.as_ref().map(|d| serde_json::Value::from(d.clone()).to_string()),
+        };
+        let scope = query.departments.as_ref().map(|d| d.iter().cloned().collect::<BTreeSet<_>>());
+        self.gaps(filter, scope.as_ref(), query.limit)
+    }
+
+    /// One gap with all its questions, whatever its status.
+    pub fn get(&self, id: &str) -> Result<Option<Gap>> {
+        let filter =
+            Filter { cluster: Some(id.to_owned()), status: None, from_ms: None, to_ms: None, departments: None };
+        Ok(self.gaps(filter, None, 1)?.pop())
+    }
+
+    /// Sets a gap's status: an admin or knowledge manager's decision, or the re-check after an
+    /// ingest finding that a new document answers it (`answered_by` names that document; it is
+    /// refused with any other status). Returns whether the gap exists.
+    pub fn set_status(&self, id: &str, status: GapStatus, answered_by: Option<&str>) -> Result<bool> {
+        if answered_by.is_some() && status != GapStatus::Answered {
+            return Err(Error::Invalid(format!(
+                "a gap marked {} cannot be answered by a document; only an answered one can",
+                status.as_str()
+            )));
+        }
+        let changed = self.lock().conn.execute(
+            "UPDATE gap_clusters SET status = ?2, answered_by = ?3, updated_ms = ?4 WHERE id = ?1",
+            params![id, status.as_str(), answered_by, now_ms()],
+        )?;
+        Ok(changed > 0)
+    }
+
+    /// Every open gap with one representative question, the one closest to its centroid: what
+    /// the re-check after an ingest asks again to learn whether new documents answer it.
+    pub fn open_representatives(&self) -> Result<Vec<(String, String)>> {
+        let state = self.lock();
+        let open = {
+            let mut stmt = state
+                .conn
+                .prepare("SELECT id, centroid FROM gap_clusters WHERE status = 'open' ORDER BY first_seen_ms, id")?;
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        let mut questions = state.conn.prepare("SELECT question, vector FROM gap_questions WHERE cluster_id = ?1")?;
+        let mut representatives = Vec::with_capacity(open.len());
+        for (id, centroid) in open {
+            let centroid = decode(&centroid).ok_or_else(|| {
+                Error::Other(format!("gap cluster {id}: a centroid of {} bytes is not a list of f32", centroid.len()))
+            })?;
+            let mut best: Option<(f32, String)> = None;
+            let mut rows = questions.query([&id])?;
+            while let Some(row) = rows.next()? {
+                let vector = decode(&row.get::<_, Vec<u8>>(1)?).filter(|v| v.len() == centroid.len());
+                // Question vectors are unit length: the dot product ranks them as the cosine does.
+                let Some(similarity) = vector.map(|v| dot(&v, &centroid)) else { continue };
+                if best.as_ref().is_none_or(|(top, _)| similarity > *top) {
+                    best = Some((similarity, row.get(0)?));
+                }
+            }
+            if let Some((_, question)) = best {
+                representatives.push((id, question));
+            }
+        }
+        Ok(representatives)
+    }
+
+    /// The gaps matching `filter`, at most `limit`; `scope` narrows the departments shown.
+    fn gaps(&self, filter: Filter, scope: Option<&BTreeSet<String>>, limit: usize) -> Result<Vec<Gap>> {
+        let state = self.lock();
+        let conn = &state.conn;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut params = filter.params();
+        params.push((":limit", &limit));
+        let mut stmt = conn.prepare(&format!(
+            "SELECT q.cluster_id, COUNT(*), MIN(q.time_ms), MAX(q.time_ms), c.status, c.answered_by {FROM_MATCHING} \
+             GROUP BY q.cluster_id ORDER BY COUNT(*) DESC, MAX(q.time_ms) DESC, q.cluster_id LIMIT :limit"
+        ))?;
+        let rows = stmt
+            .query_map(params.as_slice(), |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut gaps = Vec::with_capacity(rows.len());
+        for (id, count, first_seen_ms, last_seen_ms, status, answered_by) in rows {
+            let status = GapStatus::parse(&status)
+                .ok_or_else(|| Error::Other(format!("gap cluster {id}: unknown status {status:?}")))?;
+            let cluster_filter = Filter { cluster: Some(id.clone()), ..filter.clone() };
+            let Details { examples, departments, reasons } = details(conn, &cluster_filter, scope)?;
+            gaps.push(Gap {
+                id,
+                count: count.max(0) as u64,
+                examples,
+                departments,
+                reasons,
+                first_seen_ms,
+                last_seen_ms,
+                status,
+                answered_by,
+            });
+        }
+        Ok(gaps)
+    }
+}
+
+/// The questions of a query, joined with their clusters; every statement over them binds
+/// all five named parameters of [`Filter::params`].
+const FROM_MATCHING: &str = "FROM gap_questions AS q JOIN gap_clusters AS c ON c.id = q.cluster_id \
+     WHERE (:cluster IS NULL OR q.cluster_id = :cluster) AND (:status IS NULL OR c.status = :status) \
+     AND (:from_ms IS NULL OR q.time_ms >= :from_ms) AND (:to_ms IS NULL OR q.time_ms < :to_ms) \
+     AND (:departments IS NULL OR EXISTS (SELECT 1 FROM json_each(q.departments) AS asked \
+          WHERE asked.value IN (SELECT value FROM json_each(:departments))))";
+
+#[derive(Clone)]
+struct Filter {
+    cluster: Option<String>,
+    status: Option<&'static str>,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    /// JSON array of department names.
+    departments: Option<String>,
+}
+
+impl Filter {
+    fn params(&self) -> Vec<(&'static str, &dyn ToSql)> {
+        vec![
+            (":cluster", &self.cluster),
+            (":status", &self.status),
+            (":from_ms", &self.from_ms),
+            (":to_ms", &self.to_ms),
+            (":departments", &self.departments),
+        ]
+    }
+}
+
+/// What a [`Gap`] says about its questions beyond counts and dates.
+struct Details {
+    examples: Vec<String>,
+    departments: Vec<String>,
+    reasons: BTreeMap<String, u64>,
+}
+
+/// The details of one cluster's matching questions.
+fn details(conn: &Connection, filter: &Filter, scope: Option<&BTreeSet<String>>) -> Result<Details> {
+    let params = filter.params();
+    let mut examples = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut stmt = conn.prepare(&format!("SELECT q.question {FROM_MATCHING} ORDER BY q.time_ms DESC, q.id DESC"))?;
+    let mut rows = stmt.query(params.as_slice())?;
+    while examples.len() < EXAMPLES
+        && let Some(row) = rows.next()?
+    {
+        let question: String = row.get(0)?;
+        if seen.insert(question.trim().to_lowercase()) {
+            examples.push(question);
+        }
+    }
+    let mut departments = Vec::new();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT DISTINCT department.value FROM (SELECT q.departments {FROM_MATCHING}) AS matching, \
+         json_each(matching.departments) AS department ORDER BY department.value"
+    ))?;
+    let mut rows = stmt.query(params.as_slice())?;
+    while let Some(row) = rows.next()? {
+        let department: String = row.get(0)?;
+        if scope.is_none_or(|scope| scope.contains(&department)) {
+            departments.push(department);
+        }
+    }
+    let mut reasons = BTreeMap::new();
+    let mut stmt = conn.prepare(&format!("SELECT q.reason, COUNT(*) {FROM_MATCHING} GROUP BY q.reason"))?;
+    let mut rows = stmt.query(params.as_slice())?;
+    while let Some(row) = rows.next()? {
+        reasons.insert(row.get::<_, String>(0)?, row.get::<_, i64>(1)?.max(0) as u64);
+    }
+    Ok(Details { examples, departments, reasons })
+}
+
+/// The mean of `count` vectors averaging `mean`, and `unit`.
+fn running_mean(mean: &[f32], count: u64, unit: &[f32]) -> Vec<f32> {
+    let weight = 1.0 / (count as f32 + 1.0);
+    mean.iter().zip(unit).map(|(m, u)| m + (u - m) * weight).collect()
+}
+
+fn encode(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// `None` when the length is not a multiple of 4.
+fn decode(bytes: &[u8]) -> Option<Vec<f32>> {
+    let chunks = bytes.chunks_exact(4);
+    chunks.remainder().is_empty().then(|| chunks.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+/// The server's database, opened the way every Lore store opens it (WAL, so the server's
+/// stores and the CLI can share the file).
+fn open_connection(path: &Path) -> Result<Connection> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Other(format!("cannot create the folder {}: {e}", parent.display())))?;
+    }
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    const DIM: usize = 64;
+
+    fn unit(rng: &mut StdRng) -> Vec<f32> {
+        let v = (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>();
+        normalised(&v).unwrap()
+    }
+
+    /// `topic` plus random noise of length `noise` (a paraphrase: cosine ≈ 1/√(1+noise²)).
+    fn paraphrase(rng: &mut StdRng, topic: &[f32], noise: f32) -> Vec<f32> {
+        let n = unit(rng);
+        topic.iter().zip(n).map(|(t, n)| t + noise * n).collect()
+    }
+
+    fn input(question: &str, vector: Vec<f32>, departments: &[&str], reason: GapReason, time_ms: i64) -> GapInput {
+        GapInput {
+            question: question.to_owned(),
+            vector,
+            departments: departments.iter().map(|d| (*d).to_owned()).collect(),
+            reason,
+            time_ms,
+            event_id: Some(format!("event-{time_ms}")),
+        }
+    }
+
+    fn store(dir: &tempfile::TempDir) -> GapStore {
+        GapStore::open(&dir.path().join("data").join("catalog.sqlite"), 0.86).unwrap()
+    }
+
+    #[test]
+    fn paraphrases_share_a_cluster_and_topics_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let mut rng = StdRng::seed_from_u64(15);
+        let topics = [unit(&mut rng), unit(&mut rng), unit(&mut rng)];
+        let mut ids = vec![Vec::new(); topics.len()];
+        // Interleaved, as questions arrive.
+        for round in 0..6 {
+            for (t, topic) in topics.iter().enumerate() {
+                let vector = paraphrase(&mut rng, topic, 0.3);
+                let time = (round * 10 + t) as i64;
+                let id = store.add(&input(&format!("topic {t} take {round}"), vector, &[], GapReason::Abstained, time));
+                ids[t].push(id.unwrap());
+            }
+        }
+        for topic_ids in &ids {
+            assert!(topic_ids.iter().all(|id| id == &topic_ids[0]), "one topic, several clusters: {topic_ids:?}");
+            assert_eq!(topic_ids[0].len(), 32);
+        }
+        let distinct = ids.iter().map(|topic_ids| &topic_ids[0]).collect::<BTreeSet<_>>();
+        assert_eq!(distinct.len(), 3, "two topics share a cluster");
+        let gaps = store.list(&GapQuery::default()).unwrap();
+        assert_eq!(gaps.iter().map(|g| g.count).collect::<Vec<_>>(), [6, 6, 6]);
+        // The centroid stays near its topic although it moved with every question.
+        let state = store.lock();
+        for (topic, topic_ids) in topics.iter().zip(&ids) {
+            let cluster = state.clusters.iter().find(|c| c.id == topic_ids[0]).unwrap();
+            assert!(cluster.similarity(topic).unwrap() > 0.97);
+            assert_eq!(cluster.count, 6);
+        }
+    }
+
+    #[test]
+    fn cluster_ids_and_centroids_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = StdRng::seed_from_u64(7);
+        let topic = unit(&mut rng);
+        let first = {
+            let store = store(&dir);
+            let id =
+                store.add(&input("how do I expense a visa?", topic.clone(), &["hr"], GapReason::Abstained, 1)).unwrap();
+            assert!(store.set_status(&id, GapStatus::Dismissed, None).unwrap());
+            id
+        };
+        let store = store(&dir);
+        let again = store
+            .add(&input(
+                "visa fees, can I claim them?",
+                paraphrase(&mut rng, &topic, 0.3),
+                &[],
+                GapReason::ThumbsDown,
+                2,
+            ))
+            .unwrap();
+        assert_eq!(again, first);
+        let gap = store.get(&first).unwrap().unwrap();
+        assert_eq!(gap.count, 2);
+        assert_eq!(gap.status, GapStatus::Dismissed, "a dismissed gap stays dismissed");
+        assert_eq!((gap.first_seen_ms, gap.last_seen_ms), (1, 2));
+        assert_eq!(store.get("no such gap").unwrap(), None);
+    }
+
+    #[test]
+    fn a_gap_reports_recent_distinct_examples_reasons_and_departments() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let mut rng = StdRng::seed_from_u64(3);
+        let topic = unit(&mut rng);
+        let asked = [
+            ("q1", GapReason::Abstained, &["sales"][..]),
+            ("q2", GapReason::Abstained, &["hr", "sales"][..]),
+            ("Q2 ", GapReason::ThumbsDown, &[][..]),
+            ("q3", GapReason::Abstained, &["it"][..]),
+            ("q4", GapReason::ThumbsDown, &["hr"][..]),
+            ("q5", GapReason::Abstained, &[][..]),
+            ("q6", GapReason::Abstained, &[][..]),
+        ];
+        let mut id = String::new();
+        for (time, (question, reason, departments)) in asked.iter().enumerate() {
+            let vector = paraphrase(&mut rng, &topic, 0.2);
+            id = store.add(&input(question, vector, departments, *reason, 100 + time as i64)).unwrap();
+        }
+        let gap = store.get(&id).unwrap().unwrap();
+        assert_eq!(gap.count, 7);
+        // "Q2 " repeats "q2"; the most recent first, five at most.
+        assert_eq!(gap.examples, ["q6", "q5", "q4", "q3", "Q2 "]);
+        assert_eq!(gap.departments, ["hr", "it", "sales"]);
+        assert_eq!(gap.reasons, BTreeMap::from([("abstained".into(), 5), ("thumbs_down".into(), 2)]));
+        assert_eq!((gap.first_seen_ms, gap.last_seen_ms), (100, 106));
+        // A time window counts the questions inside it only.
+        let window = GapQuery { from_ms: Some(101), to_ms: Some(104), ..GapQuery::default() };
+        let gaps = store.list(&window).unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert_eq!((gaps[0].count, gaps[0].first_seen_ms, gaps[0].last_seen_ms), (3, 101, 103));
+        assert_eq!(gaps[0].examples, ["q3", "Q2 "]);
+    }
+
+    #[test]
+    fn a_knowledge_manager_sees_only_questions_of_their_departments() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let mut rng = StdRng::seed_from_u64(11);
+        let (visas, parking) = (unit(&mut rng), unit(&mut rng));
+        let mut add = |question: &str, topic: &[f32], departments: &[&str], time: i64| {
+            let vector = paraphrase(&mut rng, topic, 0.2);
+            store.add(&input(question, vector, departments, GapReason::Abstained, time)).unwrap()
+        };
+        let visa_gap = add("visa for Brazil?", &visas, &["sales"], 1);
+        add("visa costs?", &visas, &["hr"], 2);
+        add("who pays the visa?", &visas, &["hr", "sales"], 3);
+        let parking_gap = add("parking downtown?", &parking, &["hr"], 4);
+        add("parking refund?", &parking, &["hr"], 5);
+        add("parking badge?", &parking, &["hr"], 6);
+        add("parking at night?", &parking, &["hr"], 7);
+
+        let admin = store.list(&GapQuery::default()).unwrap();
+        assert_eq!(
+            admin.iter().map(|g| (g.id.as_str(), g.count)).collect::<Vec<_>>(),
+            [(parking_gap.as_str(), 4), (visa_gap.as_str(), 3)]
+        );
+        let sales = GapQuery { departments: Some(vec!["sales".into()]), ..GapQuery::default() };
+        let gaps = store.list(&sales).unwrap();
+        assert_eq!(gaps.len(), 1, "the parking gap has no sales question");
+        assert_eq!(gaps[0].id, visa_gap);
+        assert_eq!(gaps[0].count, 2);
+        assert_eq!(gaps[0].examples, ["who pays the visa?", "visa for Brazil?"]);
+        assert_eq!(gaps[0].departments, ["sales"], "other departments' names stay out of a scoped view");
+        assert_eq!(gaps[0].first_seen_ms, 1);
+        let nobody = GapQuery { departments: Some(Vec::new()), ..GapQuery::default() };
+        assert!(store.list(&nobody).unwrap().is_empty());
+        let one = GapQuery { limit: 1, ..GapQuery::default() };
+        assert_eq!(store.list(&one).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn status_changes_and_a_new_question_reopens_an_answered_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let mut rng = StdRng::seed_from_u64(5);
+        let (a, b) = (unit(&mut rng), unit(&mut rng));
+        let gap_a = store.add(&input("a", a.clone(), &[], GapReason::Abstained, 1)).unwrap();
+        let gap_b = store.add(&input("b", b.clone(), &[], GapReason::Abstained, 2)).unwrap();
+
+        assert!(store.set_status(&gap_a, GapStatus::Answered, Some("doc-42")).unwrap());
+        let answered = store.get(&gap_a).unwrap().unwrap();
+        assert_eq!((answered.status, answered.answered_by.as_deref()), (GapStatus::Answered, Some("doc-42")));
+        let open = GapQuery { status: Some(GapStatus::Open), ..GapQuery::default() };
+        assert_eq!(store.list(&open).unwrap().iter().map(|g| g.id.as_str()).collect::<Vec<_>>(), [gap_b.as_str()]);
+        assert_eq!(store.open_representatives().unwrap(), [(gap_b.clone(), "b".to_owned())]);
+
+        let misuse = store.set_status(&gap_b, GapStatus::Dismissed, Some("doc-42")).unwrap_err();
+        assert!(misuse.to_string().contains("marked dismissed"), "{misuse}");
+        assert!(!store.set_status("no such gap", GapStatus::Dismissed, None).unwrap());
+
+        let again = store.add(&input("a again", paraphrase(&mut rng, &a, 0.2), &[], GapReason::ThumbsDown, 3)).unwrap();
+        assert_eq!(again, gap_a);
+        let reopened = store.get(&gap_a).unwrap().unwrap();
+        assert_eq!((reopened.status, reopened.answered_by), (GapStatus::Open, None));
+        assert_eq!(reopened.count, 2);
+
+        assert!(store.set_status(&gap_a, GapStatus::Dismissed, None).unwrap());
+        assert!(store.set_status(&gap_a, GapStatus::Open, None).unwrap());
+        assert_eq!(store.get(&gap_a).unwrap().unwrap().status, GapStatus::Open);
+    }
+
+    #[test]
+    fn the_representative_is_the_question_nearest_the_centroid() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let axis = |weights: [f32; 3]| {
+            let mut v = vec![0.0; DIM];
+            v[..3].copy_from_slice(&weights);
+            v
+        };
+        let id = store.add(&input("off to one side", axis([1.0, 0.3, 0.0]), &[], GapReason::Abstained, 1)).unwrap();
+        store.add(&input("right in the middle", axis([1.0, 0.0, 0.0]), &[], GapReason::Abstained, 2)).unwrap();
+        store.add(&input("off to the other side", axis([1.0, 0.0, 0.3]), &[], GapReason::Abstained, 3)).unwrap();
+        assert_eq!(store.get(&id).unwrap().unwrap().count, 3);
+        assert_eq!(store.open_representatives().unwrap(), [(id, "right in the middle".to_owned())]);
+    }
+
+    #[test]
+    fn unusable_vectors_are_refused_and_other_models_do_not_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let zero = store.add(&input("zero", vec![0.0; DIM], &[], GapReason::Abstained, 1)).unwrap_err();
+        assert!(zero.to_string().contains("\"zero\" is empty or zero"), "{zero}");
+        let long = store.add(&input("long", vec![1.0; DIM], &[], GapReason::Abstained, 1)).unwrap();
+        let short = store.add(&input("short", vec![1.0; 8], &[], GapReason::Abstained, 2)).unwrap();
+        assert_ne!(long, short);
+        assert!(GapStore::open(&dir.path().join("other.sqlite"), 1.5).is_err());
+    }
+
+    #[test]
+    fn vectors_round_trip_through_blobs() {
+        let vector = vec![0.25, -1.5, f32::MIN_POSITIVE, 3.0e7];
+        assert_eq!(decode(&encode(&vector)), Some(vector));
+        assert_eq!(decode(&[0, 0, 0]), None);
+        assert_eq!(running_mean(&[1.0, 0.0], 3, &[0.0, 1.0]), [0.75, 0.25]);
+    }
+}

@@ -1,0 +1,229 @@
+//! Rate limits: token buckets (GCRA, from `governor`) per API key and per user, and for public
+//! (widget) keys per visitor and per page origin, so one busy page or one scripted visitor cannot
+//! starve everyone else using the same key.
+//!
+//! A request passes only if every bucket that applies to it has room. `governor` has no way to
+//! test a bucket without taking from it, nor to give a cell back, so a request refused by a later
+//! bucket has already taken a cell from the earlier ones. The buckets are therefore checked from
+//! the most specific to the broadest (visitor or user, then origin, then key): a request refused
+//! by its own visitor or user bucket never takes from the buckets it shares with others, and one
+//! refused by a shared bucket costs only its own caller a cell, which is fair since that caller
+//! did ask.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter as Gcra};
+
+use crate::config::{RateLimit, RateLimitConfig};
+
+/// One limit's buckets, one per key (key id, user, visitor or origin).
+type Buckets = Gcra<String, HashMapStateStore<String>, DefaultClock>;
+
+/// Every configured limit; a limit of 0 per minute is `None` (off).
+pub struct RateLimiter {
+    per_key: Option<Buckets>,
+    per_user: Option<Buckets>,
+    per_visitor: Option<Buckets>,
+    per_origin: Option<Buckets>,
+}
+
+/// Who is asking, as far as rate limits care.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The API key (or the public key behind a visitor token).
+    pub key_id: Option<&'a str>,
+    /// The user; for a public key or visitor token, the visitor's id.
+    pub user: &'a str,
+    /// A public key or a visitor token minted from one.
+    pub public: bool,
+    /// The page's `Origin`, sent by browsers with a widget's requests.
+    pub origin: Option<&'a str>,
+}
+
+/// A request refused by a rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    /// Which limit: `key`, `user`, `visitor` or `origin`.
+    pub limit: &'static str,
+    /// How long until that bucket has room again (exact; see [`Limited::retry_after_secs`]).
+    pub retry_after: Duration,
+}
+
+impl Limited {
+    /// The `Retry-After` header value: whole seconds, rounded up so a client that waits exactly
+    /// that long finds room, and at least 1 (a `Retry-After: 0` invites an immediate retry loop).
+    pub fn retry_after_secs(&self) -> u64 {
+        let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+        secs.max(1)
+    }
+}
+
+impl RateLimiter {
+    /// Buckets for `config`. A `per_minute` of 0 turns that limit off; a `burst` of 0 is taken
+    /// as 1 (a bucket must hold at least one request).
+    pub fn new(config: &RateLimitConfig) -> Self {
+        RateLimiter {
+            per_key: buckets(config.per_key),
+            per_user: buckets(config.per_user),
+            per_visitor: buckets(config.per_visitor),
+            per_origin: buckets(config.per_origin),
+        }
+    }
+
+    /// Checks every bucket that applies: per visitor (public subjects, keyed by the visitor id
+    /// in `user`) or per user (everyone else), then per origin (public subjects that sent one),
+    /// then per key (when there is a key). The first bucket without room refuses the request;
+    /// see the module doc for why that order.
+    pub fn check(&self, subject: &Subject) -> Result<(), Limited> {
+        let (personal, personal_limit) =
+            if subject.public { (&self.per_visitor, "visitor") } else { (&self.per_user, "user") };
+        take(personal.as_ref(), personal_limit, subject.user)?;
+        if subject.public
+            && let Some(origin) = subject.origin
+        {
+            take(self.per_origin.as_ref(), "origin", origin)?;
+        }
+        if let Some(key_id) = subject.key_id {
+            take(self.per_key.as_ref(), "key", key_id)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets keys whose buckets are full again (indistinguishable from a fresh bucket), so
+    /// the maps do not grow with every visitor ever seen. Call every few minutes.
+    pub fn retain_recent(&self) {
+        for buckets in [&self.per_key, &self.per_user, &self.per_visitor, &self.per_origin].into_iter().flatten() {
+            buckets.retain_recent();
+            buckets.shrink_to_fit();
+        }
+    }
+}
+
+fn buckets(limit: RateLimit) -> Option<Buckets> {
+    let per_minute = NonZeroU32::new(limit.per_minute)?;
+    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+    Some(Gcra::hashmap(Quota::per_minute(per_minute).allow_burst(burst)))
+}
+
+/// Takes one cell from `key`'s bucket of a limit, if that limit is on.
+fn take(buckets: Option<&Buckets>, limit: &'static str, key: &str) -> Result<(), Limited> {
+    let Some(buckets) = buckets else { return Ok(()) };
+    buckets
+        .check_key(&key.to_owned())
+        .map_err(|not_until| Limited { limit, retry_after: not_until.wait_time_from(buckets.clock().now()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFF: RateLimit = RateLimit { per_minute: 0, burst: 0 };
+
+    fn limiter(per_key: RateLimit, per_user: RateLimit, per_visitor: RateLimit, per_origin: RateLimit) -> RateLimiter {
+        RateLimiter::new(&RateLimitConfig { per_key, per_user, per_visitor, per_origin })
+    }
+
+    fn user(user: &str) -> Subject<'_> {
+        Subject { key_id: None, user, public: false, origin: None }
+    }
+
+    fn visitor<'a>(visitor: &'a str, origin: &'a str) -> Subject<'a> {
+        Subject { key_id: Some("widget-key"), user: visitor, public: true, origin: Some(origin) }
+    }
+
+    #[test]
+    fn a_burst_passes_then_the_next_request_waits_one_replenish_interval() {
+        // 6 a minute: one request every 10 s once the burst of 3 is spent.
+        let limits = limiter(OFF, RateLimit { per_minute: 6, burst: 3 }, OFF, OFF);
+        for n in 0..3 {
+            assert_eq!(limits.check(&user("ana")), Ok(()), "request {n} of the burst");
+        }
+        let limited = limits.check(&user("ana")).expect_err("the fourth request is over the burst");
+        assert_eq!(limited.limit, "user");
+        assert!(
+            limited.retry_after > Duration::from_secs(9) && limited.retry_after <= Duration::from_secs(10),
+            "retry after {:?}",
+            limited.retry_after
+        );
+        assert_eq!(limited.retry_after_secs(), 10);
+    }
+
+    #[test]
+    fn retry_after_secs_rounds_up_to_at_least_one_second() {
+        let at = |retry_after| Limited { limit: "key", retry_after }.retry_after_secs();
+        assert_eq!(at(Duration::ZERO), 1);
+        assert_eq!(at(Duration::from_millis(1)), 1);
+        assert_eq!(at(Duration::from_secs(2)), 2);
+        assert_eq!(at(Duration::from_millis(2001)), 3);
+    }
+
+    #[test]
+    fn keys_and_users_have_their_own_buckets() {
+        let limits = limiter(RateLimit { per_minute: 1, burst: 1 }, RateLimit { per_minute: 1, burst: 1 }, OFF, OFF);
+        let with_key = |key, user| Subject { key_id: Some(key), user, public: false, origin: None };
+        assert_eq!(limits.check(&with_key("k1", "ana")), Ok(()));
+        assert_eq!(limits.check(&with_key("k1", "ana")).map_err(|l| l.limit), Err("user"));
+        assert_eq!(limits.check(&with_key("k1", "ben")).map_err(|l| l.limit), Err("key"));
+        assert_eq!(limits.check(&with_key("k2", "cat")), Ok(()));
+    }
+
+    #[test]
+    fn a_per_minute_of_zero_turns_a_limit_off_and_a_burst_of_zero_is_one() {
+        let limits = limiter(OFF, RateLimit { per_minute: 0, burst: 1 }, OFF, OFF);
+        for _ in 0..1000 {
+            assert_eq!(limits.check(&user("ana")), Ok(()));
+        }
+        let limits = limiter(OFF, RateLimit { per_minute: 1, burst: 0 }, OFF, OFF);
+        assert_eq!(limits.check(&user("ana")), Ok(()));
+        assert_eq!(limits.check(&user("ana")).map_err(|l| l.limit), Err("user"));
+    }
+
+    #[test]
+    fn public_subjects_are_limited_per_visitor_and_per_origin_not_per_user() {
+        let one = RateLimit { per_minute: 1, burst: 1 };
+        let limits = limiter(OFF, one, RateLimit { per_minute: 1, burst: 2 }, RateLimit { per_minute: 1, burst: 3 });
+        // Each visitor gets two; the page's origin three between all its visitors.
+        assert_eq!(limits.check(&visitor("v1", "https://a.example")), Ok(()));
+        assert_eq!(limits.check(&visitor("v1", "https://a.example")), Ok(()));
+        assert_eq!(limits.check(&visitor("v1", "https://a.example")).map_err(|l| l.limit), Err("visitor"));
+        assert_eq!(limits.check(&visitor("v2", "https://a.example")), Ok(()));
+        assert_eq!(limits.check(&visitor("v3", "https://a.example")).map_err(|l| l.limit), Err("origin"));
+        assert_eq!(limits.check(&visitor("v3", "https://b.example")), Ok(()));
+        // A visitor token without an origin (not from a browser) is still limited per visitor.
+        let no_origin = Subject { origin: None, ..visitor("v4", "") };
+        assert_eq!(limits.check(&no_origin), Ok(()));
+        assert_eq!(limits.check(&no_origin), Ok(()));
+        assert_eq!(limits.check(&no_origin).map_err(|l| l.limit), Err("visitor"));
+        // The per-user limit (1) never applied to visitors; it does to a signed-in user.
+        assert_eq!(limits.check(&user("v1")), Ok(()));
+        assert_eq!(limits.check(&user("v1")).map_err(|l| l.limit), Err("user"));
+    }
+
+    #[test]
+    fn a_request_refused_by_its_own_bucket_takes_nothing_from_the_shared_ones() {
+        let limits = limiter(RateLimit { per_minute: 1, burst: 2 }, OFF, RateLimit { per_minute: 1, burst: 1 }, OFF);
+        assert_eq!(limits.check(&visitor("v1", "https://a.example")), Ok(()));
+        for _ in 0..10 {
+            assert_eq!(limits.check(&visitor("v1", "https://a.example")).map_err(|l| l.limit), Err("visitor"));
+        }
+        // The key's second cell is still there for another visitor.
+        assert_eq!(limits.check(&visitor("v2", "https://a.example")), Ok(()));
+        assert_eq!(limits.check(&visitor("v3", "https://a.example")).map_err(|l| l.limit), Err("key"));
+    }
+
+    #[test]
+    fn retain_recent_forgets_buckets_that_are_full_again() {
+        // 60 000 a minute: a bucket of one refills in a millisecond.
+        let limits = limiter(OFF, RateLimit { per_minute: 60_000, burst: 1 }, OFF, OFF);
+        let tracked = |limits: &RateLimiter| limits.per_user.as_ref().map_or(0, |buckets| buckets.len());
+        limits.check(&user("ana")).expect("first request");
+        limits.check(&user("ben")).expect("first request");
+        assert_eq!(tracked(&limits), 2);
+        std::thread::sleep(Duration::from_millis(20));
+        limits.retain_recent();
+        assert_eq!(tracked(&limits), 0);
+    }
+}
