@@ -10,6 +10,7 @@ use lore_core::acl::AccessScope;
 use lore_core::config::ChatConfig;
 use lore_core::lang::Lang;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::answer::{
     AnswerKind, Citation, extracted_label, extractive_answer, is_not_covered, may_be_not_covered, no_answer_text,
@@ -279,7 +280,11 @@ impl ChatEngine {
             None => prepared.fallback(Vec::new()),
             Some(generation) => {
                 let started = Instant::now();
-                let result = self.providers.complete(&generation.system, &generation.user).await;
+                let result = self
+                    .providers
+                    .complete(&generation.system, &generation.user)
+                    .instrument(tracing::info_span!("generation"))
+                    .await;
                 prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
                 match result {
                     Ok(completion) if is_not_covered(&completion.text) => Outcome {
@@ -322,7 +327,10 @@ impl ChatEngine {
             return self.send_whole(prepared, outcome, &events).await;
         };
         let started = Instant::now();
-        let stream = self.providers.stream(&generation.system, &generation.user).await;
+        // The span covers the whole stream, to the last token.
+        let generation_span = tracing::info_span!("generation", streamed = true);
+        let stream =
+            self.providers.stream(&generation.system, &generation.user).instrument(generation_span.clone()).await;
         let mut started_stream = match stream {
             Ok(stream) => stream,
             Err(errors) => {

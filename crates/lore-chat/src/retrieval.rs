@@ -14,6 +14,7 @@ use lore_core::index::{Indexes, check_model};
 use lore_core::lang::Lang;
 use lore_core::types::{Chunk, DocumentRecord, ScoredChunkId};
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::fusion::{Weights, fuse_for_mode, jaccard, shingles, with_document_evidence};
 
@@ -177,16 +178,19 @@ impl Retriever {
         let bm25_task = {
             let indexes = self.indexes.clone();
             let (query, scope) = (query.to_owned(), scope.clone());
+            let span = tracing::info_span!("bm25");
             tokio::task::spawn_blocking(move || {
+                let _span = span.enter();
                 let started = Instant::now();
                 indexes.keyword.search(&query, query_lang, &scope, limit).map(|hits| (hits, started.elapsed()))
             })
         };
         let started = Instant::now();
-        let vector = self.queries.embed(query).await?;
+        let vector = self.queries.embed(query).instrument(tracing::info_span!("embed")).await?;
         let embed_time = started.elapsed();
         let started = Instant::now();
-        let dense = self.indexes.vector.search(vector.clone(), scope, limit).await?;
+        let dense =
+            self.indexes.vector.search(vector.clone(), scope, limit).instrument(tracing::info_span!("dense")).await?;
         let dense_time = started.elapsed();
         let (bm25, bm25_time) =
             bm25_task.await.map_err(|e| lore_core::Error::Vector(format!("keyword search task: {e}")))??;
@@ -241,6 +245,7 @@ impl Retriever {
         let c = &self.config;
         let mut candidates = self.candidates(query, scope, c.candidates.max(limit)).await?;
         let started = Instant::now();
+        let _fusion = tracing::info_span!("fusion").entered();
         let model_covers_language = self.model_languages.contains(&candidates.query_lang);
         // The embedding model ranks poorly in a language it was not trained on (unrelated
         // Spanish texts score as fairly close under an English model), so its ranking counts

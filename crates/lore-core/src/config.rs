@@ -26,6 +26,25 @@ pub struct Config {
     /// Metering, prices, question categories, knowledge gaps and return on investment.
     pub usage: lore_usage::UsageConfig,
     pub rate_limits: lore_usage::RateLimitConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: OpenTelemetry traces (a span per request and per stage: auth, embed, bm25,
+/// dense, fusion, generation; the usage event's ids as attributes), exported over OTLP/HTTP.
+/// Off unless an endpoint is set. The exporter's standard `OTEL_*` variables (batch delay,
+/// headers, timeout) apply.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector's traces URL, e.g. `http://127.0.0.1:4318/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { otlp_endpoint: None, service_name: "lore".into() }
+    }
 }
 
 /// Sign-in: SSO through the company's OpenID Connect provider, roles from its groups, and the
@@ -393,6 +412,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             usage: lore_usage::UsageConfig::default(),
             rate_limits: lore_usage::RateLimitConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }

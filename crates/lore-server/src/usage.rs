@@ -124,8 +124,17 @@ impl Usage {
 }
 
 impl AppState {
-    /// Writes a usage event (in the background) and counts it in the metrics.
+    /// Writes a usage event (in the background) and counts it in the metrics; its ids go on
+    /// the request's trace span.
     pub fn meter(&self, event: UsageEvent) {
+        let span = tracing::Span::current();
+        span.record("usage.event_id", event.id.as_str());
+        if let Some(conversation) = &event.conversation_id {
+            span.record("conversation.id", conversation.as_str());
+        }
+        if let Some(message) = event.message_id {
+            span.record("message.id", message);
+        }
         self.metrics.count_event(event.endpoint.as_str(), &event.departments, &event.kind);
         self.usage.recorder.record(event);
     }

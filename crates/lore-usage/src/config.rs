@@ -39,7 +39,7 @@ impl Default for UsageConfig {
             flush_interval_ms: 500,
             flush_batch: 512,
             categories: Vec::new(),
-            category_floor: 0.22,
+            category_floor: 0.19,
             gap_similarity: 0.50,
             roi: RoiConfig::default(),
         }

@@ -6,8 +6,6 @@
 //! Deterministic: the same arguments give the same events, on every platform (a SplitMix64
 //! generator, no dependency).
 
-use std::collections::BTreeMap;
-
 use crate::{DAY_SECS, Endpoint, UsageEvent};
 
 const USERS: u64 = 3_000;
@@ -148,28 +146,11 @@ impl Generator {
         let mut event = UsageEvent {
             id: format!("{:016x}{:016x}", self.rng.next(), self.rng.next()),
             time_ms: self.time_ms(),
-            endpoint,
-            user: person.user,
             role: person.role.to_owned(),
             departments: person.departments,
             credential: person.credential.to_owned(),
             key_id: person.key_id,
-            collections: Vec::new(),
-            kind: String::new(),
-            status: 200,
-            model: None,
-            provider: None,
-            prompt_version: None,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            cost: 0.0,
-            latency_ms: 0.0,
-            stages: BTreeMap::new(),
-            lang: None,
-            category: None,
-            conversation_id: None,
-            message_id: None,
-            budget_warnings: Vec::new(),
+            ..UsageEvent::new(endpoint, &person.user, "")
         };
         match endpoint {
             Endpoint::Search => self.search(&mut event, person.home),

@@ -1,5 +1,5 @@
 //! `lore`: the command-line entry point. Thin: parses arguments, loads configuration, sets
-//! up tracing, and hands each command to its module in `cmd/`.
+//! up tracing (`telemetry`), and hands each command to its module in `cmd/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use lore_core::config::Config;
 
 mod cmd;
 mod remote;
+mod telemetry;
 
 #[derive(Parser)]
 #[command(name = "lore", version, about = "Self-hosted company knowledge assistant")]
@@ -56,15 +57,14 @@ fn main() -> ExitCode {
     if let Some(code) = lore_ingest::sandbox::run_child_if_requested() {
         return code;
     }
-    let filter = lore_core::env::var(lore_core::env::LORE_LOG).unwrap_or_else(|| "warn".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(run(cli)) {
+    let result = load_config(&cli).and_then(|config| {
+        // Exports the last spans when the command is done.
+        let _telemetry = telemetry::init(&config.telemetry)?;
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        runtime.block_on(run(cli.command, config))
+    });
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -81,9 +81,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = load_config(&cli)?;
-    match cli.command {
+async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Ingest(args) => cmd::ingest::run(args, config).await,
         Command::Status(args) => cmd::status::run(args, &config).await,
         Command::Serve(args) => cmd::serve::run(args, config).await,

@@ -185,7 +185,8 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::MissingCredentials)?;
         let origin = parts.headers.get(axum::http::header::ORIGIN).and_then(|o| o.to_str().ok());
-        match state.identity.authenticate(credential, origin).await? {
+        let verified = state.identity.authenticate(credential, origin);
+        match tracing::Instrument::instrument(verified, tracing::info_span!("auth")).await? {
             Ok(caller) => {
                 if let Err(limited) = state.usage.check_rate(&caller, origin) {
                     if let Some(endpoint) = metered_endpoint(parts) {

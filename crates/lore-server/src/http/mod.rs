@@ -120,7 +120,19 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let route =
         request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let started = Instant::now();
-    let response = next.run(request).await;
+    // The handlers record the usage event's ids on it (`record_usage_ids`); its children are
+    // the stages (auth, embed, bm25, dense, fusion, generation).
+    let span = tracing::info_span!(
+        "request",
+        http.method = %request.method(),
+        http.route = %route,
+        http.status = tracing::field::Empty,
+        usage.event_id = tracing::field::Empty,
+        conversation.id = tracing::field::Empty,
+        message.id = tracing::field::Empty,
+    );
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.record("http.status", response.status().as_u16());
     state.metrics.observe_request(&route, response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }

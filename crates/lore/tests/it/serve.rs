@@ -1,11 +1,14 @@
 //! The `lore serve` process: an upload job survives `kill -9` mid-processing and completes
-//! after a restart; `lore ingest` sends files through the server that holds the data folder.
+//! after a restart; `lore ingest` sends files through the server that holds the data folder;
+//! traces reach an OpenTelemetry collector (a loopback one that decodes OTLP/HTTP).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::{Value, json};
 
 use crate::client::{call, upload};
@@ -179,4 +182,129 @@ async fn lore_ingest_goes_through_the_server_that_holds_the_data_folder() {
     assert!(String::from_utf8_lossy(&synced.stdout).contains("1 deleted"), "{synced:?}");
     let list: Value = get(&format!("{}/v1/collections/policies/documents", server.url), &key).await;
     assert_eq!(list["documents"].as_array().unwrap().len(), 1, "{list}");
+}
+
+/// A loopback OpenTelemetry collector: the OTLP/HTTP trace exports it received, decoded.
+async fn collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<ExportTraceServiceRequest>>>) {
+    use prost::Message;
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| async move {
+            let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf trace export");
+            store.lock().unwrap().push(request);
+            // An empty ExportTraceServiceResponse: everything accepted.
+            ([(axum::http::header::CONTENT_TYPE, "application/x-protobuf")], Vec::<u8>::new())
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1/traces"), received)
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let value = span.attributes.iter().find(|a| a.key == key)?.value.as_ref()?.value.as_ref()?;
+    match value {
+        Value::StringValue(text) => Some(text.clone()),
+        Value::IntValue(n) => Some(n.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traces_reach_an_otlp_collector_with_a_span_per_stage_and_the_usage_ids() {
+    let (endpoint, received) = collector().await;
+    let provider = lore_chat::testing::FakeProvider::scripted("model", vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("leave.md"), "# Leave\n\nEmployees get twenty-five days of paid vacation a year.")
+        .unwrap();
+    let config = dir.path().join("lore.toml");
+    let provider_config = provider.config(0, 30.0);
+    std::fs::write(
+        &config,
+        format!(
+            "[telemetry]\notlp_endpoint = {endpoint:?}\n\n[[chat.providers]]\nname = \"model\"\nbase_url = {:?}\nmodel = {:?}\nmax_retries = 0\n",
+            provider_config.base_url, provider_config.model
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let with_config = ["--config", config.to_str().unwrap()];
+    assert_success(&lore(
+        &data,
+        &[&with_config[..], &["ingest", docs.to_str().unwrap(), "--acl", "everyone"]].concat(),
+    ));
+    let key = admin_key(&data);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lore"))
+        .args(with_config)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start lore serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("lore: listening on ").unwrap().to_owned();
+    let served = Served { child, addr: url.trim_start_matches("http://").parse().unwrap(), url };
+
+    let (status, answer) = call(
+        served.addr,
+        "POST",
+        "/v1/chat",
+        Some(&key),
+        Some(json!({"question": "How many days of paid vacation do employees get?"})),
+    )
+    .await;
+    assert_eq!((status, answer["kind"].as_str()), (200, Some("generated")), "{answer}");
+
+    // The request's spans: the request itself, then each stage, all in one trace.
+    let stages = ["auth", "embed", "bm25", "dense", "fusion", "generation"];
+    let mut spans: Vec<Span> = Vec::new();
+    for _ in 0..100 {
+        spans = received
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|export| &export.resource_spans)
+            .flat_map(|resource| &resource.scope_spans)
+            .flat_map(|scope| scope.spans.clone())
+            .collect();
+        let request =
+            spans.iter().find(|s| s.name == "request" && attribute(s, "http.route").as_deref() == Some("/v1/chat"));
+        if request.is_some() && stages.iter().all(|stage| spans.iter().any(|s| s.name == *stage)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let request = spans
+        .iter()
+        .find(|s| s.name == "request" && attribute(s, "http.route").as_deref() == Some("/v1/chat"))
+        .unwrap_or_else(|| panic!("no request span: {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>()));
+    for stage in stages {
+        let span = spans.iter().find(|s| s.name == stage && s.trace_id == request.trace_id);
+        assert!(span.is_some(), "no {stage} span in the chat's trace");
+    }
+    assert_eq!(attribute(request, "message.id"), answer["message_id"].as_i64().map(|id| id.to_string()));
+    assert_eq!(attribute(request, "conversation.id").as_deref(), answer["conversation_id"].as_str());
+    assert_eq!(attribute(request, "http.status").as_deref(), Some("200"));
+    // The event id on the span is the usage event's.
+    let store = lore_usage::store::UsageStore::open(&data.join("catalog.sqlite")).unwrap();
+    let mut chat_event = None;
+    for _ in 0..50 {
+        chat_event = store.events(0, i64::MAX).unwrap().into_iter().find(|e| e.endpoint.is_chat());
+        if chat_event.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(attribute(request, "usage.event_id"), chat_event.map(|e| e.id));
+    drop(served);
 }
