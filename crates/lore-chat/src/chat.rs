@@ -211,6 +211,24 @@ impl ChatEngine {
         }
     }
 
+    /// A stream whose client left: the model, and the tokens used so far (the prompt, the
+    /// text received, the condensation).
+    fn abandoned(
+        &self,
+        generation: &Generation,
+        stream: &crate::provider::StartedStream,
+        head: &str,
+        answer: &str,
+        prepared: &Prepared,
+    ) -> Streamed {
+        let said = self.estimate_usage(generation, &format!("{answer}{head}"));
+        Streamed::Abandoned {
+            model: Some(stream.model.clone()),
+            provider: Some(stream.provider.clone()),
+            usage: Usage::sum(prepared.condense_usage.clone(), Some(said)),
+        }
+    }
+
     /// Tokens of a streamed answer, which providers do not report: counted with the embedding
     /// model's tokenizer (close to, not the same as, the provider's), and marked estimated.
     fn estimate_usage(&self, generation: &Generation, answer: &str) -> Usage {
@@ -223,15 +241,19 @@ impl ChatEngine {
     }
 
     /// Most tokens one answer to `question` can use, prompt and completion: the system and
-    /// answer templates, the context budget, the question, a condensation call, and each
-    /// provider's `max_tokens` (1,024 where none is set). Budgets reserve this much while the
-    /// answer runs, so they are overrun by at most one answer.
-    pub fn token_bound(&self, question: &str) -> (u64, u64) {
+    /// answer templates, the context budget, the question, a condensation call with the
+    /// earlier question (a stored conversation's is at most as long as a question may be), and
+    /// each provider's `max_tokens` (1,024 where none is set). Budgets reserve this much while
+    /// the answer runs, so they are overrun by at most one answer. Counted with the embedding
+    /// model's tokenizer, which is close to, not the same as, a provider's.
+    pub fn token_bound(&self, question: &str, earlier: Option<&str>) -> (u64, u64) {
         let templates = self
             .render_answer_prompt(question, Lang::En, "")
             .map_or(0, |(system, user)| self.retriever.count_tokens(&system) + self.retriever.count_tokens(&user));
         let passages = self.config.context_token_budget + 16 * self.config.context_passages;
-        let condensation = 2 * self.retriever.count_tokens(question) + 256;
+        // An earlier question is at most 4,000 characters: about 1,000 tokens.
+        let earlier = earlier.map_or(1024, |e| self.retriever.count_tokens(e));
+        let condensation = 2 * self.retriever.count_tokens(question) + earlier + 256;
         let completion = self.config.providers.iter().map(|p| p.max_tokens.unwrap_or(1024)).max().unwrap_or(0);
         ((templates + passages + condensation) as u64, u64::from(completion) + 64)
     }
@@ -319,7 +341,7 @@ impl ChatEngine {
         &self,
         question: Question<'_>,
         events: tokio::sync::mpsc::Sender<ChatEvent>,
-    ) -> Result<Option<ChatAnswer>, ChatError> {
+    ) -> Result<Streamed, ChatError> {
         use futures::StreamExt;
         let mut prepared = self.prepare(question).await?;
         let Some(generation) = prepared.generation.take() else {
@@ -366,7 +388,7 @@ impl ChatEngine {
                     if !may_be_not_covered(&head) {
                         let metadata = metadata.take().expect("metadata not sent yet");
                         if events.send(ChatEvent::Metadata(metadata)).await.is_err() {
-                            return Ok(None);
+                            return Ok(self.abandoned(&generation, &started_stream, &head, &answer, &prepared));
                         }
                         text = std::mem::take(&mut head);
                     }
@@ -375,13 +397,13 @@ impl ChatEngine {
                 if !clean.is_empty() {
                     answer.push_str(&clean);
                     if events.send(ChatEvent::Delta(clean)).await.is_err() {
-                        return Ok(None); // client gone: dropping the stream cancels generation
+                        return Ok(self.abandoned(&generation, &started_stream, &head, &answer, &prepared)); // client gone: dropping the stream cancels generation
                     }
                 }
             }
             let item = tokio::select! {
                 item = started_stream.rest.next() => item,
-                () = events.closed() => return Ok(None),
+                () = events.closed() => return Ok(self.abandoned(&generation, &started_stream, &head, &answer, &prepared)),
             };
             match item {
                 Some(Ok(text)) => next = Some(text),
@@ -409,13 +431,13 @@ impl ChatEngine {
                 return self.send_whole(prepared, outcome, &events).await;
             }
             if events.send(ChatEvent::Metadata(metadata)).await.is_err() {
-                return Ok(None);
+                return Ok(self.abandoned(&generation, &started_stream, &head, &answer, &prepared));
             }
             let clean = filter.push(&head);
             if !clean.is_empty() {
                 answer.push_str(&clean);
                 if events.send(ChatEvent::Delta(clean)).await.is_err() {
-                    return Ok(None);
+                    return Ok(self.abandoned(&generation, &started_stream, &head, &answer, &prepared));
                 }
             }
         }
@@ -423,7 +445,7 @@ impl ChatEngine {
         if !tail.is_empty() {
             answer.push_str(&tail);
             if events.send(ChatEvent::Delta(tail)).await.is_err() {
-                return Ok(None);
+                return Ok(self.abandoned(&generation, &started_stream, &head, &answer, &prepared));
             }
         }
         prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
@@ -440,7 +462,7 @@ impl ChatEngine {
         };
         let answer = self.finish(prepared, outcome)?;
         let _ = events.send(ChatEvent::Final(Box::new(answer.clone()))).await;
-        Ok(Some(answer))
+        Ok(Streamed::Answered(Box::new(answer)))
     }
 
     async fn send_whole(
@@ -448,7 +470,7 @@ impl ChatEngine {
         prepared: Prepared,
         outcome: Outcome,
         events: &tokio::sync::mpsc::Sender<ChatEvent>,
-    ) -> Result<Option<ChatAnswer>, ChatError> {
+    ) -> Result<Streamed, ChatError> {
         let metadata = StreamMetadata {
             kind: outcome.kind,
             standalone_query: prepared.standalone_query.clone(),
@@ -466,7 +488,7 @@ impl ChatEngine {
                 break;
             }
         }
-        Ok(Some(answer))
+        Ok(Streamed::Answered(Box::new(answer)))
     }
 
     /// Everything before generation: ownership check, condensation, retrieval, abstention and
@@ -650,6 +672,17 @@ struct Outcome {
     provider: Option<String>,
     usage: Option<Usage>,
     provider_errors: Vec<ProviderError>,
+}
+
+/// How a streamed answer ended.
+pub enum Streamed {
+    Answered(Box<ChatAnswer>),
+    /// The client left first: the model and the tokens used until then (estimated).
+    Abandoned {
+        model: Option<String>,
+        provider: Option<String>,
+        usage: Option<Usage>,
+    },
 }
 
 /// What a streamed answer announces before its text.

@@ -141,9 +141,9 @@ impl AppState {
 
     /// Admits a chat of `caller` against their budgets with the most it can cost; soft
     /// limits crossed for the first time this period are audited.
-    pub fn admit_chat(&self, caller: &Caller, question: &str) -> Result<Admission, ApiError> {
+    pub fn admit_chat(&self, caller: &Caller, question: &str, earlier: Option<&str>) -> Result<Admission, ApiError> {
         let estimate = if self.chat.has_providers() {
-            let (prompt, completion) = self.chat.token_bound(question);
+            let (prompt, completion) = self.chat.token_bound(question, earlier);
             Amount { tokens: prompt + completion, cost: self.usage.config.max_cost(prompt, completion) }
         } else {
             Amount { tokens: 0, cost: 0.0 }
@@ -204,36 +204,38 @@ pub fn cited_collections(citations: &[lore_chat::answer::Citation]) -> Vec<Strin
     collections
 }
 
-/// After uploads were indexed: an open gap whose representative question is now answerable,
-/// with the best passage from one of the `documents` just written, is marked answered by that
-/// document. The question is asked with an unrestricted scope (a gap is about the knowledge
-/// base, not one asker), and nothing of the answer leaves this function but the document id.
-pub async fn recheck_gaps(state: &AppState, documents: &[String]) {
+/// After uploads were indexed: an open gap whose representative question is now answerable
+/// for the departments that asked it, with the best passage from one of the `documents` just
+/// written, is marked answered by that document. The question is asked as a member of those
+/// departments would ask it (`everyone` and their `dept:` principals; an operator scope,
+/// logged), so a document its askers may not read does not close it. Runs in a task of its
+/// own, after the worker's queue has run dry.
+pub async fn recheck_gaps(state: Arc<AppState>, documents: Vec<String>) {
     let open = match state.usage.gaps.open_representatives() {
         Ok(open) => open,
         Err(error) => return tracing::error!(%error, "knowledge gaps: cannot list open gaps"),
     };
-    let scope = lore_core::acl::AccessScope::unrestricted_for_admin_tooling("knowledge gaps: re-check after indexing");
     for (id, question) in open {
-        let retrieved = match state.retriever.hybrid(&question, &scope, state.config.chat.context_passages).await {
-            Ok(retrieved) => retrieved,
-            Err(error) => return tracing::warn!(%error, "knowledge gaps: re-check failed"),
-        };
-        let Some(best) = retrieved.passages.first().map(|p| p.document.id.clone()) else { continue };
-        if !documents.contains(&best) {
-            continue;
-        }
-        match state.chat.evidence(&question, &retrieved).await {
-            Ok(evidence) if evidence.answerable() => {
-                if let Err(error) = state.usage.gaps.set_status(&id, lore_usage::gaps::GapStatus::Answered, Some(&best))
-                {
-                    tracing::error!(%error, gap = %id, "knowledge gaps: cannot mark answered");
-                }
-            }
-            Ok(_) => {}
-            Err(error) => return tracing::warn!(%error, "knowledge gaps: re-check failed"),
+        if let Err(error) = recheck_gap(&state, &documents, &id, &question).await {
+            tracing::warn!(%error, gap = %id, "knowledge gaps: re-check failed");
         }
     }
+}
+
+async fn recheck_gap(state: &AppState, documents: &[String], id: &str, question: &str) -> Result<(), ApiError> {
+    let Some(gap) = state.usage.gaps.get(id)? else { return Ok(()) };
+    let principals = lore_core::acl::PrincipalSet::for_user("lore:gap-recheck", &[], &gap.departments)?;
+    let scope = lore_core::acl::AccessScope::impersonate_for_operator(principals, "knowledge gaps: re-check");
+    let retrieved = state.retriever.hybrid(question, &scope, state.config.chat.context_passages).await?;
+    let Some(best) = retrieved.passages.first().map(|p| p.document.id.clone()) else { return Ok(()) };
+    if !documents.contains(&best) {
+        return Ok(());
+    }
+    let evidence = state.chat.evidence(question, &retrieved).await?;
+    if evidence.answerable() {
+        state.usage.gaps.set_status(id, lore_usage::gaps::GapStatus::Answered, Some(&best))?;
+    }
+    Ok(())
 }
 
 /// Adds questions to the gap report one at a time, embedding those that came without a vector.

@@ -69,7 +69,7 @@ pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output
                         tracing::warn!(%error, "optimizing the vector index failed");
                     }
                     sweep_staging(&state.config.data_dir, &state.jobs, STAGING_GRACE);
-                    crate::usage::recheck_gaps(&state, &std::mem::take(&mut written)).await;
+                    tokio::spawn(crate::usage::recheck_gaps(state.clone(), std::mem::take(&mut written)));
                 }
                 tokio::select! {
                     _ = &mut shutdown => return,

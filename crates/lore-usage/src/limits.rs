@@ -81,10 +81,11 @@ impl RateLimiter {
         let (personal, personal_limit) =
             if subject.public { (&self.per_visitor, "visitor") } else { (&self.per_user, "user") };
         take(personal.as_ref(), personal_limit, subject.user)?;
-        if subject.public
-            && let Some(origin) = subject.origin
-        {
-            take(self.per_origin.as_ref(), "origin", origin)?;
+        if subject.public {
+            // Calls without an `Origin` (scripts, not pages) share one bucket: a public key
+            // used directly gets a new anonymous user each time, so its visitor bucket alone
+            // would never fill.
+            take(self.per_origin.as_ref(), "origin", subject.origin.unwrap_or(NO_ORIGIN))?;
         }
         if let Some(key_id) = subject.key_id {
             take(self.per_key.as_ref(), "key", key_id)?;
@@ -101,6 +102,9 @@ impl RateLimiter {
         }
     }
 }
+
+/// The origin bucket of public-key calls that name no origin.
+const NO_ORIGIN: &str = "(no origin)";
 
 fn buckets(limit: RateLimit) -> Option<Buckets> {
     let per_minute = NonZeroU32::new(limit.per_minute)?;
@@ -192,11 +196,14 @@ mod tests {
         assert_eq!(limits.check(&visitor("v2", "https://a.example")), Ok(()));
         assert_eq!(limits.check(&visitor("v3", "https://a.example")).map_err(|l| l.limit), Err("origin"));
         assert_eq!(limits.check(&visitor("v3", "https://b.example")), Ok(()));
-        // A visitor token without an origin (not from a browser) is still limited per visitor.
-        let no_origin = Subject { origin: None, ..visitor("v4", "") };
-        assert_eq!(limits.check(&no_origin), Ok(()));
-        assert_eq!(limits.check(&no_origin), Ok(()));
-        assert_eq!(limits.check(&no_origin).map_err(|l| l.limit), Err("visitor"));
+        // Calls without an origin (not from a browser) are limited per visitor, and share
+        // one origin bucket: a public key used directly has a new visitor each time.
+        let no_origin = |visitor_id| Subject { origin: None, ..visitor(visitor_id, "") };
+        assert_eq!(limits.check(&no_origin("v4")), Ok(()));
+        assert_eq!(limits.check(&no_origin("v4")), Ok(()));
+        assert_eq!(limits.check(&no_origin("v4")).map_err(|l| l.limit), Err("visitor"));
+        assert_eq!(limits.check(&no_origin("anonymous:1")), Ok(()));
+        assert_eq!(limits.check(&no_origin("anonymous:2")).map_err(|l| l.limit), Err("origin"));
         // The per-user limit (1) never applied to visitors; it does to a signed-in user.
         assert_eq!(limits.check(&user("v1")), Ok(()));
         assert_eq!(limits.check(&user("v1")).map_err(|l| l.limit), Err("user"));

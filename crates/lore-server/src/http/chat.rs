@@ -14,7 +14,7 @@ use super::{ApiJson, AppState, Authenticated, Caller};
 use std::time::Instant;
 
 use lore_chat::answer::AnswerKind;
-use lore_chat::chat::{ChatAnswer, ChatError, ChatEvent, Question};
+use lore_chat::chat::{ChatAnswer, ChatError, ChatEvent, Question, Streamed};
 use lore_usage::budgets::{Amount, Decision, Reservation};
 use lore_usage::gaps::GapReason;
 use lore_usage::{Endpoint, UsageEvent};
@@ -97,11 +97,20 @@ pub async fn chat(
         started: Instant::now(),
         caller: caller.clone(),
     };
-    let result = answer(&state, caller, request, &metered).await;
-    if let Err(error) = &result {
-        state.meter(metered.failed(&state, error));
-    }
-    result
+    // The answer runs to its end in a task of its own: a client that leaves does not stop
+    // its metering or the settling of its budgets (streams are cancelled by the engine).
+    let span = tracing::Span::current();
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let result = answer(&state, caller, request, &metered).await;
+            if let Err(error) = &result {
+                state.meter(metered.failed(&state, error));
+            }
+            result
+        },
+        span,
+    ));
+    task.await.map_err(|e| ApiError::Internal(format!("chat task: {e}")))?
 }
 
 async fn answer(
@@ -130,8 +139,9 @@ async fn answer(
         (None, None) => return Err(ApiError::InvalidRequest("`question` (or `messages`) is required".into())),
     };
     let question = question_text(&question, "the question")?.to_owned();
+    let earlier = earlier.map(|e| question_text(&e, "the earlier question").map(str::to_owned)).transpose()?;
     // Budgets are the credential holder's (an agent's, not their customer's).
-    let admission = state.admit_chat(&metered.caller, &question)?;
+    let admission = state.admit_chat(&metered.caller, &question, earlier.as_deref())?;
     let extract_only = match &admission.decision {
         Decision::Allow => false,
         Decision::Degrade(_) => true,
@@ -179,10 +189,23 @@ struct Admitted {
     extract_only: bool,
 }
 
+/// `Lore-Budget-Warning: <budget ids>`; ids are printable ASCII there (anything else escaped
+/// as `\u{…}`), so a budget on a department with a non-ASCII name still warns.
 fn set_warning_header(response: &mut Response, warnings: &[String]) {
-    if let Some(value) = (!warnings.is_empty()).then(|| warnings.join(", ")).and_then(|v| v.parse().ok()) {
+    if warnings.is_empty() {
+        return;
+    }
+    let text: String = warnings.join(", ").chars().flat_map(|c| c.escape_default()).collect();
+    if let Ok(value) = text.parse() {
         response.headers_mut().insert(crate::usage::BUDGET_WARNING_HEADER, value);
     }
+}
+
+/// The model a call is priced as: the configured provider's `model` (providers answer with
+/// dated names such as `gpt-4o-mini-2024-07-18`), else the name the provider answered with.
+fn priced_model<'a>(state: &'a AppState, provider: Option<&str>, answered: Option<&'a str>) -> Option<&'a str> {
+    let configured = state.config.chat.providers.iter().find(|p| Some(p.name.as_str()) == provider);
+    configured.map(|p| p.model.as_str()).or(answered)
 }
 
 /// Who a chat is metered for and since when.
@@ -206,11 +229,40 @@ impl Metered {
         }
     }
 
+    /// A stream the client left: settles the budgets with the tokens used so far and records
+    /// the event (status 499).
+    fn abandoned(
+        &self,
+        state: &AppState,
+        model: Option<String>,
+        provider: Option<String>,
+        usage: Option<lore_chat::provider::Usage>,
+        admitted: Admitted,
+    ) {
+        let usage = usage.unwrap_or_default();
+        let (prompt, completion) = (u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
+        let cost = priced_model(state, provider.as_deref(), model.as_deref())
+            .map_or(0.0, |model| state.usage.config.cost(model, prompt, completion));
+        if let Some(reservation) = admitted.reservation {
+            reservation.settle(Amount { tokens: prompt + completion, cost });
+        }
+        state.meter(UsageEvent {
+            model,
+            provider,
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cost,
+            budget_warnings: admitted.warnings,
+            ..self.failed(state, &ApiError::Status(CLIENT_CLOSED, String::new()))
+        });
+    }
+
     /// Settles the budgets, records the event, and sends an abstention to the gap report.
     fn answered(&self, state: &AppState, question: &str, answer: &ChatAnswer, admitted: Admitted) {
         let usage = answer.usage.clone().unwrap_or_default();
         let (prompt, completion) = (u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
-        let cost = answer.model.as_deref().map_or(0.0, |model| state.usage.config.cost(model, prompt, completion));
+        let cost = priced_model(state, answer.provider.as_deref(), answer.model.as_deref())
+            .map_or(0.0, |model| state.usage.config.cost(model, prompt, completion));
         if let Some(reservation) = admitted.reservation {
             reservation.settle(Amount { tokens: prompt + completion, cost });
         }
@@ -274,29 +326,35 @@ async fn stream_answer(
     let warnings = admitted.warnings.clone();
     let (sender, receiver) = tokio::sync::mpsc::channel::<ChatEvent>(32);
     let engine = state.chat.clone();
-    tokio::spawn(async move {
-        let result = engine
-            .ask_streaming(
-                Question {
-                    conversation_id: conversation_id.as_deref(),
-                    earlier_question: earlier.as_deref(),
-                    extract_only: admitted.extract_only,
-                    ..Question::new(&caller.user, &caller.scope, &question)
-                },
-                sender.clone(),
-            )
-            .await;
-        match result {
-            Ok(Some(answer)) => metered.answered(&state, &question, &answer, admitted),
-            // The client left before the answer was complete.
-            Ok(None) => state.meter(metered.failed(&state, &ApiError::Status(CLIENT_CLOSED, String::new()))),
-            Err(error) => {
-                tracing::error!(%error, "streamed answer failed");
-                state.meter(metered.failed(&state, &ApiError::Internal(error.to_string())));
-                let _ = sender.send(ChatEvent::Failed("the answer could not be completed".into())).await;
+    let span = tracing::Span::current();
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let result = engine
+                .ask_streaming(
+                    Question {
+                        conversation_id: conversation_id.as_deref(),
+                        earlier_question: earlier.as_deref(),
+                        extract_only: admitted.extract_only,
+                        ..Question::new(&caller.user, &caller.scope, &question)
+                    },
+                    sender.clone(),
+                )
+                .await;
+            match result {
+                Ok(Streamed::Answered(answer)) => metered.answered(&state, &question, &answer, admitted),
+                // The client left before the answer was complete: what the model used so far counts.
+                Ok(Streamed::Abandoned { model, provider, usage }) => {
+                    metered.abandoned(&state, model, provider, usage, admitted)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "streamed answer failed");
+                    state.meter(metered.failed(&state, &ApiError::Internal(error.to_string())));
+                    let _ = sender.send(ChatEvent::Failed("the answer could not be completed".into())).await;
+                }
             }
-        }
-    });
+        },
+        span,
+    ));
     let events = futures::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|event| (event, receiver))
     })

@@ -273,17 +273,28 @@ pub async fn upload(
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let mut event = state.usage.event(&caller, lore_usage::Endpoint::Upload, "queued");
-    event.collections = vec![collection_id.clone()];
     let result = upload_to(&state, &caller, &collection_id, multipart).await;
-    match &result {
+    meter_upload(&state, &caller, Some(collection_id), started, &result);
+    result
+}
+
+/// One usage event per upload or replacement: `queued`, `duplicate` or `error`.
+fn meter_upload(
+    state: &AppState,
+    caller: &Caller,
+    collection: Option<String>,
+    started: std::time::Instant,
+    result: &Result<Response, ApiError>,
+) {
+    let mut event = state.usage.event(caller, lore_usage::Endpoint::Upload, "queued");
+    event.collections = collection.into_iter().collect();
+    match result {
         Ok(response) if response.status() == StatusCode::OK => event.kind = "duplicate".into(),
         Ok(response) => event.status = response.status().as_u16(),
         Err(error) => (event.kind, event.status) = ("error".into(), error.status().as_u16()),
     }
     event.latency_ms = started.elapsed().as_secs_f64() * 1e3;
     state.meter(event);
-    result
 }
 
 async fn upload_to(
@@ -352,7 +363,20 @@ pub async fn replace(
     Path(id): Path<String>,
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
-    let (document, collection) = access::managed_document(&state, &caller, &id, "document.replace")?;
+    let started = std::time::Instant::now();
+    let result = replace_with(&state, &caller, id.clone(), multipart).await;
+    let collection = state.catalog().document(&id).ok().flatten().map(|d| d.source);
+    meter_upload(&state, &caller, collection, started, &result);
+    result
+}
+
+async fn replace_with(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    id: String,
+    multipart: Multipart,
+) -> Result<Response, ApiError> {
+    let (document, collection) = access::managed_document(state, caller, &id, "document.replace")?;
     let form = read_form(multipart).await?;
     let extension = |name: &str| name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     if extension(&form.filename) != extension(&document.path) {
@@ -365,9 +389,9 @@ pub async fn replace(
     let acl = form.acl.clone().unwrap_or_else(|| document.acl.clone());
     let fingerprint = upload_fingerprint(&form, Some(&acl), &document.path);
     let job =
-        stage_and_enqueue(&state, &caller, &collection, &id, &document.path, &form, Some(&acl), &fingerprint).await?;
+        stage_and_enqueue(state, caller, &collection, &id, &document.path, &form, Some(&acl), &fingerprint).await?;
     state.audit_caller(
-        &caller,
+        caller,
         "document.replace",
         Some(&id),
         Outcome::Ok,

@@ -49,6 +49,23 @@ pub async fn submit(
     ApiJson(request): ApiJson<FeedbackRequest>,
 ) -> Result<(StatusCode, Json<Feedback>), ApiError> {
     let started = std::time::Instant::now();
+    let result = vote(&state, &caller, request, started);
+    if let Err(error) = &result {
+        state.meter(lore_usage::UsageEvent {
+            status: error.status().as_u16(),
+            latency_ms: started.elapsed().as_secs_f64() * 1e3,
+            ..state.usage.event(&caller, lore_usage::Endpoint::Feedback, "error")
+        });
+    }
+    result
+}
+
+fn vote(
+    state: &Arc<AppState>,
+    caller: &lore_core::auth::Caller,
+    request: FeedbackRequest,
+    started: std::time::Instant,
+) -> Result<(StatusCode, Json<Feedback>), ApiError> {
     let comment = request.comment.as_deref().map(str::trim).filter(|c| !c.is_empty());
     if comment.is_some_and(|c| c.chars().count() > 2000) {
         return Err(ApiError::InvalidRequest("`comment` is longer than 2000 characters".into()));
@@ -61,11 +78,11 @@ pub async fn submit(
             return Err(ApiError::MessageNotFound);
         }
         let target = request.message_id.to_string();
-        return Err(access::hidden(&state, &caller, "feedback.submit", &target, ApiError::MessageNotFound));
+        return Err(access::hidden(state, caller, "feedback.submit", &target, ApiError::MessageNotFound));
     };
-    let departments = responsible_departments(&state, &caller, &exchange.answer.citations)?;
+    let departments = responsible_departments(state, caller, &exchange.answer.citations)?;
     let feedback = state.feedback.record(&caller.user, &exchange, request.rating, comment, &departments)?;
-    meter_vote(&state, &caller, &exchange, request.rating, started);
+    meter_vote(state, caller, &exchange, request.rating, started);
     Ok((StatusCode::CREATED, Json(feedback)))
 }
 
@@ -97,10 +114,21 @@ fn meter_vote(
             event_id: Some(event.id.clone()),
         });
     }
-    let (state, message_id) = (state.clone(), exchange.answer.id);
+    let (state, message_id, span) = (state.clone(), exchange.answer.id, tracing::Span::current());
     tokio::task::spawn_blocking(move || {
-        state.usage.recorder.flush();
-        match state.usage.store.chat_event_of_message(message_id) {
+        let _span = span.enter();
+        // A streamed answer's event is written just after its last event reached the client:
+        // a quick vote may come first, so it waits a little for it.
+        let mut answered = Ok(None);
+        for _ in 0..10 {
+            state.usage.recorder.flush();
+            answered = state.usage.store.chat_event_of_message(message_id);
+            if !matches!(answered, Ok(None)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        match answered {
             Ok(Some(answered)) => {
                 event.category = answered.category;
                 event.collections = answered.collections;

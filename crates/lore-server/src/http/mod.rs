@@ -120,7 +120,7 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let route =
         request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let started = Instant::now();
-    // The handlers record the usage event's ids on it (`record_usage_ids`); its children are
+    // `AppState::meter` records the usage event's ids on it; its children are
     // the stages (auth, embed, bm25, dense, fusion, generation).
     let span = tracing::info_span!(
         "request",

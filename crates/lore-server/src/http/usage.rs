@@ -135,7 +135,10 @@ pub async fn gaps(
     let from_ms = params.from.as_deref().map(|t| time_param(t, "from")).transpose()?;
     let to_ms = params.to.as_deref().map(|t| time_param(t, "to")).transpose()?;
     let limit = super::page_limit(params.limit.unwrap_or(50), 500)?;
-    let gaps = state.usage.gaps.list(&GapQuery { departments, status, from_ms, to_ms, limit })?;
+    let mut gaps = state.usage.gaps.list(&GapQuery { departments, status, from_ms, to_ms, limit })?;
+    for gap in &mut gaps {
+        hide_unreadable_answer(&state, &caller, gap);
+    }
     if wants_csv(&headers) {
         return Ok(csv_response("lore-gaps.csv", analytics::to_csv(&gaps)));
     }
@@ -169,12 +172,25 @@ pub async fn update_gap(
 ) -> Result<Json<lore_usage::gaps::Gap>, ApiError> {
     let departments = access::analytics_scope(&state, &caller, "analytics.gaps.update")?;
     let status = parse_status(&update.status)?;
-    let visible = state.usage.gaps.get(&id)?.filter(|gap| match &departments {
-        None => true,
-        Some(mine) => gap.departments.iter().any(|d| mine.contains(d)),
-    });
-    if visible.is_none() {
+    let Some(gap) = state.usage.gaps.get(&id)? else {
         return Err(ApiError::Status(StatusCode::NOT_FOUND, "gap not found".into()));
+    };
+    if let Some(mine) = &departments {
+        // A gap none of whose questions came from the manager's departments does not exist
+        // for them (audited); one shared with other departments is theirs to see, not to close.
+        if !gap.departments.iter().any(|d| mine.contains(d)) {
+            let hidden = ApiError::Status(StatusCode::NOT_FOUND, "gap not found".into());
+            return Err(access::hidden(&state, &caller, "analytics.gap.update", &id, hidden));
+        }
+        if !gap.departments.iter().all(|d| mine.contains(d)) {
+            return Err(access::deny(
+                &state,
+                &caller,
+                "analytics.gap.update",
+                Some(&id),
+                "this gap also holds questions of other departments: an admin decides its status",
+            ));
+        }
     }
     state.usage.gaps.set_status(&id, status, update.answered_by.as_deref())?;
     state.audit_caller(
@@ -184,8 +200,18 @@ pub async fn update_gap(
         Outcome::Ok,
         serde_json::json!({ "status": update.status, "answered_by": update.answered_by }),
     );
-    let gap = state.usage.gaps.get(&id)?.ok_or_else(|| ApiError::Internal(format!("gap {id} vanished")))?;
+    let mut gap = state.usage.gaps.get(&id)?.ok_or_else(|| ApiError::Internal(format!("gap {id} vanished")))?;
+    hide_unreadable_answer(&state, &caller, &mut gap);
     Ok(Json(gap))
+}
+
+/// The document that answers a gap is named only to callers who may read it.
+fn hide_unreadable_answer(state: &AppState, caller: &lore_core::auth::Caller, gap: &mut lore_usage::gaps::Gap) {
+    if let Some(document) = &gap.answered_by
+        && !access::may_read_document(state, caller, document)
+    {
+        gap.answered_by = None;
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

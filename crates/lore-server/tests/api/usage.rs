@@ -443,6 +443,41 @@ async fn rate_limits_answer_429_with_retry_after_per_key_and_per_origin() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stream_the_client_leaves_is_metered_with_the_tokens_it_used() {
+    use futures::StreamExt;
+    let parts = vec!["word "; 60];
+    let provider = FakeProvider::scripted("model", vec![Reply::stream(&parts, Duration::from_millis(50))]).await;
+    let server = metered_server(&provider, |_| {});
+    let (user, _) = key(&server, Role::Employee, "leaver", &["hr"], Some("hr"));
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat", server.addr))
+        .bearer_auth(&user)
+        .json(&json!({"question": VACATION, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("event: delta") {
+        seen.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+    }
+    drop(body); // the client leaves mid-answer
+    let mut event = None;
+    for _ in 0..100 {
+        event = events(&server).into_iter().find(|e| e.user == "leaver");
+        if event.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let event = event.expect("the abandoned stream is metered");
+    assert_eq!((event.endpoint.as_str(), event.kind.as_str(), event.status), ("chat_stream", "error", 499));
+    assert!(event.prompt_tokens > 100 && event.completion_tokens > 0, "{event:?}");
+    assert!(event.completion_tokens < 60, "only what was streamed before the client left: {event:?}");
+    assert!(event.cost > 0.0 && event.model.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn knowledge_gaps_cluster_paraphrases_together_and_topics_apart() {
     let provider = FakeProvider::scripted("model", vec![]).await;
     let server = metered_server(&provider, |_| {});
@@ -528,4 +563,17 @@ async fn knowledge_gaps_cluster_paraphrases_together_and_topics_apart() {
     }
     assert_eq!(gap["status"], "answered", "{gap}");
     assert_eq!(gap["answered_by"], job["document_id"], "{gap}");
+
+    // A sales employee asks the pet question too: the sales manager sees the gap, with the
+    // sales question only, and may not close a gap that is also HR's.
+    let (_, answer) = chat(addr, &sales, "May I bring my dog along to work?").await;
+    assert_eq!(answer["kind"], "no_answer", "{answer}");
+    wait_for_gaps(&server, 7).await;
+    let (_, scoped) = call(addr, "GET", "/v1/analytics/gaps", Some(&km_sales), None).await;
+    let shared = scoped["gaps"].as_array().unwrap().iter().find(|g| g["id"] == pet_gap["id"]).cloned();
+    let shared = shared.unwrap_or_else(|| panic!("{scoped}"));
+    assert_eq!((shared["count"].as_u64(), &shared["departments"]), (Some(1), &json!(["sales"])), "{shared}");
+    assert_eq!(shared["examples"], json!(["May I bring my dog along to work?"]));
+    let (status, body) = call(addr, "PATCH", &path, Some(&km_sales), Some(json!({"status": "open"}))).await;
+    assert_eq!(status, 403, "{body}");
 }
