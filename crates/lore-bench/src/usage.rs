@@ -195,7 +195,7 @@ pub async fn metering(args: MeteringArgs) -> anyhow::Result<()> {
         }
     }
     let mut md = format!(
-        "# Metering overhead\n\n`UsageRecorder::record`: {record_ns:.0} ns per event on the request path; the \
+        "# Metering overhead\n\n`Recorder::record`: {record_ns:.0} ns per event on the request path; the \
          background writer stored 100,000 events in {drain_s:.2} s.\n\n`/v1/search` on a real `lore serve` \
          ({} requests per level, mode and round; rounds alternate on/off):\n\n\
          | concurrency | round | p50 on | p50 off | p95 on | p95 off | p95 on − off |\n|---|---|---|---|---|---|---|\n",

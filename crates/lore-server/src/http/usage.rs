@@ -80,10 +80,8 @@ pub async fn usage_report(
         })?,
     };
     let query = UsageQuery { from_ms, to_ms, group_by, departments };
-    let usage = state.clone();
-    let rows = tokio::task::spawn_blocking(move || analytics::usage(&usage.usage.store, &query))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let store = state.usage.store.clone();
+    let rows = off_runtime(move || analytics::usage(&store, &query)).await?;
     if wants_csv(&headers) {
         return Ok(csv_response("lore-usage.csv", analytics::to_csv(&rows)));
     }
@@ -257,10 +255,8 @@ pub async fn roi(
     };
     let config = state.usage.config.roi.clone();
     let query = RoiQuery { from_ms, to_ms, period, departments };
-    let usage = state.clone();
-    let rows = tokio::task::spawn_blocking(move || analytics::roi(&usage.usage.store, &query, &config))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let store = state.usage.store.clone();
+    let rows = off_runtime(move || analytics::roi(&store, &query, &config)).await?;
     if wants_csv(&headers) {
         return Ok(csv_response("lore-roi.csv", analytics::to_csv(&rows)));
     }
@@ -348,6 +344,13 @@ pub async fn delete_budget(
     state.usage.ledger.reload()?;
     state.audit_caller(&caller, "budget.delete", Some(&id), Outcome::Ok, serde_json::json!({}));
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs an analytics query on a blocking thread (it reads many rows).
+async fn off_runtime<T: Send + 'static>(
+    query: impl FnOnce() -> lore_usage::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(query).await.map_err(|e| ApiError::Internal(format!("analytics task: {e}")))??)
 }
 
 /// `[from, to)` in Unix milliseconds: `to` defaults to now, `from` to 30 days before `to`.

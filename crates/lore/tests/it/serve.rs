@@ -28,10 +28,17 @@ impl Drop for Served {
 }
 
 fn serve(data_dir: &Path) -> Served {
+    serve_with(data_dir, &[], &[])
+}
+
+/// `lore serve` with more global arguments (`--config`) and environment variables.
+fn serve_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lore"))
+        .args(args)
         .arg("--data-dir")
         .arg(data_dir)
         .args(["serve", "--bind", "127.0.0.1:0"])
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -240,20 +247,7 @@ async fn traces_reach_an_otlp_collector_with_a_span_per_stage_and_the_usage_ids(
         &[&with_config[..], &["ingest", docs.to_str().unwrap(), "--acl", "everyone"]].concat(),
     ));
     let key = admin_key(&data);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lore"))
-        .args(with_config)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start lore serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("lore: listening on ").unwrap().to_owned();
-    let served = Served { child, addr: url.trim_start_matches("http://").parse().unwrap(), url };
+    let served = serve_with(&data, &with_config, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
 
     let (status, answer) = call(
         served.addr,
