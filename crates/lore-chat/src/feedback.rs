@@ -136,6 +136,20 @@ impl FeedbackStore {
             .expect("feedback just written"))
     }
 
+    /// The rating `user` gave the answer `message_id` so far, if any.
+    pub fn rating_of(&self, message_id: i64, user: &str) -> Result<Option<Rating>, FeedbackError> {
+        let rating: Option<String> = self
+            .db
+            .conn()
+            .query_row(
+                "SELECT rating FROM feedback WHERE message_id = ?1 AND user_id = ?2",
+                params![message_id, user],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(rating.map(|r| if r == rating_str(Rating::Up) { Rating::Up } else { Rating::Down }))
+    }
+
     /// Feedback newest first, optionally of one rating, after id `before` for paging.
     pub fn list(
         &self,

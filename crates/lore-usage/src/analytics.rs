@@ -736,7 +736,7 @@ mod tests {
                 let endpoint = match *kind {
                     "results" => Endpoint::Search,
                     "queued" | "duplicate" => Endpoint::Upload,
-                    "up" | "down" => Endpoint::Feedback,
+                    "up" | "down" | "revote" => Endpoint::Feedback,
                     _ => Endpoint::Chat,
                 };
                 event(t + i as i64, "ana", &["hr"], endpoint, kind)

@@ -73,8 +73,10 @@ impl Endpoint {
 
 /// What came of a request. Chats: `generated`, `extracted`, `no_answer`, `refused` (a use
 /// policy), `verified` (a verified answer); any endpoint: `budget_exceeded`, `rate_limited`,
-/// `error`; searches `results`, uploads `queued` or `duplicate`, feedback `up` or `down`.
-pub const KINDS: [&str; 13] = [
+/// `error`; searches `results`, uploads `queued` or `duplicate`, feedback `up` or `down` (a
+/// person's first vote on an answer; voting again is a `revote`, so thumbs counts are not
+/// inflated). New kinds go at the end: the rollups store counts in this order.
+pub const KINDS: [&str; 14] = [
     "generated",
     "extracted",
     "no_answer",
@@ -88,6 +90,7 @@ pub const KINDS: [&str; 13] = [
     "duplicate",
     "up",
     "down",
+    "revote",
 ];
 
 /// One metered request. Holds no question text and no document text: who, what, how it went,

@@ -81,31 +81,35 @@ fn vote(
         return Err(access::hidden(state, caller, "feedback.submit", &target, ApiError::MessageNotFound));
     };
     let departments = responsible_departments(state, caller, &exchange.answer.citations)?;
+    let previous = state.feedback.rating_of(exchange.answer.id, &caller.user)?;
     let feedback = state.feedback.record(&caller.user, &exchange, request.rating, comment, &departments)?;
-    meter_vote(state, caller, &exchange, request.rating, started);
+    meter_vote(state, caller, &exchange, request.rating, previous, started);
     Ok((StatusCode::CREATED, Json(feedback)))
 }
 
 /// Meters a vote with the category and collections of the answer it rates (read from that
 /// answer's usage event once it is written, off the request path), and sends a down-voted
-/// question to the gap report.
+/// question to the gap report. Voting again on the same answer is a `revote`: thumbs and gaps
+/// count a person's first vote per answer (and a change to thumbs-down once).
 fn meter_vote(
     state: &Arc<AppState>,
     caller: &lore_core::auth::Caller,
     exchange: &lore_chat::conversations::Exchange,
     rating: Rating,
+    previous: Option<Rating>,
     started: std::time::Instant,
 ) {
-    let kind = match rating {
-        Rating::Up => "up",
-        Rating::Down => "down",
+    let kind = match (previous, rating) {
+        (Some(_), _) => "revote",
+        (None, Rating::Up) => "up",
+        (None, Rating::Down) => "down",
     };
     let mut event = state.usage.event(caller, lore_usage::Endpoint::Feedback, kind);
     event.status = StatusCode::CREATED.as_u16();
     event.conversation_id = Some(exchange.conversation_id.clone());
     event.message_id = Some(exchange.answer.id);
     event.latency_ms = started.elapsed().as_secs_f64() * 1e3;
-    if rating == Rating::Down {
+    if rating == Rating::Down && previous != Some(Rating::Down) {
         state.usage.gap(crate::usage::GapWork {
             question: exchange.question.clone(),
             vector: None,

@@ -222,6 +222,9 @@ async fn analytics_count_a_scripted_day_exactly_and_scope_managers_to_their_depa
     assert_eq!(call(addr, "POST", "/v1/feedback", Some(&ana), Some(up)).await.0, 201);
     let down = json!({"message_id": missed["message_id"], "rating": "down"});
     assert_eq!(call(addr, "POST", "/v1/feedback", Some(&sam), Some(down)).await.0, 201);
+    // ana changes her mind: a re-vote is counted as such, not as a second thumb.
+    let again = json!({"message_id": first["message_id"], "rating": "down"});
+    assert_eq!(call(addr, "POST", "/v1/feedback", Some(&ana), Some(again)).await.0, 201);
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.state.usage.recorder.flush();
 
@@ -234,10 +237,10 @@ async fn analytics_count_a_scripted_day_exactly_and_scope_managers_to_their_depa
     let rows = report["rows"].as_array().unwrap();
     let row = |group: &str| rows.iter().find(|r| r["group"] == group).unwrap_or_else(|| panic!("{group}: {report}"));
     let hr = row("hr");
-    assert_eq!(hr["requests"], 4);
+    assert_eq!(hr["requests"], 5);
     assert_eq!(hr["active_users"], 1);
     assert_eq!(hr["chats"], 2);
-    assert_eq!(hr["kinds"], json!({"generated": 2, "results": 1, "up": 1}));
+    assert_eq!(hr["kinds"], json!({"generated": 2, "results": 1, "up": 1, "revote": 1}));
     assert_eq!(hr["abstention_rate"], 0.0);
     assert_eq!((hr["prompt_tokens"].as_u64(), hr["completion_tokens"].as_u64()), (Some(642), Some(24)));
     assert!((hr["cost"].as_f64().unwrap() - 2.0 * answer_cost()).abs() < 1e-12, "{hr}");
@@ -252,7 +255,7 @@ async fn analytics_count_a_scripted_day_exactly_and_scope_managers_to_their_depa
     // One day, everything in it.
     let (_, by_day) = call(addr, "GET", &format!("/v1/analytics/usage?{range}&group_by=day"), Some(&admin), None).await;
     let day = &by_day["rows"][0];
-    assert_eq!((day["group"].as_str(), day["requests"].as_u64()), (Some(today.as_str()), Some(7)));
+    assert_eq!((day["group"].as_str(), day["requests"].as_u64()), (Some(today.as_str()), Some(8)));
     assert_eq!((day["active_users"].as_u64(), day["chats"].as_u64()), (Some(2), Some(3)));
     assert!((day["abstention_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-12);
     // The same numbers from the raw events of a window that is not whole days.
@@ -260,7 +263,7 @@ async fn analytics_count_a_scripted_day_exactly_and_scope_managers_to_their_depa
     let (from, to) = (lore_core::db::rfc3339(now - 600), lore_core::db::rfc3339(now + 60));
     let (_, recent) =
         call(addr, "GET", &format!("/v1/analytics/usage?from={from}&to={to}&group_by=day"), Some(&admin), None).await;
-    assert_eq!(recent["rows"][0]["requests"], 7, "{recent}");
+    assert_eq!(recent["rows"][0]["requests"], 8, "{recent}");
     assert_eq!(recent["rows"][0]["kinds"], day["kinds"]);
 
     // A knowledge manager of sales sees sales only, whatever the grouping.
@@ -291,7 +294,7 @@ async fn analytics_count_a_scripted_day_exactly_and_scope_managers_to_their_depa
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(lines[0].starts_with("group,requests,active_users"), "{csv}");
-    assert!(lines.iter().any(|l| l.starts_with("hr,4,1,")), "{csv}");
+    assert!(lines.iter().any(|l| l.starts_with("hr,5,1,")), "{csv}");
 
     // Return on investment: two answered questions, five minutes each, at 50 an hour.
     let (status, roi) = call(addr, "GET", &format!("/v1/analytics/roi?{range}&period=day"), Some(&admin), None).await;
