@@ -55,7 +55,8 @@ impl Usage {
             Categories::examples(&config.usage.categories).into_iter().map(str::to_owned).collect();
         let vectors = if examples.is_empty() { Vec::new() } else { retriever.embed_queries(examples).await? };
         let categories = Categories::new(&config.usage.categories, vectors, config.usage.category_floor)
-            .map_err(|e| lore_core::Error::Config(format!("usage.categories: {e}")))?;
+            .map_err(|e| lore_core::Error::Config(format!("usage.categories: {e}")))?
+            .with_rule(config.usage.category_rule);
         let gaps = Arc::new(GapStore::open(&db, config.usage.gap_similarity)?);
         let (gap_work, queue) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(gap_worker(queue, retriever, gaps.clone()));

@@ -23,6 +23,9 @@ pub struct UsageConfig {
     pub categories: Vec<CategoryConfig>,
     /// Below this cosine similarity to every example, a question is `other`.
     pub category_floor: f32,
+    /// Compare a question with each example (`nearest_example`) or with each category's
+    /// centroid (`centroid`); `lore eval categories` picks one on a labelled set.
+    pub category_rule: crate::categories::Rule,
     /// Two gap questions at least this similar (cosine, to the cluster's centroid) are one gap.
     pub gap_similarity: f32,
     pub roi: RoiConfig,
@@ -39,7 +42,8 @@ impl Default for UsageConfig {
             flush_interval_ms: 500,
             flush_batch: 512,
             categories: Vec::new(),
-            category_floor: 0.19,
+            category_floor: 0.15,
+            category_rule: crate::categories::Rule::Centroid,
             gap_similarity: 0.50,
             roi: RoiConfig::default(),
         }
