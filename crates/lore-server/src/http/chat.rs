@@ -140,8 +140,15 @@ async fn answer(
     };
     let question = question_text(&question, "the question")?.to_owned();
     let earlier = earlier.map(|e| question_text(&e, "the earlier question").map(str::to_owned)).transpose()?;
-    // Budgets are the credential holder's (an agent's, not their customer's).
-    let admission = state.admit_chat(&metered.caller, &question, earlier.as_deref())?;
+    // Budgets are the credential holder's (an agent's, not their customer's). Admission may
+    // read a period's spend from the database, so it runs off the async workers.
+    let admission = {
+        let (state, caller, question, earlier) =
+            (state.clone(), metered.caller.clone(), question.clone(), earlier.clone());
+        tokio::task::spawn_blocking(move || state.admit_chat(&caller, &question, earlier.as_deref()))
+            .await
+            .map_err(|e| ApiError::Internal(format!("budget admission: {e}")))??
+    };
     let extract_only = match &admission.decision {
         Decision::Allow => false,
         Decision::Degrade(_) => true,
