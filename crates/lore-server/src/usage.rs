@@ -15,13 +15,12 @@ use lore_usage::categories::Categories;
 use lore_usage::gaps::{GapInput, GapReason, GapStore};
 use lore_usage::limits::{RateLimiter, Subject};
 use lore_usage::store::{Recorder, UsageStore};
-use lore_usage::{Endpoint, UsageConfig, UsageEvent};
+use lore_usage::{Endpoint, UsageEvent};
 
 use crate::http::ApiError;
 use crate::state::{AppState, OpenError};
 
 pub struct Usage {
-    pub config: UsageConfig,
     pub store: Arc<UsageStore>,
     pub recorder: Recorder,
     pub budgets: Arc<BudgetStore>,
@@ -61,7 +60,6 @@ impl Usage {
         let (gap_work, queue) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(gap_worker(queue, retriever, gaps.clone()));
         Ok(Usage {
-            config: config.usage.clone(),
             store,
             recorder,
             budgets,
@@ -145,7 +143,7 @@ impl AppState {
     pub fn admit_chat(&self, caller: &Caller, question: &str, earlier: Option<&str>) -> Result<Admission, ApiError> {
         let estimate = if self.chat.has_providers() {
             let (prompt, completion) = self.chat.token_bound(question, earlier);
-            Amount { tokens: prompt + completion, cost: self.usage.config.max_cost(prompt, completion) }
+            Amount { tokens: prompt + completion, cost: self.config.usage.max_cost(prompt, completion) }
         } else {
             Amount { tokens: 0, cost: 0.0 }
         };
@@ -176,6 +174,40 @@ impl AppState {
         }
         Ok(admission)
     }
+}
+
+/// Default reporting window of the analytics when no start is given.
+pub const DEFAULT_WINDOW_DAYS: i64 = 30;
+
+/// The parameters of a usage report as the API and `lore usage` take them; `names` says how
+/// the caller spells `from` and `to` (`` `from` `` or `--from`), so errors name what was wrong.
+/// `[from, to)` in Unix milliseconds: `to` defaults to now, `from` to 30 days before `to`.
+pub fn report_window(from: Option<&str>, to: Option<&str>, names: [&str; 2]) -> Result<(i64, i64), String> {
+    let to_ms = to.map(|t| time_param(t, names[1])).transpose()?.unwrap_or_else(lore_usage::now_ms);
+    let from_ms = from
+        .map(|t| time_param(t, names[0]))
+        .transpose()?
+        .unwrap_or(to_ms - DEFAULT_WINDOW_DAYS * lore_usage::DAY_SECS * 1000);
+    if from_ms >= to_ms {
+        return Err(format!("{} must be before {}", names[0], names[1]));
+    }
+    Ok((from_ms, to_ms))
+}
+
+/// An RFC 3339 time or a date (UTC) in Unix milliseconds; the error names the parameter.
+pub fn time_param(text: &str, name: &str) -> Result<i64, String> {
+    lore_core::db::parse_rfc3339(text)
+        .map(|secs| secs * 1000)
+        .ok_or_else(|| format!("{name} must be an RFC 3339 time or a date (YYYY-MM-DD), not {text:?}"))
+}
+
+/// A report grouping by name; the error names the parameter and lists the groupings.
+pub fn group_by(text: &str, name: &str) -> Result<lore_usage::analytics::GroupBy, String> {
+    use lore_usage::analytics::GroupBy;
+    GroupBy::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = GroupBy::ALL.iter().map(|g| g.as_str()).collect();
+        format!("{name} must be one of {}", names.join(", "))
+    })
 }
 
 /// How soon a running server sees budgets changed by `lore budgets`.

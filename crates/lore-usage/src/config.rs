@@ -94,20 +94,13 @@ impl UsageConfig {
     /// Cost of a model call by the price table; an unknown model costs nothing (and is
     /// reported as such by `lore usage`).
     pub fn cost(&self, model: &str, prompt_tokens: u64, completion_tokens: u64) -> f64 {
-        self.prices.iter().find(|p| p.model == model).map_or(0.0, |p| {
-            (prompt_tokens as f64 * p.input_per_million + completion_tokens as f64 * p.output_per_million) / 1e6
-        })
+        self.prices.iter().find(|p| p.model == model).map_or(0.0, |p| p.cost(prompt_tokens, completion_tokens))
     }
 
     /// The highest cost a call of so many tokens could have with any priced model (budget
     /// reservations are upper bounds).
     pub fn max_cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
-        self.prices
-            .iter()
-            .map(|p| {
-                (prompt_tokens as f64 * p.input_per_million + completion_tokens as f64 * p.output_per_million) / 1e6
-            })
-            .fold(0.0, f64::max)
+        self.prices.iter().map(|p| p.cost(prompt_tokens, completion_tokens)).fold(0.0, f64::max)
     }
 }
 
@@ -117,6 +110,12 @@ pub struct Price {
     pub model: String,
     pub input_per_million: f64,
     pub output_per_million: f64,
+}
+
+impl Price {
+    fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.input_per_million + completion_tokens as f64 * self.output_per_million) / 1e6
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

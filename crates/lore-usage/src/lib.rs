@@ -211,7 +211,7 @@ pub fn week_start(secs: i64) -> i64 {
 
 /// The first of the month (UTC) holding `secs`, and the first of the next month.
 pub fn month_bounds(secs: i64) -> (i64, i64) {
-    let (year, month) = year_month(secs);
+    let (year, month, _) = civil_from_days(secs.div_euclid(DAY_SECS));
     let start = days_from_civil(year, month, 1) * DAY_SECS;
     let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
     (start, days_from_civil(next_year, next_month, 1) * DAY_SECS)
@@ -219,23 +219,26 @@ pub fn month_bounds(secs: i64) -> (i64, i64) {
 
 /// `YYYY-MM-DD` of the UTC day holding `secs`.
 pub fn date_text(secs: i64) -> String {
-    let (year, month) = year_month(secs);
-    let day = secs.div_euclid(DAY_SECS) - days_from_civil(year, month, 1) + 1;
+    let (year, month, day) = civil_from_days(secs.div_euclid(DAY_SECS));
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-fn year_month(secs: i64) -> (i64, i64) {
-    let z = secs.div_euclid(DAY_SECS) + 719_468;
+/// (year, month, day) of a day counted from 1970-01-01 (Howard Hinnant's civil-from-days:
+/// no date crate is needed for UTC). The catalog's RFC 3339 times use it too.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month)
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+/// Days from 1970-01-01 to a date (the inverse of [`civil_from_days`]).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);

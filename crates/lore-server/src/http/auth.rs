@@ -217,18 +217,19 @@ impl FromRequestParts<Arc<AppState>> for Authenticated {
     }
 }
 
-/// The metered endpoint a request is for, by method and path (rate-limited requests are
-/// metered before their handler runs).
+/// The metered endpoint a request is for, by its method and route (rate-limited requests are
+/// metered before their handler runs; a chat's `stream` flag is in the body, unread here).
 fn metered_endpoint(parts: &Parts) -> Option<lore_usage::Endpoint> {
+    use axum::http::Method;
     use lore_usage::Endpoint;
-    if parts.method != axum::http::Method::POST {
-        return None;
-    }
-    match parts.uri.path() {
-        "/v1/search" => Some(Endpoint::Search),
-        "/v1/chat" => Some(Endpoint::Chat),
-        "/v1/feedback" => Some(Endpoint::Feedback),
-        path if path.starts_with("/v1/collections/") && path.ends_with("/documents") => Some(Endpoint::Upload),
+    let route = parts.extensions.get::<axum::extract::MatchedPath>()?.as_str();
+    match (&parts.method, route) {
+        (&Method::POST, "/v1/search") => Some(Endpoint::Search),
+        (&Method::POST, "/v1/chat") => Some(Endpoint::Chat),
+        (&Method::POST, "/v1/feedback") => Some(Endpoint::Feedback),
+        (&Method::POST, "/v1/collections/{id}/documents") | (&Method::PUT, "/v1/documents/{id}") => {
+            Some(Endpoint::Upload)
+        }
         _ => None,
     }
 }

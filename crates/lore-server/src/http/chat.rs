@@ -249,7 +249,7 @@ impl Metered {
         let usage = usage.unwrap_or_default();
         let (prompt, completion) = (u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
         let cost = priced_model(state, provider.as_deref(), model.as_deref())
-            .map_or(0.0, |model| state.usage.config.cost(model, prompt, completion));
+            .map_or(0.0, |model| state.config.usage.cost(model, prompt, completion));
         if let Some(reservation) = admitted.reservation {
             reservation.settle(Amount { tokens: prompt + completion, cost });
         }
@@ -269,7 +269,7 @@ impl Metered {
         let usage = answer.usage.clone().unwrap_or_default();
         let (prompt, completion) = (u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
         let cost = priced_model(state, answer.provider.as_deref(), answer.model.as_deref())
-            .map_or(0.0, |model| state.usage.config.cost(model, prompt, completion));
+            .map_or(0.0, |model| state.config.usage.cost(model, prompt, completion));
         if let Some(reservation) = admitted.reservation {
             reservation.settle(Amount { tokens: prompt + completion, cost });
         }

@@ -364,8 +364,12 @@ pub async fn replace(
     multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let result = replace_with(&state, &caller, id.clone(), multipart).await;
-    let collection = state.catalog().document(&id).ok().flatten().map(|d| d.source);
+    // The collection is metered only once the caller proved they manage it.
+    let result = replace_with(&state, &caller, id, multipart).await;
+    let (collection, result) = match result {
+        Ok((collection, response)) => (Some(collection), Ok(response)),
+        Err(error) => (None, Err(error)),
+    };
     meter_upload(&state, &caller, collection, started, &result);
     result
 }
@@ -375,7 +379,7 @@ async fn replace_with(
     caller: &Caller,
     id: String,
     multipart: Multipart,
-) -> Result<Response, ApiError> {
+) -> Result<(String, Response), ApiError> {
     let (document, collection) = access::managed_document(state, caller, &id, "document.replace")?;
     let form = read_form(multipart).await?;
     let extension = |name: &str| name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
@@ -397,7 +401,9 @@ async fn replace_with(
         Outcome::Ok,
         serde_json::json!({ "collection": collection.id, "file": form.filename, "bytes": form.bytes.len(), "job": job.id }),
     );
-    Ok((StatusCode::ACCEPTED, Json(UploadAccepted { job, document_id: id, duplicate: false })).into_response())
+    let response =
+        (StatusCode::ACCEPTED, Json(UploadAccepted { job, document_id: id, duplicate: false })).into_response();
+    Ok((collection.id, response))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -28,6 +28,10 @@ pub enum ApiError {
     KeyNotFound,
     #[error("message not found")]
     MessageNotFound,
+    #[error("knowledge gap not found")]
+    GapNotFound,
+    #[error("budget not found")]
+    BudgetNotFound,
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -78,6 +82,8 @@ impl ApiError {
             ApiError::JobNotFound => "job_not_found",
             ApiError::KeyNotFound => "key_not_found",
             ApiError::MessageNotFound => "message_not_found",
+            ApiError::GapNotFound => "gap_not_found",
+            ApiError::BudgetNotFound => "budget_not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::IdentityProviderUnavailable(_) => "identity_provider_unavailable",
@@ -109,7 +115,9 @@ impl ApiError {
             | ApiError::DocumentNotFound
             | ApiError::JobNotFound
             | ApiError::KeyNotFound
-            | ApiError::MessageNotFound => StatusCode::NOT_FOUND,
+            | ApiError::MessageNotFound
+            | ApiError::GapNotFound
+            | ApiError::BudgetNotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::IdentityProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -32,9 +32,6 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(delete_budget))
 }
 
-/// Default reporting window when `from` is not given.
-const DEFAULT_DAYS: i64 = 30;
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct UsageParams {
@@ -74,10 +71,7 @@ pub async fn usage_report(
     let (from_ms, to_ms) = window(params.from.as_deref(), params.to.as_deref())?;
     let group_by = match params.group_by.as_deref() {
         None => GroupBy::Day,
-        Some(text) => GroupBy::parse(text).ok_or_else(|| {
-            let names: Vec<&str> = GroupBy::ALL.iter().map(|g| g.as_str()).collect();
-            ApiError::InvalidRequest(format!("`group_by` must be one of {}", names.join(", ")))
-        })?,
+        Some(text) => crate::usage::group_by(text, "`group_by`").map_err(ApiError::InvalidRequest)?,
     };
     let query = UsageQuery { from_ms, to_ms, group_by, departments };
     let store = state.usage.store.clone();
@@ -89,7 +83,7 @@ pub async fn usage_report(
         from: rfc3339_ms(from_ms),
         to: rfc3339_ms(to_ms),
         group_by: group_by.as_str().to_owned(),
-        currency: state.usage.config.currency.clone(),
+        currency: state.config.usage.currency.clone(),
         rows,
     })
     .into_response())
@@ -130,8 +124,8 @@ pub async fn gaps(
 ) -> Result<Response, ApiError> {
     let departments = access::analytics_scope(&state, &caller, "analytics.gaps")?;
     let status = params.status.as_deref().map(parse_status).transpose()?;
-    let from_ms = params.from.as_deref().map(|t| time_param(t, "from")).transpose()?;
-    let to_ms = params.to.as_deref().map(|t| time_param(t, "to")).transpose()?;
+    let from_ms = params.from.as_deref().map(|t| time_param(t, "`from`")).transpose()?;
+    let to_ms = params.to.as_deref().map(|t| time_param(t, "`to`")).transpose()?;
     let limit = super::page_limit(params.limit.unwrap_or(50), 500)?;
     let mut gaps = state.usage.gaps.list(&GapQuery { departments, status, from_ms, to_ms, limit })?;
     for gap in &mut gaps {
@@ -170,15 +164,12 @@ pub async fn update_gap(
 ) -> Result<Json<lore_usage::gaps::Gap>, ApiError> {
     let departments = access::analytics_scope(&state, &caller, "analytics.gaps.update")?;
     let status = parse_status(&update.status)?;
-    let Some(gap) = state.usage.gaps.get(&id)? else {
-        return Err(ApiError::Status(StatusCode::NOT_FOUND, "gap not found".into()));
-    };
+    let Some(gap) = state.usage.gaps.get(&id)? else { return Err(ApiError::GapNotFound) };
     if let Some(mine) = &departments {
         // A gap none of whose questions came from the manager's departments does not exist
         // for them (audited); one shared with other departments is theirs to see, not to close.
         if !gap.departments.iter().any(|d| mine.contains(d)) {
-            let hidden = ApiError::Status(StatusCode::NOT_FOUND, "gap not found".into());
-            return Err(access::hidden(&state, &caller, "analytics.gap.update", &id, hidden));
+            return Err(access::hidden(&state, &caller, "analytics.gap.update", &id, ApiError::GapNotFound));
         }
         if !gap.departments.iter().all(|d| mine.contains(d)) {
             return Err(access::deny(
@@ -253,18 +244,18 @@ pub async fn roi(
         Some(text) => RoiPeriod::parse(text)
             .ok_or_else(|| ApiError::InvalidRequest(format!("`period` must be day, week or month, not {text:?}")))?,
     };
-    let config = state.usage.config.roi.clone();
+    let config = state.config.usage.roi.clone();
     let query = RoiQuery { from_ms, to_ms, period, departments };
     let store = state.usage.store.clone();
     let rows = off_runtime(move || analytics::roi(&store, &query, &config)).await?;
     if wants_csv(&headers) {
         return Ok(csv_response("lore-roi.csv", analytics::to_csv(&rows)));
     }
-    let roi = &state.usage.config.roi;
+    let roi = &state.config.usage.roi;
     Ok(Json(RoiReport {
         from: rfc3339_ms(from_ms),
         to: rfc3339_ms(to_ms),
-        currency: state.usage.config.currency.clone(),
+        currency: state.config.usage.currency.clone(),
         minutes_saved_per_answer: roi.minutes_saved_per_answer,
         hourly_cost: roi.hourly_cost,
         rows,
@@ -292,7 +283,7 @@ pub async fn list_budgets(
 ) -> Result<Json<BudgetList>, ApiError> {
     access::require_admin(&state, &caller, "budget.list", None)?;
     let budgets = state.usage.ledger.status(lore_usage::now_ms())?;
-    Ok(Json(BudgetList { currency: state.usage.config.currency.clone(), budgets }))
+    Ok(Json(BudgetList { currency: state.config.usage.currency.clone(), budgets }))
 }
 
 #[utoipa::path(
@@ -339,7 +330,7 @@ pub async fn delete_budget(
 ) -> Result<StatusCode, ApiError> {
     access::require_admin(&state, &caller, "budget.delete", Some(&id))?;
     if !state.usage.budgets.delete(&id)? {
-        return Err(ApiError::Status(StatusCode::NOT_FOUND, "budget not found".into()));
+        return Err(ApiError::BudgetNotFound);
     }
     state.usage.ledger.reload()?;
     state.audit_caller(&caller, "budget.delete", Some(&id), Outcome::Ok, serde_json::json!({}));
@@ -353,21 +344,13 @@ async fn off_runtime<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(query).await.map_err(|e| ApiError::Internal(format!("analytics task: {e}")))??)
 }
 
-/// `[from, to)` in Unix milliseconds: `to` defaults to now, `from` to 30 days before `to`.
+/// `[from, to)` of a report (see [`crate::usage::report_window`]).
 fn window(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
-    let to_ms = to.map(|t| time_param(t, "to")).transpose()?.unwrap_or_else(lore_usage::now_ms);
-    let from_ms =
-        from.map(|t| time_param(t, "from")).transpose()?.unwrap_or(to_ms - DEFAULT_DAYS * lore_usage::DAY_SECS * 1000);
-    if from_ms >= to_ms {
-        return Err(ApiError::InvalidRequest("`from` must be before `to`".into()));
-    }
-    Ok((from_ms, to_ms))
+    crate::usage::report_window(from, to, ["`from`", "`to`"]).map_err(ApiError::InvalidRequest)
 }
 
 fn time_param(text: &str, name: &str) -> Result<i64, ApiError> {
-    lore_core::db::parse_rfc3339(text).map(|secs| secs * 1000).ok_or_else(|| {
-        ApiError::InvalidRequest(format!("`{name}` must be an RFC 3339 time or a date (YYYY-MM-DD), not {text:?}"))
-    })
+    crate::usage::time_param(text, name).map_err(ApiError::InvalidRequest)
 }
 
 fn parse_status(text: &str) -> Result<GapStatus, ApiError> {

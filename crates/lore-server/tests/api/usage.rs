@@ -404,6 +404,8 @@ async fn budgets_warn_refuse_and_degrade_and_hold_under_concurrency() {
     assert!(body["message"].as_str().unwrap().contains("soft_limit"), "{body}");
     let (status, _) = call(addr, "DELETE", &format!("/v1/budgets/{hard}"), Some(&admin), None).await;
     assert_eq!(status, 204);
+    let (status, body) = call(addr, "DELETE", &format!("/v1/budgets/{hard}"), Some(&admin), None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("budget_not_found")), "{body}");
     assert_eq!(chat(addr, &refused, VACATION).await.0, 200, "no budget, no limit");
 }
 
@@ -529,8 +531,9 @@ async fn knowledge_gaps_cluster_paraphrases_together_and_topics_apart() {
     let ids: Vec<&Value> = scoped["gaps"].as_array().unwrap().iter().map(|g| &g["id"]).collect();
     assert_eq!(ids, [&cluster_of(crypto[0])["id"]], "{scoped}");
     let path = format!("/v1/analytics/gaps/{}", pet_gap["id"].as_str().unwrap());
-    let (status, _) = call(addr, "PATCH", &path, Some(&km_sales), Some(json!({"status": "dismissed"}))).await;
+    let (status, body) = call(addr, "PATCH", &path, Some(&km_sales), Some(json!({"status": "dismissed"}))).await;
     assert_eq!(status, 404, "not a sales gap");
+    assert_eq!(body["code"], "gap_not_found", "{body}");
     let (status, updated) = call(addr, "PATCH", &path, Some(&admin), Some(json!({"status": "dismissed"}))).await;
     assert_eq!((status, updated["status"].as_str()), (200, Some("dismissed")), "{updated}");
     let (_, open) = call(addr, "GET", "/v1/analytics/gaps?status=open", Some(&admin), None).await;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use lore_core::config::Config;
-use lore_usage::analytics::{self, GroupBy, UsageQuery};
+use lore_usage::analytics::{self, UsageQuery};
 use lore_usage::budgets::{BudgetSpec, BudgetStore, Ledger, OnHard, Period, ScopeKind, Unit};
 use lore_usage::store::UsageStore;
 
@@ -30,18 +30,10 @@ pub struct UsageArgs {
 }
 
 pub fn run_usage(args: UsageArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let group_by = GroupBy::parse(&args.group_by).ok_or_else(|| {
-        let names: Vec<&str> = GroupBy::ALL.iter().map(|g| g.as_str()).collect();
-        anyhow::anyhow!("--group-by must be one of {}", names.join(", "))
-    })?;
-    let time = |text: &str, name: &str| {
-        lore_core::db::parse_rfc3339(text)
-            .map(|secs| secs * 1000)
-            .ok_or_else(|| anyhow::anyhow!("--{name} must be an RFC 3339 time or a date (YYYY-MM-DD), not {text:?}"))
-    };
-    let to_ms = args.to.as_deref().map(|t| time(t, "to")).transpose()?.unwrap_or_else(lore_usage::now_ms);
-    let from_ms = args.from.as_deref().map(|t| time(t, "from")).transpose()?.unwrap_or(to_ms - 30 * 86_400_000);
-    anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
+    let group_by = lore_server::usage::group_by(&args.group_by, "--group-by").map_err(anyhow::Error::msg)?;
+    let (from_ms, to_ms) =
+        lore_server::usage::report_window(args.from.as_deref(), args.to.as_deref(), ["--from", "--to"])
+            .map_err(anyhow::Error::msg)?;
     let store = UsageStore::open(&config.catalog_path())?;
     let rows = analytics::usage(&store, &UsageQuery { from_ms, to_ms, group_by, departments: None })?;
     if args.csv {

@@ -299,6 +299,7 @@ async fn traces_reach_an_otlp_collector_with_a_span_per_stage_and_the_usage_ids(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(attribute(request, "usage.event_id"), chat_event.map(|e| e.id));
+    let chat_event = chat_event.expect("the chat's usage event is written");
+    assert_eq!(attribute(request, "usage.event_id"), Some(chat_event.id));
     drop(served);
 }
