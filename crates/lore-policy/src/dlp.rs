@@ -32,7 +32,41 @@ use std::net::Ipv6Addr;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// What a provider may receive (`dlp` in a provider's config). The default is `redact`: a provider
+/// is external until someone says it is not, and an on-premises model is marked `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Values are replaced by typed placeholders, and put back in the answer.
+    #[default]
+    Redact,
+    /// A prompt holding any value is not sent: the next provider is tried, and without one the
+    /// answer is extracted from the passages.
+    Block,
+    /// Sent as it is.
+    Off,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Redact => "redact",
+            Mode::Block => "block",
+            Mode::Off => "off",
+        }
+    }
+}
+
+/// Values per kind in `texts`, counted as a [`Redactor`] would (the same value twice is one).
+pub fn counts<'a>(texts: impl IntoIterator<Item = &'a str>) -> BTreeMap<Kind, usize> {
+    let mut redactor = Redactor::new();
+    for text in texts {
+        redactor.redact(text);
+    }
+    redactor.counts()
+}
 
 /// What a finding is. The order is the order of counts in reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -225,6 +259,61 @@ impl Redactor {
         self.values.insert(placeholder.clone(), value.to_owned());
         placeholder
     }
+}
+
+impl Redactor {
+    /// Restores a model's answer as it streams in: a chunk may end inside a placeholder
+    /// (`…write to [EMA`), so text from an unclosed `[` is held back until the next chunk closes it
+    /// or shows it cannot be a placeholder.
+    pub fn into_stream_restorer(self) -> StreamRestorer {
+        StreamRestorer { redactor: self, held: String::new() }
+    }
+}
+
+/// See [`Redactor::into_stream_restorer`].
+#[derive(Debug)]
+pub struct StreamRestorer {
+    redactor: Redactor,
+    held: String,
+}
+
+/// Longest placeholder worth waiting for: `[SECRET_` and a number of up to 6 digits, closed.
+const LONGEST_PLACEHOLDER: usize = 16;
+
+impl StreamRestorer {
+    /// The restored text that can be shown now.
+    pub fn push(&mut self, chunk: &str) -> String {
+        self.held.push_str(chunk);
+        let keep_from = match self.held.rfind('[') {
+            Some(open) if may_become_placeholder(&self.held[open..]) => open,
+            _ => self.held.len(),
+        };
+        let ready: String = self.held.drain(..keep_from).collect();
+        self.redactor.restore(&ready)
+    }
+
+    /// What was held back, restored where it can be: call when the stream ends.
+    pub fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.held);
+        self.redactor.restore(&rest)
+    }
+}
+
+/// Whether `text`, starting at `[`, is the start of a placeholder not yet closed.
+fn may_become_placeholder(text: &str) -> bool {
+    if text.len() > LONGEST_PLACEHOLDER || text.contains(']') {
+        return false;
+    }
+    let mut seen_underscore = false;
+    for c in text[1..].chars() {
+        match c {
+            'A'..='Z' if !seen_underscore => {}
+            '_' if !seen_underscore => seen_underscore = true,
+            '0'..='9' if seen_underscore => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 impl fmt::Debug for Redactor {
@@ -457,11 +546,17 @@ fn valid_card(value: &str) -> bool {
         return false;
     }
     let prefix = |n: usize| all[..n].iter().fold(0, |acc, d| acc * 10 + d);
+    // The issuers' number ranges (Visa; Mastercard; Mir; American Express; Diners; JCB; Maestro,
+    // Discover and UnionPay, which share the 6s; Maestro's 50 and 56–58; UnionPay's 81): a Luhn
+    // check alone passes one random number in ten.
     let issuer = all[0] == 4
-        || (51..=55).contains(&prefix(2))
+        || all[0] == 6
+        || (50..=58).contains(&prefix(2))
         || (2221..=2720).contains(&prefix(4))
-        || matches!(prefix(2), 34 | 37 | 65)
-        || prefix(4) == 6011;
+        || (2200..=2204).contains(&prefix(4))
+        || matches!(prefix(2), 34 | 37 | 36 | 38 | 39 | 81)
+        || (300..=305).contains(&prefix(3))
+        || (3528..=3589).contains(&prefix(4));
     issuer && luhn(&all)
 }
 
@@ -604,6 +699,28 @@ fn secrets(text: &str, out: &mut Vec<Finding>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streamed_answer_is_restored_across_chunk_boundaries() {
+        let mut redactor = Redactor::new();
+        redactor.redact("Mail ana@example.com or call 612 345 678.");
+        let mut restorer = redactor.into_stream_restorer();
+        let chunks = ["Write to [EMA", "IL_1] or [", "PHONE_1", "]. See [1", "] and [EMAIL_9] [x"];
+        let shown: String = chunks.iter().map(|c| restorer.push(c)).collect::<String>() + &restorer.finish();
+        assert_eq!(shown, "Write to ana@example.com or 612 345 678. See [1] and [EMAIL_9] [x");
+        // Text that cannot become a placeholder is not held back.
+        let mut restorer = Redactor::new().into_stream_restorer();
+        assert_eq!(restorer.push("a [b"), "a [b");
+        assert_eq!(restorer.push("see [1"), "see [1");
+        assert_eq!(restorer.push(" or [PH"), " or ");
+        assert_eq!(restorer.finish(), "[PH");
+    }
+
+    #[test]
+    fn counts_are_distinct_values_per_kind() {
+        let counts = counts(["ana@example.com, ana@example.com", "luis@example.com 612 345 678"]);
+        assert_eq!(counts, BTreeMap::from([(Kind::Email, 2), (Kind::Phone, 1)]));
+    }
 
     fn found(text: &str) -> Vec<(Kind, &str)> {
         find(text).into_iter().map(|f| (f.kind, &text[f.start..f.end])).collect()

@@ -1,9 +1,62 @@
 //! Policy checks on what Lore sends out and what it may be used for. This crate is a leaf: it works
-//! on plain text and knows nothing of providers, requests or storage, so the server decides when a
-//! check applies (for example, DLP only for providers marked external) and this crate only says
-//! what the text contains.
+//! on plain text, plain vectors and its own tables, and knows nothing of providers, requests or
+//! indexes, so the server decides when a check applies (for example, DLP only for providers marked
+//! external) and this crate only says what the text contains or which rule it meets.
 //!
 //! - [`dlp`]: detectors for personal data and secrets, and the per-request [`dlp::Redactor`] that
 //!   swaps them for typed placeholders before text leaves for an external model.
+//! - [`config`]: the `[policy]` section of `lore.toml`: the approved-use notice, use rules, review
+//!   rules and verified answers.
+//! - [`rules`]: use rules compiled once ([`rules::UsePolicies`]), answering "may this person ask
+//!   this?" before any retrieval or model call, with the message to show instead of an answer.
+//! - [`review`]: the queue of critical answers a knowledge manager approves, edits or rejects,
+//!   after delivery or before it ([`review::ReviewStore`]).
+//! - [`verified`]: answers a knowledge manager has vouched for, matched to new questions by
+//!   embedding similarity from memory ([`verified::VerifiedStore`]), and the calibration of that
+//!   similarity threshold on labelled pairs.
+//! - [`error`]: the one error type of the stores.
+//!
+//! The stores open their own connection on the server's catalog database, like the usage stores,
+//! and name their tables so they cannot clash with those of other crates.
 
+pub mod config;
 pub mod dlp;
+pub mod error;
+pub mod review;
+pub mod rules;
+pub mod verified;
+
+pub use error::Error;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// A connection that waits for other writers instead of failing: the catalog database is shared
+/// with other stores and, during a rolling restart, with another server process.
+fn open_connection(path: &Path) -> Result<Connection, Error> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Other(format!("creating the folder {} of the database: {e}", parent.display())))?;
+    }
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// A poisoned lock only means another request panicked mid-call; SQLite rolled its transaction
+/// back, so the connection is still good.
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// 128 random bits as 32 hex digits: ids that can be shown in links without revealing order or
+/// volume.
+fn new_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
