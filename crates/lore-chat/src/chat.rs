@@ -19,7 +19,7 @@ use crate::answer::{
 use crate::answerability::{self, AnswerabilityModel, Evidence};
 use crate::conversations::Conversations;
 use crate::prompts::Prompts;
-use crate::provider::{ProviderChain, ProviderError, Usage};
+use crate::provider::{DlpReport, ProviderChain, ProviderError, Usage};
 use crate::retrieval::{HybridResults, Passage, RetrievalTimings, Retriever};
 
 /// Most sentences in an extractive answer.
@@ -65,6 +65,9 @@ pub struct ChatAnswer {
     pub usage: Option<Usage>,
     /// Why the answer is extractive although providers are configured (all of them failed).
     pub provider_errors: Vec<ProviderError>,
+    /// Personal data and secrets kept from the providers, per kind (never the values).
+    #[serde(skip_serializing_if = "DlpReport::is_empty")]
+    pub dlp: DlpReport,
     pub timings: ChatTimings,
     /// The passages and evidence behind the answer (for `lore eval`). Not part of the API:
     /// the evidence's IDF weights count every document, readable or not.
@@ -191,23 +194,29 @@ impl ChatEngine {
         previous: Option<&str>,
         question: &str,
         use_model: bool,
-    ) -> (String, f64, Option<Usage>) {
-        let Some(previous) = previous else { return (question.trim().to_owned(), 0.0, None) };
+    ) -> (String, f64, Option<Usage>, DlpReport) {
+        let Some(previous) = previous else { return (question.trim().to_owned(), 0.0, None, DlpReport::default()) };
         if self.providers.is_empty() || !use_model {
-            return (condense(Some(previous), question), 0.0, None);
+            return (condense(Some(previous), question), 0.0, None, DlpReport::default());
         }
         let started = Instant::now();
         let prompt = self.prompts.condense.render(&[("history", &format!("User: {previous}")), ("question", question)]);
         let system = self.prompts.system.render(&[("company", &self.config.company)]);
-        let rewritten = match (system, prompt) {
-            (Ok(system), Ok(prompt)) => self.providers.complete(&system, &prompt).await.ok(),
-            _ => None,
+        let (rewritten, dlp) = match (system, prompt) {
+            (Ok(system), Ok(prompt)) => match self.providers.complete(&system, &prompt).await {
+                Ok(completion) => {
+                    let dlp = DlpReport::of_call(&completion.redacted, &[], [&system, &prompt]);
+                    (Some(completion), dlp)
+                }
+                Err(errors) => (None, DlpReport::of_call(&Default::default(), &errors, [&system, &prompt])),
+            },
+            _ => (None, DlpReport::default()),
         };
         let elapsed = started.elapsed().as_secs_f64() * 1e3;
         let usage = rewritten.as_ref().and_then(|c| c.usage.clone());
         match rewritten.map(|c| c.text.lines().next().unwrap_or_default().trim().to_owned()) {
-            Some(query) if !query.is_empty() => (query, elapsed, usage),
-            _ => (condense(Some(previous), question), elapsed, usage),
+            Some(query) if !query.is_empty() => (query, elapsed, usage, dlp),
+            _ => (condense(Some(previous), question), elapsed, usage, dlp),
         }
     }
 
@@ -222,10 +231,13 @@ impl ChatEngine {
         prepared: &Prepared,
     ) -> Streamed {
         let said = self.estimate_usage(generation, &format!("{answer}{head}"));
+        let mut dlp = prepared.condense_dlp.clone();
+        dlp.add(&DlpReport { redacted: stream.redacted.clone(), ..DlpReport::default() });
         Streamed::Abandoned {
             model: Some(stream.model.clone()),
             provider: Some(stream.provider.clone()),
             usage: Usage::sum(prepared.condense_usage.clone(), Some(said)),
+            dlp,
         }
     }
 
@@ -308,7 +320,13 @@ impl ChatEngine {
                     .instrument(tracing::info_span!("generation"))
                     .await;
                 prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
-                match result {
+                let dlp = match &result {
+                    Ok(completion) => DlpReport::of_call(&completion.redacted, &[], [""; 2]),
+                    Err(errors) => {
+                        DlpReport::of_call(&Default::default(), errors, [&generation.system, &generation.user])
+                    }
+                };
+                let outcome = match result {
                     Ok(completion) if is_not_covered(&completion.text) => Outcome {
                         usage: completion.usage,
                         ..prepared.not_covered(self.prompts.answer_version(), completion.model, completion.provider)
@@ -324,10 +342,12 @@ impl ChatEngine {
                             provider: Some(completion.provider),
                             usage: completion.usage,
                             provider_errors: Vec::new(),
+                            dlp: DlpReport::default(),
                         }
                     }
                     Err(errors) => prepared.fallback(errors),
-                }
+                };
+                Outcome { dlp, ..outcome }
             }
         };
         self.finish(prepared, outcome)
@@ -357,10 +377,12 @@ impl ChatEngine {
             Ok(stream) => stream,
             Err(errors) => {
                 prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
-                let outcome = prepared.fallback(errors);
+                let dlp = DlpReport::of_call(&Default::default(), &errors, [&generation.system, &generation.user]);
+                let outcome = Outcome { dlp, ..prepared.fallback(errors) };
                 return self.send_whole(prepared, outcome, &events).await;
             }
         };
+        let stream_dlp = DlpReport { redacted: started_stream.redacted.clone(), ..DlpReport::default() };
         let sources: Vec<Citation> = (1..=generation.context.passages.len())
             .map(|n| Citation::from_passage(n, &generation.context.passages[n - 1]))
             .collect();
@@ -420,6 +442,7 @@ impl ChatEngine {
                 let outcome = Outcome {
                     provider_errors: interrupted.into_iter().collect(),
                     usage: Some(self.estimate_usage(&generation, &head)),
+                    dlp: stream_dlp,
                     ..prepared.not_covered(self.prompts.answer_version(), started_stream.model, started_stream.provider)
                 };
                 return self.send_whole(prepared, outcome, &events).await;
@@ -427,7 +450,7 @@ impl ChatEngine {
             if head.trim().is_empty() {
                 // Nothing usable came: the extracted answer stands in.
                 prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
-                let outcome = prepared.fallback(interrupted.into_iter().collect());
+                let outcome = Outcome { dlp: stream_dlp, ..prepared.fallback(interrupted.into_iter().collect()) };
                 return self.send_whole(prepared, outcome, &events).await;
             }
             if events.send(ChatEvent::Metadata(metadata)).await.is_err() {
@@ -459,6 +482,7 @@ impl ChatEngine {
             model: Some(started_stream.model),
             provider: Some(started_stream.provider),
             provider_errors: interrupted.into_iter().collect(),
+            dlp: stream_dlp,
         };
         let answer = self.finish(prepared, outcome)?;
         let _ = events.send(ChatEvent::Final(Box::new(answer.clone()))).await;
@@ -504,7 +528,7 @@ impl ChatEngine {
             }
             None => earlier_question.map(str::to_owned),
         };
-        let (standalone_query, generation_ms, condense_usage) =
+        let (standalone_query, generation_ms, condense_usage, condense_dlp) =
             self.standalone_query(previous.as_deref(), question, !extract_only).await;
         let depth = self.config.context_passages.max(retrieve.unwrap_or(0));
         let retrieved = self.retriever.hybrid(&standalone_query, scope, depth).await?;
@@ -539,6 +563,7 @@ impl ChatEngine {
             generation,
             generation_ms,
             condense_usage,
+            condense_dlp,
         })
     }
 
@@ -590,6 +615,11 @@ impl ChatEngine {
             provider: outcome.provider,
             usage: Usage::sum(prepared.condense_usage, outcome.usage),
             provider_errors: outcome.provider_errors,
+            dlp: {
+                let mut dlp = prepared.condense_dlp;
+                dlp.add(&outcome.dlp);
+                dlp
+            },
             timings: ChatTimings {
                 retrieval: prepared.trace.retrieved.timings.clone(),
                 generation_ms: prepared.generation_ms,
@@ -625,6 +655,8 @@ struct Prepared {
     generation_ms: f64,
     /// Tokens the follow-up condensation used.
     condense_usage: Option<Usage>,
+    /// What data loss prevention did to the condensation's prompt.
+    condense_dlp: DlpReport,
 }
 
 impl Prepared {
@@ -645,6 +677,7 @@ impl Prepared {
             provider: None,
             usage: None,
             provider_errors,
+            dlp: DlpReport::default(),
         }
     }
 
@@ -659,6 +692,7 @@ impl Prepared {
             provider: Some(provider),
             usage: None,
             provider_errors: Vec::new(),
+            dlp: DlpReport::default(),
         }
     }
 }
@@ -672,6 +706,7 @@ struct Outcome {
     provider: Option<String>,
     usage: Option<Usage>,
     provider_errors: Vec<ProviderError>,
+    dlp: DlpReport,
 }
 
 /// How a streamed answer ended.
@@ -682,6 +717,7 @@ pub enum Streamed {
         model: Option<String>,
         provider: Option<String>,
         usage: Option<Usage>,
+        dlp: DlpReport,
     },
 }
 

@@ -158,6 +158,21 @@ impl Conversations {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Deletes every conversation of `owner` with its messages (a person's erasure). Returns the
+    /// conversations deleted.
+    pub fn erase_owner(&self, owner: &str) -> Result<usize, ConversationError> {
+        Ok(self.conn.execute("DELETE FROM conversations WHERE owner = ?1", [owner])?)
+    }
+
+    /// Deletes the conversations not continued since `cutoff_secs` (Unix time), with their
+    /// messages: the retention of `[retention] conversations_days`.
+    pub fn purge_idle_before(&self, cutoff_secs: i64) -> Result<usize, ConversationError> {
+        Ok(self.conn.execute(
+            "DELETE FROM conversations WHERE CAST(strftime('%s', updated_at) AS INTEGER) < ?1",
+            [cutoff_secs],
+        )?)
+    }
+
     /// The messages of `id` if `owner` owns it.
     pub fn messages(&self, id: &str, owner: &str) -> Result<Option<Vec<Message>>, ConversationError> {
         if !self.owned_by(id, owner)? {

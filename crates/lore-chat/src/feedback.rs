@@ -160,6 +160,20 @@ impl FeedbackStore {
         self.list_scoped(rating, before, limit, None)
     }
 
+    /// Every vote `user` gave, oldest first (their share of a personal-data export).
+    pub fn of_user(&self, user: &str) -> Result<Vec<Feedback>, FeedbackError> {
+        let conn = self.db.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM feedback WHERE user_id = ?1 ORDER BY id"))?;
+        let rows = stmt.query_map([user], row_to_feedback)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Deletes every vote `user` gave, with the exchanges they snapshot (a person's erasure);
+    /// the vote counts in usage analytics stay, under the usage events' pseudonym.
+    pub fn erase_user(&self, user: &str) -> Result<usize, FeedbackError> {
+        Ok(self.db.conn().execute("DELETE FROM feedback WHERE user_id = ?1", [user])?)
+    }
+
     /// As [`FeedbackStore::list`]; with `departments`, only the entries recorded for at least
     /// one of them (entries without departments never match).
     pub fn list_scoped(

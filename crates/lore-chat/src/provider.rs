@@ -2,7 +2,16 @@
 //! in a chain: the primary, then fallbacks. Transient errors (timeouts, connection failures,
 //! 408, 429, 5xx) are retried with exponential backoff before moving on; permanent ones
 //! (other 4xx, malformed responses) move on at once.
+//!
+//! Data loss prevention happens here, per provider, because the chain may fall back from an
+//! on-premises model (`dlp = "off"`) to an external one: each provider's `dlp` mode decides what
+//! its request carries. `redact` swaps personal data and secrets for typed placeholders in the
+//! whole prompt (question, condensed follow-up, passages, earlier turns) and puts the values back
+//! in the reply, streamed or not; the mapping lives in that call only. `block` refuses to send a
+//! prompt holding any, which moves the chain on like a permanent error.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_openai::Client;
@@ -14,6 +23,7 @@ use async_openai::types::chat::{
     CreateChatCompletionRequestArgs,
 };
 use lore_core::config::ProviderConfig;
+use lore_policy::dlp::{self, Mode, Redactor, StreamRestorer};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -25,6 +35,8 @@ pub enum ErrorKind {
     ContextTooLong,
     /// Retrying the same request will not help (bad key, bad request, malformed reply).
     Permanent,
+    /// Not sent: the provider has `dlp = "block"` and the prompt holds personal data or secrets.
+    Blocked,
 }
 
 #[derive(Debug, Clone, Serialize, thiserror::Error, utoipa::ToSchema)]
@@ -66,6 +78,50 @@ pub struct Completion {
     pub usage: Option<Usage>,
     /// Attempts made across the chain, including failed ones.
     pub attempts: u32,
+    /// Values the provider that answered received as placeholders, per kind.
+    pub redacted: BTreeMap<String, usize>,
+}
+
+/// What data loss prevention did to the prompts of one answer, per kind of value (e-mail, phone,
+/// IBAN…): never the values. Counted per model call and added up over the calls (a follow-up's
+/// condensation and the answer).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DlpReport {
+    /// Values replaced by placeholders before a prompt left.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub redacted: BTreeMap<String, usize>,
+    /// Values that kept a prompt from a provider with `dlp = "block"`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub blocked: BTreeMap<String, usize>,
+}
+
+impl DlpReport {
+    pub fn is_empty(&self) -> bool {
+        self.redacted.is_empty() && self.blocked.is_empty()
+    }
+
+    pub fn add(&mut self, other: &DlpReport) {
+        for (mine, theirs) in [(&mut self.redacted, &other.redacted), (&mut self.blocked, &other.blocked)] {
+            for (kind, count) in theirs {
+                *mine.entry(kind.clone()).or_default() += count;
+            }
+        }
+    }
+
+    /// The report of one model call: what the provider that answered received redacted, and,
+    /// when any provider refused the prompt, what it holds.
+    pub fn of_call(redacted: &BTreeMap<String, usize>, errors: &[ProviderError], prompt: [&str; 2]) -> DlpReport {
+        let blocked = if errors.iter().any(|e| e.kind == ErrorKind::Blocked) {
+            named(dlp::counts(prompt))
+        } else {
+            BTreeMap::new()
+        };
+        DlpReport { redacted: redacted.clone(), blocked }
+    }
+}
+
+fn named(counts: BTreeMap<dlp::Kind, usize>) -> BTreeMap<String, usize> {
+    counts.into_iter().map(|(kind, count)| (kind.as_str().to_owned(), count)).collect()
 }
 
 struct Provider {
@@ -183,6 +239,8 @@ pub struct StartedStream {
     pub first: String,
     pub rest: futures::stream::BoxStream<'static, Result<String, ProviderError>>,
     pub attempts: u32,
+    /// Values the provider received as placeholders, per kind.
+    pub redacted: BTreeMap<String, usize>,
 }
 
 impl ProviderChain {
@@ -196,7 +254,45 @@ impl ProviderChain {
     }
 }
 
+/// A prompt as one provider may receive it.
+struct Outgoing<'a> {
+    system: Cow<'a, str>,
+    user: Cow<'a, str>,
+    redactor: Option<Redactor>,
+}
+
+impl Outgoing<'_> {
+    fn redacted(&self) -> BTreeMap<String, usize> {
+        self.redactor.as_ref().map(|r| named(r.counts())).unwrap_or_default()
+    }
+}
+
 impl Provider {
+    /// The prompt under this provider's `dlp` mode, or the refusal to send it.
+    fn outgoing<'a>(&self, system: &'a str, user: &'a str) -> Result<Outgoing<'a>, ProviderError> {
+        match self.config.dlp {
+            Mode::Off => Ok(Outgoing { system: Cow::Borrowed(system), user: Cow::Borrowed(user), redactor: None }),
+            Mode::Redact => {
+                let mut redactor = Redactor::new();
+                let system = redactor.redact(system);
+                let user = redactor.redact(user);
+                Ok(Outgoing { system: Cow::Owned(system), user: Cow::Owned(user), redactor: Some(redactor) })
+            }
+            Mode::Block => {
+                let counts = dlp::counts([system, user]);
+                if counts.is_empty() {
+                    return Ok(Outgoing { system: Cow::Borrowed(system), user: Cow::Borrowed(user), redactor: None });
+                }
+                let found: Vec<String> = counts.iter().map(|(kind, n)| format!("{n} {}", kind.as_str())).collect();
+                Err(ProviderError {
+                    provider: self.config.name.clone(),
+                    kind: ErrorKind::Blocked,
+                    message: format!("not sent (dlp = \"block\"): the prompt holds {}", found.join(", ")),
+                })
+            }
+        }
+    }
+
     fn request(
         &self,
         system: &str,
@@ -226,7 +322,9 @@ impl Provider {
         use futures::StreamExt;
         let name = self.config.name.clone();
         let fail = |kind, message: String| ProviderError { provider: name.clone(), kind, message };
-        let request = self.request(system, user)?;
+        let outgoing = self.outgoing(system, user)?;
+        let redacted = outgoing.redacted();
+        let request = self.request(&outgoing.system, &outgoing.user)?;
         let mut stream =
             self.client.chat().create_stream(request).await.map_err(|e| fail(classify(&e), e.to_string()))?;
         // Skip role-only chunks until the first content arrives.
@@ -256,13 +354,21 @@ impl Provider {
                 }
             })
             .boxed();
-        Ok(StartedStream { provider: self.config.name.clone(), model, first, rest, attempts: 0 })
+        let (first, rest) = match outgoing.redactor {
+            Some(redactor) => {
+                let mut restorer = redactor.into_stream_restorer();
+                (restorer.push(&first), restoring(rest, restorer))
+            }
+            None => (first, rest),
+        };
+        Ok(StartedStream { provider: self.config.name.clone(), model, first, rest, attempts: 0, redacted })
     }
 
     async fn complete_once(&self, system: &str, user: &str) -> Result<Completion, ProviderError> {
         let config = &self.config;
         let fail = |kind, message: String| ProviderError { provider: config.name.clone(), kind, message };
-        let request = self.request(system, user)?;
+        let outgoing = self.outgoing(system, user)?;
+        let request = self.request(&outgoing.system, &outgoing.user)?;
         let response = self.client.chat().create(request).await.map_err(|e| fail(classify(&e), e.to_string()))?;
         let text = response
             .choices
@@ -270,7 +376,13 @@ impl Provider {
             .next()
             .and_then(|choice| choice.message.content)
             .ok_or_else(|| fail(ErrorKind::Permanent, "reply has no message content".into()))?;
+        let redacted = outgoing.redacted();
+        let text = match &outgoing.redactor {
+            Some(redactor) => redactor.restore(&text),
+            None => text,
+        };
         Ok(Completion {
+            redacted,
             text,
             provider: config.name.clone(),
             model: response.model,
@@ -282,4 +394,28 @@ impl Provider {
             attempts: 0,
         })
     }
+}
+
+/// A redacted stream's text with the values put back; what the restorer holds back at the end
+/// (an unclosed `[`) comes out last.
+fn restoring(
+    rest: futures::stream::BoxStream<'static, Result<String, ProviderError>>,
+    restorer: StreamRestorer,
+) -> futures::stream::BoxStream<'static, Result<String, ProviderError>> {
+    use futures::StreamExt;
+    futures::stream::unfold((rest, Some(restorer)), |(mut rest, mut restorer)| async move {
+        let active = restorer.as_mut()?;
+        match rest.next().await {
+            Some(Ok(text)) => {
+                let shown = active.push(&text);
+                Some((Ok(shown), (rest, restorer)))
+            }
+            Some(Err(error)) => Some((Err(error), (rest, restorer))),
+            None => {
+                let tail = restorer.take()?.finish();
+                Some((Ok(tail), (rest, None)))
+            }
+        }
+    })
+    .boxed()
 }

@@ -127,6 +127,7 @@ impl FakeProvider {
             initial_backoff_ms: 10,
             temperature: None,
             max_tokens: None,
+            dlp: lore_policy::dlp::Mode::default(),
         }
     }
 

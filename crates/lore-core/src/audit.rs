@@ -5,10 +5,17 @@
 //! SQLite triggers abort any `UPDATE` or `DELETE` on the table. Each event also carries the
 //! sha256 of its predecessor's hash and its own content, so an edit made behind SQLite's back
 //! (with the triggers dropped) shows up in [`AuditLog::verify_chain`].
+//!
+//! A person's right to erasure meets the append-only log through pseudonyms: the `actor` column
+//! (and so the chain hash) holds a random pseudonym per actor (`a:` and 16 hex digits), and the
+//! table `audit_actors` maps each pseudonym to the actor. Reads show the actor; erasing a person
+//! deletes their mapping row, after which their events show the pseudonym only and the chain,
+//! which never covered the name, still verifies. A log written before pseudonyms is converted once
+//! on open (after its chain verifies), re-chaining every event.
 
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::db;
@@ -67,12 +74,18 @@ pub struct Record {
     pub hash: String,
 }
 
-const COLUMNS: &str = "seq, at, actor, role, auth, action, target, outcome, detail, remote, hash";
+const COLUMNS: &str = "l.seq, l.at, l.actor, l.role, l.auth, l.action, l.target, l.outcome, l.detail, l.remote, l.hash";
 
-/// A row as stored: the record, plus the raw time and detail text the chain hash covers.
-fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Record, i64, String)> {
+/// Columns read with the actor's name where it is still known (column 11).
+const READ_COLUMNS: &str = "l.seq, l.at, l.actor, l.role, l.auth, l.action, l.target, l.outcome, l.detail, l.remote, \
+     l.hash, m.actor FROM audit_log l LEFT JOIN audit_actors m ON m.pseudonym = l.actor";
+
+/// A row as stored: the record (its actor as the chain covers it, the pseudonym), plus the raw
+/// time and detail text the chain hash covers, and the actor's name unless erased.
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Record, i64, String, Option<String>)> {
     let at: i64 = r.get(1)?;
     let detail: String = r.get(8)?;
+    let name: Option<String> = r.get(11)?;
     let record = Record {
         seq: r.get(0)?,
         at: db::rfc3339(at),
@@ -88,7 +101,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Record, i64, String)> {
         },
         hash: r.get(10)?,
     };
-    Ok((record, at, detail))
+    Ok((record, at, detail, name))
 }
 
 /// Filters of [`AuditLog::query`]; all optional and AND-ed.
@@ -133,11 +146,82 @@ CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS audit_actors (pseudonym TEXT PRIMARY KEY, actor TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 "#;
+
+const UPDATE_TRIGGER: &str = "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log \
+     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;";
 
 impl AuditLog {
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(AuditLog { db: db::Store::open(path, SCHEMA)? })
+        let log = AuditLog { db: db::Store::open(path, SCHEMA)? };
+        log.convert_to_pseudonyms()?;
+        Ok(log)
+    }
+
+    /// Once per database: replaces the names in a log written before pseudonyms by pseudonyms
+    /// and re-chains it. Refused when the old chain does not verify, so a conversion never
+    /// launders an edit.
+    fn convert_to_pseudonyms(&self) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let done: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM audit_meta WHERE key = 'pseudonymous')", [], |r| r.get(0))?;
+        if done {
+            return Ok(());
+        }
+        let rows: Vec<(Record, i64, String)> = {
+            let mut stmt = tx.prepare(&format!("SELECT {COLUMNS}, NULL FROM audit_log l ORDER BY seq"))?;
+            stmt.query_map([], |r| read_row(r).map(|(record, at, detail, _)| (record, at, detail)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let mut previous = String::new();
+        for (record, at, detail) in &rows {
+            if chain_hash(&previous, *at, &record.event, detail) != record.hash {
+                return Err(crate::Error::Config(format!(
+                    "the audit log's hash chain breaks at event {}: not converting it to pseudonyms",
+                    record.seq
+                )));
+            }
+            previous.clone_from(&record.hash);
+        }
+        if !rows.is_empty() {
+            tx.execute_batch("DROP TRIGGER audit_log_no_update")?;
+            let count = rows.len();
+            let mut previous = String::new();
+            for (record, at, detail) in rows {
+                let mut event = record.event;
+                event.actor = pseudonym_in(&tx, &event.actor)?;
+                let hash = chain_hash(&previous, at, &event, &detail);
+                tx.execute(
+                    "UPDATE audit_log SET actor = ?2, hash = ?3 WHERE seq = ?1",
+                    params![record.seq, event.actor, hash],
+                )?;
+                previous = hash;
+            }
+            tx.execute_batch(UPDATE_TRIGGER)?;
+            tracing::info!(events = count, "audit log converted to pseudonymous actors");
+        }
+        tx.execute("INSERT INTO audit_meta (key, value) VALUES ('pseudonymous', 1)", [])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The pseudonym `actor` is recorded under, if they have events and were not erased.
+    pub fn pseudonym_of(&self, actor: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        Ok(conn.query_row("SELECT pseudonym FROM audit_actors WHERE actor = ?1", [actor], |r| r.get(0)).optional()?)
+    }
+
+    /// Erases `actor`'s name from the log: their events keep their pseudonym, and the chain
+    /// still verifies. Returns the pseudonym, or `None` when the log never named them.
+    pub fn forget_actor(&self, actor: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        let pseudonym: Option<String> = conn
+            .query_row("DELETE FROM audit_actors WHERE actor = ?1 RETURNING pseudonym", [actor], |r| r.get(0))
+            .optional()?;
+        Ok(pseudonym)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -155,6 +239,9 @@ impl AuditLog {
             })?;
         let at = db::now();
         let detail = event.detail.to_string();
+        let name = event.actor.clone();
+        let mut event = event;
+        event.actor = pseudonym_in(&tx, &name)?;
         let hash = chain_hash(&previous, at, &event, &detail);
         tx.execute(
             "INSERT INTO audit_log (at, actor, role, auth, action, target, outcome, detail, remote, hash) \
@@ -173,7 +260,7 @@ impl AuditLog {
             ],
         )?;
         tx.commit()?;
-        tracing::info!(actor = %event.actor, action = %event.action, outcome = event.outcome.as_str(), target = ?event.target, "audit");
+        tracing::info!(actor = %name, action = %event.action, outcome = event.outcome.as_str(), target = ?event.target, "audit");
         Ok(())
     }
 
@@ -186,17 +273,22 @@ impl AuditLog {
             Some(a) => (Some(a.to_owned()), None),
             None => (None, None),
         };
+        // An actor is looked for by name, or by pseudonym once erased.
+        let actor = match &query.actor {
+            Some(actor) => Some(self.pseudonym_of(actor)?.unwrap_or_else(|| actor.clone())),
+            None => None,
+        };
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM audit_log \
-             WHERE seq > ?1 AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR action = ?3) \
-             AND (?4 IS NULL OR action LIKE ?4) AND (?5 IS NULL OR outcome = ?5) \
-             AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) ORDER BY seq LIMIT ?8"
+            "SELECT {READ_COLUMNS} \
+             WHERE l.seq > ?1 AND (?2 IS NULL OR l.actor = ?2) AND (?3 IS NULL OR l.action = ?3) \
+             AND (?4 IS NULL OR l.action LIKE ?4) AND (?5 IS NULL OR l.outcome = ?5) \
+             AND (?6 IS NULL OR l.at >= ?6) AND (?7 IS NULL OR l.at < ?7) ORDER BY l.seq LIMIT ?8"
         ))?;
         let rows = stmt.query_map(
             params![
                 query.after.unwrap_or(0),
-                query.actor,
+                actor,
                 action_exact,
                 action_prefix,
                 query.outcome.map(Outcome::as_str),
@@ -204,7 +296,14 @@ impl AuditLog {
                 until,
                 limit
             ],
-            |r| read_row(r).map(|(record, _, _)| record),
+            |r| {
+                read_row(r).map(|(mut record, _, _, name)| {
+                    if let Some(name) = name {
+                        record.event.actor = name;
+                    }
+                    record
+                })
+            },
         )?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
@@ -212,11 +311,11 @@ impl AuditLog {
     /// Recomputes the hash chain; returns the first sequence number whose hash disagrees.
     pub fn verify_chain(&self) -> Result<Option<i64>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY seq"))?;
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS}, NULL FROM audit_log l ORDER BY seq"))?;
         let mut rows = stmt.query([])?;
         let mut previous = String::new();
         while let Some(row) = rows.next()? {
-            let (record, at, detail) = read_row(row)?;
+            let (record, at, detail, _) = read_row(row)?;
             if chain_hash(&previous, at, &record.event, &detail) != record.hash {
                 return Ok(Some(record.seq));
             }
@@ -224,6 +323,20 @@ impl AuditLog {
         }
         Ok(None)
     }
+}
+
+/// The pseudonym of `actor`, made on their first event.
+fn pseudonym_in(conn: &Connection, actor: &str) -> Result<String> {
+    let known: Option<String> = conn
+        .prepare_cached("SELECT pseudonym FROM audit_actors WHERE actor = ?1")?
+        .query_row([actor], |r| r.get(0))
+        .optional()?;
+    if let Some(pseudonym) = known {
+        return Ok(pseudonym);
+    }
+    let pseudonym = format!("a:{:016x}", rand::random::<u64>());
+    conn.prepare_cached("INSERT INTO audit_actors (pseudonym, actor) VALUES (?1, ?2)")?.execute([&pseudonym, actor])?;
+    Ok(pseudonym)
 }
 
 fn chain_hash(previous: &str, at: i64, event: &Event, detail: &str) -> String {
@@ -293,5 +406,84 @@ mod tests {
         conn.execute_batch("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET actor = 'mallory' WHERE seq = 2;")
             .unwrap();
         assert_eq!(log.verify_chain().unwrap(), Some(2));
+    }
+
+    #[test]
+    fn erasing_an_actor_keeps_their_events_under_a_pseudonym_and_the_chain_verifying() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let log = AuditLog::open(&path).unwrap();
+        log.record(event("alice", "key.create", Outcome::Ok)).unwrap();
+        log.record(event("bob", "document.delete", Outcome::Ok)).unwrap();
+        log.record(event("alice", "document.upload", Outcome::Ok)).unwrap();
+        let raw = db::open(&path).unwrap();
+        let stored: Vec<String> = raw
+            .prepare("SELECT actor FROM audit_log ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(stored.iter().all(|a| a.starts_with("a:")), "{stored:?}");
+        assert_eq!(stored[0], stored[2]);
+
+        let pseudonym = log.forget_actor("alice").unwrap().expect("alice has events");
+        assert_eq!(stored[0], pseudonym);
+        assert_eq!(log.forget_actor("alice").unwrap(), None);
+        let all = log.query(&Query::default()).unwrap();
+        let actors: Vec<&str> = all.iter().map(|r| r.event.actor.as_str()).collect();
+        assert_eq!(actors, [pseudonym.as_str(), "bob", pseudonym.as_str()]);
+        assert!(log.query(&Query { actor: Some("alice".into()), ..Default::default() }).unwrap().is_empty());
+        assert_eq!(log.query(&Query { actor: Some(pseudonym.clone()), ..Default::default() }).unwrap().len(), 2);
+        assert_eq!(log.verify_chain().unwrap(), None);
+        // Alice coming back gets a new pseudonym, not linked to the old one.
+        log.record(event("alice", "auth.failed", Outcome::Failed)).unwrap();
+        assert_ne!(log.pseudonym_of("alice").unwrap().unwrap(), pseudonym);
+        assert_eq!(log.verify_chain().unwrap(), None);
+    }
+
+    #[test]
+    fn a_log_written_with_names_is_converted_once_and_a_broken_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let old_schema = SCHEMA.split("CREATE TABLE IF NOT EXISTS audit_actors").next().unwrap();
+        let write_old = |path: &Path, tamper: bool| {
+            let conn = db::open(path).unwrap();
+            conn.execute_batch(old_schema).unwrap();
+            let mut previous = String::new();
+            for (i, actor) in ["alice", "bob", "alice"].into_iter().enumerate() {
+                let e = event(actor, "key.create", Outcome::Ok);
+                let detail = e.detail.to_string();
+                let at = 1_700_000_000 + i as i64;
+                let hash = chain_hash(&previous, at, &e, &detail);
+                conn.execute(
+                    "INSERT INTO audit_log (at, actor, role, auth, action, target, outcome, detail, remote, hash) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ok', ?7, NULL, ?8)",
+                    params![at, e.actor, e.role, e.auth, e.action, e.target, detail, hash],
+                )
+                .unwrap();
+                previous = hash;
+            }
+            if tamper {
+                conn.execute_batch("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET role = 'x' WHERE seq = 2;")
+                    .unwrap();
+            }
+        };
+        write_old(&path, false);
+        let log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.verify_chain().unwrap(), None);
+        let actors: Vec<String> = log.query(&Query::default()).unwrap().into_iter().map(|r| r.event.actor).collect();
+        assert_eq!(actors, ["alice", "bob", "alice"]);
+        drop(log);
+        let log = AuditLog::open(&path).unwrap();
+        log.forget_actor("bob").unwrap().expect("bob converted");
+        assert_eq!(log.verify_chain().unwrap(), None);
+        let raw = db::open(&path).unwrap();
+        assert!(raw.execute("UPDATE audit_log SET actor = 'x'", []).is_err(), "the trigger is back");
+
+        let broken = dir.path().join("broken.sqlite");
+        write_old(&broken, true);
+        let error = AuditLog::open(&broken).err().expect("a broken chain is not converted").to_string();
+        assert!(error.contains("breaks at event 2"), "{error}");
     }
 }

@@ -27,6 +27,29 @@ pub struct Config {
     pub usage: lore_usage::UsageConfig,
     pub rate_limits: lore_usage::RateLimitConfig,
     pub telemetry: TelemetryConfig,
+    /// Use policies, human review, verified answers and the approved-use notice.
+    pub policy: lore_policy::config::PolicyConfig,
+    /// How long conversations and staged uploads are kept (usage events: `[usage]`).
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: what a background task purges, hourly. Usage events have their own ages in
+/// `[usage]` (`retention_days`, `rollup_retention_days`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Conversations not continued for this many days are deleted with their messages; 0 keeps
+    /// them.
+    pub conversations_days: u32,
+    /// Uploads still queued this many days after they were staged are cancelled and their files
+    /// removed; 0 keeps them.
+    pub staged_uploads_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { conversations_days: 365, staged_uploads_days: 7 }
+    }
 }
 
 /// `[telemetry]`: OpenTelemetry traces (a span per request and per stage: auth, embed, bm25,
@@ -128,6 +151,10 @@ pub struct ProviderConfig {
     pub temperature: Option<f32>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// What this provider may receive: `redact` (the default: personal data and secrets become
+    /// placeholders), `block` (a prompt holding any is not sent) or `off` (an on-premises model).
+    #[serde(default)]
+    pub dlp: lore_policy::dlp::Mode,
 }
 
 fn default_timeout_secs() -> f64 {
@@ -413,6 +440,8 @@ impl Default for Config {
             usage: lore_usage::UsageConfig::default(),
             rate_limits: lore_usage::RateLimitConfig::default(),
             telemetry: TelemetryConfig::default(),
+            policy: lore_policy::config::PolicyConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -512,6 +541,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<()> {
         self.usage.validate().map_err(Error::Config)?;
+        self.policy.validate().map_err(Error::Config)?;
         let c = &self.chunking;
         if c.max_tokens == 0 || c.min_tokens > c.max_tokens || c.overlap_tokens >= c.max_tokens {
             return Err(Error::Config(format!(

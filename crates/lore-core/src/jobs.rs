@@ -211,6 +211,18 @@ impl JobStore {
         get(&conn, id)
     }
 
+    /// Cancels the jobs still queued that were staged before `cutoff_secs` (Unix time), with
+    /// `reason`: the retention of staged uploads. Returns them.
+    pub fn cancel_queued_before(&self, cutoff_secs: i64, reason: &str) -> Result<Vec<Job>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "UPDATE jobs SET state = 'cancelled', error = ?2, updated_at = ?3 \
+             WHERE state = 'queued' AND created_at < ?1 RETURNING {COLUMNS}"
+        ))?;
+        let rows = stmt.query_map(params![cutoff_secs, reason, db::now()], row_to_job)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     /// Cancels the unfinished jobs of a document (it was deleted); returns them.
     pub fn cancel_for_document(&self, document_id: &str, reason: &str) -> Result<Vec<Job>> {
         let conn = self.conn();
@@ -360,6 +372,33 @@ mod tests {
         let failed = store.get(&a.id).unwrap().unwrap();
         assert_eq!((failed.state, failed.error.as_deref()), (JobState::Failed, Some("bad pdf")));
         assert!(!store.finish(&a.id, Ok(())).unwrap(), "a finished job is not finished again");
+    }
+
+    #[test]
+    fn retention_cancels_only_jobs_still_queued_since_before_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let meta = serde_json::json!({});
+        let queued = store.enqueue(new_job("waiting.pdf", &meta)).unwrap();
+        let running = store.enqueue(new_job("running.pdf", &meta)).unwrap();
+        let done = store.enqueue(new_job("done.pdf", &meta)).unwrap();
+        store.claim_next().unwrap();
+        store.claim_next().unwrap();
+        store.claim_next().unwrap();
+        store.finish(&done.id, Ok(())).unwrap();
+        store.requeue_interrupted().unwrap(); // waiting.pdf and running.pdf: queued again
+        store.claim_next().unwrap(); // running.pdf
+        let now = db::now();
+        assert!(store.cancel_queued_before(now - 3600, "old").unwrap().is_empty(), "nothing is an hour old");
+        let cancelled = store.cancel_queued_before(now + 1, "the upload waited too long").unwrap();
+        let ids: Vec<&str> = cancelled.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids.len(), 1);
+        let left = store.get(ids[0]).unwrap().unwrap();
+        assert_eq!((left.state, left.error.as_deref()), (JobState::Cancelled, Some("the upload waited too long")));
+        let states: Vec<JobState> =
+            [&queued.id, &running.id, &done.id].iter().map(|id| store.get(id).unwrap().unwrap().state).collect();
+        assert_eq!(states.iter().filter(|s| **s == JobState::Cancelled).count(), 1);
+        assert!(states.contains(&JobState::Processing) && states.contains(&JobState::Indexed), "{states:?}");
     }
 
     #[test]

@@ -72,11 +72,13 @@ impl Usage {
     }
 
     /// Every [`BUDGET_RELOAD`]: budgets re-read (`lore budgets` changes them beside a running
-    /// server) and idle rate-limit buckets forgotten. Runs until `state` is the last holder.
+    /// server) and idle rate-limit buckets forgotten; every [`PURGE_EVERY`] (and at start) the
+    /// retention purge ([`AppState::purge`]). Runs until `state` is the last holder.
     pub fn spawn_maintenance(state: &Arc<AppState>) {
         let state = Arc::downgrade(state);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(BUDGET_RELOAD);
+            let mut last_purge = None;
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
@@ -85,6 +87,11 @@ impl Usage {
                     tracing::error!(%error, "budgets: cannot reload");
                 }
                 state.usage.limiter.retain_recent();
+                if last_purge.is_none_or(|at: std::time::Instant| at.elapsed() >= PURGE_EVERY) {
+                    last_purge = Some(std::time::Instant::now());
+                    let state = state.clone();
+                    let _ = tokio::task::spawn_blocking(move || state.purge(lore_core::db::now())).await;
+                }
             }
         });
     }
@@ -213,6 +220,9 @@ pub fn group_by(text: &str, name: &str) -> Result<lore_usage::analytics::GroupBy
 /// How soon a running server sees budgets changed by `lore budgets`.
 pub const BUDGET_RELOAD: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How often the retention purge runs.
+pub const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The `Lore-Budget-Warning` header: the budgets past their soft limit, by id.
 pub const BUDGET_WARNING_HEADER: &str = "lore-budget-warning";
 
@@ -303,4 +313,26 @@ async fn gap_worker(
             Err(error) => tracing::error!(%error, "knowledge gaps: task failed"),
         }
     }
+}
+
+/// A chat's DLP report as its usage event holds it.
+pub fn dlp_counts(report: &lore_chat::provider::DlpReport) -> lore_usage::DlpCounts {
+    let widen = |counts: &std::collections::BTreeMap<String, usize>| {
+        counts.iter().map(|(kind, &n)| (kind.clone(), n as u64)).collect()
+    };
+    lore_usage::DlpCounts { redacted: widen(&report.redacted), blocked: widen(&report.blocked) }
+}
+
+/// One audit entry for a chat whose prompts DLP changed or stopped: the counts per kind, the
+/// usage event and the message, never the values.
+pub fn audit_dlp(state: &AppState, caller: &Caller, event: &UsageEvent, message_id: Option<i64>) {
+    if event.dlp.is_empty() {
+        return;
+    }
+    let action = if event.dlp.blocked.is_empty() { "dlp.redacted" } else { "dlp.blocked" };
+    let detail = serde_json::json!({
+        "redacted": event.dlp.redacted, "blocked": event.dlp.blocked,
+        "usage_event": event.id, "message_id": message_id, "provider": event.provider,
+    });
+    state.audit_caller(caller, action, event.provider.as_deref(), lore_core::audit::Outcome::Ok, detail);
 }

@@ -358,6 +358,22 @@ impl GapStore {
         Ok(changed > 0)
     }
 
+    /// Deletes the questions asked in these usage events (a person's erasure): the clusters
+    /// keep their counts and centroids, which hold no text. Returns the questions deleted.
+    pub fn erase_questions_of_events(&self, event_ids: &[String]) -> Result<usize> {
+        let mut state = self.lock();
+        let tx = state.conn.transaction()?;
+        let mut deleted = 0;
+        {
+            let mut delete = tx.prepare_cached("DELETE FROM gap_questions WHERE event_id = ?1")?;
+            for id in event_ids {
+                deleted += delete.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(deleted)
+    }
+
     /// Every open gap with one representative question, the one closest to its centroid: what
     /// the re-check after an ingest asks again to learn whether new documents answer it.
     pub fn open_representatives(&self) -> Result<Vec<(String, String)>> {

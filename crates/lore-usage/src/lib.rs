@@ -134,6 +134,25 @@ pub struct UsageEvent {
     pub message_id: Option<i64>,
     /// Budgets past their soft limit when the request was admitted (ids).
     pub budget_warnings: Vec<String>,
+    /// Personal data and secrets kept from model providers, per kind: counts, never values.
+    pub dlp: DlpCounts,
+}
+
+/// What data loss prevention did to a request's prompts, per kind of value (`email`, `iban`…).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DlpCounts {
+    /// Replaced by placeholders before the prompt left.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub redacted: BTreeMap<String, u64>,
+    /// Kept a prompt from a provider that blocks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blocked: BTreeMap<String, u64>,
+}
+
+impl DlpCounts {
+    pub fn is_empty(&self) -> bool {
+        self.redacted.is_empty() && self.blocked.is_empty()
+    }
 }
 
 impl UsageEvent {
@@ -164,6 +183,7 @@ impl UsageEvent {
             conversation_id: None,
             message_id: None,
             budget_warnings: Vec::new(),
+            dlp: DlpCounts::default(),
         }
     }
 

@@ -33,7 +33,7 @@ use serde::Serialize;
 use crate::{DAY_SECS, Endpoint, Error, KINDS, Result, Spend, SpendSource, UsageConfig, UsageEvent, day_start, now_ms};
 
 /// Version of the tables below, kept in `usage_meta`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const DAY_MS: i64 = DAY_SECS * 1000;
 
@@ -74,12 +74,19 @@ CREATE TABLE IF NOT EXISTS usage_events (
     category TEXT,
     conversation_id TEXT,
     message_id INTEGER,
-    budget_warnings TEXT NOT NULL
+    budget_warnings TEXT NOT NULL,
+    dlp TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS usage_events_by_time ON usage_events(time_ms);
 CREATE INDEX IF NOT EXISTS usage_events_by_message ON usage_events(message_id) WHERE message_id IS NOT NULL;
-CREATE TRIGGER IF NOT EXISTS usage_events_no_update BEFORE UPDATE ON usage_events
+CREATE TRIGGER IF NOT EXISTS usage_events_no_update BEFORE UPDATE OF id, time_ms, endpoint, user_id, role,
+    departments, credential, key_id, collections, kind, status, model, provider, prompt_version, prompt_tokens,
+    completion_tokens, cost, latency_ms, stages, lang, category, conversation_id, message_id, budget_warnings, dlp
+ON usage_events
 BEGIN SELECT RAISE(ABORT, 'usage events are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS usage_events_only_pseudonymise BEFORE UPDATE OF user ON usage_events
+WHEN NEW.user NOT GLOB 'erased:*'
+BEGIN SELECT RAISE(ABORT, 'usage events are append-only: a user can only be replaced by a pseudonym'); END;
 CREATE TRIGGER IF NOT EXISTS usage_events_keep_recent BEFORE DELETE ON usage_events
 WHEN OLD.time_ms >= COALESCE((SELECT value FROM usage_meta WHERE key = 'retention_cutoff_ms'), 0)
 BEGIN SELECT RAISE(ABORT, 'usage events newer than the retention cutoff cannot be deleted'); END;
@@ -102,7 +109,7 @@ const TOTALS_COLUMNS: &str = "time_ms, endpoint, user, departments, key_id, coll
 
 const EVENT_COLUMNS: &str = "id, time_ms, endpoint, user, role, departments, credential, key_id, collections, kind, \
      status, model, provider, prompt_version, prompt_tokens, completion_tokens, cost, latency_ms, stages, lang, \
-     category, conversation_id, message_id, budget_warnings";
+     category, conversation_id, message_id, budget_warnings, dlp";
 
 /// A grouping of the daily rollups. Every event counts once under `All` and once under each of
 /// its values of the others (see [`contributions`]).
@@ -521,7 +528,19 @@ impl UsageStore {
         writer.execute_batch(META_SCHEMA)?;
         // Insert-or-ignore, then read: two processes opening a new database at once agree.
         writer.execute("INSERT OR IGNORE INTO usage_meta (key, value) VALUES ('schema', ?1)", [SCHEMA_VERSION])?;
-        let version: i64 = writer.query_row("SELECT value FROM usage_meta WHERE key = 'schema'", [], |r| r.get(0))?;
+        let mut version: i64 =
+            writer.query_row("SELECT value FROM usage_meta WHERE key = 'schema'", [], |r| r.get(0))?;
+        if version == 1 {
+            // Version 2 adds the DLP counts, and lets erasure replace a user by a pseudonym.
+            writer.execute_batch(
+                "BEGIN IMMEDIATE; \
+                 ALTER TABLE usage_events ADD COLUMN dlp TEXT NOT NULL DEFAULT '{}'; \
+                 DROP TRIGGER IF EXISTS usage_events_no_update; \
+                 UPDATE usage_meta SET value = 2 WHERE key = 'schema'; \
+                 COMMIT;",
+            )?;
+            version = 2;
+        }
         if version != SCHEMA_VERSION {
             return Err(Error::Other(format!(
                 "the usage tables in {} have schema {version}, this build knows {SCHEMA_VERSION}",
@@ -547,7 +566,7 @@ impl UsageStore {
             let mut insert = tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO usage_events ({EVENT_COLUMNS}, user_id) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
-                 ?22, ?23, ?24, ?25)"
+                 ?22, ?23, ?24, ?25, ?26)"
             ))?;
             for event in events {
                 let user_id = match user_ids.get(event.user.as_str()) {
@@ -589,6 +608,7 @@ impl UsageStore {
                     event.conversation_id,
                     event.message_id,
                     json(&event.budget_warnings)?,
+                    json(&event.dlp)?,
                     user_id,
                 ])?;
                 if inserted == 0 {
@@ -636,6 +656,44 @@ impl UsageStore {
         }
         tx.commit()?;
         Ok((events, rollups))
+    }
+
+    /// Every event of `user`, oldest first: their share of a personal-data export.
+    pub fn events_of_user(&self, user: &str) -> Result<Vec<UsageEvent>> {
+        let conn = lock(&self.reader);
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM usage_events WHERE user = ?1 ORDER BY time_ms, rowid"
+        ))?;
+        let mut rows = statement.query([user])?;
+        let mut events = Vec::new();
+        while let Some(row) = rows.next()? {
+            events.push(read_event(row)?);
+        }
+        Ok(events)
+    }
+
+    /// Replaces `user` by a pseudonym in the events, the rollups and the user table, in one
+    /// transaction, so every total (distinct users included) stays what it was. The pseudonym is
+    /// `erased:` and 16 random hex digits: a hash under a salt that is thrown away at once, so
+    /// nothing left can lead back to the person. Returns the pseudonym and the events changed
+    /// (none, and no pseudonym, when the user has no usage).
+    pub fn pseudonymise_user(&self, user: &str) -> Result<Option<(String, usize)>> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let known: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM usage_users WHERE user = ?1)", [user], |r| r.get(0))?;
+        if !known {
+            return Ok(None);
+        }
+        let pseudonym = format!("erased:{:016x}", rand::random::<u64>());
+        let events = tx.execute("UPDATE usage_events SET user = ?2 WHERE user = ?1", params![user, pseudonym])?;
+        tx.execute("UPDATE usage_users SET user = ?2 WHERE user = ?1", params![user, pseudonym])?;
+        tx.execute(
+            "UPDATE usage_daily SET value = ?2 WHERE dim = ?3 AND value = ?1",
+            params![user, pseudonym, Dim::User.as_str()],
+        )?;
+        tx.commit()?;
+        Ok(Some((pseudonym, events)))
     }
 
     /// The events of `[from_ms, to_ms)`, oldest first.
@@ -808,6 +866,8 @@ fn read_event(row: &Row<'_>) -> Result<UsageEvent> {
         conversation_id: row.get(21)?,
         message_id: row.get(22)?,
         budget_warnings: list(23)?,
+        dlp: serde_json::from_str(text(row, 24)?)
+            .map_err(|e| Error::Other(format!("usage event {id}: DLP counts are not a map of counts: {e}")))?,
         id,
     })
 }
@@ -847,6 +907,7 @@ fn read_totals(row: &Row<'_>) -> Result<(u32, UsageEvent)> {
         conversation_id: None,
         message_id: None,
         budget_warnings: Vec::new(),
+        dlp: Default::default(),
     };
     Ok((row.get(14)?, event))
 }
@@ -1281,6 +1342,91 @@ mod tests {
     }
 
     #[test]
+    fn erasure_pseudonymises_a_user_everywhere_and_keeps_the_totals() {
+        let (dir, store) = open();
+        let mut events: Vec<UsageEvent> = (0..40)
+            .map(|i| {
+                event(NOW_MS - i64::from(i) * DAY_MS / 4, if i % 3 == 0 { "ana" } else { "luis" }, &["hr"], "generated")
+            })
+            .collect();
+        events[0].dlp.redacted.insert("email".into(), 2);
+        store.write_batch(&events).expect("write");
+        let before = rollup_totals(&store, 0, NOW_MS / 1000 + DAY_SECS);
+        let per_user = |store: &UsageStore| {
+            let mut users = HashMap::new();
+            store
+                .for_each_rollup(Dim::User, 0, NOW_MS / 1000 + DAY_SECS, |_, _, value, row| {
+                    let mut m = Measures::default();
+                    row.add_to(&mut m)?;
+                    *users.entry(value.to_owned()).or_insert(0) += m.requests;
+                    Ok(())
+                })
+                .expect("rollups");
+            users
+        };
+        assert_eq!(per_user(&store)["ana"], 14);
+        let exported = store.events_of_user("ana").expect("export");
+        assert_eq!(exported.last().expect("newest").dlp.redacted["email"], 2);
+
+        let (pseudonym, changed) = store.pseudonymise_user("ana").expect("erase").expect("ana has usage");
+        assert_eq!(changed, 14);
+        assert!(pseudonym.starts_with("erased:"), "{pseudonym}");
+        assert!(store.events_of_user("ana").expect("export").is_empty());
+        assert_eq!(store.events_of_user(&pseudonym).expect("events").len(), 14);
+        let users = per_user(&store);
+        assert!(!users.contains_key("ana"));
+        assert_eq!(users[&pseudonym], 14);
+        let after = rollup_totals(&store, 0, NOW_MS / 1000 + DAY_SECS);
+        assert_eq!((after.requests, after.prompt_tokens), (before.requests, before.prompt_tokens));
+        assert_eq!(store.pseudonymise_user("ana").expect("again"), None);
+
+        // The triggers still refuse every other change, and a pseudonym that is not one.
+        let raw = rusqlite::Connection::open(dir.path().join("data/catalog.sqlite")).expect("raw connection");
+        for statement in [
+            "UPDATE usage_events SET cost = 0",
+            "UPDATE usage_events SET user = 'mallory' WHERE user = 'luis'",
+            "UPDATE usage_events SET user = 'erased:1', kind = 'error' WHERE user = 'luis'",
+        ] {
+            let error = raw.execute(statement, []).expect_err(statement).to_string();
+            assert!(error.contains("append-only"), "{statement}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("catalog.sqlite");
+        {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            let v1 = SCHEMA
+                .replace("    dlp TEXT NOT NULL DEFAULT '{}'\n", "")
+                .replace("budget_warnings TEXT NOT NULL,", "budget_warnings TEXT NOT NULL");
+            conn.execute_batch(META_SCHEMA).expect("meta");
+            conn.execute("INSERT INTO usage_meta (key, value) VALUES ('schema', 1)", []).expect("version");
+            conn.execute_batch(&v1).expect("version 1 tables");
+            conn.execute_batch(
+                "DROP TRIGGER usage_events_no_update; DROP TRIGGER usage_events_only_pseudonymise; \
+                CREATE TRIGGER usage_events_no_update BEFORE UPDATE ON usage_events \
+                BEGIN SELECT RAISE(ABORT, 'usage events are append-only'); END;",
+            )
+            .expect("version 1 trigger");
+            conn.execute(
+                "INSERT INTO usage_events (id, time_ms, endpoint, user, user_id, role, departments, credential, \
+                 collections, kind, status, prompt_tokens, completion_tokens, cost, latency_ms, stages, budget_warnings) \
+                 VALUES ('e1', 1, 'chat', 'ana', 1, 'employee', '[]', 'sso', '[]', 'generated', 200, 1, 1, 0, 1, '{}', '[]')",
+                [],
+            )
+            .expect("a version 1 event");
+            conn.execute("INSERT INTO usage_users (id, user) VALUES (1, 'ana')", []).expect("user");
+        }
+        let store = UsageStore::open(&path).expect("migrated");
+        let events = store.events_of_user("ana").expect("events");
+        assert_eq!(events.len(), 1);
+        assert!(events[0].dlp.is_empty());
+        assert!(store.pseudonymise_user("ana").expect("erase").is_some());
+    }
+
+    #[test]
     fn chat_event_of_message_finds_the_chat_not_its_feedback() {
         let (_dir, store) = open();
         let mut feedback = UsageEvent::new(Endpoint::Feedback, "ana", "down");
@@ -1329,9 +1475,9 @@ mod tests {
         drop(store);
         let path = dir.path().join("data/catalog.sqlite");
         let raw = rusqlite::Connection::open(&path).expect("raw connection");
-        raw.execute("UPDATE usage_meta SET value = 2 WHERE key = 'schema'", []).expect("update");
-        let error = UsageStore::open(&path).err().expect("schema 2 must be refused");
-        assert!(error.to_string().contains("schema 2"), "{error}");
+        raw.execute("UPDATE usage_meta SET value = 3 WHERE key = 'schema'", []).expect("update");
+        let error = UsageStore::open(&path).err().expect("schema 3 must be refused");
+        assert!(error.to_string().contains("schema 3"), "{error}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use lore_chat::answer::AnswerKind;
 use lore_chat::chat::{ChatAnswer, ChatError, ChatEvent, Question, Streamed};
+use lore_chat::provider::DlpReport;
 use lore_usage::budgets::{Amount, Decision, Reservation};
 use lore_usage::gaps::GapReason;
 use lore_usage::{Endpoint, UsageEvent};
@@ -244,6 +245,7 @@ impl Metered {
         model: Option<String>,
         provider: Option<String>,
         usage: Option<lore_chat::provider::Usage>,
+        dlp: &DlpReport,
         admitted: Admitted,
     ) {
         let usage = usage.unwrap_or_default();
@@ -253,15 +255,18 @@ impl Metered {
         if let Some(reservation) = admitted.reservation {
             reservation.settle(Amount { tokens: prompt + completion, cost });
         }
-        state.meter(UsageEvent {
+        let event = UsageEvent {
             model,
             provider,
             prompt_tokens: prompt,
             completion_tokens: completion,
             cost,
             budget_warnings: admitted.warnings,
+            dlp: crate::usage::dlp_counts(dlp),
             ..self.failed(state, &ApiError::Status(CLIENT_CLOSED, String::new()))
-        });
+        };
+        crate::usage::audit_dlp(state, &self.caller, &event, None);
+        state.meter(event);
     }
 
     /// Settles the budgets, records the event, and sends an abstention to the gap report.
@@ -297,8 +302,10 @@ impl Metered {
             conversation_id: Some(answer.conversation_id.clone()),
             message_id: Some(answer.message_id),
             budget_warnings: admitted.warnings,
+            dlp: crate::usage::dlp_counts(&answer.dlp),
             ..state.usage.event(&self.caller, self.endpoint, kind.as_deref().unwrap_or("error"))
         };
+        crate::usage::audit_dlp(state, &self.caller, &event, Some(answer.message_id));
         if answer.kind == AnswerKind::NoAnswer {
             state.usage.gap(GapWork {
                 question: question.to_owned(),
@@ -350,8 +357,8 @@ async fn stream_answer(
             match result {
                 Ok(Streamed::Answered(answer)) => metered.answered(&state, &question, &answer, admitted),
                 // The client left before the answer was complete: what the model used so far counts.
-                Ok(Streamed::Abandoned { model, provider, usage }) => {
-                    metered.abandoned(&state, model, provider, usage, admitted)
+                Ok(Streamed::Abandoned { model, provider, usage, dlp }) => {
+                    metered.abandoned(&state, model, provider, usage, &dlp, admitted)
                 }
                 Err(error) => {
                     tracing::error!(%error, "streamed answer failed");

@@ -12,6 +12,7 @@ mod feedback;
 mod json_errors;
 pub mod metrics;
 mod operations;
+mod privacy;
 mod responses;
 mod search;
 mod usage;
@@ -64,7 +65,8 @@ fn api(upload_limit: DefaultBodyLimit) -> OpenApiRouter<Arc<AppState>> {
         .merge(collections::router())
         .merge(documents::router(upload_limit))
         .merge(feedback::router())
-        .merge(usage::router());
+        .merge(usage::router())
+        .merge(privacy::router());
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(requiring_api_key(v1))
         .merge(operations::router())

@@ -53,7 +53,13 @@ fn category(name: &str, examples: &[&str]) -> CategoryConfig {
 }
 
 /// Creates a key (role, user, groups, department) on `server`; returns the secret and its id.
-fn key(server: &TestServer, role: Role, user: &str, groups: &[&str], department: Option<&str>) -> (String, String) {
+pub(crate) fn key(
+    server: &TestServer,
+    role: Role,
+    user: &str,
+    groups: &[&str],
+    department: Option<&str>,
+) -> (String, String) {
     let store = server.state.identity.keys.store().unwrap().clone();
     let (secret, info) = store
         .create(&NewKey {
@@ -66,13 +72,13 @@ fn key(server: &TestServer, role: Role, user: &str, groups: &[&str], department:
 }
 
 /// Every event written so far (after the recorder has flushed).
-fn events(server: &TestServer) -> Vec<UsageEvent> {
+pub(crate) fn events(server: &TestServer) -> Vec<UsageEvent> {
     server.state.usage.recorder.flush();
     server.state.usage.store.events(0, i64::MAX).unwrap()
 }
 
 /// A raw request: status, headers and body text.
-async fn raw(
+pub(crate) async fn raw(
     addr: SocketAddr,
     method: &str,
     path: &str,
