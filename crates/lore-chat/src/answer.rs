@@ -2,7 +2,7 @@
 //! configured (or all providers fail), and abstention when nothing relevant was found.
 
 use lore_core::lang::Lang;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::answerability::Evidence;
 use crate::retrieval::Passage;
@@ -16,11 +16,15 @@ pub enum AnswerKind {
     Extracted,
     /// The knowledge base has nothing relevant the caller may read.
     NoAnswer,
+    /// A use policy prohibits the question: its message instead of an answer.
+    Refused,
+    /// A knowledge manager's verified answer to a question close to this one (no model used).
+    Verified,
 }
 
 /// What a numbered marker `[n]` in the answer points at. Only passages that were in the
 /// context can be cited.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Citation {
     pub marker: usize,
     pub document_id: String,

@@ -68,11 +68,15 @@ pub struct ChatAnswer {
     /// Personal data and secrets kept from the providers, per kind (never the values).
     #[serde(skip_serializing_if = "DlpReport::is_empty")]
     pub dlp: DlpReport,
+    /// Set when a person must check the answer (a critical collection or category).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewMark>,
     pub timings: ChatTimings,
-    /// The passages and evidence behind the answer (for `lore eval`). Not part of the API:
-    /// the evidence's IDF weights count every document, readable or not.
+    /// The passages and evidence behind the answer (for `lore eval`); `None` for an answer given
+    /// without retrieval (refused, verified). Not part of the API: the evidence's IDF weights
+    /// count every document, readable or not.
     #[serde(skip)]
-    pub trace: Box<Trace>,
+    pub trace: Option<Box<Trace>>,
 }
 
 /// A question as the engine takes it: who asks, what they may read, and where it stands in
@@ -620,14 +624,71 @@ impl ChatEngine {
                 dlp.add(&outcome.dlp);
                 dlp
             },
+            review: None,
             timings: ChatTimings {
                 retrieval: prepared.trace.retrieved.timings.clone(),
                 generation_ms: prepared.generation_ms,
                 total_ms: prepared.started.elapsed().as_secs_f64() * 1e3,
             },
-            trace: Box::new(prepared.trace),
+            trace: Some(Box::new(prepared.trace)),
         })
     }
+
+    /// Answers `question` with `direct` (a use policy's refusal, a verified answer), without
+    /// retrieval or a model, and stores the exchange in the conversation like any answer.
+    pub fn respond(&self, question: Question<'_>, direct: Direct) -> Result<ChatAnswer, ChatError> {
+        let started = Instant::now();
+        let lang = Lang::detect(question.text);
+        let store = self.conversations();
+        let id = match question.conversation_id {
+            Some(id) if store.owned_by(id, question.user)? => id.to_owned(),
+            Some(_) => return Err(ChatError::ConversationNotFound),
+            None => store.create(question.user, question.text)?,
+        };
+        store.append(&id, "user", question.text, &serde_json::Value::Array(vec![]), &serde_json::json!({}))?;
+        let meta = serde_json::json!({ "kind": direct.kind });
+        let citations = serde_json::to_value(&direct.citations).unwrap_or_default();
+        let message_id = store.append(&id, "assistant", &direct.answer, &citations, &meta)?;
+        Ok(ChatAnswer {
+            conversation_id: id,
+            message_id,
+            kind: direct.kind,
+            answer: direct.answer,
+            citations: direct.citations,
+            standalone_query: question.text.to_owned(),
+            lang,
+            prompt_version: None,
+            model: None,
+            provider: None,
+            usage: None,
+            provider_errors: Vec::new(),
+            dlp: DlpReport::default(),
+            review: None,
+            timings: ChatTimings {
+                retrieval: Default::default(),
+                generation_ms: 0.0,
+                total_ms: started.elapsed().as_secs_f64() * 1e3,
+            },
+            trace: None,
+        })
+    }
+}
+
+/// A review an answer waits for: its id, `after` (delivered, to be checked) or `before` (held
+/// until released), and its status (`pending`, `approved`, `edited`, `rejected`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReviewMark {
+    pub id: String,
+    pub mode: String,
+    pub status: String,
+}
+
+/// An answer decided before retrieval: see [`ChatEngine::respond`].
+#[derive(Debug, Clone)]
+pub struct Direct {
+    pub kind: AnswerKind,
+    pub answer: String,
+    pub citations: Vec<Citation>,
 }
 
 struct Generation {
@@ -739,6 +800,8 @@ pub enum ChatEvent {
     Metadata(StreamMetadata),
     Delta(String),
     Final(Box<ChatAnswer>),
+    /// After the final answer: a person will check it.
+    Review(ReviewMark),
     /// The pipeline failed after the stream started (the message is safe to show).
     Failed(String),
 }

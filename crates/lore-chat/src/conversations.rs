@@ -158,6 +158,22 @@ impl Conversations {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Replaces an assistant message's text, citations and metadata: an answer held for review
+    /// shows a notice until a reviewer releases it. Returns whether the message exists.
+    pub fn replace_message(
+        &self,
+        message_id: i64,
+        content: &str,
+        citations: &serde_json::Value,
+        meta: &serde_json::Value,
+    ) -> Result<bool, ConversationError> {
+        let changed = self.conn.execute(
+            "UPDATE messages SET content = ?2, citations = ?3, meta = ?4 WHERE id = ?1 AND role = 'assistant'",
+            rusqlite::params![message_id, content, citations.to_string(), meta.to_string()],
+        )?;
+        Ok(changed > 0)
+    }
+
     /// Deletes every conversation of `owner` with its messages (a person's erasure). Returns the
     /// conversations deleted.
     pub fn erase_owner(&self, owner: &str) -> Result<usize, ConversationError> {

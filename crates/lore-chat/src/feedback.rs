@@ -160,6 +160,14 @@ impl FeedbackStore {
         self.list_scoped(rating, before, limit, None)
     }
 
+    /// One entry by id.
+    pub fn get(&self, id: i64) -> Result<Option<Feedback>, FeedbackError> {
+        let conn = self.db.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM feedback WHERE id = ?1"))?;
+        let mut rows = stmt.query_map([id], row_to_feedback)?;
+        Ok(rows.next().transpose()?)
+    }
+
     /// Every vote `user` gave, oldest first (their share of a personal-data export).
     pub fn of_user(&self, user: &str) -> Result<Vec<Feedback>, FeedbackError> {
         let conn = self.db.conn();

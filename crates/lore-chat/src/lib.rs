@@ -13,5 +13,5 @@ pub mod retrieval;
 #[cfg(feature = "test-provider")]
 pub mod testing;
 
-pub use chat::{ChatAnswer, ChatEngine, ChatError, Question, Trace};
+pub use chat::{ChatAnswer, ChatEngine, ChatError, Direct, Question, ReviewMark, Trace};
 pub use retrieval::{HybridResults, Passage, Retriever, SearchResults};

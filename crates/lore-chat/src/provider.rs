@@ -404,16 +404,21 @@ fn restoring(
 ) -> futures::stream::BoxStream<'static, Result<String, ProviderError>> {
     use futures::StreamExt;
     futures::stream::unfold((rest, Some(restorer)), |(mut rest, mut restorer)| async move {
-        let active = restorer.as_mut()?;
-        match rest.next().await {
-            Some(Ok(text)) => {
-                let shown = active.push(&text);
-                Some((Ok(shown), (rest, restorer)))
-            }
-            Some(Err(error)) => Some((Err(error), (rest, restorer))),
-            None => {
-                let tail = restorer.take()?.finish();
-                Some((Ok(tail), (rest, None)))
+        loop {
+            let active = restorer.as_mut()?;
+            match rest.next().await {
+                // A chunk held back whole (it ends inside a placeholder) shows nothing yet.
+                Some(Ok(text)) => {
+                    let shown = active.push(&text);
+                    if !shown.is_empty() {
+                        return Some((Ok(shown), (rest, restorer)));
+                    }
+                }
+                Some(Err(error)) => return Some((Err(error), (rest, restorer))),
+                None => {
+                    let tail = restorer.take()?.finish();
+                    return (!tail.is_empty()).then_some((Ok(tail), (rest, None)));
+                }
             }
         }
     })

@@ -539,7 +539,9 @@ pub async fn run_in_process(set: &EvalSet, config: &Config, options: &RunOptions
                 ..lore_chat::Question::new(&case.asker.user, &scope, &case.question)
             };
             let answer = engine.ask(question).await?;
-            let trace = &answer.trace;
+            let trace = answer.trace.as_ref().ok_or_else(|| {
+                lore_core::Error::InvalidInput(format!("case {}: the answer came without retrieval", case.id))
+            })?;
             let t = &answer.timings.retrieval;
             let retrieval_ms = t.bm25_ms.max(t.embed_ms + t.dense_ms) + t.fusion_ms;
             let chunk_ids: Vec<String> = answer.citations.iter().map(|c| c.chunk_id.clone()).collect();

@@ -211,6 +211,12 @@ impl VerifiedStore {
         Ok(deleted)
     }
 
+    /// Whether there is no verified answer at all (then a question need not be embedded to
+    /// look for one).
+    pub fn is_empty(&self) -> bool {
+        self.index.read().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
     /// Unexpired verified answers whose best example question has cosine ≥ threshold with
     /// `query`, best first (newest first on ties), each with that similarity. An empty or zero
     /// query matches nothing.

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod lock;
+pub mod policy;
 pub mod privacy;
 pub mod state;
 pub mod upload;

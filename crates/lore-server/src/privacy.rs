@@ -2,7 +2,8 @@
 //! purge the maintenance task runs hourly.
 //!
 //! Erasure deletes what is about the person and only theirs — conversations, votes with the
-//! exchanges they snapshot, the questions the knowledge-gap report kept from their usage — and
+//! exchanges they snapshot, reviews of their answers, the questions the knowledge-gap report
+//! kept from their usage — and
 //! pseudonymises what others' numbers are made of: usage events get a random `erased:`
 //! pseudonym (so totals and distinct-user counts survive), and the audit log forgets the name
 //! behind the person's pseudonym (its hash chain covers pseudonyms, so it still verifies).
@@ -39,6 +40,7 @@ pub fn export(state: &AppState, user: &str, actor: &str) -> Result<serde_json::V
         all
     };
     let feedback = state.feedback.of_user(user)?;
+    let reviews = state.policy.reviews.of_asker(user)?;
     state.usage.recorder.flush();
     let usage_events = state.usage.store.events_of_user(user)?;
     let mut audit = Vec::new();
@@ -61,6 +63,7 @@ pub fn export(state: &AppState, user: &str, actor: &str) -> Result<serde_json::V
         "exported_at": lore_core::db::rfc3339(lore_core::db::now()),
         "conversations": conversations,
         "feedback": feedback,
+        "reviews": reviews,
         "usage_events": usage_events,
         "audit": audit,
     }))
@@ -70,6 +73,7 @@ pub fn export(state: &AppState, user: &str, actor: &str) -> Result<serde_json::V
 pub fn erase(state: &AppState, user: &str, actor: &str) -> Result<Erasure, ApiError> {
     let conversations = state.chat.conversations().erase_owner(user)?;
     let feedback = state.feedback.erase_user(user)?;
+    let reviews = state.policy.reviews.erase_asker(user)?;
     // Events still queued for the writer would escape the pseudonym.
     state.usage.recorder.flush();
     let event_ids: Vec<String> = state.usage.store.events_of_user(user)?.into_iter().map(|e| e.id).collect();
@@ -79,7 +83,7 @@ pub fn erase(state: &AppState, user: &str, actor: &str) -> Result<Erasure, ApiEr
         None => (None, 0),
     };
     let audit_pseudonym = state.audit.forget_actor(actor)?;
-    Ok(Erasure { conversations, feedback, usage_events, gap_questions, reviews: 0, usage_pseudonym, audit_pseudonym })
+    Ok(Erasure { conversations, feedback, usage_events, gap_questions, reviews, usage_pseudonym, audit_pseudonym })
 }
 
 /// What one retention pass deleted.
@@ -88,6 +92,7 @@ pub struct Purged {
     pub conversations: usize,
     pub usage_events: usize,
     pub staged_uploads: usize,
+    pub expired_verified_answers: usize,
 }
 
 impl AppState {
@@ -127,7 +132,11 @@ impl AppState {
                 Err(error) => tracing::error!(%error, "retention: cannot purge staged uploads"),
             }
         }
-        if purged.conversations + purged.usage_events + purged.staged_uploads > 0 {
+        match self.policy.verified.purge_expired(now_secs * 1000) {
+            Ok(n) => purged.expired_verified_answers = n,
+            Err(error) => tracing::error!(%error, "retention: cannot purge expired verified answers"),
+        }
+        if purged.conversations + purged.usage_events + purged.staged_uploads + purged.expired_verified_answers > 0 {
             tracing::info!(?purged, "retention purge");
         }
         purged

@@ -32,6 +32,8 @@ pub enum OpenError {
     Identity(#[from] IdentitySetupError),
     #[error(transparent)]
     Usage(#[from] lore_usage::Error),
+    #[error(transparent)]
+    Policy(#[from] lore_policy::Error),
 }
 
 pub struct AppState {
@@ -60,6 +62,8 @@ pub struct AppState {
     pub denials: crate::http::access::DenialLimiter,
     /// Metering, budgets, rate limits, categories and knowledge gaps.
     pub usage: crate::usage::Usage,
+    /// Use rules, the review queue and verified answers.
+    pub policy: crate::policy::Policy,
 }
 
 impl AppState {
@@ -72,6 +76,7 @@ impl AppState {
         let conversations = Conversations::open(&config.catalog_path())?;
         let chat = Arc::new(ChatEngine::new(retriever.clone(), conversations, &config.chat)?);
         let usage = crate::usage::Usage::open(&config, retriever.clone()).await?;
+        let policy = crate::policy::Policy::open(&config)?;
         let db = config.catalog_path();
         let keys = Arc::new(KeyStore::open(&db)?);
         let identity = Identity::new(&config, keys)?;
@@ -101,6 +106,7 @@ impl AppState {
             demo_key: std::sync::OnceLock::new(),
             denials: Default::default(),
             usage,
+            policy,
             config,
         });
         crate::usage::Usage::spawn_maintenance(&state);

@@ -72,13 +72,14 @@ impl Usage {
     }
 
     /// Every [`BUDGET_RELOAD`]: budgets re-read (`lore budgets` changes them beside a running
-    /// server) and idle rate-limit buckets forgotten; every [`PURGE_EVERY`] (and at start) the
-    /// retention purge ([`AppState::purge`]). Runs until `state` is the last holder.
+    /// server) and idle rate-limit buckets forgotten; every [`PURGE_EVERY`] (the first a minute
+    /// after start) the retention purge ([`AppState::purge`]). Runs until `state` is the last holder.
     pub fn spawn_maintenance(state: &Arc<AppState>) {
         let state = Arc::downgrade(state);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(BUDGET_RELOAD);
-            let mut last_purge = None;
+            // The first purge waits a minute: a server starting up has enough to do.
+            let mut next_purge = std::time::Instant::now() + PURGE_DELAY;
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
@@ -87,8 +88,8 @@ impl Usage {
                     tracing::error!(%error, "budgets: cannot reload");
                 }
                 state.usage.limiter.retain_recent();
-                if last_purge.is_none_or(|at: std::time::Instant| at.elapsed() >= PURGE_EVERY) {
-                    last_purge = Some(std::time::Instant::now());
+                if std::time::Instant::now() >= next_purge {
+                    next_purge = std::time::Instant::now() + PURGE_EVERY;
                     let state = state.clone();
                     let _ = tokio::task::spawn_blocking(move || state.purge(lore_core::db::now())).await;
                 }
@@ -222,6 +223,8 @@ pub const BUDGET_RELOAD: std::time::Duration = std::time::Duration::from_secs(10
 
 /// How often the retention purge runs.
 pub const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How long after start the first purge runs.
+const PURGE_DELAY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The `Lore-Budget-Warning` header: the budgets past their soft limit, by id.
 pub const BUDGET_WARNING_HEADER: &str = "lore-budget-warning";

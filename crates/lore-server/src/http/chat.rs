@@ -141,6 +141,20 @@ async fn answer(
     };
     let question = question_text(&question, "the question")?.to_owned();
     let earlier = earlier.map(|e| question_text(&e, "the earlier question").map(str::to_owned)).transpose()?;
+    // Use rules and verified answers come before budgets: neither calls a model.
+    let precheck = crate::policy::precheck(state, &caller, &question).await?;
+    if let Some((direct, hit)) = precheck.direct {
+        let asked = Question {
+            conversation_id: request.conversation_id.as_deref(),
+            ..Question::new(&caller.user, &caller.scope, &question)
+        };
+        let answer = state.chat.respond(asked, direct).map_err(|e| match (e, &request.conversation_id) {
+            (ChatError::ConversationNotFound, Some(id)) => conversation_not_found(state, &caller, id),
+            (e, _) => e.into(),
+        })?;
+        metered.direct(state, &answer, &hit, precheck.category);
+        return Ok(whole(answer, request.stream, &[]));
+    }
     // Budgets are the credential holder's (an agent's, not their customer's). Admission may
     // read a period's spend from the database, so it runs off the async workers.
     let admission = {
@@ -157,10 +171,11 @@ async fn answer(
     };
     let warnings: Vec<String> = admission.warnings.iter().map(|w| w.budget_id.clone()).collect();
     let admitted = Admitted { reservation: admission.reservation, warnings, extract_only };
-    if request.stream {
+    // An answer that may have to be held for review cannot be streamed: it is answered whole.
+    if request.stream && !state.policy.holds_answers() {
         let conversation_id = request.conversation_id;
-        return stream_answer(state.clone(), caller, question, conversation_id, earlier, admitted, metered.clone())
-            .await;
+        let asked = Asked { caller, question, conversation_id, earlier, category: precheck.category };
+        return stream_answer(state.clone(), asked, admitted, metered.clone()).await;
     }
     let answer = state
         .chat
@@ -184,9 +199,82 @@ async fn answer(
     }
     let warnings = admitted.warnings.clone();
     metered.answered(state, &question, &answer, admitted);
-    let mut response = Json(answer).into_response();
-    set_warning_header(&mut response, &warnings);
-    Ok(response)
+    let mut answer = answer;
+    if let Some(rule) = crate::policy::review_rule(state, &answer, precheck.category.as_deref()).cloned() {
+        crate::policy::queue(state, &caller, &question, &mut answer, &rule)?;
+        if rule.mode == lore_policy::config::ReviewMode::Before {
+            return Ok(held(&answer, request.stream, &warnings));
+        }
+    }
+    Ok(whole(answer, request.stream, &warnings))
+}
+
+/// A complete answer as JSON, or as the events of a stream sent at once (metadata, the text,
+/// the final answer, its review mark).
+fn whole(answer: ChatAnswer, stream: bool, warnings: &[String]) -> Response {
+    use axum::response::sse::Sse;
+    let mut response = if stream {
+        let metadata = lore_chat::chat::StreamMetadata {
+            kind: answer.kind,
+            standalone_query: answer.standalone_query.clone(),
+            lang: answer.lang,
+            sources: answer.citations.clone(),
+            prompt_version: answer.prompt_version.clone(),
+            model: answer.model.clone(),
+        };
+        let mut events = vec![ChatEvent::Metadata(metadata), ChatEvent::Delta(answer.answer.clone())];
+        let review = answer.review.clone();
+        events.push(ChatEvent::Final(Box::new(answer)));
+        events.extend(review.map(ChatEvent::Review));
+        let events = events.into_iter().map(|event| Ok::<_, std::convert::Infallible>(sse_event(event)));
+        Sse::new(futures::stream::iter(events)).into_response()
+    } else {
+        Json(answer).into_response()
+    };
+    set_warning_header(&mut response, warnings);
+    response
+}
+
+/// What a held answer's asker gets: 202 with the review to poll (`GET /v1/reviews/{id}`), or
+/// in a stream one `review` event.
+fn held(answer: &ChatAnswer, stream: bool, warnings: &[String]) -> Response {
+    use axum::response::sse::Sse;
+    let Some(mark) = answer.review.clone() else { return whole(answer.clone(), stream, warnings) };
+    let mut response = if stream {
+        let event = Ok::<_, std::convert::Infallible>(sse_event(ChatEvent::Review(mark)));
+        Sse::new(futures::stream::iter([event])).into_response()
+    } else {
+        let body = serde_json::json!({
+            "review": mark, "conversation_id": answer.conversation_id, "message_id": answer.message_id,
+        });
+        (axum::http::StatusCode::ACCEPTED, Json(body)).into_response()
+    };
+    set_warning_header(&mut response, warnings);
+    response
+}
+
+fn sse_event(event: ChatEvent) -> axum::response::sse::Event {
+    use axum::response::sse::Event;
+    let sse = match event {
+        ChatEvent::Metadata(metadata) => Event::default().event("metadata").json_data(metadata),
+        ChatEvent::Delta(text) => Event::default().event("delta").json_data(serde_json::json!({ "text": text })),
+        ChatEvent::Final(answer) => Event::default().event("final").json_data(answer),
+        ChatEvent::Review(mark) => Event::default().event("review").json_data(mark),
+        ChatEvent::Failed(message) => {
+            Event::default().event("error").json_data(serde_json::json!({ "code": "internal", "message": message }))
+        }
+    };
+    sse.unwrap_or_else(|_| Event::default().event("error"))
+}
+
+/// A question as a stream answers it.
+struct Asked {
+    caller: Caller,
+    question: String,
+    conversation_id: Option<String>,
+    earlier: Option<String>,
+    /// The question's category when a policy needed it (review rules by category).
+    category: Option<String>,
 }
 
 /// What a chat was admitted with: the budget reservation to settle, the budgets past their
@@ -269,6 +357,33 @@ impl Metered {
         state.meter(event);
     }
 
+    /// A refused or verified answer: no model, no budget; a refusal is audited with its rule.
+    fn direct(&self, state: &AppState, answer: &ChatAnswer, hit: &crate::policy::Hit, category: Option<String>) {
+        let kind = if answer.kind == AnswerKind::Refused { "refused" } else { "verified" };
+        let event = UsageEvent {
+            collections: crate::usage::cited_collections(&answer.citations),
+            latency_ms: self.started.elapsed().as_secs_f64() * 1e3,
+            lang: Some(answer.lang.code().to_owned()),
+            category,
+            conversation_id: Some(answer.conversation_id.clone()),
+            message_id: Some(answer.message_id),
+            ..state.usage.event(&self.caller, self.endpoint, kind)
+        };
+        match hit {
+            crate::policy::Hit::Refused(refusal) => state.audit_caller(
+                &self.caller,
+                "policy.refused",
+                Some(&refusal.rule),
+                lore_core::audit::Outcome::Denied,
+                serde_json::json!({ "matched": refusal.matched, "usage_event": event.id }),
+            ),
+            crate::policy::Hit::Verified { id, similarity } => {
+                tracing::info!(verified = %id, similarity, "answered by a verified answer");
+            }
+        }
+        state.meter(event);
+    }
+
     /// Settles the budgets, records the event, and sends an abstention to the gap report.
     fn answered(&self, state: &AppState, question: &str, answer: &ChatAnswer, admitted: Admitted) {
         let usage = answer.usage.clone().unwrap_or_default();
@@ -278,7 +393,7 @@ impl Metered {
         if let Some(reservation) = admitted.reservation {
             reservation.settle(Amount { tokens: prompt + completion, cost });
         }
-        let query_vector = &answer.trace.retrieved.query_vector;
+        let query_vector = answer.trace.as_ref().map_or(&[][..], |t| t.retrieved.query_vector.as_slice());
         let mut stages = super::search::retrieval_stages(&answer.timings.retrieval);
         stages.insert("generation".into(), answer.timings.generation_ms);
         let kind = serde_json::to_value(answer.kind).ok().and_then(|k| k.as_str().map(str::to_owned));
@@ -309,7 +424,7 @@ impl Metered {
         if answer.kind == AnswerKind::NoAnswer {
             state.usage.gap(GapWork {
                 question: question.to_owned(),
-                vector: (!query_vector.is_empty()).then(|| query_vector.clone()),
+                vector: (!query_vector.is_empty()).then(|| query_vector.to_vec()),
                 departments: self.caller.departments.clone(),
                 reason: GapReason::Abstained,
                 event_id: Some(event.id.clone()),
@@ -321,14 +436,12 @@ impl Metered {
 
 async fn stream_answer(
     state: Arc<AppState>,
-    caller: Caller,
-    question: String,
-    conversation_id: Option<String>,
-    earlier: Option<String>,
+    asked: Asked,
     admitted: Admitted,
     metered: Metered,
 ) -> Result<Response, ApiError> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
+    let Asked { caller, question, conversation_id, earlier, category } = asked;
+    use axum::response::sse::{KeepAlive, Sse};
     use futures::StreamExt;
     // Checked before the stream starts, so a foreign conversation is a plain 404.
     if let Some(id) = &conversation_id {
@@ -355,7 +468,22 @@ async fn stream_answer(
                 )
                 .await;
             match result {
-                Ok(Streamed::Answered(answer)) => metered.answered(&state, &question, &answer, admitted),
+                Ok(Streamed::Answered(answer)) => {
+                    metered.answered(&state, &question, &answer, admitted);
+                    // Streams run only without `before` rules: an answer under review was
+                    // delivered, and the mark follows it.
+                    let mut answer = *answer;
+                    if let Some(rule) = crate::policy::review_rule(&state, &answer, category.as_deref()).cloned() {
+                        match crate::policy::queue(&state, &caller, &question, &mut answer, &rule) {
+                            Ok(_) => {
+                                if let Some(mark) = answer.review {
+                                    let _ = sender.send(ChatEvent::Review(mark)).await;
+                                }
+                            }
+                            Err(error) => tracing::error!(%error, "cannot queue a streamed answer for review"),
+                        }
+                    }
+                }
                 // The client left before the answer was complete: what the model used so far counts.
                 Ok(Streamed::Abandoned { model, provider, usage, dlp }) => {
                     metered.abandoned(&state, model, provider, usage, &dlp, admitted)
@@ -372,17 +500,7 @@ async fn stream_answer(
     let events = futures::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|event| (event, receiver))
     })
-    .map(|event| {
-        let sse = match event {
-            ChatEvent::Metadata(metadata) => Event::default().event("metadata").json_data(metadata),
-            ChatEvent::Delta(text) => Event::default().event("delta").json_data(serde_json::json!({ "text": text })),
-            ChatEvent::Final(answer) => Event::default().event("final").json_data(answer),
-            ChatEvent::Failed(message) => {
-                Event::default().event("error").json_data(serde_json::json!({ "code": "internal", "message": message }))
-            }
-        };
-        Ok::<_, std::convert::Infallible>(sse.unwrap_or_else(|_| Event::default().event("error")))
-    });
+    .map(|event| Ok::<_, std::convert::Infallible>(sse_event(event)));
     let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
     set_warning_header(&mut response, &warnings);
     Ok(response)

@@ -32,6 +32,10 @@ pub enum ApiError {
     GapNotFound,
     #[error("budget not found")]
     BudgetNotFound,
+    #[error("review not found")]
+    ReviewNotFound,
+    #[error("verified answer not found")]
+    VerifiedNotFound,
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -84,6 +88,8 @@ impl ApiError {
             ApiError::MessageNotFound => "message_not_found",
             ApiError::GapNotFound => "gap_not_found",
             ApiError::BudgetNotFound => "budget_not_found",
+            ApiError::ReviewNotFound => "review_not_found",
+            ApiError::VerifiedNotFound => "verified_not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::IdentityProviderUnavailable(_) => "identity_provider_unavailable",
@@ -117,7 +123,9 @@ impl ApiError {
             | ApiError::KeyNotFound
             | ApiError::MessageNotFound
             | ApiError::GapNotFound
-            | ApiError::BudgetNotFound => StatusCode::NOT_FOUND,
+            | ApiError::BudgetNotFound
+            | ApiError::ReviewNotFound
+            | ApiError::VerifiedNotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::IdentityProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -209,6 +217,16 @@ impl From<lore_usage::Error> for ApiError {
         match error {
             lore_usage::Error::Invalid(message) => ApiError::InvalidRequest(message),
             lore_usage::Error::Sqlite(_) | lore_usage::Error::Other(_) => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<lore_policy::Error> for ApiError {
+    fn from(error: lore_policy::Error) -> Self {
+        match error {
+            lore_policy::Error::Invalid(message) => ApiError::InvalidRequest(message),
+            lore_policy::Error::AlreadyDecided(_) => ApiError::Conflict(error.to_string()),
+            lore_policy::Error::Sqlite(_) | lore_policy::Error::Other(_) => ApiError::Internal(error.to_string()),
         }
     }
 }

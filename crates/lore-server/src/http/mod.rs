@@ -14,6 +14,7 @@ pub mod metrics;
 mod operations;
 mod privacy;
 mod responses;
+mod review;
 mod search;
 mod usage;
 pub mod web;
@@ -66,7 +67,8 @@ fn api(upload_limit: DefaultBodyLimit) -> OpenApiRouter<Arc<AppState>> {
         .merge(documents::router(upload_limit))
         .merge(feedback::router())
         .merge(usage::router())
-        .merge(privacy::router());
+        .merge(privacy::router())
+        .merge(review::router());
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(requiring_api_key(v1))
         .merge(operations::router())

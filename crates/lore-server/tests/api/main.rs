@@ -14,6 +14,7 @@ mod feedback;
 mod generation;
 mod keys;
 mod operations;
+mod policy;
 mod privacy;
 mod refusals;
 mod retrieval;
