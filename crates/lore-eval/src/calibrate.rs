@@ -65,8 +65,9 @@ pub struct Example {
     pub held_out: bool,
 }
 
-/// FNV-1a: a hash that stays the same across Rust versions, so the split does too.
-fn fnv1a(text: &str) -> u64 {
+/// FNV-1a: a hash that stays the same across Rust versions, so the splits (here, of
+/// `categories` and of `verified`) do too.
+pub(crate) fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 

@@ -117,12 +117,7 @@ pub fn run(args: &CategoriesArgs, config: &Config) -> Result<String, EvalError> 
 
 /// The reporting half: an FNV-1a hash of the id, odd.
 fn in_report_half(id: &str) -> bool {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in id.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash % 2 == 1
+    crate::calibrate::fnv1a(id) % 2 == 1
 }
 
 fn evaluate_parts(

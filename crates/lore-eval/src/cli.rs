@@ -62,6 +62,9 @@ pub enum EvalCommand {
     /// Accuracy of question categories (nearest example question) on a labelled set; the
     /// `other` floor is fitted on one half and accuracy reported on the other.
     Categories(crate::categories::CategoriesArgs),
+    /// False- and true-match rates of verified answers on labelled intent groups; the threshold
+    /// is fitted on half of the groups and measured on the other half.
+    Verified(crate::verified::VerifiedArgs),
 }
 
 fn parse_mode(text: &str) -> Result<RetrievalMode, String> {
@@ -140,6 +143,10 @@ pub async fn run_set(args: &EvalArgs, config: &Config, path: &std::path::Path) -
 pub async fn run(args: EvalArgs, config: &Config) -> Result<bool, EvalError> {
     if let Some(EvalCommand::Categories(categories)) = &args.command {
         println!("{}", crate::categories::run(categories, config)?);
+        return Ok(true);
+    }
+    if let Some(EvalCommand::Verified(verified)) = &args.command {
+        println!("{}", crate::verified::run(verified, config)?);
         return Ok(true);
     }
     if let Some(EvalCommand::Calibrate(calibrate)) = args.command {

@@ -19,6 +19,7 @@ pub mod report;
 pub mod runner;
 pub mod set;
 pub mod text;
+pub mod verified;
 
 pub use error::EvalError;
 pub use runner::{CaseResult, RunOptions, RunResult};
