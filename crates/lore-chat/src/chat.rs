@@ -21,6 +21,7 @@ use crate::conversations::Conversations;
 use crate::prompts::Prompts;
 use crate::provider::{DlpReport, ProviderChain, ProviderError, Usage};
 use crate::retrieval::{HybridResults, Passage, RetrievalTimings, Retriever};
+use lore_policy::assistants::Assistant;
 
 /// Most sentences in an extractive answer.
 const EXTRACTED_SENTENCES: usize = 3;
@@ -97,6 +98,9 @@ pub struct Question<'a> {
     /// Answer without calling any model (a budget's hard limit degrades to this): the follow-up
     /// is condensed by rule and the answer extracted.
     pub extract_only: bool,
+    /// The asker's department assistant: its instructions join the system prompt, and its id the
+    /// prompt version.
+    pub assistant: Option<&'a Assistant>,
 }
 
 impl<'a> Question<'a> {
@@ -110,6 +114,7 @@ impl<'a> Question<'a> {
             earlier_question: None,
             retrieve: None,
             extract_only: false,
+            assistant: None,
         }
     }
 }
@@ -198,6 +203,7 @@ impl ChatEngine {
         previous: Option<&str>,
         question: &str,
         use_model: bool,
+        assistant: Option<&Assistant>,
     ) -> (String, f64, Option<Usage>, DlpReport) {
         let Some(previous) = previous else { return (question.trim().to_owned(), 0.0, None, DlpReport::default()) };
         if self.providers.is_empty() || !use_model {
@@ -205,7 +211,7 @@ impl ChatEngine {
         }
         let started = Instant::now();
         let prompt = self.prompts.condense.render(&[("history", &format!("User: {previous}")), ("question", question)]);
-        let system = self.prompts.system.render(&[("company", &self.config.company)]);
+        let system = self.system_prompt(assistant);
         let (rewritten, dlp) = match (system, prompt) {
             (Ok(system), Ok(prompt)) => match self.providers.complete(&system, &prompt).await {
                 Ok(completion) => {
@@ -264,7 +270,7 @@ impl ChatEngine {
     /// model's tokenizer, which is close to, not the same as, a provider's.
     pub fn token_bound(&self, question: &str, earlier: Option<&str>) -> (u64, u64) {
         let templates = self
-            .render_answer_prompt(question, Lang::En, "")
+            .render_answer_prompt(question, Lang::En, "", None)
             .map_or(0, |(system, user)| self.retriever.count_tokens(&system) + self.retriever.count_tokens(&user));
         let passages = self.config.context_token_budget + 16 * self.config.context_passages;
         // An earlier question is at most 4,000 characters: about 1,000 tokens.
@@ -279,17 +285,36 @@ impl ChatEngine {
         self.prompts.answer_version()
     }
 
+    /// The system prompt, with the assistant's lines after the company's.
+    fn system_prompt(&self, assistant: Option<&Assistant>) -> Result<String, lore_core::Error> {
+        let system = self.prompts.system.render(&[("company", &self.config.company)])?;
+        Ok(match assistant {
+            Some(assistant) => format!("{system}\n\n{}", assistant.system_addition()),
+            None => system,
+        })
+    }
+
+    /// The prompt version of an answer written with `assistant`: the templates' versions and the
+    /// assistant's id and version.
+    fn prompt_version_with(&self, assistant: Option<&Assistant>) -> String {
+        match assistant {
+            Some(assistant) => format!("{}+{}", self.prompts.answer_version(), assistant.prompt_id()),
+            None => self.prompts.answer_version(),
+        }
+    }
+
     fn render_answer_prompt(
         &self,
         question: &str,
         lang: Lang,
         context: &str,
+        assistant: Option<&Assistant>,
     ) -> Result<(String, String), lore_core::Error> {
         let language = match lang {
             Lang::En => "English",
             Lang::Es => "Spanish",
         };
-        let system = self.prompts.system.render(&[("company", &self.config.company)])?;
+        let system = self.system_prompt(assistant)?;
         let user =
             self.prompts.answer.render(&[("language", language), ("context", context), ("question", question)])?;
         Ok((system, user))
@@ -300,7 +325,7 @@ impl ChatEngine {
     /// `lore eval --only`.
     pub fn answer_prompt(&self, question: &str, passages: &[Passage]) -> Result<(String, String), lore_core::Error> {
         let context = self.context(passages);
-        self.render_answer_prompt(question, Lang::detect(question), &context.text)
+        self.render_answer_prompt(question, Lang::detect(question), &context.text, None)
     }
 
     /// Whether answers are written by model providers (otherwise they are extracted).
@@ -333,7 +358,7 @@ impl ChatEngine {
                 let outcome = match result {
                     Ok(completion) if is_not_covered(&completion.text) => Outcome {
                         usage: completion.usage,
-                        ..prepared.not_covered(self.prompts.answer_version(), completion.model, completion.provider)
+                        ..prepared.not_covered(prepared.prompt_version.clone(), completion.model, completion.provider)
                     },
                     Ok(completion) => {
                         let (text, used) = validate_markers(&completion.text, generation.context.passages.len());
@@ -341,7 +366,7 @@ impl ChatEngine {
                             kind: AnswerKind::Generated,
                             citations: generation.citations(&used),
                             answer: text,
-                            prompt_version: Some(self.prompts.answer_version()),
+                            prompt_version: Some(prepared.prompt_version.clone()),
                             model: Some(completion.model),
                             provider: Some(completion.provider),
                             usage: completion.usage,
@@ -395,7 +420,7 @@ impl ChatEngine {
             standalone_query: prepared.standalone_query.clone(),
             lang: prepared.lang,
             sources,
-            prompt_version: Some(self.prompts.answer_version()),
+            prompt_version: Some(prepared.prompt_version.clone()),
             model: Some(started_stream.model.clone()),
         };
         // The metadata waits until the text cannot be the not-covered marker any more; the
@@ -447,7 +472,11 @@ impl ChatEngine {
                     provider_errors: interrupted.into_iter().collect(),
                     usage: Some(self.estimate_usage(&generation, &head)),
                     dlp: stream_dlp,
-                    ..prepared.not_covered(self.prompts.answer_version(), started_stream.model, started_stream.provider)
+                    ..prepared.not_covered(
+                        prepared.prompt_version.clone(),
+                        started_stream.model,
+                        started_stream.provider,
+                    )
                 };
                 return self.send_whole(prepared, outcome, &events).await;
             }
@@ -481,7 +510,7 @@ impl ChatEngine {
             kind: AnswerKind::Generated,
             citations: generation.citations(&filter.used),
             answer,
-            prompt_version: Some(self.prompts.answer_version()),
+            prompt_version: Some(prepared.prompt_version.clone()),
             usage,
             model: Some(started_stream.model),
             provider: Some(started_stream.provider),
@@ -522,8 +551,16 @@ impl ChatEngine {
     /// Everything before generation: ownership check, condensation, retrieval, abstention and
     /// the extractive answer (used when there is no model or every provider fails).
     async fn prepare(&self, question: Question<'_>) -> Result<Prepared, ChatError> {
-        let Question { user, scope, text: question, conversation_id, earlier_question, retrieve, extract_only } =
-            question;
+        let Question {
+            user,
+            scope,
+            text: question,
+            conversation_id,
+            earlier_question,
+            retrieve,
+            extract_only,
+            assistant,
+        } = question;
         let started = Instant::now();
         let previous = match conversation_id {
             Some(id) => {
@@ -533,7 +570,7 @@ impl ChatEngine {
             None => earlier_question.map(str::to_owned),
         };
         let (standalone_query, generation_ms, condense_usage, condense_dlp) =
-            self.standalone_query(previous.as_deref(), question, !extract_only).await;
+            self.standalone_query(previous.as_deref(), question, !extract_only, assistant).await;
         let depth = self.config.context_passages.max(retrieve.unwrap_or(0));
         let retrieved = self.retriever.hybrid(&standalone_query, scope, depth).await?;
         let passages = &retrieved.passages[..retrieved.passages.len().min(self.config.context_passages)];
@@ -550,7 +587,7 @@ impl ChatEngine {
         let generation = match &extracted {
             Some(_) if !self.providers.is_empty() && !extract_only => {
                 let context = self.context(passages);
-                let (system, user_prompt) = self.render_answer_prompt(question, lang, &context.text)?;
+                let (system, user_prompt) = self.render_answer_prompt(question, lang, &context.text, assistant)?;
                 Some(Generation { context, system, user: user_prompt })
             }
             _ => None,
@@ -568,6 +605,7 @@ impl ChatEngine {
             generation_ms,
             condense_usage,
             condense_dlp,
+            prompt_version: self.prompt_version_with(assistant),
         })
     }
 
@@ -718,6 +756,8 @@ struct Prepared {
     condense_usage: Option<Usage>,
     /// What data loss prevention did to the condensation's prompt.
     condense_dlp: DlpReport,
+    /// The prompt version a generated answer carries.
+    prompt_version: String,
 }
 
 impl Prepared {

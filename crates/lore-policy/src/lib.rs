@@ -14,11 +14,14 @@
 //! - [`verified`]: answers a knowledge manager has vouched for, matched to new questions by
 //!   embedding similarity from memory ([`verified::VerifiedStore`]), and the calibration of that
 //!   similarity threshold on labelled pairs.
+//! - [`assistants`]: each department's assistant (name, greeting, tone, instructions), every
+//!   edit a new version named in the prompt version of the answers written under it.
 //! - [`error`]: the one error type of the stores.
 //!
 //! The stores open their own connection on the server's catalog database, like the usage stores,
 //! and name their tables so they cannot clash with those of other crates.
 
+pub mod assistants;
 pub mod config;
 pub mod dlp;
 pub mod error;

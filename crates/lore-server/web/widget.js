@@ -30,6 +30,9 @@
       helpful: "Helpful", notHelpful: "Not helpful", comment: "What was wrong? (optional)",
       sendFeedback: "Send feedback", thanks: "Thanks for the feedback.", you: "You", assistant: "Lore",
       error: "Something went wrong.",
+      verified: "Verified by a knowledge manager", refused: "Not allowed by company policy",
+      pending: "A knowledge manager will review this answer.",
+      held: "This answer is waiting for a knowledge manager's review.",
     },
     es: {
       open: "Abrir chat", close: "Cerrar chat", title: "Pregunta a Lore", placeholder: "Escribe una pregunta…",
@@ -40,6 +43,9 @@
       helpful: "Útil", notHelpful: "No es útil", comment: "¿Qué estuvo mal? (opcional)",
       sendFeedback: "Enviar comentario", thanks: "Gracias por tu comentario.", you: "Tú", assistant: "Lore",
       error: "Algo salió mal.",
+      verified: "Verificada por un responsable de conocimiento", refused: "No permitido por la política de la empresa",
+      pending: "Un responsable de conocimiento revisará esta respuesta.",
+      held: "Esta respuesta está pendiente de la revisión de un responsable de conocimiento.",
     },
   };
 
@@ -67,7 +73,9 @@ header button { background: transparent; color: inherit; border: 1px solid rgba(
 .msg.assistant { align-self: flex-start; border: 1px solid var(--lore-border); }
 .msg.no_answer { background: var(--lore-warn-bg); border-color: #fdba74; }
 .badge { display: inline-block; font-size: 12px; font-weight: 600; color: var(--lore-muted); margin-bottom: 4px; }
-.no_answer .badge { color: var(--lore-warn); }
+.no_answer .badge, .refused .badge { color: var(--lore-warn); }
+.notice { font-size: 12px; color: var(--lore-muted); margin: 4px 12px; }
+.greeting { margin: 8px 0; }
 .body p { margin: 0 0 6px; } .body ul { margin: 0 0 6px; padding-left: 20px; }
 .cite { font: 600 11px var(--lore-font); vertical-align: super; margin: 0 1px; padding: 0 2px; color: var(--lore-primary);
   background: none; border: 0; cursor: pointer; }
@@ -207,6 +215,7 @@ form button.primary { background: var(--lore-primary); color: var(--lore-on-prim
       this.t = STRINGS[this.lang];
       this.mode = opt("mode", "launcher") === "inline" ? "inline" : "launcher";
       this.position = opt("position", "bottom-right") === "bottom-left" ? "left" : "right";
+      this.titled = this.hasAttribute("title");
       this.titleText = opt("title", this.t.title);
       this.removeAttribute("title"); // not a tooltip on the whole widget
       this.tokenFunction = opt("token-function", null);
@@ -222,6 +231,28 @@ form button.primary { background: var(--lore-primary); color: var(--lore-on-prim
       styles(this.root);
       this.build();
       this.restore();
+      if (this.mode === "inline") this.introduce();
+    }
+
+    /* The asker's assistant (its name and greeting) and the approved-use notice; fetched when
+       the chat first opens, since a public key mints a visitor token to ask. */
+    async introduce() {
+      if (this.introduced) return;
+      this.introduced = true;
+      try {
+        const response = await this.api("/v1/assistant");
+        if (!response.ok) return;
+        const a = await response.json();
+        if (!this.titled && a.name) this.heading.textContent = a.name;
+        const greeting = (this.lang === "es" && a.greeting_es) || a.greeting;
+        if (greeting && !this.log.firstChild) this.log.append(el("p", { class: "greeting" }, greeting));
+        if (a.notice && a.notice.text) {
+          const link = a.notice.link && /^https?:\/\//.test(a.notice.link)
+            ? el("a", { href: a.notice.link, target: "_blank", rel: "noopener noreferrer" }, a.notice.link) : null;
+          this.notice.replaceChildren(document.createTextNode(a.notice.text), link ? " " : "", link || "");
+          this.notice.hidden = false;
+        }
+      } catch (_) { /* offline: no introduction */ }
     }
 
     build() {
@@ -238,12 +269,14 @@ form button.primary { background: var(--lore-primary); color: var(--lore-on-prim
       this.retryButton = el("button", { type: "button", onclick: () => this.retry() }, t.retry);
       this.errorBox = el("div", { class: "error", role: "alert", hidden: true }, this.errorText, this.retryButton);
       const closeButton = el("button", { type: "button", "aria-label": t.close, onclick: () => this.toggle(false) }, "✕");
-      const header = el("header", {}, el("h2", { id: "lore-title" }, this.titleText),
+      this.heading = el("h2", { id: "lore-title" }, this.titleText);
+      this.notice = el("p", { class: "notice", hidden: true });
+      const header = el("header", {}, this.heading,
         el("button", { type: "button", onclick: () => this.reset() }, t.newChat),
         this.mode === "launcher" ? closeButton : null);
       this.panel = el("section", { class: `panel ${this.mode === "inline" ? "inline" : `floating ${this.position}`}`,
         role: this.mode === "inline" ? "region" : "dialog", "aria-labelledby": "lore-title", lang: this.lang },
-        header, this.log, this.errorBox, form);
+        header, this.log, this.errorBox, this.notice, form);
       if (this.mode === "launcher") {
         this.panel.hidden = true;
         this.launcher = el("button", { type: "button", class: `launcher ${this.position}`, "aria-expanded": "false",
@@ -260,6 +293,7 @@ form button.primary { background: var(--lore-primary); color: var(--lore-on-prim
       if (this.mode !== "launcher") return;
       this.panel.hidden = !open;
       this.launcher.setAttribute("aria-expanded", String(open));
+      if (open) this.introduce();
       if (open) this.input.focus(); else this.launcher.focus();
     }
 
@@ -436,6 +470,12 @@ form button.primary { background: var(--lore-primary); color: var(--lore-on-prim
           } else if (event === "final") {
             this.conversationId = data.conversation_id;
             this.finishAssistant(view, data);
+          } else if (event === "review") {
+            if (data.mode === "before") {
+              this.finishAssistant(view, { kind: "held", answer: this.t.held, citations: [] });
+            } else {
+              view.live.append(el("p", { class: "badge review" }, this.t.pending));
+            }
           } else if (event === "error") {
             throw new Error(data.message || this.t.error);
           }
@@ -474,6 +514,8 @@ form button.primary { background: var(--lore-primary); color: var(--lore-on-prim
       const body = el("div", { class: "body" });
       if (kind === "no_answer") body.append(el("div", { class: "badge" }, t.noAnswer));
       if (kind === "extracted") body.append(el("div", { class: "badge" }, t.extracted));
+      if (kind === "verified") body.append(el("div", { class: "badge" }, t.verified));
+      if (kind === "refused") body.append(el("div", { class: "badge" }, t.refused));
       body.append(renderMarkdown(answer.answer || "", cite));
       if (citations.length) {
         const list = el("ol");

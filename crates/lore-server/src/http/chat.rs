@@ -170,11 +170,13 @@ async fn answer(
         Decision::Refuse(exceeded) => return Err(crate::usage::budget_exceeded(exceeded)),
     };
     let warnings: Vec<String> = admission.warnings.iter().map(|w| w.budget_id.clone()).collect();
+    // The assistant of the credential holder's department (an agent's, not their customer's).
+    let assistant = state.policy.assistants.for_departments(&metered.caller.departments)?;
     let admitted = Admitted { reservation: admission.reservation, warnings, extract_only };
     // An answer that may have to be held for review cannot be streamed: it is answered whole.
     if request.stream && !state.policy.holds_answers() {
         let conversation_id = request.conversation_id;
-        let asked = Asked { caller, question, conversation_id, earlier, category: precheck.category };
+        let asked = Asked { caller, question, conversation_id, earlier, category: precheck.category, assistant };
         return stream_answer(state.clone(), asked, admitted, metered.clone()).await;
     }
     let answer = state
@@ -183,6 +185,7 @@ async fn answer(
             conversation_id: request.conversation_id.as_deref(),
             earlier_question: earlier.as_deref(),
             extract_only,
+            assistant: assistant.as_ref(),
             ..Question::new(&caller.user, &caller.scope, &question)
         })
         .await
@@ -275,6 +278,7 @@ struct Asked {
     earlier: Option<String>,
     /// The question's category when a policy needed it (review rules by category).
     category: Option<String>,
+    assistant: Option<lore_policy::assistants::Assistant>,
 }
 
 /// What a chat was admitted with: the budget reservation to settle, the budgets past their
@@ -440,7 +444,7 @@ async fn stream_answer(
     admitted: Admitted,
     metered: Metered,
 ) -> Result<Response, ApiError> {
-    let Asked { caller, question, conversation_id, earlier, category } = asked;
+    let Asked { caller, question, conversation_id, earlier, category, assistant } = asked;
     use axum::response::sse::{KeepAlive, Sse};
     use futures::StreamExt;
     // Checked before the stream starts, so a foreign conversation is a plain 404.
@@ -462,6 +466,7 @@ async fn stream_answer(
                         conversation_id: conversation_id.as_deref(),
                         earlier_question: earlier.as_deref(),
                         extract_only: admitted.extract_only,
+                        assistant: assistant.as_ref(),
                         ..Question::new(&caller.user, &caller.scope, &question)
                     },
                     sender.clone(),

@@ -3,6 +3,7 @@
 
 pub mod access;
 mod admin;
+mod assistants;
 pub mod auth;
 mod chat;
 mod collections;
@@ -68,7 +69,8 @@ fn api(upload_limit: DefaultBodyLimit) -> OpenApiRouter<Arc<AppState>> {
         .merge(feedback::router())
         .merge(usage::router())
         .merge(privacy::router())
-        .merge(review::router());
+        .merge(review::router())
+        .merge(assistants::router());
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(requiring_api_key(v1))
         .merge(operations::router())

@@ -161,6 +161,12 @@ async fn the_widget_in_a_real_browser() {
     setup.config.auth.oidc = Some(idp.oidc_config());
     setup.config.server.web_client_id = Some("lore-web".into());
     setup.config.chat.providers = vec![provider.config(0, 30.0)];
+    setup.config.policy = serde_json::from_value(json!({
+        "notice": { "text": "Lore answers from company documents; check what matters.",
+                    "link": "https://intranet.example/ai-policy" },
+        "rules": [{ "id": "no-legal-advice", "patterns": ["\\blawsuit\\b"], "message": "Lore does not give legal advice." }],
+    }))
+    .unwrap();
     let server = setup.source("facilities", xss, &["everyone"], None).start();
     let documents: HashMap<String, String> = ["samples", "facilities"]
         .iter()
@@ -177,6 +183,14 @@ async fn the_widget_in_a_real_browser() {
     // `lore serve --demo`: the /demo page embeds the widget with a public key.
     let (public_key, _) = state.identity.keys.store().unwrap().create(&NewKey::public("demo-page", "test")).unwrap();
     state.demo_key.set(public_key).unwrap();
+    // The company's assistant greets everyone without a department assistant of their own.
+    let greeting = lore_policy::assistants::AssistantSpec {
+        name: "Acme Helper".into(),
+        greeting: Some("Hi! Ask me about Acme's policies.".into()),
+        greeting_es: Some("¡Hola! Pregúntame por las políticas de Acme.".into()),
+        ..Default::default()
+    };
+    state.policy.assistants.set(lore_policy::assistants::COMPANY, &greeting, "test", 0).unwrap();
     let lore_url = server.url();
     let host = Arc::new(Host { lore: lore_url.clone(), addr: server.addr, admin_key });
     let host_app = axum::Router::new()
@@ -240,7 +254,9 @@ async fn the_widget_in_a_real_browser() {
     assert_eq!(down.user, "alice");
     assert!(down.question.contains("vacation"), "{down:?}");
     assert!(down.answer.contains("25 days"), "{down:?}");
-    assert_eq!(down.prompt_version.as_deref(), Some(state.chat.prompt_version().as_str()));
+    // Written under the company's assistant, which the prompt version names.
+    let version = format!("{}+assistant-company-1", state.chat.prompt_version());
+    assert_eq!(down.prompt_version.as_deref(), Some(version.as_str()));
     assert_eq!(down.citations[0]["document_id"], documents["samples/handbook/employee-handbook.md"].as_str());
     eprintln!("screenshots: {}", artifacts.display());
     drop(state);

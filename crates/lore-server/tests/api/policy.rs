@@ -287,7 +287,7 @@ async fn verified_answers_are_served_without_a_model_only_to_askers_who_may_read
     let promote = json!({
         "from_feedback": feedback["id"],
         "answer": "The 2026 bonus pool is 8 percent of base salary, paid in March [1].",
-        "questions": ["What percentage is the bonus pool this year?"],
+        "questions": ["What percentage is the bonus pool this year?", "¿De cuánto es la bolsa de bonus de 2026?"],
     });
     let (status, _) = call(server.addr, "POST", "/v1/verified", Some(&legal_km), Some(promote.clone())).await;
     assert_eq!(status, 404, "another department's manager cannot promote HR's feedback");
@@ -304,6 +304,9 @@ async fn verified_answers_are_served_without_a_model_only_to_askers_who_may_read
         assert!(answer["citations"][0]["source_path"].as_str().unwrap().starts_with("compensation/"));
     }
     assert_eq!(provider.requests().len(), calls, "a verified answer needs no model");
+    // Not in a language the embedding model was trained on, even word for word.
+    let (_, spanish) = ask(&server, &hr_employee, "¿De cuánto es la bolsa de bonus de 2026?").await;
+    assert_ne!(spanish["kind"], "verified", "{spanish}");
     // Someone who may not read the bonus document never gets it.
     let (_, answer) = ask(&server, &staff, BONUS).await;
     assert_ne!(answer["kind"], "verified", "{answer}");
@@ -346,4 +349,59 @@ async fn a_thumbs_down_becomes_an_eval_case_in_one_call() {
     assert_eq!(line["relevant"], json!(["benefits/parental-leave.md"]));
     assert_eq!(line["asker"]["groups"], json!(["staff"]));
     assert!(!made.to_string().contains("erin"), "the voter stays out of the eval set: {made}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn department_assistants_are_versioned_and_name_themselves_in_the_prompt_and_its_version() {
+    let provider = quoting_provider().await;
+    let server = server(
+        &provider,
+        json!({ "notice": { "text": "Use Lore for work questions only.", "link": "https://intranet.example/ai" } }),
+    );
+    let (hr_employee, _) = key(&server, Role::Employee, "hana", &["staff"], Some("hr"));
+    let (sales, _) = key(&server, Role::Employee, "sam", &["staff"], Some("sales"));
+    let (hr_km, _) = key(&server, Role::KnowledgeManager, "hugo", &["staff"], Some("hr"));
+    let (admin, _) = key(&server, Role::Admin, "root", &[], None);
+    let petra = json!({"name": "Petra", "greeting": "Hi, I answer HR questions.", "tone": "warm and brief",
+                       "instructions": "Point people to the HR portal for forms."});
+
+    // Only HR's managers (and admins) edit HR's assistant; only admins the company default.
+    let (status, _) = call(server.addr, "PUT", "/v1/assistants/hr", Some(&hr_employee), Some(petra.clone())).await;
+    assert_eq!(status, 403);
+    let (status, _) = call(server.addr, "PUT", "/v1/assistants/company", Some(&hr_km), Some(petra.clone())).await;
+    assert_eq!(status, 403);
+    let (status, bad) = call(server.addr, "PUT", "/v1/assistants/hr", Some(&hr_km), Some(json!({"name": ""}))).await;
+    assert_eq!(status, 400, "{bad}");
+    let (status, first) = call(server.addr, "PUT", "/v1/assistants/hr", Some(&hr_km), Some(petra.clone())).await;
+    assert_eq!((status, first["version"].as_i64()), (200, Some(1)), "{first}");
+    let edited = json!({"name": "Petra", "greeting": "Hi, I answer HR questions.", "tone": "warm and brief",
+                        "instructions": "Point people to the HR portal at hr.example for forms."});
+    let (_, second) = call(server.addr, "PUT", "/v1/assistants/hr", Some(&hr_km), Some(edited)).await;
+    assert_eq!(second["version"], 2);
+    let (_, history) = call(server.addr, "GET", "/v1/assistants/hr/history", Some(&hr_km), None).await;
+    assert_eq!(history["assistants"].as_array().unwrap().len(), 2);
+    let company = json!({"name": "Acme Helper", "greeting": "Ask me anything about Acme."});
+    let (status, _) = call(server.addr, "PUT", "/v1/assistants/company", Some(&admin), Some(company)).await;
+    assert_eq!(status, 200);
+
+    // Each asker gets their department's assistant, else the company's, with the notice.
+    let (_, mine) = call(server.addr, "GET", "/v1/assistant", Some(&hr_employee), None).await;
+    assert_eq!((mine["name"].as_str(), mine["greeting"].as_str()), (Some("Petra"), Some("Hi, I answer HR questions.")));
+    assert_eq!(mine["notice"]["link"], "https://intranet.example/ai");
+    let (_, theirs) = call(server.addr, "GET", "/v1/assistant", Some(&sales), None).await;
+    assert_eq!(theirs["name"], "Acme Helper");
+
+    // The model hears the variant, and the answer's prompt version names it.
+    let (_, answer) = ask(&server, &hr_employee, LEAVE).await;
+    assert!(answer["prompt_version"].as_str().unwrap().ends_with("+assistant-hr-2"), "{answer}");
+    let system = provider.requests().last().unwrap()["messages"][0]["content"].as_str().unwrap().to_owned();
+    assert!(system.contains("called Petra") && system.contains("hr.example"), "{system}");
+    let (_, other) = ask(&server, &sales, LEAVE).await;
+    assert!(other["prompt_version"].as_str().unwrap().ends_with("+assistant-company-1"), "{other}");
+    let audit = server
+        .state
+        .audit
+        .query(&lore_core::audit::Query { action: Some("assistant.set".into()), ..Default::default() })
+        .unwrap();
+    assert_eq!(audit.len(), 3);
 }

@@ -180,6 +180,23 @@ await scenario("no access: a sales user asking about salary bands gets the no-an
   await page.screenshot({ path: path.join(ARTIFACTS, "widget-no-answer.png") });
 });
 
+await scenario("the assistant's greeting, the approved-use notice and a refusal by policy", async (page) => {
+  await page.goto(`${HOST_URL}/?user=alice&lang=en`);
+  await page.locator("lore-chat .launcher").click();
+  await page.locator("lore-chat .greeting").waitFor({ timeout: 10000 });
+  assert.equal(await page.locator("lore-chat .greeting").innerText(), "Hi! Ask me about Acme's policies.");
+  assert.match(await page.locator("lore-chat .notice").innerText(), /check what matters/);
+  assert.equal(await page.locator("lore-chat .notice a").getAttribute("href"), "https://intranet.example/ai-policy");
+  assert.equal(await page.locator("lore-chat h2").innerText(), "Ask HR", "the page's data-title wins over the assistant's name");
+  await ask(page, "Can I file a lawsuit against a supplier?");
+  await finished(page);
+  const answer = lastAssistant(page);
+  assert.equal(await answer.getAttribute("data-kind"), "refused");
+  assert.match(await answer.locator(".badge").innerText(), /company policy/);
+  assert.match(await answer.locator(".body").innerText(), /does not give legal advice/);
+  await page.screenshot({ path: path.join(ARTIFACTS, "widget-policy.png") });
+});
+
 await scenario("data-collections limits answers to those collections", async (page) => {
   await page.goto(`${HOST_URL}/?user=alice&lang=en&collections=facilities`);
   await page.locator("lore-chat .launcher").click();
