@@ -520,6 +520,7 @@ pub async fn run_in_process(set: &EvalSet, config: &Config, options: &RunOptions
     let mut results = Vec::new();
     let mut modes: Vec<String> = Vec::new();
     let mut threshold = 0.0;
+    let assistant = set.manifest.assistant.as_ref().map(|variant| variant.assistant());
     for &mode in &options.modes {
         modes.push(mode.as_str().into());
         let mut mode_config = config.clone();
@@ -536,6 +537,7 @@ pub async fn run_in_process(set: &EvalSet, config: &Config, options: &RunOptions
             // first `chat.context_passages` and hands back what it retrieved.
             let question = lore_chat::Question {
                 retrieve: Some(options.passages),
+                assistant: assistant.as_ref(),
                 ..lore_chat::Question::new(&case.asker.user, &scope, &case.question)
             };
             let answer = engine.ask(question).await?;

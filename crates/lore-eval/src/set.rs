@@ -255,6 +255,42 @@ pub struct SetManifest {
     pub tolerance: std::collections::BTreeMap<String, f64>,
     /// Default: `../baselines/<name>.json` next to the manifest's folder.
     pub baseline: Option<PathBuf>,
+    /// A department assistant to answer as: a set naming one is the golden set of that variant,
+    /// gated against its own baseline.
+    pub assistant: Option<AssistantVariant>,
+}
+
+/// `assistant = { department = "hr", version = 3, name = "Petra", tone = "…", instructions = "…" }`
+/// in a set manifest: the variant as `PUT /v1/assistants/{department}` stores it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssistantVariant {
+    pub department: String,
+    #[serde(default = "first_version")]
+    pub version: i64,
+    pub name: String,
+    pub tone: Option<String>,
+    pub instructions: Option<String>,
+}
+
+fn first_version() -> i64 {
+    1
+}
+
+impl AssistantVariant {
+    pub fn assistant(&self) -> lore_policy::assistants::Assistant {
+        lore_policy::assistants::Assistant {
+            department: self.department.clone(),
+            version: self.version,
+            name: self.name.clone(),
+            greeting: None,
+            greeting_es: None,
+            tone: self.tone.clone(),
+            instructions: self.instructions.clone(),
+            author: "lore eval".into(),
+            created_ms: 0,
+        }
+    }
 }
 
 fn paths<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
@@ -420,6 +456,18 @@ mod tests {
         assert!(Relevant::parse("x.pdf#page=0").is_err());
         assert!(Relevant::parse("x.pdf#page=two").is_err());
         assert!(Relevant::parse("#page=2").is_err());
+    }
+
+    #[test]
+    fn a_manifest_names_the_assistant_variant_it_is_the_golden_set_of() {
+        let text = "name = \"samples-hr\"\nformat = \"lore\"\nquestions = \"samples.jsonl\"\n\
+                    assistant = { department = \"hr\", version = 3, name = \"Petra\", tone = \"warm\" }\n";
+        let manifest: SetManifest = toml::from_str(text).unwrap();
+        let assistant = manifest.assistant.expect("the variant").assistant();
+        assert_eq!(assistant.prompt_id(), "assistant-hr-3");
+        assert!(assistant.system_addition().contains("Petra") && assistant.system_addition().contains("warm"));
+        let unknown = text.replace("tone", "voice");
+        assert!(toml::from_str::<SetManifest>(&unknown).unwrap_err().to_string().contains("voice"));
     }
 
     #[test]
