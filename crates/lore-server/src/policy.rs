@@ -127,7 +127,7 @@ pub fn review_rule<'a>(state: &'a AppState, answer: &ChatAnswer, category: Optio
 }
 
 /// What the asker sees in the conversation while an answer is held.
-fn held_notice(lang: Lang) -> &'static str {
+pub fn held_notice(lang: Lang) -> &'static str {
     match lang {
         Lang::En => "This answer is waiting for a knowledge manager's review.",
         Lang::Es => "Esta respuesta está pendiente de la revisión de un responsable de conocimiento.",

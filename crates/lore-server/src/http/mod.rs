@@ -12,6 +12,7 @@ pub mod error;
 mod feedback;
 mod json_errors;
 pub mod metrics;
+mod openai;
 mod operations;
 mod privacy;
 mod responses;
@@ -70,7 +71,8 @@ fn api(upload_limit: DefaultBodyLimit) -> OpenApiRouter<Arc<AppState>> {
         .merge(usage::router())
         .merge(privacy::router())
         .merge(review::router())
-        .merge(assistants::router());
+        .merge(assistants::router())
+        .merge(openai::router());
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(requiring_api_key(v1))
         .merge(operations::router())

@@ -13,6 +13,7 @@ mod documents;
 mod feedback;
 mod generation;
 mod keys;
+mod openai;
 mod operations;
 mod policy;
 mod privacy;
