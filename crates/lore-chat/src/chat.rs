@@ -72,6 +72,10 @@ pub struct ChatAnswer {
     /// Set when a person must check the answer (a critical collection or category).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub review: Option<ReviewMark>,
+    /// How likely the knowledge base answers the question (0–1), from the evidence the answer
+    /// was decided on; `None` for answers given without retrieval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answerability: Option<f64>,
     pub timings: ChatTimings,
     /// The passages and evidence behind the answer (for `lore eval`); `None` for an answer given
     /// without retrieval (refused, verified). Not part of the API: the evidence's IDF weights
@@ -663,6 +667,7 @@ impl ChatEngine {
                 dlp
             },
             review: None,
+            answerability: Some(prepared.trace.evidence.answerability),
             timings: ChatTimings {
                 retrieval: prepared.trace.retrieved.timings.clone(),
                 generation_ms: prepared.generation_ms,
@@ -702,6 +707,7 @@ impl ChatEngine {
             provider_errors: Vec::new(),
             dlp: DlpReport::default(),
             review: None,
+            answerability: None,
             timings: ChatTimings {
                 retrieval: Default::default(),
                 generation_ms: 0.0,

@@ -18,6 +18,7 @@ mod privacy;
 mod responses;
 mod review;
 mod search;
+mod suggest;
 mod usage;
 pub mod web;
 
@@ -72,7 +73,8 @@ fn api(upload_limit: DefaultBodyLimit) -> OpenApiRouter<Arc<AppState>> {
         .merge(privacy::router())
         .merge(review::router())
         .merge(assistants::router())
-        .merge(openai::router());
+        .merge(openai::router())
+        .merge(suggest::router());
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(requiring_api_key(v1))
         .merge(operations::router())

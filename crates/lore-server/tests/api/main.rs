@@ -21,6 +21,7 @@ mod refusals;
 mod retrieval;
 mod roles;
 mod search;
+mod suggest;
 mod support;
 mod tokens;
 mod usage;
