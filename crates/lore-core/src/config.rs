@@ -31,6 +31,87 @@ pub struct Config {
     pub policy: lore_policy::config::PolicyConfig,
     /// How long conversations and staged uploads are kept (usage events: `[usage]`).
     pub retention: RetentionConfig,
+    /// `[[webhooks]]`: endpoints told about events, signed.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// Events a webhook can subscribe to.
+pub const WEBHOOK_EVENTS: [&str; 5] =
+    ["document.indexed", "document.failed", "feedback.negative", "budget.threshold", "review.needed"];
+
+/// `[[webhooks]]`: an endpoint told about `events`, each delivery signed with a secret kept out
+/// of config files: in the environment variable `secret_env`, or in the file `secret_file` (a
+/// mounted secret).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub id: String,
+    pub url: String,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub events: Vec<String>,
+    /// Attempts before a delivery is given up (default 8).
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+    /// The first retry's delay; doubles each time up to an hour (default 1,000 ms).
+    #[serde(default = "default_webhook_backoff_ms")]
+    pub initial_backoff_ms: u64,
+}
+
+impl WebhookConfig {
+    /// The signing secret, read now; a missing one is an error naming where it was looked for.
+    pub fn secret(&self) -> Result<Vec<u8>> {
+        let name = format!("webhooks {:?}", self.id);
+        let secret = match (&self.secret_env, &self.secret_file) {
+            (Some(variable), _) => std::env::var(variable).map_err(|_| {
+                Error::Config(format!("{name}: environment variable {variable} (secret_env) is not set"))
+            })?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("{name}: secret_file {}: {e}", path.display())))?,
+            (None, None) => return Err(Error::Config(format!("{name}: no signing secret"))),
+        };
+        let secret = secret.trim();
+        if secret.is_empty() {
+            return Err(Error::Config(format!("{name}: the signing secret is empty")));
+        }
+        Ok(secret.as_bytes().to_vec())
+    }
+}
+
+fn default_webhook_attempts() -> u32 {
+    8
+}
+fn default_webhook_backoff_ms() -> u64 {
+    1000
+}
+
+impl WebhookConfig {
+    fn validate(&self, seen: &mut Vec<String>) -> std::result::Result<(), String> {
+        let name = format!("webhooks {:?}", self.id);
+        if self.id.trim().is_empty() {
+            return Err("webhooks: every webhook needs an `id`".into());
+        }
+        if seen.contains(&self.id) {
+            return Err(format!("{name}: the id is used twice"));
+        }
+        seen.push(self.id.clone());
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err(format!("{name}: `url` must be an http(s) URL, not {:?}", self.url));
+        }
+        if self.secret_env.is_some() == self.secret_file.is_some() {
+            return Err(format!("{name}: give the signing secret as `secret_env` or `secret_file` (one of them)"));
+        }
+        if self.events.is_empty() {
+            return Err(format!("{name}: `events` is empty; choose from {WEBHOOK_EVENTS:?}"));
+        }
+        if let Some(unknown) = self.events.iter().find(|e| !WEBHOOK_EVENTS.contains(&e.as_str())) {
+            return Err(format!("{name}: unknown event {unknown:?}; choose from {WEBHOOK_EVENTS:?}"));
+        }
+        if self.max_attempts == 0 {
+            return Err(format!("{name}: `max_attempts` must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 /// `[retention]`: what a background task purges, hourly. Usage events have their own ages in
@@ -442,6 +523,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             policy: lore_policy::config::PolicyConfig::default(),
             retention: RetentionConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -542,6 +624,10 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         self.usage.validate().map_err(Error::Config)?;
         self.policy.validate().map_err(Error::Config)?;
+        let mut ids = Vec::new();
+        for webhook in &self.webhooks {
+            webhook.validate(&mut ids).map_err(Error::Config)?;
+        }
         let c = &self.chunking;
         if c.max_tokens == 0 || c.min_tokens > c.max_tokens || c.overlap_tokens >= c.max_tokens {
             return Err(Error::Config(format!(

@@ -8,6 +8,7 @@ pub mod privacy;
 pub mod state;
 pub mod upload;
 pub mod usage;
+pub mod webhooks;
 pub mod worker;
 
 pub use state::AppState;

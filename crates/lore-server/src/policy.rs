@@ -175,6 +175,10 @@ pub fn queue(
     };
     state.chat.conversations().replace_message(answer.message_id, &content, &citations, &meta)?;
     answer.review = Some(mark);
+    state.webhooks.emit(
+        "review.needed",
+        serde_json::json!({ "review_id": review.id, "rule": rule.id, "mode": rule.mode, "departments": review.departments }),
+    );
     state.audit_caller(
         caller,
         "review.queue",

@@ -64,6 +64,8 @@ pub struct AppState {
     pub usage: crate::usage::Usage,
     /// Use rules, the review queue and verified answers.
     pub policy: crate::policy::Policy,
+    /// Outgoing webhooks and their delivery log.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl AppState {
@@ -77,6 +79,7 @@ impl AppState {
         let chat = Arc::new(ChatEngine::new(retriever.clone(), conversations, &config.chat)?);
         let usage = crate::usage::Usage::open(&config, retriever.clone()).await?;
         let policy = crate::policy::Policy::open(&config)?;
+        let webhooks = crate::webhooks::Webhooks::open(&config)?;
         let db = config.catalog_path();
         let keys = Arc::new(KeyStore::open(&db)?);
         let identity = Identity::new(&config, keys)?;
@@ -107,9 +110,11 @@ impl AppState {
             denials: Default::default(),
             usage,
             policy,
+            webhooks,
             config,
         });
         crate::usage::Usage::spawn_maintenance(&state);
+        crate::webhooks::Webhooks::spawn_sender(&state);
         Ok(state)
     }
 

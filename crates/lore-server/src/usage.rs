@@ -166,6 +166,10 @@ impl AppState {
                 Outcome::Ok,
                 serde_json::json!({ "spent": warning.spent, "soft_limit": warning.soft_limit }),
             );
+            self.webhooks.emit(
+                "budget.threshold",
+                serde_json::json!({ "budget_id": warning.budget_id, "spent": warning.spent, "soft_limit": warning.soft_limit }),
+            );
         }
         if let Decision::Refuse(exceeded) | Decision::Degrade(exceeded) = &admission.decision {
             self.metrics.count_budget_exceeded();

@@ -53,13 +53,22 @@ pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output
                 if matches!(outcome, Ok(true)) {
                     written.push(job.document_id.clone());
                 }
+                let written_now = matches!(outcome, Ok(true));
                 match state.jobs.finish(&job.id, outcome.map(|_| ())) {
                     Ok(true) => {}
                     Ok(false) => tracing::info!(job = %job.id, "job was cancelled while it ran"),
                     Err(error) => tracing::error!(%error, job = %job.id, "cannot record the job outcome"),
                 }
+                let event = serde_json::json!({
+                    "job_id": job.id, "document_id": job.document_id, "collection": job.collection, "filename": job.filename,
+                });
                 if let Ok(Some(Job { state: JobState::Failed, error: Some(reason), .. })) = state.jobs.get(&job.id) {
                     tracing::warn!(job = %job.id, file = %job.filename, %reason, "job failed");
+                    let mut event = event;
+                    event["error"] = serde_json::Value::String(reason);
+                    state.webhooks.emit("document.failed", event);
+                } else if written_now {
+                    state.webhooks.emit("document.indexed", event);
                 }
                 let _ = std::fs::remove_dir_all(job.staged_path.parent().unwrap_or(&job.staged_path));
             }

@@ -83,6 +83,15 @@ fn vote(
     let departments = responsible_departments(state, caller, &exchange.answer.citations)?;
     let previous = state.feedback.rating_of(exchange.answer.id, &caller.user)?;
     let feedback = state.feedback.record(&caller.user, &exchange, request.rating, comment, &departments)?;
+    if request.rating == Rating::Down && previous != Some(Rating::Down) {
+        state.webhooks.emit(
+            "feedback.negative",
+            serde_json::json!({
+                "feedback_id": feedback.id, "message_id": feedback.message_id,
+                "departments": feedback.departments, "comment": feedback.comment,
+            }),
+        );
+    }
     meter_vote(state, caller, &exchange, request.rating, previous, started);
     Ok((StatusCode::CREATED, Json(feedback)))
 }

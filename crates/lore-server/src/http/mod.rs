@@ -21,6 +21,7 @@ mod search;
 mod suggest;
 mod usage;
 pub mod web;
+mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -74,7 +75,8 @@ fn api(upload_limit: DefaultBodyLimit) -> OpenApiRouter<Arc<AppState>> {
         .merge(review::router())
         .merge(assistants::router())
         .merge(openai::router())
-        .merge(suggest::router());
+        .merge(suggest::router())
+        .merge(webhooks::router());
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(requiring_api_key(v1))
         .merge(operations::router())

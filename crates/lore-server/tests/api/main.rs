@@ -26,3 +26,4 @@ mod support;
 mod tokens;
 mod usage;
 mod web;
+mod webhooks;
