@@ -15,7 +15,12 @@
 //! Throttling (429, 503 with `Retry-After`) is waited out by [`http::Http`].
 
 pub mod confluence;
+pub mod connector;
+pub mod git;
 pub mod http;
+
+pub use connector::{Connector, ConnectorConfig};
+pub mod sharepoint;
 pub mod web;
 pub mod zendesk;
 

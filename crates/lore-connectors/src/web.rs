@@ -131,14 +131,15 @@ impl WebConnector {
         let start_ids: BTreeSet<String> = starts.iter().map(Url::to_string).collect();
         let mut seen = BTreeSet::new();
         let mut queue = VecDeque::new();
-        let truncated = std::cell::Cell::new(false);
+        // Atomic rather than a Cell: the sync future must be Send to run in a spawned task.
+        let truncated = std::sync::atomic::AtomicBool::new(false);
         let enqueue = |url: Url, seen: &mut BTreeSet<String>, queue: &mut VecDeque<Url>| {
             let id = url.to_string();
             if seen.contains(&id) || !scope.may_visit(&url) {
                 return;
             }
             if seen.len() >= self.config.max_pages {
-                truncated.set(true);
+                truncated.store(true, std::sync::atomic::Ordering::Relaxed);
             } else {
                 seen.insert(id);
                 queue.push_back(url);
@@ -207,7 +208,7 @@ impl WebConnector {
         let present: BTreeSet<&str> =
             fetched.iter().map(|i| i.id.as_str()).chain(kept.keys().map(String::as_str)).collect();
         links_out.links.retain(|id, _| present.contains(id.as_str()));
-        if truncated.get() {
+        if truncated.load(std::sync::atomic::Ordering::Relaxed) {
             tracing::warn!(
                 max_pages = self.config.max_pages,
                 "page limit reached: pages beyond it are not crawled, so deleted"

@@ -33,6 +33,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// `[[webhooks]]`: endpoints told about events, signed.
     pub webhooks: Vec<WebhookConfig>,
+    /// `[[connectors]]`: sources synced into collections (web sites, help centres, wikis).
+    pub connectors: Vec<lore_connectors::ConnectorConfig>,
 }
 
 /// Events a webhook can subscribe to.
@@ -524,6 +526,7 @@ impl Default for Config {
             policy: lore_policy::config::PolicyConfig::default(),
             retention: RetentionConfig::default(),
             webhooks: Vec::new(),
+            connectors: Vec::new(),
         }
     }
 }
@@ -627,6 +630,14 @@ impl Config {
         let mut ids = Vec::new();
         for webhook in &self.webhooks {
             webhook.validate(&mut ids).map_err(Error::Config)?;
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for connector in &self.connectors {
+            connector.validate().map_err(Error::Config)?;
+            if names.contains(&connector.name.as_str()) {
+                return Err(Error::Config(format!("connectors {:?}: the name is used twice", connector.name)));
+            }
+            names.push(&connector.name);
         }
         let c = &self.chunking;
         if c.max_tokens == 0 || c.min_tokens > c.max_tokens || c.overlap_tokens >= c.max_tokens {

@@ -6,6 +6,7 @@ pub mod lock;
 pub mod policy;
 pub mod privacy;
 pub mod state;
+pub mod sync;
 pub mod upload;
 pub mod usage;
 pub mod webhooks;

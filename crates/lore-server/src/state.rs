@@ -66,6 +66,8 @@ pub struct AppState {
     pub policy: crate::policy::Policy,
     /// Outgoing webhooks and their delivery log.
     pub webhooks: crate::webhooks::Webhooks,
+    /// Connector sync states and reports.
+    pub syncs: crate::sync::Syncs,
 }
 
 impl AppState {
@@ -80,6 +82,7 @@ impl AppState {
         let usage = crate::usage::Usage::open(&config, retriever.clone()).await?;
         let policy = crate::policy::Policy::open(&config)?;
         let webhooks = crate::webhooks::Webhooks::open(&config)?;
+        let syncs = crate::sync::Syncs::open(&config)?;
         let db = config.catalog_path();
         let keys = Arc::new(KeyStore::open(&db)?);
         let identity = Identity::new(&config, keys)?;
@@ -111,6 +114,7 @@ impl AppState {
             usage,
             policy,
             webhooks,
+            syncs,
             config,
         });
         crate::usage::Usage::spawn_maintenance(&state);

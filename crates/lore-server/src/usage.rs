@@ -88,6 +88,16 @@ impl Usage {
                     tracing::error!(%error, "budgets: cannot reload");
                 }
                 state.usage.limiter.retain_recent();
+                for connector in &state.config.connectors {
+                    if state.syncs.due(connector, lore_core::db::now()) {
+                        let (state, name) = (state.clone(), connector.name.clone());
+                        tokio::spawn(async move {
+                            if let Err(error) = crate::sync::run(&state, &name, None).await {
+                                tracing::debug!(connector = %name, %error, "scheduled sync not run");
+                            }
+                        });
+                    }
+                }
                 if std::time::Instant::now() >= next_purge {
                     next_purge = std::time::Instant::now() + PURGE_EVERY;
                     let state = state.clone();

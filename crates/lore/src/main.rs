@@ -50,6 +50,8 @@ enum Command {
     /// Budgets per department, API key or user (works while `lore serve` runs).
     #[command(subcommand)]
     Budgets(cmd::usage::BudgetsCommand),
+    /// Sync a `[[connectors]]` source now, through the running `lore serve`.
+    Sync(cmd::sync::SyncArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +87,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     match command {
         Command::Ingest(args) => cmd::ingest::run(args, config).await,
         Command::Status(args) => cmd::status::run(args, &config).await,
+        Command::Sync(args) => cmd::sync::run(args, &config).await,
         Command::Serve(args) => cmd::serve::run(args, config).await,
         Command::Keys(command) => cmd::keys::run(command, &config).await,
         Command::Collections(command) => cmd::collections::run(command, &config).await,

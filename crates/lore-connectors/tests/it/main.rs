@@ -3,5 +3,7 @@
 //! one renamed between two syncs, permissions changed between two syncs, malformed responses.
 
 mod confluence;
+mod git;
+mod sharepoint;
 mod web;
 mod zendesk;

@@ -7,6 +7,7 @@ mod assistants;
 pub mod auth;
 mod chat;
 mod collections;
+mod connectors;
 mod documents;
 pub mod error;
 mod feedback;
@@ -76,7 +77,8 @@ fn api(upload_limit: DefaultBodyLimit) -> OpenApiRouter<Arc<AppState>> {
         .merge(assistants::router())
         .merge(openai::router())
         .merge(suggest::router())
-        .merge(webhooks::router());
+        .merge(webhooks::router())
+        .merge(connectors::router());
     OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .merge(requiring_api_key(v1))
         .merge(operations::router())

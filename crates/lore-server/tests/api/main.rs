@@ -6,6 +6,7 @@ mod answers;
 mod browser;
 mod chat;
 mod collections;
+mod connectors;
 mod conversations;
 mod dedup;
 mod dlp;

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod search;
 pub mod serve;
 pub mod status;
+pub mod sync;
 pub mod usage;
 
 /// The operator running the CLI, as the audit log names them.

@@ -31,6 +31,19 @@ pub async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<ExitCode> 
         println!("upload jobs:   {}", counts.join(", "));
     }
     println!("collections:   {}", catalog.collections()?.len());
+    if !config.connectors.is_empty() {
+        let syncs = lore_server::sync::Syncs::open(config)?;
+        for connector in &config.connectors {
+            let last = match syncs.last(&connector.name) {
+                Some(r) if r.status == "ok" => {
+                    format!("last sync {} ok: {} items, {} item errors", r.finished_at, r.items, r.item_errors.len())
+                }
+                Some(r) => format!("last sync {} failed: {}", r.finished_at, r.error.unwrap_or_default()),
+                None => "never synced".into(),
+            };
+            println!("connector:     {} ({}): {last}", connector.name, connector.kind());
+        }
+    }
     let pending = catalog.journaled()?;
     if !pending.is_empty() {
         println!("interrupted:   {} document(s) will be rolled back by the next ingest", pending.len());

@@ -303,3 +303,44 @@ async fn traces_reach_an_otlp_collector_with_a_span_per_stage_and_the_usage_ids(
     assert_eq!(attribute(request, "usage.event_id"), Some(chat_event.id));
     drop(served);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lore_sync_runs_a_connector_through_the_server_and_lore_status_reports_it() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("data");
+    let repo = data.path().join("repo");
+    std::fs::create_dir_all(repo.join("docs")).unwrap();
+    std::fs::write(repo.join("docs/oncall.md"), "# On-call\n\nPages are answered within fifteen minutes.\n").unwrap();
+    for args in [&["init", "-q", "-b", "main"][..], &["add", "."], &["commit", "-q", "-m", "on-call"]] {
+        let output = Command::new("git")
+            .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let config = data.path().join("lore.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[connectors]]\nname = \"runbooks\"\ndefault_acl = [\"everyone\"]\ngit = {{ url = {:?} }}\n",
+            repo.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let key = admin_key(&dir);
+    let no_server = lore(&dir, &["--config", config, "sync", "runbooks", "--api-key", &key]);
+    assert!(String::from_utf8_lossy(&no_server.stderr).contains("start it"), "{no_server:?}");
+    let _server = serve_with(&dir, &["--config", config], &[]);
+
+    let unknown = lore(&dir, &["--config", config, "sync", "wiki", "--api-key", &key]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("configured: [\"runbooks\"]"), "{unknown:?}");
+    let synced = lore(&dir, &["--config", config, "sync", "runbooks", "--api-key", &key]);
+    assert_success(&synced);
+    assert!(String::from_utf8_lossy(&synced.stdout).contains("sync runbooks: ok (1 upserts queued"), "{synced:?}");
+    let status = lore(&dir, &["--config", config, "status"]);
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(stdout.contains("connector:     runbooks (git): last sync") && stdout.contains("ok: 1 items"), "{stdout}");
+}
