@@ -24,6 +24,8 @@ pub struct ConnectorConfig {
     pub user: Option<String>,
     /// The environment variable holding the source's token.
     pub token_env: Option<String>,
+    /// Or a file holding it (a mounted secret); wins over any `token_env`, Zendesk's included.
+    pub token_file: Option<std::path::PathBuf>,
     pub web: Option<web::WebConfig>,
     pub zendesk: Option<zendesk::ZendeskConfig>,
     pub confluence: Option<confluence::ConfluenceConfig>,
@@ -70,11 +72,14 @@ impl ConnectorConfig {
         if !valid_name {
             return Err(format!("{name}: a name is a collection id: lowercase letters, digits, `-`, `_`, `.`"));
         }
-        if self.sharepoint.is_some() && self.token_env.is_none() {
-            return Err(format!("{name}: SharePoint needs `token_env`, the variable holding a Graph access token"));
+        let has_token = self.token_env.is_some() || self.token_file.is_some();
+        if self.sharepoint.is_some() && !has_token {
+            return Err(format!("{name}: SharePoint needs `token_env` or `token_file`: a Graph access token"));
         }
-        if self.confluence.is_some() && self.token_env.is_none() {
-            return Err(format!("{name}: Confluence needs `token_env` (and `user` for Cloud's basic authentication)"));
+        if self.confluence.is_some() && !has_token {
+            return Err(format!(
+                "{name}: Confluence needs `token_env` or `token_file` (and `user` for Cloud's basic authentication)"
+            ));
         }
         Ok(())
     }
@@ -94,8 +99,18 @@ impl Connector {
     /// keeps between syncs (a git mirror).
     pub fn build(config: &ConnectorConfig, data_dir: &std::path::Path) -> Result<Connector, ConnectorError> {
         let source = |message: String| ConnectorError::Source { source_name: config.name.clone(), message };
+        let from_file = || -> Result<Option<String>, ConnectorError> {
+            let Some(path) = &config.token_file else { return Ok(None) };
+            let token =
+                std::fs::read_to_string(path).map_err(|e| source(format!("token_file {}: {e}", path.display())))?;
+            Ok(Some(token.trim().to_owned()).filter(|t| !t.is_empty()))
+        };
         let token = || -> Result<String, ConnectorError> {
-            let variable = config.token_env.as_deref().ok_or_else(|| source("no `token_env`".into()))?;
+            if let Some(token) = from_file()? {
+                return Ok(token);
+            }
+            let variable =
+                config.token_env.as_deref().ok_or_else(|| source("no `token_env` or `token_file`".into()))?;
             std::env::var(variable)
                 .ok()
                 .filter(|t| !t.is_empty())
@@ -107,7 +122,10 @@ impl Connector {
         }
         let http = Http::new("LoreBot")?;
         if let Some(zendesk) = &config.zendesk {
-            let credentials = zendesk::Credentials::from_env(zendesk)?;
+            let credentials = match from_file()? {
+                Some(token) => zendesk::Credentials::resolve(zendesk, |_| Some(token.clone()))?,
+                None => zendesk::Credentials::from_env(zendesk)?,
+            };
             return Ok(Connector::Zendesk(zendesk::ZendeskConnector::new(zendesk.clone(), credentials, http)));
         }
         if let Some(confluence) = &config.confluence {

@@ -211,3 +211,75 @@ async fn a_git_repository_syncs_into_its_collection_with_the_mirror_in_the_data_
     let found = search(&server, &admin, "How fast does the on-call engineer answer pages?").await;
     assert_eq!(found.first().map(String::as_str), Some("docs/oncall.md"), "{found:?}");
 }
+
+/// Zendesk's Help Center, as much as the connector reads: one locale's articles and the user
+/// segments they name.
+#[derive(Default)]
+struct HelpCenter {
+    /// The segment of the VPN article: `None` is everyone.
+    vpn_segment: Option<i64>,
+}
+
+async fn articles(State(center): State<Arc<Mutex<HelpCenter>>>) -> axum::Json<serde_json::Value> {
+    let segment = center.lock().unwrap().vpn_segment;
+    axum::Json(json!({
+        "articles": [{
+            "id": 360001, "title": "Connect to the VPN", "locale": "en-us", "draft": false,
+            "body": "<p>Open the Acme VPN client, choose the Madrid gateway and sign in with your badge number.</p>",
+            "updated_at": "2026-11-01T10:00:00Z", "html_url": "https://help.example/360001",
+            "section_id": 1, "user_segment_id": segment,
+        }],
+        "next_page": null,
+    }))
+}
+
+async fn segment(Path(file): Path<String>) -> axum::Json<serde_json::Value> {
+    let id: i64 = file.trim_end_matches(".json").parse().unwrap();
+    axum::Json(
+        json!({ "user_segment": { "id": id, "user_type": "staff", "group_ids": [], "organization_ids": [], "tags": [] } }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permission_changed_at_the_source_is_reflected_by_the_next_search() {
+    let center = Arc::new(Mutex::new(HelpCenter::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/api/v2/help_center/en-us/articles.json", get(articles))
+        .route("/api/v2/help_center/user_segments/{file}", get(segment))
+        .with_state(center.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut setup = Setup::new().with_samples();
+    let token = setup.folder("secrets").join("zendesk");
+    std::fs::write(&token, "zd-token\n").unwrap();
+    setup.config.connectors = vec![
+        serde_json::from_value(json!({
+            "name": "help-center", "token_file": token,
+            "zendesk": { "base_url": base, "locales": ["en-us"], "email": "bot@acme.example", "token_env": "UNUSED" },
+        }))
+        .unwrap(),
+    ];
+    let server = setup.start();
+    let (admin, _) = key(&server, Role::Admin, "root", &[], None);
+    let (customer, _) = key(&server, Role::Employee, "cora", &["customers"], None);
+    let (agent, _) = key(&server, Role::Employee, "ada", &["zendesk-staff"], None);
+    let question = "How do I connect to the VPN gateway?";
+
+    let (_, report) = call(server.addr, "POST", "/v1/connectors/help-center/sync", Some(&admin), None).await;
+    assert_eq!(report["upserts"], 1, "{report}");
+    indexed(&server).await;
+    assert!(search(&server, &customer, question).await.iter().any(|p| p.contains("360001")), "public at first");
+
+    // The article is restricted to staff at the source: the next sync carries the new ACL.
+    center.lock().unwrap().vpn_segment = Some(77);
+    let (_, report) = call(server.addr, "POST", "/v1/connectors/help-center/sync", Some(&admin), None).await;
+    assert_eq!(report["upserts"], 1, "a permission change alone is a change: {report}");
+    indexed(&server).await;
+    assert!(
+        !search(&server, &customer, question).await.iter().any(|p| p.contains("360001")),
+        "no longer the customer's"
+    );
+    assert!(search(&server, &agent, question).await.iter().any(|p| p.contains("360001")), "still staff's");
+}

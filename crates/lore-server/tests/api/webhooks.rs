@@ -196,3 +196,27 @@ async fn a_delivery_that_keeps_failing_is_given_up_and_can_be_retried() {
         .unwrap();
     assert_eq!(audit.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_past_its_soft_limit_is_announced() {
+    let (url, shared) = receiver(0).await;
+    let provider =
+        lore_chat::testing::FakeProvider::scripted("model", vec![lore_chat::testing::Reply::text("25 days [1].")])
+            .await;
+    let server = server(&url, &["budget.threshold"], |setup| {
+        setup.config.chat.providers = vec![provider.config(0, 30.0)];
+    });
+    let (admin, _) = key(&server, Role::Admin, "root", &[], None);
+    let (employee, _) = key(&server, Role::Employee, "erin", &["everyone"], Some("hr"));
+    let budget = json!({"scope": "user", "value": "erin", "period": "day", "unit": "tokens", "soft_limit": 100});
+    let (status, budget) = call(server.addr, "PUT", "/v1/budgets", Some(&admin), Some(budget)).await;
+    assert_eq!(status, 200, "{budget}");
+    let question = json!({"question": "How many days of paid vacation do I get?"});
+    let (status, _) = call(server.addr, "POST", "/v1/chat", Some(&employee), Some(question)).await;
+    assert_eq!(status, 200);
+    let seen = wait_for(&shared, 1).await;
+    let (event, verified, body) = &seen[0];
+    assert_eq!((event.as_str(), *verified), ("budget.threshold", true));
+    assert_eq!(body["data"]["budget_id"], budget["id"], "{body}");
+    assert_eq!(body["data"]["soft_limit"], 100.0);
+}

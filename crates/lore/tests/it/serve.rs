@@ -344,3 +344,73 @@ async fn lore_sync_runs_a_connector_through_the_server_and_lore_status_reports_i
     let stdout = String::from_utf8_lossy(&status.stdout);
     assert!(stdout.contains("connector:     runbooks (git): last sync") && stdout.contains("ok: 1 items"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_openai_sdk_uses_a_running_lore_serve_as_a_model() {
+    use async_openai::types::chat::{
+        ChatCompletionRequestMessage, ChatCompletionRequestUserMessage, CreateChatCompletionRequestArgs,
+    };
+    use futures::StreamExt;
+    let provider = lore_chat::testing::FakeProvider::answering("model", |request| {
+        let parts = ["Employees get ", "twenty-five days ", "a year [1]."];
+        if request["stream"] == true {
+            lore_chat::testing::Reply::stream(&parts, Duration::from_millis(5))
+        } else {
+            lore_chat::testing::Reply::text(parts.concat())
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("leave.md"), "# Leave\n\nEmployees get twenty-five days of paid vacation a year.")
+        .unwrap();
+    let config = dir.path().join("lore.toml");
+    let provider_config = provider.config(0, 30.0);
+    std::fs::write(
+        &config,
+        format!(
+            "[[chat.providers]]\nname = \"model\"\nbase_url = {:?}\nmodel = {:?}\nmax_retries = 0\n",
+            provider_config.base_url, provider_config.model
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let with_config = ["--config", config.to_str().unwrap()];
+    assert_success(&lore(
+        &data,
+        &[&with_config[..], &["ingest", docs.to_str().unwrap(), "--acl", "everyone"]].concat(),
+    ));
+    let key = admin_key(&data);
+    let served = serve_with(&data, &with_config, &[]);
+    let client = async_openai::Client::with_config(
+        async_openai::config::OpenAIConfig::new().with_api_base(format!("{}/v1", served.url)).with_api_key(key),
+    );
+    let messages = vec![ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage::from(
+        "How many days of paid vacation do employees get?",
+    ))];
+    let whole = client
+        .chat()
+        .create(CreateChatCompletionRequestArgs::default().model("lore").messages(messages.clone()).build().unwrap())
+        .await
+        .unwrap();
+    let content = whole.choices[0].message.content.clone().unwrap();
+    assert!(
+        content.starts_with("Employees get twenty-five days a year [^1].") && content.contains("[^1]: Leave"),
+        "{content}"
+    );
+    let mut stream = client
+        .chat()
+        .create_stream(
+            CreateChatCompletionRequestArgs::default().model("lore").messages(messages).stream(true).build().unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut streamed = String::new();
+    while let Some(chunk) = stream.next().await {
+        for choice in chunk.unwrap().choices {
+            streamed.push_str(choice.delta.content.as_deref().unwrap_or_default());
+        }
+    }
+    assert_eq!(streamed, content, "the stream adds up to the whole answer");
+}
