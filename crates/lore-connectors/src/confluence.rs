@@ -288,7 +288,7 @@ impl ConfluenceConnector {
         let acl = self.acl(space, page, restrictions)?;
         let slug = crate::slug(title);
         let path = if slug.is_empty() { format!("{space}/{id}.html") } else { format!("{space}/{id}-{slug}.html") };
-        let title_html = escape_html(title);
+        let title_html = crate::escape_html(title);
         let content = format!(
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title_html}</title></head>\n<body>\n<h1>{title_html}</h1>\n{storage}\n</body></html>\n"
         );
@@ -393,10 +393,6 @@ impl Collected {
 
 fn source_error(message: String) -> ConnectorError {
     ConnectorError::Source { source_name: "confluence".to_owned(), message }
-}
-
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -7,6 +7,14 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 
+/// `scheme://host[:port]` of an absolute http(s) URL: connectors follow a source's next-page
+/// links only to its own origin, so credentials never travel elsewhere.
+pub fn origin_of(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let host_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    (host_len > 0).then(|| &url[..url.len() - rest.len() + host_len])
+}
+
 /// The `Authorization` value of HTTP basic authentication: `Basic <base64(user:secret)>`.
 pub fn basic_auth(user: &str, secret: &str) -> String {
     use base64::Engine;

@@ -127,6 +127,12 @@ pub fn diff(previous: &SyncState, current: Vec<Item>, cursor: Option<String>) ->
     (changes, state)
 }
 
+/// Text as HTML text or attribute content: connectors wrap a source's title and body in a small
+/// HTML document for the HTML loader.
+pub(crate) fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
 /// A path segment from a title: lower case, ASCII letters and digits, dashes (at most 80).
 pub fn slug(title: &str) -> String {
     let mut out = String::new();

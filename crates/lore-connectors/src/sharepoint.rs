@@ -225,7 +225,7 @@ impl SharePointConnector {
     /// neither deleted nor reported again when it recovers unchanged.
     pub async fn sync(&self, previous: &SyncState) -> Result<SyncBatch, ConnectorError> {
         let graph = self.config.graph_url.trim_end_matches('/');
-        if origin_of(graph).is_none() {
+        if crate::http::origin_of(graph).is_none() {
             return Err(source_error(format!("graph_url {graph} is not an http(s) URL")));
         }
         let cursor = match previous.cursor.as_deref().map(serde_json::from_str::<Cursor>) {
@@ -564,8 +564,8 @@ impl SharePointConnector {
     /// The bearer token goes with every Graph request, so links Graph hands back are only
     /// followed on the configured origin.
     fn check_origin(&self, url: &str) -> Result<(), ConnectorError> {
-        let graph = origin_of(self.config.graph_url.trim_end_matches('/'));
-        if graph.is_some() && origin_of(url) == graph {
+        let graph = crate::http::origin_of(self.config.graph_url.trim_end_matches('/'));
+        if graph.is_some() && crate::http::origin_of(url) == graph {
             Ok(())
         } else {
             Err(HttpError::Failed {
@@ -703,13 +703,6 @@ fn encode(segment: &str) -> String {
         }
     }
     out
-}
-
-/// `scheme://host[:port]` of an absolute http(s) URL.
-fn origin_of(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
-    let host_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    (host_len > 0).then(|| &url[..url.len() - rest.len() + host_len])
 }
 
 fn source_error(message: String) -> ConnectorError {

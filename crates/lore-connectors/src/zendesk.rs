@@ -121,7 +121,8 @@ impl ZendeskConnector {
     /// be checked.
     pub async fn sync(&self, previous: &SyncState) -> Result<SyncBatch, ConnectorError> {
         let base = self.config.base_url.trim_end_matches('/');
-        let origin = origin_of(base).ok_or_else(|| source_error(format!("base_url {base} is not an http(s) URL")))?;
+        let origin = crate::http::origin_of(base)
+            .ok_or_else(|| source_error(format!("base_url {base} is not an http(s) URL")))?;
         let mut segments = SegmentCache::default();
         let mut items = Vec::new();
         let mut seen = HashSet::new();
@@ -195,7 +196,7 @@ impl ZendeskConnector {
                 None => return Ok(articles),
                 // The token goes with every request, so it is only ever sent back to the
                 // configured origin.
-                Some(next) if origin_of(next) == Some(origin) => url = next.to_owned(),
+                Some(next) if crate::http::origin_of(next) == Some(origin) => url = next.to_owned(),
                 Some(next) => {
                     return Err(source_error(format!("{locale}: next page {next} is not on {origin}")));
                 }
@@ -369,33 +370,12 @@ fn article_locale(article: &Value, listed_locale: &str) -> String {
 /// A standalone page for the HTML loader: the title in `<title>` and as a heading, then the
 /// article body as Zendesk stores it (already HTML).
 fn html_document(locale: &str, title: &str, body: &str) -> String {
-    let title = escape_html(title);
-    let locale = escape_html(locale);
+    let title = crate::escape_html(title);
+    let locale = crate::escape_html(locale);
     format!(
         "<!DOCTYPE html>\n<html lang=\"{locale}\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n</head>\n\
          <body>\n<h1>{title}</h1>\n{body}\n</body>\n</html>\n"
     )
-}
-
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `scheme://host[:port]` of an absolute http(s) URL.
-fn origin_of(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
-    let host_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    (host_len > 0).then(|| &url[..url.len() - rest.len() + host_len])
 }
 
 fn source_error(message: String) -> ConnectorError {
@@ -452,14 +432,17 @@ mod tests {
 
     #[test]
     fn next_pages_are_only_followed_on_the_configured_origin() {
-        assert_eq!(origin_of("https://acme.zendesk.com/api/v2/x?page=2"), Some("https://acme.zendesk.com"));
-        assert_eq!(origin_of("http://127.0.0.1:8080?x"), Some("http://127.0.0.1:8080"));
         assert_eq!(
-            origin_of("https://acme.zendesk.com.evil.example/api"),
+            crate::http::origin_of("https://acme.zendesk.com/api/v2/x?page=2"),
+            Some("https://acme.zendesk.com")
+        );
+        assert_eq!(crate::http::origin_of("http://127.0.0.1:8080?x"), Some("http://127.0.0.1:8080"));
+        assert_eq!(
+            crate::http::origin_of("https://acme.zendesk.com.evil.example/api"),
             Some("https://acme.zendesk.com.evil.example")
         );
-        assert_eq!(origin_of("ftp://acme"), None);
-        assert_eq!(origin_of("https:///path"), None);
+        assert_eq!(crate::http::origin_of("ftp://acme"), None);
+        assert_eq!(crate::http::origin_of("https:///path"), None);
     }
 
     #[test]
