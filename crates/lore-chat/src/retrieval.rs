@@ -131,7 +131,8 @@ impl Retriever {
     }
 
     fn assemble(config: &Config, embedder: Arc<Embedder>, indexes: Arc<Indexes>, catalog: Catalog) -> Self {
-        let queries = QueryBatcher::new(embedder.clone(), config.embedding.query_batch_size);
+        let queries =
+            QueryBatcher::new(embedder.clone(), config.embedding.query_batch_size, config.embedding.query_cache_size);
         Retriever {
             embedder,
             queries,
@@ -161,6 +162,17 @@ impl Retriever {
         tokio::task::spawn_blocking(move || embedder.embed_passages(&texts))
             .await
             .map_err(|e| lore_core::Error::Embedding(format!("embedding task: {e}")))?
+    }
+
+    /// One query's vector, through the batcher and its cache: the question a policy check
+    /// embeds is then embedded again by retrieval for free.
+    pub async fn embed_query(&self, query: &str) -> lore_core::Result<Vec<f32>> {
+        self.queries.embed(query).await
+    }
+
+    /// The query cache's hits and misses so far.
+    pub fn query_cache_stats(&self) -> (u64, u64) {
+        self.queries.cache_stats()
     }
 
     /// Embeds questions as queries (category examples, down-voted questions), off the async

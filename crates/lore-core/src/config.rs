@@ -396,6 +396,9 @@ pub struct EmbeddingConfig {
     pub batch_size: usize,
     /// Most concurrent search queries embedded in one call (1: each query alone).
     pub query_batch_size: usize,
+    /// Query vectors kept by their text, least recently used evicted (0: none). A vector
+    /// depends on the text and the model only, so the cache is shared by every user.
+    pub query_cache_size: usize,
     /// Intra-op threads for ONNX Runtime (default: all cores).
     pub threads: Option<usize>,
     /// Languages the model was trained on (`en`, `es`). For a query in another language the
@@ -545,6 +548,7 @@ impl Default for EmbeddingConfig {
             passage_prefix: String::new(),
             batch_size: 32,
             query_batch_size: 16,
+            query_cache_size: 10_000,
             threads: None,
             spin_wait: false,
             languages: vec![Lang::En],

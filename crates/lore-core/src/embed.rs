@@ -200,6 +200,71 @@ impl Embedder {
 /// where one call for n short texts costs far less than n calls.
 pub struct QueryBatcher {
     sender: std::sync::mpsc::Sender<QueryRequest>,
+    cache: std::sync::Mutex<QueryCache>,
+}
+
+/// Recent query vectors by their text (whitespace collapsed), least recently used evicted. A
+/// query's vector depends on its text and the model only, never on who asks, so one cache
+/// serves every user; it lives beside one model's batcher, so a model change starts it empty.
+/// Repeated questions (the same few dozen make up much of a help desk's traffic) and the
+/// second embedding of one question (a policy check, then retrieval) cost a lookup.
+pub struct QueryCache {
+    capacity: usize,
+    entries: std::collections::HashMap<String, (Vec<f32>, u64)>,
+    clock: u64,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl QueryCache {
+    pub fn new(capacity: usize) -> Self {
+        QueryCache { capacity, entries: std::collections::HashMap::new(), clock: 0, hits: 0, misses: 0 }
+    }
+
+    fn key(query: &str) -> String {
+        query.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    pub fn get(&mut self, query: &str) -> Option<Vec<f32>> {
+        self.clock += 1;
+        let clock = self.clock;
+        match self.entries.get_mut(&Self::key(query)) {
+            Some((vector, used)) => {
+                *used = clock;
+                self.hits += 1;
+                Some(vector.clone())
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Keeps `vector`; when full, forgets the least recently used entry (a scan: microseconds
+    /// against the milliseconds of the embedding it saves).
+    pub fn put(&mut self, query: &str, vector: Vec<f32>) {
+        if self.capacity == 0 {
+            return;
+        }
+        let key = Self::key(query);
+        if self.entries.len() >= self.capacity
+            && !self.entries.contains_key(&key)
+            && let Some(oldest) = self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone())
+        {
+            self.entries.remove(&oldest);
+        }
+        self.clock += 1;
+        self.entries.insert(key, (vector, self.clock));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 struct QueryRequest {
@@ -208,7 +273,7 @@ struct QueryRequest {
 }
 
 impl QueryBatcher {
-    pub fn new(embedder: std::sync::Arc<Embedder>, max_batch: usize) -> Self {
+    pub fn new(embedder: std::sync::Arc<Embedder>, max_batch: usize, cache_size: usize) -> Self {
         let (sender, receiver) = std::sync::mpsc::channel::<QueryRequest>();
         std::thread::Builder::new()
             .name("lore-query-embedding".into())
@@ -239,15 +304,51 @@ impl QueryBatcher {
                 }
             })
             .expect("spawn the query embedding thread");
-        QueryBatcher { sender }
+        QueryBatcher { sender, cache: std::sync::Mutex::new(QueryCache::new(cache_size)) }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, QueryCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cache hits and misses so far.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        let cache = self.cache();
+        (cache.hits, cache.misses)
     }
 
     /// The query's vector, embedded together with whatever other queries are waiting.
     pub async fn embed(&self, query: &str) -> Result<Vec<f32>> {
+        if let Some(vector) = self.cache().get(query) {
+            return Ok(vector);
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.sender
             .send(QueryRequest { text: query.to_owned(), reply })
             .map_err(|_| Error::Embedding("the query embedding thread stopped".into()))?;
-        answer.await.map_err(|_| Error::Embedding("the query embedding thread stopped".into()))?
+        let vector = answer.await.map_err(|_| Error::Embedding("the query embedding thread stopped".into()))??;
+        self.cache().put(query, vector.clone());
+        Ok(vector)
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::QueryCache;
+
+    #[test]
+    fn the_least_recently_used_query_goes_and_whitespace_does_not_matter() {
+        let mut cache = QueryCache::new(2);
+        cache.put("how many  vacation days?", vec![1.0]);
+        cache.put("where is the printer?", vec![2.0]);
+        assert_eq!(cache.get("how many vacation days?\n"), Some(vec![1.0]), "whitespace is collapsed");
+        cache.put("who is on call?", vec![3.0]); // evicts the printer, used least recently
+        assert_eq!(cache.get("where is the printer?"), None);
+        assert_eq!(cache.get("who is on call?"), Some(vec![3.0]));
+        assert_eq!(cache.get("How many vacation days?"), None, "case matters: a model may not be uncased");
+        assert_eq!((cache.hits, cache.misses, cache.len()), (2, 2, 2));
+        let mut off = QueryCache::new(0);
+        off.put("x", vec![1.0]);
+        assert!(off.is_empty());
     }
 }

@@ -76,7 +76,7 @@ pub async fn precheck(state: &AppState, caller: &Caller, question: &str) -> Resu
     let lang = Lang::detect(question);
     let vector =
         if policy.needs_category() || (policy.verified_on() && state.config.embedding.languages.contains(&lang)) {
-            state.retriever.embed_queries(vec![question.to_owned()]).await?.pop().unwrap_or_default()
+            state.retriever.embed_query(question).await?
         } else {
             Vec::new()
         };

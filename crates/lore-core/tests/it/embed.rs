@@ -54,7 +54,7 @@ fn a_missing_onnxruntime_library_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_queries_match_single_queries() {
     let embedder = std::sync::Arc::new(Embedder::load(&Config::default().embedding).unwrap());
-    let batcher = std::sync::Arc::new(lore_core::embed::QueryBatcher::new(embedder.clone(), 8));
+    let batcher = std::sync::Arc::new(lore_core::embed::QueryBatcher::new(embedder.clone(), 8, 100));
     let queries: Vec<String> = (0..24)
         .map(|i| match i % 3 {
             0 => format!("How many vacation days do I get in year {i}?"),
@@ -75,4 +75,11 @@ async fn batched_queries_match_single_queries() {
         let alone = embedder.embed_query(query).unwrap();
         assert!((cosine(&batched, &alone) - 1.0).abs() < 1e-4, "{query}: {}", cosine(&batched, &alone));
     }
+    // Asked again, every query comes from the cache, with the same vector.
+    assert_eq!(batcher.cache_stats(), (0, 24));
+    for query in &queries {
+        let again = batcher.embed(&format!("  {query} ")).await.unwrap();
+        assert!((cosine(&again, &embedder.embed_query(query).unwrap()) - 1.0).abs() < 1e-4);
+    }
+    assert_eq!(batcher.cache_stats(), (24, 24));
 }
