@@ -62,6 +62,16 @@ enum Command {
     Analytics(usage::AnalyticsArgs),
     /// What metering costs: the in-process record call, and `/v1/search` with metering on and off.
     Metering(usage::MeteringArgs),
+    /// Query-vector cache hit rates: questions drawn Zipf(1.0) from the development sets'
+    /// distinct questions, through the server's cache (no model needed: hits and misses only).
+    QueryCache {
+        #[arg(long, default_value = "../shared/data")]
+        shared: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        requests: usize,
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        capacity: Vec<usize>,
+    },
     /// Ingest throughput next to raw ONNX Runtime throughput on the same chunk texts.
     Ingest {
         folder: PathBuf,
@@ -99,6 +109,18 @@ fn main() -> anyhow::Result<()> {
         Command::Suite(args) => run::suite(args),
         Command::Analytics(args) => usage::analytics(args),
         Command::Metering(args) => tokio::runtime::Runtime::new()?.block_on(usage::metering(args)),
+        Command::QueryCache { shared, requests, capacity } => {
+            let mut questions = corpus::questions(&shared)?;
+            questions.sort();
+            questions.dedup();
+            println!("{} distinct questions, {requests} requests drawn Zipf(1.0)", questions.len());
+            println!("| cache size | hit rate |\n|---:|---:|");
+            for capacity in capacity {
+                let hit_rate = query_cache_hit_rate(&questions, requests, capacity);
+                println!("| {capacity} | {hit_rate:.3} |");
+            }
+            Ok(())
+        }
         Command::Queries { shared, batch, queries, json } => {
             let config = Config::load(None)?;
             let embedder = Embedder::load(&config.embedding)?;
@@ -280,4 +302,39 @@ fn raw_onnxruntime(config: &Config, texts: &[String], batch_size: usize) -> anyh
     }
     std::hint::black_box(checksum);
     Ok(RawRun { total_secs: started.elapsed().as_secs_f64(), run_secs, tokens })
+}
+
+/// The hit rate of `lore_core::embed::QueryCache` of `capacity` for `requests` questions drawn
+/// with probability ∝ 1/rank (Zipf, s = 1) from `questions`, ranks in a fixed shuffled order
+/// (a deterministic xorshift, so runs compare).
+fn query_cache_hit_rate(questions: &[String], requests: usize, capacity: usize) -> f64 {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut order: Vec<usize> = (0..questions.len()).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    let weights: Vec<f64> = (1..=questions.len()).map(|rank| 1.0 / rank as f64).collect();
+    let total: f64 = weights.iter().sum();
+    let mut cumulative = Vec::with_capacity(weights.len());
+    let mut sum = 0.0;
+    for w in &weights {
+        sum += w / total;
+        cumulative.push(sum);
+    }
+    let mut cache = lore_core::embed::QueryCache::new(capacity);
+    for _ in 0..requests {
+        let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+        let rank = cumulative.partition_point(|c| *c < u).min(questions.len() - 1);
+        let question = &questions[order[rank]];
+        if cache.get(question).is_none() {
+            cache.put(question, Vec::new());
+        }
+    }
+    cache.hits as f64 / requests as f64
 }
