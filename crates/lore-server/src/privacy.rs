@@ -121,11 +121,7 @@ impl AppState {
             match self.jobs.cancel_queued_before(cutoff, &reason) {
                 Ok(jobs) => {
                     for job in &jobs {
-                        if let Err(error) =
-                            std::fs::remove_dir_all(job.staged_path.parent().unwrap_or(&job.staged_path))
-                        {
-                            tracing::warn!(%error, job = %job.id, "retention: cannot remove a staged upload");
-                        }
+                        crate::upload::cancel_job_work(self, job);
                     }
                     purged.staged_uploads = jobs.len();
                 }

@@ -12,10 +12,9 @@ use std::sync::{Arc, Mutex};
 use lore_connectors::{Change, Connector, ConnectorConfig, Item, SyncState};
 use lore_core::acl::Acl;
 use lore_core::audit::Outcome;
-use lore_core::jobs::NewJob;
 use lore_core::types::Collection;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -29,7 +28,7 @@ CREATE TABLE IF NOT EXISTS connector_syncs (
 "#;
 
 /// What a sync did.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SyncReport {
     pub connector: String,
     pub kind: String,
@@ -99,20 +98,7 @@ impl Syncs {
             .query_row("SELECT report FROM connector_syncs WHERE name = ?1", [name], |r| r.get(0))
             .optional()
             .ok()?;
-        text.flatten().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).and_then(|v| {
-            Some(SyncReport {
-                connector: v["connector"].as_str()?.to_owned(),
-                kind: v["kind"].as_str()?.to_owned(),
-                status: v["status"].as_str()?.to_owned(),
-                error: v["error"].as_str().map(str::to_owned),
-                upserts: v["upserts"].as_u64()? as usize,
-                deletes: v["deletes"].as_u64()? as usize,
-                item_errors: serde_json::from_value(v["item_errors"].clone()).ok()?,
-                items: v["items"].as_u64()? as usize,
-                started_at: v["started_at"].as_str()?.to_owned(),
-                finished_at: v["finished_at"].as_str()?.to_owned(),
-            })
-        })
+        text.flatten().and_then(|t| serde_json::from_str(&t).ok())
     }
 
     /// Whether a scheduled connector is due: never synced, or its last sync started
@@ -209,7 +195,7 @@ async fn sync(state: &Arc<AppState>, config: &ConnectorConfig) -> Result<SyncRep
             Change::Delete { path, .. } => {
                 let id = lore_ingest::document_id(&config.name, &path);
                 for job in state.jobs.cancel_for_document(&id, "cancelled: deleted at the source")? {
-                    let _ = std::fs::remove_dir_all(job.staged_path.parent().unwrap_or(&job.staged_path));
+                    crate::upload::cancel_job_work(state, &job);
                 }
                 if state.catalog().document(&id)?.is_some() {
                     state.writer.lock().await.delete_documents(std::slice::from_ref(&id)).await?;
@@ -229,7 +215,6 @@ async fn sync(state: &Arc<AppState>, config: &ConnectorConfig) -> Result<SyncRep
     report.items = new_state.items.len();
     report.finished_at = lore_core::db::rfc3339(lore_core::db::now());
     state.syncs.save(&config.name, Some(&new_state), &report)?;
-    state.job_queued.notify_one();
     Ok(report)
 }
 
@@ -261,26 +246,20 @@ async fn enqueue(state: &AppState, config: &ConnectorConfig, item: &Item) -> Res
     let file_name = item.path.rsplit('/').next().unwrap_or(&item.path);
     crate::upload::check_content(file_name, None, &item.content)?;
     let document_id = lore_ingest::document_id(&config.name, &item.path);
-    let staging = state.config.data_dir.join("uploads").join(lore_core::db::new_id("up"));
-    let staged = staging.join(file_name);
-    tokio::fs::create_dir_all(&staging).await.map_err(|e| format!("staging folder: {e}"))?;
-    tokio::fs::write(&staged, &item.content).await.map_err(|e| format!("staging file: {e}"))?;
     let mut material = item.content.clone();
     material.extend_from_slice(format!("\u{1f}{}\u{1f}{:?}", item.path, item.acl).as_bytes());
     let metadata = serde_json::json!({ "url": item.url, "source_item": item.id });
-    state
-        .jobs
-        .enqueue(NewJob {
-            collection: &config.name,
-            document_id: &document_id,
-            filename: &item.path,
-            content_sha256: &lore_core::types::sha256_hex(&material),
-            staged_path: &staged,
-            acl: acl.as_ref(),
-            metadata: &metadata,
-            title: item.title.as_deref(),
-            created_by: &format!("connector:{}", config.name),
-        })
-        .map_err(|e| e.to_string())?;
+    let file = crate::upload::ToStage {
+        collection: &config.name,
+        document_id: &document_id,
+        path: &item.path,
+        bytes: &item.content,
+        acl: acl.as_ref(),
+        metadata: &metadata,
+        title: item.title.as_deref(),
+        fingerprint: &lore_core::types::sha256_hex(&material),
+        created_by: &format!("connector:{}", config.name),
+    };
+    crate::upload::stage_and_enqueue(state, file).await.map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -1,5 +1,58 @@
 //! Checks on uploaded files before they are queued: a safe file name, a supported type, and
-//! content that matches the type it claims.
+//! content that matches the type it claims; and the staging of a file for the worker, shared by
+//! uploads, replacements and connector syncs.
+
+use lore_core::acl::Acl;
+use lore_core::jobs::{Job, NewJob};
+
+use crate::state::AppState;
+
+/// A file to queue for the worker: its collection, document and path, its bytes, and what the
+/// job records (ACL, metadata, title, fingerprint, who queued it).
+pub struct ToStage<'a> {
+    pub collection: &'a str,
+    pub document_id: &'a str,
+    pub path: &'a str,
+    pub bytes: &'a [u8],
+    pub acl: Option<&'a Acl>,
+    pub metadata: &'a serde_json::Value,
+    pub title: Option<&'a str>,
+    pub fingerprint: &'a str,
+    pub created_by: &'a str,
+}
+
+/// Writes the file where the worker will find it (`<data>/uploads/<id>/<file name>`) and
+/// queues its job.
+pub async fn stage_and_enqueue(state: &AppState, file: ToStage<'_>) -> Result<Job, lore_core::Error> {
+    let staging = state.config.data_dir.join("uploads").join(lore_core::db::new_id("up"));
+    let file_name = file.path.rsplit('/').next().unwrap_or(file.path);
+    let staged = staging.join(file_name);
+    tokio::fs::create_dir_all(&staging).await.map_err(|e| lore_core::Error::io(&staging, e))?;
+    tokio::fs::write(&staged, file.bytes).await.map_err(|e| lore_core::Error::io(&staged, e))?;
+    let job = state.jobs.enqueue(NewJob {
+        collection: file.collection,
+        document_id: file.document_id,
+        filename: file.path,
+        content_sha256: file.fingerprint,
+        staged_path: &staged,
+        acl: file.acl,
+        metadata: file.metadata,
+        title: file.title,
+        created_by: file.created_by,
+    })?;
+    state.job_queued.notify_one();
+    Ok(job)
+}
+
+/// Stops what a cancelled job still holds: the worker's parser child if it is running it
+/// now, else its staged file (the worker removes the staging of the job it runs).
+pub fn cancel_job_work(state: &AppState, job: &Job) {
+    if !state.interrupt_job(&job.id)
+        && let Some(folder) = job.staged_path.parent()
+    {
+        let _ = std::fs::remove_dir_all(folder);
+    }
+}
 
 /// Longest file name kept (in characters, extension included).
 const MAX_NAME_CHARS: usize = 120;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use lore_core::acl::Acl;
 use lore_core::audit::Outcome;
 use lore_core::auth::Caller;
-use lore_core::jobs::{Job, JobState, NewJob};
+use lore_core::jobs::{Job, JobState};
 use lore_core::types::{Collection, DocumentRecord, sha256_hex};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
@@ -187,7 +187,7 @@ fn check_metadata(value: &serde_json::Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Writes the file where the worker will find it and queues the job.
+/// Stages the uploaded file and queues its job.
 #[allow(clippy::too_many_arguments)]
 async fn stage_and_enqueue(
     state: &AppState,
@@ -199,24 +199,18 @@ async fn stage_and_enqueue(
     acl: Option<&Acl>,
     fingerprint: &str,
 ) -> Result<Job, ApiError> {
-    let staging = state.config.data_dir.join("uploads").join(lore_core::db::new_id("up"));
-    let file_name = path_in_collection.rsplit('/').next().unwrap_or(path_in_collection);
-    let staged = staging.join(file_name);
-    tokio::fs::create_dir_all(&staging).await.map_err(|e| ApiError::Internal(format!("staging folder: {e}")))?;
-    tokio::fs::write(&staged, &form.bytes).await.map_err(|e| ApiError::Internal(format!("staging file: {e}")))?;
-    let job = state.jobs.enqueue(NewJob {
+    let file = crate::upload::ToStage {
         collection: &collection.id,
         document_id,
-        filename: path_in_collection,
-        content_sha256: fingerprint,
-        staged_path: &staged,
+        path: path_in_collection,
+        bytes: &form.bytes,
         acl,
         metadata: &form.metadata,
         title: form.title.as_deref(),
+        fingerprint,
         created_by: &caller.user,
-    })?;
-    state.job_queued.notify_one();
-    Ok(job)
+    };
+    Ok(crate::upload::stage_and_enqueue(state, file).await?)
 }
 
 /// The job an upload duplicates, if any: the document's newest job is for the same bytes,
@@ -562,7 +556,7 @@ pub async fn delete(
     let (document, _) = access::managed_document(&state, &caller, &id, "document.delete")?;
     let cancelled = state.jobs.cancel_for_document(&id, "cancelled: the document was deleted")?;
     for job in &cancelled {
-        cancel_job_work(&state, job);
+        crate::upload::cancel_job_work(&state, job);
     }
     state.writer.lock().await.delete_documents(std::slice::from_ref(&id)).await?;
     state.audit_caller(
@@ -597,16 +591,6 @@ pub async fn job(
     }
 }
 
-/// Stops what a cancelled job still holds: the worker's parser child if it is running it
-/// now, else its staged file (the worker removes the staging of the job it runs).
-fn cancel_job_work(state: &AppState, job: &Job) {
-    if !state.interrupt_job(&job.id)
-        && let Some(folder) = job.staged_path.parent()
-    {
-        let _ = std::fs::remove_dir_all(folder);
-    }
-}
-
 #[utoipa::path(
     post, path = "/v1/jobs/{id}/cancel", tag = "documents",
     params(("id" = String, Path, description = "Job id")),
@@ -637,7 +621,7 @@ pub async fn cancel_job(
     let reason = format!("cancelled by {}", caller.actor());
     let job = state.jobs.cancel(&id, &reason)?.ok_or(ApiError::JobNotFound)?;
     if job.state == JobState::Cancelled {
-        cancel_job_work(&state, &job);
+        crate::upload::cancel_job_work(&state, &job);
         state.audit_caller(
             &caller,
             "job.cancel",

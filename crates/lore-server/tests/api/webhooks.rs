@@ -83,6 +83,26 @@ fn server(url: &str, events: &[&str], edit: impl FnOnce(&mut Setup)) -> TestServ
     setup.start()
 }
 
+/// The delivery log's entries of `status`, once there is one.
+async fn deliveries(server: &TestServer, admin: &str, status: &str) -> Value {
+    for _ in 0..200 {
+        let path = format!("/v1/webhooks/deliveries?status={status}");
+        let (_, log) = call(server.addr, "GET", &path, Some(admin), None).await;
+        if log["deliveries"].as_array().is_some_and(|d| !d.is_empty()) {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {status} delivery in the log");
+}
+
+async fn ask_vacation(server: &TestServer, key: &str) -> Value {
+    let question = json!({"question": "How many days of paid vacation do I get?"});
+    let (status, answer) = call(server.addr, "POST", "/v1/chat", Some(key), Some(question)).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
 /// Waits until the receiver saw `n` requests.
 async fn wait_for(shared: &Shared, n: usize) -> Vec<(String, bool, Value)> {
     for _ in 0..200 {
@@ -113,27 +133,14 @@ async fn events_arrive_signed_and_failures_are_retried_with_backoff_until_delive
     let delivery = seen[2].2["id"].as_str().unwrap().to_owned();
     assert!(seen.iter().all(|(_, _, body)| body["id"] == delivery.as_str()), "one delivery, three attempts");
     assert_eq!(seen[2].2["data"]["filename"], "parking.md");
-    let log = loop {
-        let (_, log) = call(server.addr, "GET", "/v1/webhooks/deliveries?status=delivered", Some(&admin), None).await;
-        if log["deliveries"].as_array().is_some_and(|d| !d.is_empty()) {
-            break log;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let log = deliveries(&server, &admin, "delivered").await;
     assert_eq!(log["deliveries"][0]["attempts"], 3, "{log}");
     assert_eq!(log["deliveries"][0]["event"], "document.indexed");
 
     // A corrupt PDF fails; a thumbs-down is negative feedback.
     let (_, bad) = upload(server.addr, &admin, "samples", "broken.pdf", b"%PDF-1.7 not really".to_vec(), &[]).await;
     wait_for_job(server.addr, &admin, bad["job"]["id"].as_str().unwrap()).await;
-    let (_, answer) = call(
-        server.addr,
-        "POST",
-        "/v1/chat",
-        Some(&employee),
-        Some(json!({"question": "How many days of paid vacation do I get?"})),
-    )
-    .await;
+    let answer = ask_vacation(&server, &employee).await;
     let vote = json!({"message_id": answer["message_id"], "rating": "down", "comment": "out of date"});
     let (status, _) = call(server.addr, "POST", "/v1/feedback", Some(&employee), Some(vote)).await;
     assert_eq!(status, 201);
@@ -162,24 +169,11 @@ async fn a_delivery_that_keeps_failing_is_given_up_and_can_be_retried() {
     });
     let (admin, _) = key(&server, Role::Admin, "root", &[], None);
     let (employee, _) = key(&server, Role::Employee, "erin", &["everyone"], Some("hr"));
-    let (_, answer) = call(
-        server.addr,
-        "POST",
-        "/v1/chat",
-        Some(&employee),
-        Some(json!({"question": "How many days of paid vacation do I get?"})),
-    )
-    .await;
+    let answer = ask_vacation(&server, &employee).await;
     assert_eq!(answer["review"]["status"], "pending", "{answer}");
     let seen = wait_for(&shared, 4).await;
     assert!(seen.iter().all(|(event, ok, body)| event == "review.needed" && *ok && body["data"]["rule"] == "all"));
-    let log = loop {
-        let (_, log) = call(server.addr, "GET", "/v1/webhooks/deliveries?status=failed", Some(&admin), None).await;
-        if log["deliveries"].as_array().is_some_and(|d| !d.is_empty()) {
-            break log;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let log = deliveries(&server, &admin, "failed").await;
     let failed = &log["deliveries"][0];
     assert_eq!((failed["attempts"].as_u64(), failed["last_status"].as_u64()), (Some(4), Some(500)), "{log}");
     // Retried by hand once the receiver is fixed.
@@ -211,9 +205,7 @@ async fn a_budget_past_its_soft_limit_is_announced() {
     let budget = json!({"scope": "user", "value": "erin", "period": "day", "unit": "tokens", "soft_limit": 100});
     let (status, budget) = call(server.addr, "PUT", "/v1/budgets", Some(&admin), Some(budget)).await;
     assert_eq!(status, 200, "{budget}");
-    let question = json!({"question": "How many days of paid vacation do I get?"});
-    let (status, _) = call(server.addr, "POST", "/v1/chat", Some(&employee), Some(question)).await;
-    assert_eq!(status, 200);
+    ask_vacation(&server, &employee).await;
     let seen = wait_for(&shared, 1).await;
     let (event, verified, body) = &seen[0];
     assert_eq!((event.as_str(), *verified), ("budget.threshold", true));

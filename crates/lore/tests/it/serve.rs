@@ -191,6 +191,33 @@ async fn lore_ingest_goes_through_the_server_that_holds_the_data_folder() {
     assert_eq!(list["documents"].as_array().unwrap().len(), 1, "{list}");
 }
 
+/// A leave policy ingested under `dir/data`, and a config (`dir/lore.toml`: `extra`, then
+/// `provider` as the only model provider). Returns the config's and the data folder's paths.
+fn leave_policy_served_by(
+    dir: &Path,
+    provider: &lore_chat::testing::FakeProvider,
+    extra: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let docs = dir.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("leave.md"), "# Leave\n\nEmployees get twenty-five days of paid vacation a year.")
+        .unwrap();
+    let config = dir.join("lore.toml");
+    let provider = provider.config(0, 30.0);
+    std::fs::write(
+        &config,
+        format!(
+            "{extra}\n[[chat.providers]]\nname = \"model\"\nbase_url = {:?}\nmodel = {:?}\nmax_retries = 0\n",
+            provider.base_url, provider.model
+        ),
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let ingest = ["--config", config.to_str().unwrap(), "ingest", docs.to_str().unwrap(), "--acl", "everyone"];
+    assert_success(&lore(&data, &ingest));
+    (config, data)
+}
+
 /// A loopback OpenTelemetry collector: the OTLP/HTTP trace exports it received, decoded.
 async fn collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<ExportTraceServiceRequest>>>) {
     use prost::Message;
@@ -226,26 +253,9 @@ async fn traces_reach_an_otlp_collector_with_a_span_per_stage_and_the_usage_ids(
     let (endpoint, received) = collector().await;
     let provider = lore_chat::testing::FakeProvider::scripted("model", vec![]).await;
     let dir = tempfile::tempdir().unwrap();
-    let docs = dir.path().join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
-    std::fs::write(docs.join("leave.md"), "# Leave\n\nEmployees get twenty-five days of paid vacation a year.")
-        .unwrap();
-    let config = dir.path().join("lore.toml");
-    let provider_config = provider.config(0, 30.0);
-    std::fs::write(
-        &config,
-        format!(
-            "[telemetry]\notlp_endpoint = {endpoint:?}\n\n[[chat.providers]]\nname = \"model\"\nbase_url = {:?}\nmodel = {:?}\nmax_retries = 0\n",
-            provider_config.base_url, provider_config.model
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
+    let extra = format!("[telemetry]\notlp_endpoint = {endpoint:?}\n");
+    let (config, data) = leave_policy_served_by(dir.path(), &provider, &extra);
     let with_config = ["--config", config.to_str().unwrap()];
-    assert_success(&lore(
-        &data,
-        &[&with_config[..], &["ingest", docs.to_str().unwrap(), "--acl", "everyone"]].concat(),
-    ));
     let key = admin_key(&data);
     let served = serve_with(&data, &with_config, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
 
@@ -361,26 +371,8 @@ async fn an_openai_sdk_uses_a_running_lore_serve_as_a_model() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let docs = dir.path().join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
-    std::fs::write(docs.join("leave.md"), "# Leave\n\nEmployees get twenty-five days of paid vacation a year.")
-        .unwrap();
-    let config = dir.path().join("lore.toml");
-    let provider_config = provider.config(0, 30.0);
-    std::fs::write(
-        &config,
-        format!(
-            "[[chat.providers]]\nname = \"model\"\nbase_url = {:?}\nmodel = {:?}\nmax_retries = 0\n",
-            provider_config.base_url, provider_config.model
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
+    let (config, data) = leave_policy_served_by(dir.path(), &provider, "");
     let with_config = ["--config", config.to_str().unwrap()];
-    assert_success(&lore(
-        &data,
-        &[&with_config[..], &["ingest", docs.to_str().unwrap(), "--acl", "everyone"]].concat(),
-    ));
     let key = admin_key(&data);
     let served = serve_with(&data, &with_config, &[]);
     let client = async_openai::Client::with_config(
