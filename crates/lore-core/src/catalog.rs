@@ -203,6 +203,19 @@ impl Catalog {
         Ok(found)
     }
 
+    /// Replaces the stored embeddings of these chunks (by chunk id), in one transaction.
+    pub fn set_chunk_vectors(&mut self, vectors: &[(String, StoredVector)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut update = tx.prepare_cached("UPDATE chunks SET embed_key = ?2, vector = ?3 WHERE id = ?1")?;
+            for (chunk_id, stored) in vectors {
+                update.execute(params![chunk_id, stored.key, encode_vector(&stored.vector)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Marks documents as in flight; must be committed before either index is touched.
     pub fn journal_begin(&mut self, doc_ids: &[String]) -> Result<()> {
         let tx = self.conn.transaction()?;

@@ -14,8 +14,9 @@ pub enum Error {
     #[error("embedding failed: {0}")]
     Embedding(String),
     #[error(
-        "the index in {data_dir} was built with model {stored:?}, but the configured model is {configured:?}; \
-         use a new data folder or re-ingest everything with the configured model"
+        "the index in {data_dir} holds vectors of model {stored}, but the configured model is {configured}: \
+         run `lore reembed` with this configuration to re-embed the stored chunks (documents, ACLs and the \
+         keyword index stay as they are), or point the configuration back at the index's model"
     )]
     ModelMismatch { data_dir: PathBuf, stored: String, configured: String },
     #[error("catalog (SQLite) error: {0}")]

@@ -6,6 +6,7 @@ pub mod chunker;
 pub mod error;
 pub mod loaders;
 pub mod pipeline;
+pub mod reembed;
 pub mod sandbox;
 pub mod source;
 pub mod title;

@@ -52,6 +52,9 @@ enum Command {
     Budgets(cmd::usage::BudgetsCommand),
     /// Sync a `[[connectors]]` source now, through the running `lore serve`.
     Sync(cmd::sync::SyncArgs),
+    /// Re-embed every stored chunk with the configured embedding model (after switching
+    /// models); documents, ACLs and the keyword index stay. Stop `lore serve` first.
+    Reembed,
 }
 
 fn main() -> ExitCode {
@@ -88,6 +91,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => cmd::ingest::run(args, config).await,
         Command::Status(args) => cmd::status::run(args, &config).await,
         Command::Sync(args) => cmd::sync::run(args, &config).await,
+        Command::Reembed => cmd::reembed::run(&config).await,
         Command::Serve(args) => cmd::serve::run(args, config).await,
         Command::Keys(command) => cmd::keys::run(command, &config).await,
         Command::Collections(command) => cmd::collections::run(command, &config).await,

@@ -145,17 +145,34 @@ impl ConsistencyReport {
     }
 }
 
+/// What the model record holds while `lore reembed` runs: the model being moved to.
+const REEMBEDDING_PREFIX: &str = "reembedding:";
+
 /// Records the model on first use and refuses to mix vectors of two models afterwards.
 pub fn check_model(catalog: &Catalog, model: &ModelInfo, config: &Config) -> Result<()> {
     match catalog.meta(MODEL_META_KEY)? {
         Some(stored) if stored != model.fingerprint => Err(Error::ModelMismatch {
             data_dir: config.data_dir.clone(),
-            stored,
+            stored: match stored.strip_prefix(REEMBEDDING_PREFIX) {
+                Some(target) => format!("an interrupted re-embedding to {target}"),
+                None => stored,
+            },
             configured: model.fingerprint.clone(),
         }),
         Some(_) => Ok(()),
         None => catalog.set_meta(MODEL_META_KEY, &model.fingerprint),
     }
+}
+
+/// Marks the index as being re-embedded with `model`: until [`finish_reembedding`], every
+/// open refuses it (its vectors are a mix of two models), naming the interruption.
+pub fn begin_reembedding(catalog: &Catalog, model: &ModelInfo) -> Result<()> {
+    catalog.set_meta(MODEL_META_KEY, &format!("{REEMBEDDING_PREFIX}{}", model.fingerprint))
+}
+
+/// Records `model` as the model of every vector, after a complete re-embedding.
+pub fn finish_reembedding(catalog: &Catalog, model: &ModelInfo) -> Result<()> {
+    catalog.set_meta(MODEL_META_KEY, &model.fingerprint)
 }
 
 pub fn stored_model(catalog: &Catalog) -> Result<Option<String>> {

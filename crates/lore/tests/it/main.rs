@@ -6,6 +6,7 @@ mod crash;
 mod errors;
 mod eval;
 mod hostile;
+mod reembed;
 mod serve;
 
 /// HTTP calls to a test server, shared with lore-server's API suite.
