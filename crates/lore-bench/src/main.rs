@@ -19,6 +19,8 @@ use ort::session::Session;
 use ort::value::Tensor;
 
 mod corpus;
+mod models;
+mod peer;
 mod run;
 mod server;
 mod suite;
@@ -72,7 +74,16 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
         capacity: Vec<usize>,
     },
-    /// Ingest throughput next to raw ONNX Runtime throughput on the same chunk texts.
+    /// bench/peer: dump a set's (or a benchmark mix's) documents as Lore parses them, and its
+    /// questions with the askers' principals, for the Python peer stack.
+    PeerCorpus(peer::CorpusArgs),
+    /// bench/peer: score the peer's run file with lore-eval's own metrics, next to Lore's baseline.
+    PeerScore(peer::ScoreArgs),
+    /// Two embedding models side by side on the same real chunk texts: passages/s, queries/s
+    /// and the cosine of each passage's two vectors.
+    Models(models::ModelsArgs),
+    /// Ingest throughput next to raw ONNX Runtime throughput on the same chunk texts, with the
+    /// padding share of the model batches (as sent, and as they were in document order).
     Ingest {
         folder: PathBuf,
         #[arg(long, value_delimiter = ',', default_value = "everyone")]
@@ -80,6 +91,14 @@ enum Command {
         /// Where to write the JSON result.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Batches for raw ONNX Runtime: `catalog` (chunk-id order, cut every batch size: the
+        /// baseline) or `ingest` (exactly the model batches the ingest sent).
+        #[arg(long, value_enum, default_value = "catalog")]
+        raw_order: RawOrder,
+        /// Only chunk, no embedding: parse every file, chunk it with the cached sizer and with
+        /// the tokenizer run on every candidate span, and print both times and the chunks that differ.
+        #[arg(long)]
+        compare_chunking: bool,
     },
 }
 
@@ -105,8 +124,16 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Ingest { folder, acl, json } => ingest(&folder, acl, json.as_deref()).map(|_| ()),
+        Command::Ingest { folder, json, compare_chunking: true, .. } => {
+            compare_chunking(&folder, json.as_deref()).map(|_| ())
+        }
+        Command::Ingest { folder, acl, json, raw_order, .. } => {
+            ingest_with(&folder, acl, json.as_deref(), raw_order).map(|_| ())
+        }
         Command::Suite(args) => run::suite(args),
+        Command::Models(args) => models::compare(args),
+        Command::PeerCorpus(args) => peer::write_corpus(args),
+        Command::PeerScore(args) => peer::score(args),
         Command::Analytics(args) => usage::analytics(args),
         Command::Metering(args) => tokio::runtime::Runtime::new()?.block_on(usage::metering(args)),
         Command::QueryCache { shared, requests, capacity } => {
@@ -141,6 +168,24 @@ fn ingest(
     acl: Vec<String>,
     json: Option<&std::path::Path>,
 ) -> anyhow::Result<serde_json::Value> {
+    ingest_with(folder, acl, json, RawOrder::Catalog)
+}
+
+/// How raw ONNX Runtime gets its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RawOrder {
+    /// Chunk-id order (effectively random), cut every batch size.
+    Catalog,
+    /// The model batches the ingest sent, replayed (see [`replay_model_batches`]).
+    Ingest,
+}
+
+fn ingest_with(
+    folder: &std::path::Path,
+    acl: Vec<String>,
+    json: Option<&std::path::Path>,
+    raw_order: RawOrder,
+) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(folder.is_dir(), "{} is not a folder", folder.display());
     let data = tempfile::tempdir()?;
     let mut config = Config::load(None)?;
@@ -149,26 +194,36 @@ fn ingest(
 
     // 1. Ingest, end to end.
     let runtime = tokio::runtime::Runtime::new()?;
+    let source = Source { name: "bench".into(), path: folder.to_owned(), default_acl: Some(acl), department: None };
     let report = runtime.block_on(async {
         let mut ingestor = Ingestor::open(config.clone(), embedder.clone()).await?;
-        let source = Source { name: "bench".into(), path: folder.to_owned(), default_acl: Some(acl), department: None };
-        ingestor.ingest(&[source], &IngestOptions::default()).await
+        ingestor.ingest(std::slice::from_ref(&source), &IngestOptions::default()).await
     })?;
     let ingest_secs = report.elapsed.as_secs_f64();
     for failure in &report.failures {
         eprintln!("failed: {failure}");
     }
 
-    // 2. The same chunk texts, embedded by ONNX Runtime directly.
+    // 2. The model batches the ingest sent, replayed, and their padding.
     let catalog = Catalog::open(&config.catalog_path())?;
-    let mut texts = Vec::with_capacity(report.chunks);
-    for id in catalog.chunk_ids()? {
-        texts.extend(catalog.chunks_by_id(&[id])?.iter().map(|c| c.embedding_text()));
-    }
-    let raw = raw_onnxruntime(&config, &texts, embedder.batch_size())?;
+    let replay = replay_model_batches(&config, &embedder, &catalog, &source)?;
+
+    // 3. The same chunk texts, embedded by ONNX Runtime directly.
+    let batches: Vec<Vec<String>> = match raw_order {
+        RawOrder::Catalog => {
+            let mut texts = Vec::with_capacity(report.chunks);
+            for id in catalog.chunk_ids()? {
+                texts.extend(catalog.chunks_by_id(&[id])?.iter().map(|c| c.embedding_text()));
+            }
+            texts.chunks(embedder.batch_size()).map(<[String]>::to_vec).collect()
+        }
+        RawOrder::Ingest => replay.sent.clone(),
+    };
+    let raw = raw_onnxruntime(&config, &batches)?;
+    let raw_texts: usize = batches.iter().map(Vec::len).sum();
 
     let chunks_per_s = report.chunks as f64 / ingest_secs;
-    let raw_per_s = texts.len() as f64 / raw.total_secs;
+    let raw_per_s = raw_texts as f64 / raw.total_secs;
     let t = &report.timings;
     let result = serde_json::json!({
         "corpus": folder.display().to_string(),
@@ -181,21 +236,33 @@ fn ingest(
         "ingest_documents_per_s": report.indexed as f64 / ingest_secs,
         "ingest_chunks_per_s": chunks_per_s,
         "stage_seconds": { "parse": t.parse.as_secs_f64(), "chunk": t.chunk.as_secs_f64(), "embed": t.embed.as_secs_f64(), "index": t.index.as_secs_f64() },
+        "padding": {
+            "batch_size": embedder.batch_size(),
+            "model_batches": replay.sent.len(),
+            "tokens": replay.as_sent.tokens,
+            "share_as_sent": replay.as_sent.share(),
+            "share_in_document_order": replay.document_order.share(),
+            "sizing_seconds": replay.sizing_secs,
+        },
         "raw_onnxruntime": {
-            "texts": texts.len(),
+            "order": format!("{raw_order:?}").to_lowercase(),
+            "texts": raw_texts,
             "batch_size": embedder.batch_size(),
             "seconds": raw.total_secs,
             "session_run_seconds": raw.run_secs,
             "texts_per_s": raw_per_s,
-            "tokens": raw.tokens,
+            "tokens": raw.padding.tokens,
+            "padding_share": raw.padding.share(),
         },
         "ingest_over_raw": chunks_per_s / raw_per_s,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
-    println!("| corpus | docs | chunks | ingest s | docs/s | chunks/s | raw ORT texts/s | ingest/raw |");
-    println!("|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
+        "| corpus | docs | chunks | ingest s | docs/s | chunks/s | raw ORT texts/s | ingest/raw | chunk s | padding as sent | in doc order | raw ORT padding ({raw_order:?}) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.3} | {:.3} | {:.3} |",
         folder.file_name().unwrap_or_default().to_string_lossy(),
         report.indexed,
         report.chunks,
@@ -203,7 +270,11 @@ fn ingest(
         report.indexed as f64 / ingest_secs,
         chunks_per_s,
         raw_per_s,
-        chunks_per_s / raw_per_s
+        chunks_per_s / raw_per_s,
+        t.chunk.as_secs_f64(),
+        replay.as_sent.share(),
+        replay.document_order.share(),
+        raw.padding.share()
     );
     println!(
         "stages (summed; parse/chunk overlap embedding): parse {:.1}s, chunk {:.1}s, embed {:.1}s, index {:.1}s; raw ORT session.run {:.1}s of {:.1}s",
@@ -214,26 +285,214 @@ fn ingest(
         raw.run_secs,
         raw.total_secs
     );
+    println!(
+        "padding share (empty token slots of the model batches of {}): {:.3} as sent, {:.3} had they gone in document order ({} model batches, {} tokens; sizing them took {:.2}s)",
+        embedder.batch_size(),
+        replay.as_sent.share(),
+        replay.document_order.share(),
+        replay.sent.len(),
+        replay.as_sent.tokens,
+        replay.sizing_secs
+    );
     if let Some(path) = json {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_json(path, &result)?;
     }
     Ok(result)
+}
+
+fn write_json(path: &std::path::Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Text tokens and token slots (rows × longest row) of padded model batches.
+#[derive(Debug, Default, Clone, Copy)]
+struct Padding {
+    tokens: usize,
+    slots: usize,
+}
+
+impl Padding {
+    fn add_batch(&mut self, lengths: &[usize]) {
+        self.tokens += lengths.iter().sum::<usize>();
+        self.slots += lengths.len() * lengths.iter().copied().max().unwrap_or(0);
+    }
+
+    /// Share of the token slots that hold padding.
+    fn share(&self) -> f64 {
+        if self.slots == 0 { 0.0 } else { 1.0 - self.tokens as f64 / self.slots as f64 }
+    }
+}
+
+/// The model batches of an ingest, rebuilt from the catalog.
+struct Replay {
+    /// Texts of each model batch, as the pipeline sent them.
+    sent: Vec<Vec<String>>,
+    as_sent: Padding,
+    /// The same write batches without sorting (the pipeline before it sorted).
+    document_order: Padding,
+    /// Tokenizing every text once to size it (the pipeline's sort does the same).
+    sizing_secs: f64,
+}
+
+/// Rebuilds the model batches the pipeline sent for a fresh ingest of `source`: documents in
+/// file order, grouped into write batches as `Ingestor::ingest` does (at 8 model batches of
+/// chunks or `commit_every_documents` documents), texts embedded earlier skipped, the rest
+/// in `embedding_order` cut every batch size. Sizes are what fastembed feeds the model: the
+/// passage prefix and special tokens included, truncated at the model's maximum length.
+fn replay_model_batches(
+    config: &Config,
+    embedder: &Embedder,
+    catalog: &Catalog,
+    source: &Source,
+) -> anyhow::Result<Replay> {
+    let batch_size = embedder.batch_size();
+    let mut groups: Vec<Vec<String>> = vec![Vec::new()];
+    let (mut group_chunks, mut group_documents) = (0, 0);
+    for file in lore_ingest::source_files(source).into_iter().filter(|f| f.supported) {
+        let chunks = catalog.chunks_of_document(&source.document_id(&file.relative))?;
+        if chunks.is_empty() {
+            continue;
+        }
+        group_chunks += chunks.len();
+        group_documents += 1;
+        groups.last_mut().expect("one group").extend(chunks.iter().map(|c| c.embedding_text()));
+        if group_chunks >= batch_size * 8 || group_documents >= config.ingest.commit_every_documents {
+            groups.push(Vec::new());
+            (group_chunks, group_documents) = (0, 0);
+        }
+    }
+    let tokenizer = embedder.tokenizer();
+    let started = Instant::now();
+    let length = |text: &str| -> anyhow::Result<usize> {
+        let prefixed = format!("{}{text}", config.embedding.passage_prefix);
+        let encoding = tokenizer.encode_fast(prefixed.as_str(), true).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(encoding.len().min(config.embedding.max_length))
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut replay =
+        Replay { sent: Vec::new(), as_sent: Padding::default(), document_order: Padding::default(), sizing_secs: 0.0 };
+    for group in groups {
+        let missing: Vec<String> = group.into_iter().filter(|text| seen.insert(text.clone())).collect();
+        let lengths = missing.iter().map(|t| length(t)).collect::<anyhow::Result<Vec<usize>>>()?;
+        for batch in lengths.chunks(batch_size) {
+            replay.document_order.add_batch(batch);
+        }
+        let order = lore_ingest::pipeline::embedding_order(tokenizer, &missing);
+        let sorted_lengths: Vec<usize> = order.iter().map(|&i| lengths[i]).collect();
+        for batch in sorted_lengths.chunks(batch_size) {
+            replay.as_sent.add_batch(batch);
+        }
+        let sorted: Vec<String> = order.iter().map(|&i| missing[i].clone()).collect();
+        replay.sent.extend(sorted.chunks(batch_size).map(<[String]>::to_vec));
+    }
+    replay.sizing_secs = started.elapsed().as_secs_f64();
+    Ok(replay)
+}
+
+/// Chunking alone, with the cached sizer (what ingest uses) and with the tokenizer run on
+/// every candidate span (text-splitter's own sizer: the chunker before the cache), one pass
+/// over the parsed corpus each. Prints both times (wall and this thread's CPU: the machine
+/// may be shared) and how many chunks differ.
+fn compare_chunking(folder: &std::path::Path, json: Option<&std::path::Path>) -> anyhow::Result<serde_json::Value> {
+    use lore_core::types::Chunk;
+    use lore_ingest::chunker::{ChunkContext, Chunker, Sizing};
+
+    anyhow::ensure!(folder.is_dir(), "{} is not a folder", folder.display());
+    let config = Config::load(None)?;
+    let tokenizer = lore_core::embed::load_sizing_tokenizer(&config.embedding.model_dir)?;
+    let parser = lore_ingest::Parser::new(&config.ingest.parser)?;
+    let source = Source { name: "bench".into(), path: folder.to_owned(), default_acl: None, department: None };
+    let mut documents = Vec::new();
+    let mut failed = 0;
+    for file in lore_ingest::source_files(&source).into_iter().filter(|f| f.supported) {
+        let bytes = std::fs::read(&file.path)?;
+        match parser.parse(&file.path, &bytes, None) {
+            Ok(loaded) => documents.push((file.relative, loaded)),
+            Err(_) => failed += 1,
+        }
+    }
+    let pass = |sizing: Sizing| -> anyhow::Result<(Vec<Vec<Chunk>>, f64, Option<f64>)> {
+        let chunker = Chunker::with_sizing(tokenizer.clone(), &config.chunking, sizing)?;
+        let (started, cpu_started) = (Instant::now(), thread_cpu_secs());
+        let chunks = documents
+            .iter()
+            .map(|(relative, loaded)| {
+                // Title and language are copied onto chunks; they do not move chunk ends.
+                let context = ChunkContext { doc_id: relative, title: "", lang: lore_core::lang::Lang::En };
+                chunker.chunk(&context, loaded)
+            })
+            .collect();
+        let cpu = thread_cpu_secs().zip(cpu_started).map(|(end, start)| end - start);
+        Ok((chunks, started.elapsed().as_secs_f64(), cpu))
+    };
+    let (reference, reference_secs, reference_cpu) = pass(Sizing::Tokenizer)?;
+    let (cached, cached_secs, cached_cpu) = pass(Sizing::Cached)?;
+    let key = |c: &Chunk| (c.page, c.char_start, c.text.clone(), c.heading_path.clone());
+    let (mut differing_documents, mut only_cached, mut only_reference) = (0, 0, 0);
+    for (((relative, _), a), b) in documents.iter().zip(&cached).zip(&reference) {
+        let (a, b): (Vec<_>, Vec<_>) = (a.iter().map(key).collect(), b.iter().map(key).collect());
+        if a != b {
+            differing_documents += 1;
+            only_cached += a.iter().filter(|c| !b.contains(c)).count();
+            only_reference += b.iter().filter(|c| !a.contains(c)).count();
+            eprintln!("chunks differ: {relative}");
+        }
+    }
+    let count = |chunks: &[Vec<Chunk>]| chunks.iter().map(Vec::len).sum::<usize>();
+    let (cached_chunks, reference_chunks) = (count(&cached), count(&reference));
+    let result = serde_json::json!({
+        "corpus": folder.display().to_string(),
+        "documents": documents.len(),
+        "failed": failed,
+        "chunks_cached": cached_chunks,
+        "chunks_reference": reference_chunks,
+        "documents_differing": differing_documents,
+        "chunks_only_cached": only_cached,
+        "chunks_only_reference": only_reference,
+        "chunk_seconds_cached": cached_secs,
+        "chunk_seconds_reference": reference_secs,
+        "chunk_cpu_seconds_cached": cached_cpu,
+        "chunk_cpu_seconds_reference": reference_cpu,
+    });
+    let cpu = |secs: Option<f64>| secs.map_or("-".to_owned(), |s| format!("{s:.2}"));
+    println!(
+        "| corpus | docs | chunks (cached) | chunks (reference) | docs differing | chunks only cached | only reference | chunk s cached (CPU) | chunk s reference (CPU) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {cached_chunks} | {reference_chunks} | {differing_documents} | {only_cached} | {only_reference} | {cached_secs:.2} ({}) | {reference_secs:.1} ({}) |",
+        folder.file_name().unwrap_or_default().to_string_lossy(),
+        documents.len(),
+        cpu(cached_cpu),
+        cpu(reference_cpu)
+    );
+    if let Some(path) = json {
+        write_json(path, &result)?;
+    }
+    Ok(result)
+}
+
+/// CPU time of the calling thread (Linux `/proc/thread-self/schedstat`), if readable.
+fn thread_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(nanos as f64 / 1e9)
 }
 
 struct RawRun {
     total_secs: f64,
     run_secs: f64,
-    tokens: usize,
+    padding: Padding,
 }
 
 /// Tokenize (truncate at the model's max length, pad to the batch's longest), run the
 /// session, mean-pool over the attention mask and L2-normalise: the work any embedding
 /// pipeline must do, with nothing else around it.
-fn raw_onnxruntime(config: &Config, texts: &[String], batch_size: usize) -> anyhow::Result<RawRun> {
+fn raw_onnxruntime(config: &Config, batches: &[Vec<String>]) -> anyhow::Result<RawRun> {
     let environment = init_onnxruntime(&config.embedding.onnxruntime_library)?;
     let model = std::fs::read(config.embedding.model_dir.join("model.onnx"))?;
     let threads =
@@ -258,10 +517,10 @@ fn raw_onnxruntime(config: &Config, texts: &[String], batch_size: usize) -> anyh
 
     let started = Instant::now();
     let mut run_secs = 0.0;
-    let mut tokens = 0;
+    let mut padding = Padding::default();
     let mut checksum = 0.0f32;
-    for batch in texts.chunks(batch_size) {
-        let encodings = tokenizer.encode_batch(batch.to_vec(), true).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for batch in batches {
+        let encodings = tokenizer.encode_batch(batch.clone(), true).map_err(|e| anyhow::anyhow!("{e}"))?;
         let rows = encodings.len();
         let width = encodings[0].len();
         let mut ids = Vec::with_capacity(rows * width);
@@ -271,8 +530,10 @@ fn raw_onnxruntime(config: &Config, texts: &[String], batch_size: usize) -> anyh
             ids.extend(e.get_ids().iter().map(|&v| v as i64));
             mask.extend(e.get_attention_mask().iter().map(|&v| v as i64));
             types.extend(e.get_type_ids().iter().map(|&v| v as i64));
-            tokens += e.get_attention_mask().iter().filter(|&&m| m == 1).count();
         }
+        padding.add_batch(
+            &encodings.iter().map(|e| e.get_attention_mask().iter().filter(|&&m| m == 1).count()).collect::<Vec<_>>(),
+        );
         let shape = [rows, width];
         let run_started = Instant::now();
         let mut inputs = ort::inputs![
@@ -301,7 +562,7 @@ fn raw_onnxruntime(config: &Config, texts: &[String], batch_size: usize) -> anyh
         }
     }
     std::hint::black_box(checksum);
-    Ok(RawRun { total_secs: started.elapsed().as_secs_f64(), run_secs, tokens })
+    Ok(RawRun { total_secs: started.elapsed().as_secs_f64(), run_secs, padding })
 }
 
 /// The hit rate of `lore_core::embed::QueryCache` of `capacity` for `requests` questions drawn

@@ -224,15 +224,40 @@ pub fn render_query_embedding(result: &Value) -> String {
     out
 }
 
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| {
-        t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-    });
+/// The CPU flags that decide which ONNX Runtime kernels run, so reports compare across hosts.
+const CPU_FLAGS: [&str; 5] = ["avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni"];
+
+/// Threads, CPU model, the [`CPU_FLAGS`] it has, and the date: every report's machine line.
+pub(crate) fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo.lines().find(|l| l.starts_with(name)).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+    };
+    let all_flags = field("flags").unwrap_or_default();
+    let present: Vec<&str> = all_flags.split_whitespace().collect();
+    let flags: Vec<&str> = CPU_FLAGS.into_iter().filter(|f| present.contains(f)).collect();
     json!({
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "cpu": cpu,
+        "cpu": field("model name"),
+        "cpu_flags": flags,
         "date": lore_core::db::rfc3339(lore_core::db::now()),
     })
+}
+
+/// `Machine: 2 threads, AMD EPYC …; flags avx2 fma (no avx512f, …); <date>`.
+pub(crate) fn machine_line(machine: &Value) -> String {
+    let has: Vec<&str> = machine["cpu_flags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let missing: Vec<&str> = CPU_FLAGS.into_iter().filter(|f| !has.contains(f)).collect();
+    let mut flags = if has.is_empty() { "no ".to_owned() + &CPU_FLAGS.join(", ") } else { has.join(" ") };
+    if !has.is_empty() && !missing.is_empty() {
+        flags += &format!(" (no {})", missing.join(", "));
+    }
+    format!(
+        "Machine: {} threads, {}; CPU flags {flags}; {}",
+        machine["threads"],
+        machine["cpu"].as_str().unwrap_or("?"),
+        machine["date"].as_str().unwrap_or("")
+    )
 }
 
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
@@ -249,7 +274,7 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn f(v: &Value) -> String {
+pub(crate) fn f(v: &Value) -> String {
     match v.as_f64() {
         Some(x) if x >= 100.0 => format!("{x:.0}"),
         Some(x) => format!("{x:.1}"),
@@ -260,13 +285,7 @@ fn f(v: &Value) -> String {
 /// The report as Markdown tables.
 pub fn render(r: &Value) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# Lore benchmark suite\n\nMachine: {} threads, {}; {}\n",
-        r["machine"]["threads"],
-        r["machine"]["cpu"].as_str().unwrap_or("?"),
-        r["machine"]["date"].as_str().unwrap_or("")
-    );
+    let _ = writeln!(out, "# Lore benchmark suite\n\n{}\n", machine_line(&r["machine"]));
     if let Some(rows) = r["ingest"].as_array() {
         let _ = writeln!(out, "## Ingest (target: chunks/s ≥ 0.9 × raw ONNX Runtime on the same texts)\n");
         let _ = writeln!(
