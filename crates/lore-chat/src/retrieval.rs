@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use lore_core::acl::AccessScope;
 use lore_core::catalog::Catalog;
 use lore_core::config::{Config, RetrievalConfig};
-use lore_core::embed::{Embedder, QueryBatcher};
+use lore_core::embed::{Embedder, QueryBatcher, QueryCache};
 use lore_core::index::{Indexes, check_model};
 use lore_core::lang::Lang;
 use lore_core::types::{Chunk, DocumentRecord, ScoredChunkId};
@@ -18,10 +18,17 @@ use tracing::Instrument;
 
 use crate::fusion::{Weights, fuse_for_mode, jaccard, shingles, with_document_evidence};
 
+/// Sentence vectors kept per query vector the query cache keeps (`embedding.query_cache_size`;
+/// 0 turns both off): a chat compares up to a few dozen sentences with its question.
+const SENTENCES_PER_QUERY: usize = 2;
+
 pub struct Retriever {
     embedder: Arc<Embedder>,
     /// Concurrent queries share model calls.
     queries: QueryBatcher,
+    /// Vectors of passage sentences compared with questions (answerability and extraction),
+    /// by text: popular documents' sentences come back question after question.
+    sentences: Mutex<QueryCache>,
     indexes: Arc<Indexes>,
     catalog: Mutex<Catalog>,
     config: RetrievalConfig,
@@ -136,6 +143,7 @@ impl Retriever {
         Retriever {
             embedder,
             queries,
+            sentences: Mutex::new(QueryCache::new(config.embedding.query_cache_size * SENTENCES_PER_QUERY)),
             indexes,
             catalog: Mutex::new(catalog),
             config: config.retrieval.clone(),
@@ -156,12 +164,30 @@ impl Retriever {
         &self.config
     }
 
-    /// Embeds texts compared with a query (sentences of passages), off the async runtime.
+    /// Embeds texts compared with a query (sentences of passages), off the async runtime;
+    /// texts embedded recently come from the sentence cache.
     pub async fn embed_texts(&self, texts: Vec<String>) -> lore_core::Result<Vec<Vec<f32>>> {
-        let embedder = self.embedder.clone();
-        tokio::task::spawn_blocking(move || embedder.embed_passages(&texts))
-            .await
-            .map_err(|e| lore_core::Error::Embedding(format!("embedding task: {e}")))?
+        let cache = || self.sentences.lock().unwrap_or_else(|p| p.into_inner());
+        let mut vectors: Vec<Option<Vec<f32>>> = {
+            let mut cache = cache();
+            texts.iter().map(|text| cache.get(text)).collect()
+        };
+        let missing: Vec<String> =
+            texts.iter().zip(&vectors).filter(|(_, v)| v.is_none()).map(|(t, _)| t.clone()).collect();
+        if !missing.is_empty() {
+            let embedder = self.embedder.clone();
+            let computed = tokio::task::spawn_blocking(move || embedder.embed_passages(&missing).map(|v| (missing, v)))
+                .await
+                .map_err(|e| lore_core::Error::Embedding(format!("embedding task: {e}")))??;
+            let mut cache = cache();
+            let mut computed = computed.0.into_iter().zip(computed.1);
+            for slot in vectors.iter_mut().filter(|v| v.is_none()) {
+                let (text, vector) = computed.next().expect("one vector per missing text");
+                cache.put(&text, vector.clone());
+                *slot = Some(vector);
+            }
+        }
+        Ok(vectors.into_iter().map(|v| v.expect("every text embedded")).collect())
     }
 
     /// One query's vector, through the batcher and its cache: the question a policy check

@@ -396,8 +396,9 @@ pub struct EmbeddingConfig {
     pub batch_size: usize,
     /// Most concurrent search queries embedded in one call (1: each query alone).
     pub query_batch_size: usize,
-    /// Query vectors kept by their text, least recently used evicted (0: none). A vector
-    /// depends on the text and the model only, so the cache is shared by every user.
+    /// Query vectors kept by their text, least recently used evicted (0: none), and twice as
+    /// many vectors of passage sentences compared with questions. A vector depends on the text
+    /// and the model only, never on who asks, so the caches are shared by every user.
     pub query_cache_size: usize,
     /// Intra-op threads for ONNX Runtime (default: all cores).
     pub threads: Option<usize>,
@@ -538,8 +539,10 @@ impl Default for EmbeddingConfig {
     fn default() -> Self {
         let models = default_models_dir();
         EmbeddingConfig {
-            name: "all-MiniLM-L6-v2-int8".into(),
-            model_dir: models.join("all-minilm-l6-v2-int8"),
+            // Integer kernels (see scripts/setup-models.py): 1.4× passages/s, 2.4× queries/s
+            // against the packaged model, cosine 0.994 (bench/results/model-int8-dyn.md).
+            name: "all-MiniLM-L6-v2-int8-dyn".into(),
+            model_dir: models.join("all-minilm-l6-v2-int8-dyn"),
             onnxruntime_library: models.join("onnxruntime/libonnxruntime.so.1.31.1"),
             dimension: 384,
             pooling: Pooling::Mean,
@@ -547,7 +550,10 @@ impl Default for EmbeddingConfig {
             query_prefix: String::new(),
             passage_prefix: String::new(),
             batch_size: 32,
-            query_batch_size: 16,
+            // Batching queries bought nothing with integer kernels (116 queries/s alone, 101 in
+            // batches of 16: bench/results/model-int8-dyn.md) and would make a query's vector
+            // depend on the queries beside it; alone, it depends on its text only.
+            query_batch_size: 1,
             query_cache_size: 10_000,
             threads: None,
             spin_wait: false,

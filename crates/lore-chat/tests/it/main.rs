@@ -68,3 +68,33 @@ fn a_prompts_folder_replaces_the_built_in_templates() {
     std::fs::remove_file(dir.path().join("condense.md")).unwrap();
     assert!(Prompts::load(Some(dir.path())).unwrap_err().to_string().contains("condense.md"));
 }
+
+/// Sentences compared with questions come from the retriever's cache when seen before, each
+/// in its own place among the new ones.
+#[tokio::test]
+async fn sentence_vectors_are_cached_in_place() {
+    let data = tempfile::tempdir().unwrap();
+    let config = lore_core::config::Config { data_dir: data.path().join("data"), ..Default::default() };
+    let embedder = std::sync::Arc::new(lore_core::embed::Embedder::load(&config.embedding).unwrap());
+    // An empty data folder: the indexes are created, the model recorded.
+    let indexes = std::sync::Arc::new(lore_core::index::Indexes::open(&config, false).await.unwrap());
+    let retriever = lore_chat::retrieval::Retriever::with_indexes(&config, embedder.clone(), indexes).unwrap();
+    let texts = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let first = retriever.embed_texts(texts(&["Vacation is 25 days.", "The VPN uses WireGuard."])).await.unwrap();
+    let mixed = retriever
+        .embed_texts(texts(&[
+            "Parking is free.",
+            "The VPN uses WireGuard.",
+            "Lunch is at noon.",
+            "Vacation is 25 days.",
+        ]))
+        .await
+        .unwrap();
+    // Cached vectors come back exactly; new ones are the model's vectors of their own text.
+    assert_eq!(mixed[1], first[1]);
+    assert_eq!(mixed[3], first[0]);
+    let fresh = embedder.embed_passages(&texts(&["Parking is free.", "Lunch is at noon."])).unwrap();
+    let cosine = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    assert!(cosine(&mixed[0], &fresh[0]) > 0.97 && cosine(&mixed[2], &fresh[1]) > 0.97);
+    assert!(cosine(&mixed[0], &fresh[1]) < 0.9, "vectors assigned to the wrong texts");
+}

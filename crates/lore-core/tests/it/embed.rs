@@ -11,7 +11,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 fn embeddings_are_normalised_384_dimensional_and_meaningful() {
     let embedder = Embedder::load(&Config::default().embedding).expect("run `python3 scripts/setup-models.py`");
     assert_eq!(embedder.info().dimension, 384);
-    assert!(embedder.info().fingerprint.starts_with("all-minilm-l6-v2-int8/384d/mean/"));
+    assert!(embedder.info().fingerprint.starts_with("all-minilm-l6-v2-int8-dyn/384d/mean/"));
     let texts: Vec<String> = [
         "How many vacation days do employees get?",
         "Employees receive 25 days of paid annual leave.",
@@ -24,12 +24,13 @@ fn embeddings_are_normalised_384_dimensional_and_meaningful() {
         assert_eq!(v.len(), 384);
         assert!((cosine(v, v) - 1.0).abs() < 1e-3, "not L2-normalised");
     }
+    // The default model quantizes activations per call: a text alone and in a batch get
+    // nearly the same vector (padding must not leak into the mean beyond that).
     let query = embedder.embed_query("How many vacation days do employees get?").unwrap();
-    assert!((cosine(&query, &vectors[0]) - 1.0).abs() < 1e-3, "query and passage paths disagree");
+    assert!(cosine(&query, &vectors[0]) > 0.99, "query and passage paths disagree");
     assert!(cosine(&vectors[0], &vectors[1]) > cosine(&vectors[0], &vectors[2]) + 0.2);
-    // Batched and single embeddings agree (padding must not leak into the mean).
     let single = embedder.embed_passages(&texts[2..]).unwrap();
-    assert!((cosine(&single[0], &vectors[2]) - 1.0).abs() < 1e-3);
+    assert!(cosine(&single[0], &vectors[2]) > 0.99);
 }
 
 #[test]
@@ -70,16 +71,24 @@ async fn batched_queries_match_single_queries() {
             tokio::spawn(async move { batcher.embed(&q).await.unwrap() })
         })
         .collect();
-    for (query, task) in queries.iter().zip(tasks) {
-        let batched = task.await.unwrap();
-        let alone = embedder.embed_query(query).unwrap();
-        assert!((cosine(&batched, &alone) - 1.0).abs() < 1e-4, "{query}: {}", cosine(&batched, &alone));
+    // The default model quantizes activations per call, so a query batched with others gets
+    // very nearly (not bit for bit) the vector it gets alone; it must stay nearest its own.
+    let mut batched = Vec::new();
+    for task in tasks {
+        batched.push(task.await.unwrap());
     }
-    // Asked again, every query comes from the cache, with the same vector.
+    let alone: Vec<Vec<f32>> = queries.iter().map(|q| embedder.embed_query(q).unwrap()).collect();
+    for (i, query) in queries.iter().enumerate() {
+        let own = cosine(&batched[i], &alone[i]);
+        assert!(own > 0.98, "{query}: {own}");
+        for (j, other) in alone.iter().enumerate().filter(|(j, _)| *j != i) {
+            assert!(cosine(&batched[i], other) < own, "{query} is nearer query {j} than itself");
+        }
+    }
+    // Asked again, every query comes from the cache, with the very same vector.
     assert_eq!(batcher.cache_stats(), (0, 24));
-    for query in &queries {
-        let again = batcher.embed(&format!("  {query} ")).await.unwrap();
-        assert!((cosine(&again, &embedder.embed_query(query).unwrap()) - 1.0).abs() < 1e-4);
+    for (query, first) in queries.iter().zip(&batched) {
+        assert_eq!(&batcher.embed(&format!("  {query} ")).await.unwrap(), first);
     }
     assert_eq!(batcher.cache_stats(), (24, 24));
 }

@@ -184,7 +184,9 @@ async fn unchanged_chunk_texts_are_never_embedded_twice() {
         second.chunks
     );
 
-    // What is stored (and so reused) is exactly what the model computes for the text.
+    // What is stored (and so reused) is the model's vector of that very text: the nearest of
+    // the fresh vectors, and nearly equal to it (the default model quantizes activations per
+    // call, so a text's vector varies very slightly with the texts batched beside it).
     let catalog = Catalog::open(&config_in(tmp.path()).catalog_path()).unwrap();
     let embedder = embedder();
     let chunks = catalog.chunks_of_document(&source.document_id("a.md")).unwrap();
@@ -193,9 +195,13 @@ async fn unchanged_chunk_texts_are_never_embedded_twice() {
         texts.iter().map(|t| lore_core::catalog::embed_key(&embedder.info().fingerprint, t)).collect();
     let stored = catalog.stored_vectors(&keys).unwrap();
     let fresh = embedder.embed_passages(&texts).unwrap();
-    for (key, vector) in keys.iter().zip(&fresh) {
+    let cosine = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    for (i, key) in keys.iter().enumerate() {
         let kept = &stored[key];
-        let gap = kept.iter().zip(vector).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(gap < 1e-4, "stored vector differs from a fresh one by {gap}");
+        let own = cosine(kept, &fresh[i]);
+        assert!(own > 0.99, "stored vector differs from a fresh one (cosine {own})");
+        for (j, other) in fresh.iter().enumerate().filter(|(j, _)| *j != i && texts[*j] != texts[i]) {
+            assert!(cosine(kept, other) < own, "chunk {i}'s stored vector is nearer chunk {j}'s text");
+        }
     }
 }
