@@ -125,6 +125,22 @@ impl Conversations {
         Ok(message_id)
     }
 
+    /// The question before each of these assistant messages, with when it was asked; messages
+    /// that no longer exist (deleted, expired) are left out.
+    pub fn questions_before(&self, message_ids: &[i64]) -> Result<Vec<(String, String)>, ConversationError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT q.content, q.created_at FROM messages m JOIN messages q ON q.conversation_id = m.conversation_id \
+             WHERE m.id = ?1 AND m.role = 'assistant' AND q.role = 'user' AND q.id < m.id ORDER BY q.id DESC LIMIT 1",
+        )?;
+        let mut questions = Vec::with_capacity(message_ids.len());
+        for id in message_ids {
+            if let Some(found) = statement.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional()? {
+                questions.push(found);
+            }
+        }
+        Ok(questions)
+    }
+
     /// An assistant message of one of `owner`'s conversations, with the question before it.
     pub fn exchange(&self, message_id: i64, owner: &str) -> Result<Option<Exchange>, ConversationError> {
         let found = self

@@ -308,6 +308,11 @@ impl AuditLog {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    /// How many events the log holds.
+    pub fn count(&self) -> Result<u64> {
+        Ok(self.conn().query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
     /// Recomputes the hash chain; returns the first sequence number whose hash disagrees.
     pub fn verify_chain(&self) -> Result<Option<i64>> {
         let conn = self.conn();

@@ -1,7 +1,7 @@
 //! Roles and the identity-provider groups that grant them. Configuration, authentication and
 //! the key store all read roles; this module depends on none of them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What a caller may do. `employee`: ask, own conversations. `agent`: ask over REST, also on
 /// behalf of an end customer with a narrower principal set. `knowledge_manager`: manage the
@@ -33,7 +33,7 @@ impl Role {
 }
 
 /// Which identity-provider groups make a signed-in user an admin, knowledge manager or agent.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoleMap {
     pub admin: Vec<String>,

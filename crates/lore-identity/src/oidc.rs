@@ -32,7 +32,7 @@ const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_LEEWAY_SECS: u64 = 300;
 const MAX_REDIRECTS: usize = 3;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// Compared exactly with the token's `iss`, and with the discovery document's `issuer`.
@@ -64,7 +64,7 @@ pub struct OidcConfig {
 
 /// Which token claims give the identity's fields. A name is looked up as a top-level claim first (Auth0's
 /// namespaced claims contain dots), then as a dotted path into nested objects (Keycloak's `realm_access.roles`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClaimsMap {
     /// `sub` by default; Entra ID deployments usually want `oid`, some want `email`.

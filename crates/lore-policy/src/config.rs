@@ -14,7 +14,7 @@ use crate::rules::UsePolicies;
 /// The roles a use rule can name: those of `lore-core`'s `Role`, spelt as in its config.
 pub const ROLES: [&str; 4] = ["employee", "knowledge_manager", "agent", "admin"];
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// The approved-use notice shown in the widget and the full page.
@@ -27,7 +27,7 @@ pub struct PolicyConfig {
     pub verified: VerifiedConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Notice {
     pub text: String,
@@ -38,7 +38,7 @@ pub struct Notice {
 
 /// A use rule: questions matching any of its categories, keywords or patterns are refused with
 /// `message` when asked by someone it applies to.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UseRule {
     /// Unique among use rules; named in refusals and usage events.
@@ -87,7 +87,7 @@ impl ReviewMode {
 
 /// A review rule: an answer citing any of `collections`, or to a question in any of `categories`,
 /// is critical and goes to the review queue.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReviewRule {
     /// Unique among review rules; stored with each review.
@@ -100,7 +100,7 @@ pub struct ReviewRule {
     pub department: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerifiedConfig {
     /// The cosine similarity a question needs with one of a verified answer's example questions

@@ -1,6 +1,6 @@
 //! `[usage]` and `[rate_limits]` in `lore.toml`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -144,7 +144,7 @@ impl Default for RoiConfig {
 /// user and per page origin. A limit of 0 requests is no limit. Public keys are limited by
 /// default (anyone on the page can call with them); keys and users are not until an admin
 /// sets limits that fit their integrations.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     pub per_key: RateLimit,
@@ -166,7 +166,7 @@ impl Default for RateLimitConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Sustained requests per minute; 0 turns the limit off.

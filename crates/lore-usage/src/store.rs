@@ -727,6 +727,43 @@ impl UsageStore {
         Ok(events)
     }
 
+    /// The assistant messages of the chats of `[from_ms, to_ms)`, newest first, at most `limit`;
+    /// with `departments`, only those of askers in one of them. What the top questions of a
+    /// period are read from (the questions themselves live with the conversations, and go
+    /// with them when they are deleted or expire).
+    pub fn chat_messages(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        departments: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Vec<i64>> {
+        let conn = lock(&self.reader);
+        let mut statement = conn.prepare_cached(
+            "SELECT message_id, departments FROM usage_events WHERE time_ms >= ?1 AND time_ms < ?2 \
+             AND message_id IS NOT NULL AND endpoint IN ('chat', 'chat_stream') ORDER BY time_ms DESC, rowid DESC",
+        )?;
+        let mut rows = statement.query([from_ms, to_ms])?;
+        let mut ids = Vec::new();
+        while ids.len() < limit
+            && let Some(row) = rows.next()?
+        {
+            let id: i64 = row.get(0)?;
+            let asker: String = row.get(1)?;
+            let within = match departments {
+                None => true,
+                Some(scope) => serde_json::from_str::<Vec<String>>(&asker)
+                    .map_err(|e| Error::Other(format!("reading a usage event's departments: {e}")))?
+                    .iter()
+                    .any(|d| scope.contains(d)),
+            };
+            if within {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
     /// The chat (streamed or not) that produced message `message_id`: what feedback on that
     /// message refers to.
     pub fn chat_event_of_message(&self, message_id: i64) -> Result<Option<UsageEvent>> {

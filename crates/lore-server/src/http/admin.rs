@@ -27,6 +27,8 @@ pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(revoke_key))
         .routes(routes!(audit))
         .routes(routes!(audit_export))
+        .routes(routes!(audit_verify))
+        .routes(routes!(settings))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -174,6 +176,91 @@ pub async fn audit_export(
         }
     }
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChainStatus {
+    /// Every event's hash chains to the one before.
+    pub ok: bool,
+    /// The sequence number of the first event whose hash disagrees.
+    pub first_mismatch: Option<i64>,
+    pub events: u64,
+}
+
+#[utoipa::path(
+    get, path = "/v1/audit/verify", tag = "admin",
+    responses((status = 200, description = "Whether the audit log's hash chain is intact", body = ChainStatus), AdminsOnly),
+)]
+pub async fn audit_verify(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<ChainStatus>, ApiError> {
+    access::require_admin(&state, &caller, "audit.verify", None)?;
+    let shared = state.clone();
+    let (first_mismatch, events) = tokio::task::spawn_blocking(move || -> lore_core::Result<_> {
+        Ok((shared.audit.verify_chain()?, shared.audit.count()?))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("audit verification task: {e}")))??;
+    Ok(Json(ChainStatus { ok: first_mismatch.is_none(), first_mismatch, events }))
+}
+
+/// The settings an admin reads in the console; they are changed in `lore.toml`. No secret is
+/// in them (provider keys are named by environment variable only).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Settings {
+    #[schema(value_type = Option<Object>)]
+    pub sso: Option<serde_json::Value>,
+    #[schema(value_type = Object)]
+    pub rate_limits: lore_usage::RateLimitConfig,
+    #[schema(value_type = Object)]
+    pub policy: lore_policy::config::PolicyConfig,
+    #[schema(value_type = Vec<Object>)]
+    pub providers: Vec<serde_json::Value>,
+    pub currency: String,
+    pub max_file_bytes: u64,
+}
+
+#[utoipa::path(
+    get, path = "/v1/admin/settings", tag = "admin",
+    responses((status = 200, description = "Single sign-on, rate limits, use policies and model providers as configured (read-only)", body = Settings), AdminsOnly),
+)]
+pub async fn settings(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<Settings>, ApiError> {
+    access::require_admin(&state, &caller, "settings.read", None)?;
+    let config = &state.config;
+    let sso = config.auth.oidc.as_ref().map(|oidc| {
+        serde_json::json!({
+            "issuer": oidc.issuer,
+            "audience": oidc.audience,
+            "algorithms": oidc.algorithms,
+            "claims": oidc.claims,
+            "web_client_id": config.server.web_client_id,
+            "web_scopes": config.server.web_scopes,
+            "roles": config.auth.roles,
+        })
+    });
+    let providers = config
+        .chat
+        .providers
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name, "base_url": p.base_url, "model": p.model, "dlp": p.dlp,
+                "api_key_env": p.api_key_env, "timeout_secs": p.timeout_secs,
+            })
+        })
+        .collect();
+    Ok(Json(Settings {
+        sso,
+        rate_limits: config.rate_limits.clone(),
+        policy: config.policy.clone(),
+        providers,
+        currency: config.usage.currency.clone(),
+        max_file_bytes: config.ingest.max_file_bytes,
+    }))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -73,12 +73,17 @@ impl DocumentInfo {
 }
 
 fn status_of(state: &AppState, doc: DocumentRecord) -> Result<DocumentInfo, ApiError> {
-    let status = match state.jobs.latest_for_document(&doc.id)? {
+    let status = document_status(state, &doc.id)?;
+    Ok(DocumentInfo::new(doc, status))
+}
+
+/// `indexed`, or the state of a newer version's job.
+fn document_status(state: &AppState, id: &str) -> Result<String, ApiError> {
+    Ok(match state.jobs.latest_for_document(id)? {
         // A cancelled replacement leaves the indexed version as it was.
         Some(job) if !matches!(job.state, JobState::Indexed | JobState::Cancelled) => job.state.as_str().to_owned(),
         _ => "indexed".to_owned(),
-    };
-    Ok(DocumentInfo::new(doc, status))
+    })
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -407,6 +412,65 @@ pub struct ListParams {
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Only documents whose path or title contains this text (ignoring case).
+    pub q: Option<String>,
+    /// Only documents of this format (`markdown`, `text`, `html`, `pdf`, `docx`).
+    pub format: Option<String>,
+    /// Only documents whose ACL names this principal (e.g. `group:hr`).
+    pub principal: Option<String>,
+    /// Only documents in this state: `indexed`, or that of a newer version's job (`queued`,
+    /// `processing`, `failed`).
+    pub status: Option<String>,
+}
+
+/// The filters of a document listing, checked before any collection is looked up.
+struct DocumentFilter {
+    q: Option<String>,
+    format: Option<String>,
+    principal: Option<lore_core::acl::Principal>,
+    status: Option<String>,
+}
+
+impl DocumentFilter {
+    fn parse(params: &ListParams) -> Result<Self, ApiError> {
+        const FORMATS: [&str; 5] = ["markdown", "text", "html", "pdf", "docx"];
+        const STATES: [&str; 4] = ["indexed", "queued", "processing", "failed"];
+        let nonempty = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let format = nonempty(&params.format);
+        if let Some(format) = &format
+            && !FORMATS.contains(&format.as_str())
+        {
+            return Err(ApiError::InvalidRequest(format!(
+                "`format` must be one of {}, not {format:?}",
+                FORMATS.join(", ")
+            )));
+        }
+        let status = nonempty(&params.status);
+        if let Some(status) = &status
+            && !STATES.contains(&status.as_str())
+        {
+            return Err(ApiError::InvalidRequest(format!(
+                "`status` must be one of {}, not {status:?}",
+                STATES.join(", ")
+            )));
+        }
+        let principal = nonempty(&params.principal)
+            .map(|p| p.parse::<lore_core::acl::Principal>())
+            .transpose()
+            .map_err(|e| ApiError::InvalidRequest(format!("`principal`: {e}")))?;
+        Ok(DocumentFilter { q: nonempty(&params.q).map(|q| q.to_lowercase()), format, principal, status })
+    }
+
+    fn narrows(&self) -> bool {
+        self.q.is_some() || self.format.is_some() || self.principal.is_some() || self.status.is_some()
+    }
+
+    /// Whether `doc` passes every filter but the status, which needs its jobs.
+    fn matches(&self, doc: &DocumentRecord) -> bool {
+        self.q.as_ref().is_none_or(|q| doc.path.to_lowercase().contains(q) || doc.title.to_lowercase().contains(q))
+            && self.format.as_ref().is_none_or(|f| doc.format == *f)
+            && self.principal.as_ref().is_none_or(|p| doc.acl.iter().any(|a| a == p))
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -435,14 +499,32 @@ pub async fn list(
     // The request is checked before the collection is looked up, so a bad request answers the
     // same whether or not the collection exists.
     let limit = super::page_limit(params.limit.unwrap_or(50), lore_core::catalog::MAX_PAGE)?;
+    let filter = DocumentFilter::parse(&params)?;
     let collection = access::collection(&state, &collection_id)?;
     let readable = |doc: &DocumentRecord| access::can_read(&caller, doc, Some(&collection));
-    let page = state.catalog().documents_page(&collection.id, params.cursor.as_deref(), limit, readable)?;
+    // The status filter reads each candidate's newest job; the first error ends the listing.
+    let failed = std::cell::RefCell::new(None);
+    let wanted = |doc: &DocumentRecord| {
+        readable(doc)
+            && filter.matches(doc)
+            && filter.status.as_ref().is_none_or(|wanted| match document_status(&state, &doc.id) {
+                Ok(status) => status == *wanted,
+                Err(error) => {
+                    failed.borrow_mut().get_or_insert(error);
+                    false
+                }
+            })
+    };
+    let page = state.catalog().documents_page(&collection.id, params.cursor.as_deref(), limit, wanted)?;
+    if let Some(error) = failed.into_inner() {
+        return Err(error);
+    }
     // Only managers can list a collection; to anyone else, one they can read nothing of is
-    // "not found" like an unknown id, so ids cannot be probed (with or without a cursor).
+    // "not found" like an unknown id, so ids cannot be probed (with or without a cursor or
+    // filters).
     if page.is_empty()
         && !caller.manages(collection.department.as_deref())
-        && (params.cursor.is_none() || !access::reads_some(&state, &caller, &collection)?)
+        && (!(params.cursor.is_some() || filter.narrows()) || !access::reads_some(&state, &caller, &collection)?)
     {
         return Err(access::hidden(&state, &caller, "document.list", &collection.id, ApiError::CollectionNotFound));
     }

@@ -25,6 +25,7 @@ use crate::state::AppState;
 pub(super) fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(usage_report))
+        .routes(routes!(top_questions))
         .routes(routes!(gaps))
         .routes(routes!(update_gap))
         .routes(routes!(roi))
@@ -41,6 +42,8 @@ pub struct UsageParams {
     pub to: Option<String>,
     /// `department`, `user`, `key`, `category`, `collection`, `model`, `endpoint`, `day` (default) or `week`.
     pub group_by: Option<String>,
+    /// Only the requests of people in this department (knowledge managers: one of theirs).
+    pub department: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -67,7 +70,8 @@ pub async fn usage_report(
     headers: HeaderMap,
     Query(params): Query<UsageParams>,
 ) -> Result<Response, ApiError> {
-    let departments = access::analytics_scope(&state, &caller, "analytics.usage")?;
+    let departments =
+        within_department(&state, &caller, access::analytics_scope(&state, &caller, "analytics.usage")?, &params)?;
     let (from_ms, to_ms) = window(params.from.as_deref(), params.to.as_deref())?;
     let group_by = match params.group_by.as_deref() {
         None => GroupBy::Day,
@@ -87,6 +91,112 @@ pub async fn usage_report(
         rows,
     })
     .into_response())
+}
+
+/// Narrows an analytics scope to the `department` asked for, which a knowledge manager must
+/// belong to.
+fn within_department(
+    state: &AppState,
+    caller: &lore_core::auth::Caller,
+    scope: Option<Vec<String>>,
+    params: &UsageParams,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(department) = params.department.as_deref() else { return Ok(scope) };
+    if department.trim().is_empty() {
+        return Err(ApiError::InvalidRequest("`department` must not be empty".into()));
+    }
+    if scope.as_ref().is_some_and(|mine| !mine.iter().any(|d| d == department)) {
+        return Err(access::deny(
+            state,
+            caller,
+            "analytics.usage",
+            Some(department),
+            "knowledge managers see the analytics of their own departments only",
+        ));
+    }
+    Ok(Some(vec![department.to_owned()]))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct QuestionParams {
+    /// Start (inclusive), RFC 3339 or `YYYY-MM-DD`; default 30 days before `to`.
+    pub from: Option<String>,
+    /// End (exclusive); default now.
+    pub to: Option<String>,
+    /// At most this many questions (default 20, at most 100).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TopQuestion {
+    /// The question as last asked.
+    pub question: String,
+    /// How many times it was asked (ignoring case, spacing and end punctuation).
+    pub count: u64,
+    pub last_asked: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TopQuestions {
+    pub questions: Vec<TopQuestion>,
+    /// How many chats were read (the newest 20,000 of the period at most).
+    pub chats: usize,
+}
+
+/// Chats read for the top questions of a period: enough for a clear ranking, bounded so the
+/// report stays fast on a busy month.
+const TOP_QUESTION_CHATS: usize = 20_000;
+
+#[utoipa::path(
+    get, path = "/v1/analytics/questions", tag = "analytics", params(QuestionParams),
+    responses(
+        (status = 200, description = "The questions asked most often in the period (of conversations that still exist)", body = TopQuestions),
+        (status = 400, description = "A parameter is invalid (named in the message)", body = ErrorBody),
+        ManagersOnly,
+    ),
+)]
+pub async fn top_questions(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Query(params): Query<QuestionParams>,
+) -> Result<Json<TopQuestions>, ApiError> {
+    let departments = access::analytics_scope(&state, &caller, "analytics.questions")?;
+    let (from_ms, to_ms) = window(params.from.as_deref(), params.to.as_deref())?;
+    let limit = super::page_limit(params.limit.unwrap_or(20), 100)?;
+    let shared = state.clone();
+    let questions = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let ids = shared.usage.store.chat_messages(from_ms, to_ms, departments.as_deref(), TOP_QUESTION_CHATS)?;
+        let asked = shared.chat.conversations().questions_before(&ids)?;
+        Ok((ids.len(), asked))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("analytics task: {e}")))??;
+    let (chats, asked) = questions;
+    Ok(Json(TopQuestions { questions: rank_questions(asked, limit), chats }))
+}
+
+/// Counts questions that differ only in case, spacing or end punctuation as one, most asked
+/// first (then most recent); each shown as last asked. `asked` is newest first.
+fn rank_questions(asked: Vec<(String, String)>, limit: usize) -> Vec<TopQuestion> {
+    let mut groups: std::collections::HashMap<String, TopQuestion> = std::collections::HashMap::new();
+    for (question, at) in asked {
+        let key = question
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .trim_end_matches(['?', '.', '!', ' '])
+            .trim_start_matches('¿')
+            .to_lowercase();
+        if key.is_empty() {
+            continue;
+        }
+        groups.entry(key).or_insert_with(|| TopQuestion { question, count: 0, last_asked: at }).count += 1;
+    }
+    let mut ranked: Vec<TopQuestion> = groups.into_values().collect();
+    ranked.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| b.last_asked.cmp(&a.last_asked)));
+    ranked.truncate(limit);
+    ranked
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

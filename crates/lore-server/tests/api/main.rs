@@ -7,6 +7,7 @@ mod browser;
 mod chat;
 mod collections;
 mod connectors;
+mod console;
 mod conversations;
 mod dedup;
 mod dlp;
