@@ -26,6 +26,11 @@ echo; echo "### The HTTP service: an API key, lore serve, and a question to POST
 workdir="$(mktemp -d)"
 trap 'kill "${server_pid:-0}" 2>/dev/null || true; rm -rf "$workdir"' EXIT
 key="$("$lore" --data-dir "$data" keys create --name "demo-$(date +%s)" --role agent --user carlos@acme.example)"
+# The console: hr's knowledge manager manages a collection of their department.
+if ! "$lore" --data-dir "$data" collections list | grep -qw hr-uploads; then
+  "$lore" --data-dir "$data" collections create hr-uploads --name "HR uploads" --department hr --default-acl group:hr
+fi
+km_key="$("$lore" --data-dir "$data" keys create --name "demo-km-$(date +%s)" --role knowledge_manager --user alice@acme.example --groups hr --department hr)"
 printf 'data_dir = "%s"\n[server]\nbind = "127.0.0.1:0"\n' "$(realpath "$data")" > "$workdir/lore.toml"
 "$lore" --config "$workdir/lore.toml" serve --demo > "$workdir/serve.log" 2>&1 &
 server_pid=$!
@@ -46,6 +51,8 @@ PY
 
 echo; echo "### The chat widget, embedded in a page by one <script> tag (public key: documents shared with everyone)"
 echo "Demo page: $url/demo    Full-page chat: $url/  (API key for the full page: $key)"
+echo; echo "### The console for knowledge managers: upload, ACLs, quality and analytics"
+echo "Console: $url/#/console/documents  (knowledge-manager key for hr: $km_key)"
 if [ -t 0 ] && [ "${LORE_DEMO_EXIT:-0}" != 1 ]; then
   echo "Serving until Ctrl-C."
   wait "$server_pid"

@@ -8,7 +8,8 @@ if ! command -v pdftotext >/dev/null; then
   exit 1
 fi
 # playwright-core (pinned in package-lock.json) drives the system's chromium; no browser download.
-if command -v npm >/dev/null && [ ! -d node_modules/playwright-core ]; then
+# uplot is there to check its vendored copy against the package.
+if command -v npm >/dev/null && { [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/uplot ]; }; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lore-target}"

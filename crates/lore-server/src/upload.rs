@@ -139,7 +139,8 @@ fn is_format_char(c: char) -> bool {
     )
 }
 
-const SUPPORTED: [&str; 9] = ["md", "markdown", "mdx", "txt", "text", "html", "htm", "pdf", "docx"];
+/// The extensions an upload may have (also given to the full page by `/app-config.json`).
+pub const SUPPORTED: [&str; 9] = ["md", "markdown", "mdx", "txt", "text", "html", "htm", "pdf", "docx"];
 
 fn is_supported(ext: &str) -> bool {
     SUPPORTED.contains(&ext)

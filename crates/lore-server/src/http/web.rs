@@ -15,6 +15,11 @@ const WIDGET: &str = include_str!("../../web/widget.js");
 const APP_HTML: &str = include_str!("../../web/app.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
+const CONSOLE_JS: &str = include_str!("../../web/console.js");
+const CONSOLE_CSS: &str = include_str!("../../web/console.css");
+/// uPlot, vendored from its npm package (see `web/vendor/uplot/VENDORED`).
+const UPLOT_JS: &str = include_str!("../../web/vendor/uplot/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../../web/vendor/uplot/uPlot.min.css");
 
 /// The first 12 hex digits of the widget's sha256: its versioned URL is
 /// `/assets/widget.<hash>.js`, cacheable for a year.
@@ -48,12 +53,16 @@ pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Result<Respo
     if name == format!("widget.{}.js", widget_hash()) {
         return Ok(javascript(WIDGET, "public, max-age=31536000, immutable", None, &headers));
     }
+    let css = |body: &'static str| {
+        ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    };
     match name.as_str() {
         "app.js" => Ok(javascript(APP_JS, "no-cache", None, &headers)),
-        "app.css" => {
-            Ok(([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], APP_CSS)
-                .into_response())
-        }
+        "console.js" => Ok(javascript(CONSOLE_JS, "no-cache", None, &headers)),
+        "uplot.js" => Ok(javascript(UPLOT_JS, "no-cache", None, &headers)),
+        "app.css" => Ok(css(APP_CSS)),
+        "console.css" => Ok(css(CONSOLE_CSS)),
+        "uplot.css" => Ok(css(UPLOT_CSS)),
         _ => Err(ApiError::NotFound),
     }
 }
@@ -86,7 +95,8 @@ fn origin_of(url: &str) -> String {
     rest.map(|(scheme, host)| format!("{scheme}://{host}")).unwrap_or_default()
 }
 
-/// What the full page needs to sign in.
+/// What the full page needs to sign in, and to refuse a file the server would refuse before
+/// uploading it.
 pub async fn app_config(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let oidc = match (&state.config.auth.oidc, &state.config.server.web_client_id) {
         (Some(oidc), Some(client_id)) => serde_json::json!({
@@ -94,7 +104,12 @@ pub async fn app_config(State(state): State<Arc<AppState>>) -> impl IntoResponse
         }),
         _ => serde_json::Value::Null,
     };
-    axum::Json(serde_json::json!({ "oidc": oidc }))
+    axum::Json(serde_json::json!({
+        "oidc": oidc,
+        "max_file_bytes": state.config.ingest.max_file_bytes,
+        "extensions": crate::upload::SUPPORTED,
+        "formats": ["markdown", "text", "html", "pdf", "docx"],
+    }))
 }
 
 /// `/demo`: a page embedding the widget with a public key (only with `lore serve --demo`).

@@ -262,3 +262,182 @@ async fn the_widget_in_a_real_browser() {
     drop(state);
     drop(server);
 }
+
+/// The console test's model: a follow-up is condensed to its last line; any other request is
+/// answered from the first passage, streamed when asked to stream.
+fn console_reply(body: &Value) -> Reply {
+    let last = body["messages"].as_array().and_then(|m| m.last()).map(|m| m["content"].clone()).unwrap_or_default();
+    let last = last.as_str().unwrap_or_default();
+    if let Some(question) = last.lines().find_map(|l| l.strip_prefix("Last message: ")) {
+        return Reply::text(question);
+    }
+    if body["stream"].as_bool().unwrap_or(false) {
+        Reply::stream(&["The documents ", "say so [1]."], Duration::from_millis(20))
+    } else {
+        Reply::text("The documents say so [1].")
+    }
+}
+
+/// Files and people of the console's browser test.
+const CONSOLE_DOCS: [(&str, &str, &str); 3] = [
+    ("hr-docs", "vacation.md", "# Vacation\n\nEmployees get twenty-five days of paid vacation a year."),
+    ("handbook", "office-hours.md", "# Office hours\n\nThe office opens at eight and closes at six on weekdays."),
+    ("eng-docs", "oncall.md", "# On-call\n\nThe on-call engineer answers pages within fifteen minutes."),
+];
+
+/// The console in a real browser (`tests/browser/console.mjs`): knowledge managers upload by
+/// drag and drop, watch jobs, edit ACLs (checked through another user's chat) and delete;
+/// a corrupt PDF fails with its reason and an oversize file never leaves the page; another
+/// department's manager and an employee see nothing of it; an admin creates and revokes a
+/// key; analytics draw the numbers of a scripted sequence of requests; a review is approved
+/// and edited and a gap marked answered. Screenshots of every screen, in English and Spanish,
+/// go to `LORE_SCREENSHOTS` (e.g. `docs/screenshots`) or the test's artifacts folder.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_in_a_real_browser() {
+    let required = std::env::var("LORE_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let playwright = workspace_root().join("node_modules/playwright-core");
+    let Some(chromium) = find_chromium().filter(|_| playwright.exists()) else {
+        assert!(!required, "LORE_REQUIRE_BROWSER=1 but chromium or node_modules/playwright-core is missing");
+        eprintln!(
+            "skipping the console's browser test: install chromium (apt) and run `npm ci` in the repository root"
+        );
+        return;
+    };
+    let provider = FakeProvider::answering("model", console_reply).await;
+    let mut setup = Setup::new();
+    let folders: Vec<(&str, PathBuf)> = CONSOLE_DOCS
+        .iter()
+        .map(|(collection, file, text)| {
+            let folder = setup.folder(collection);
+            std::fs::write(folder.join(file), text).unwrap();
+            (*collection, folder)
+        })
+        .collect();
+    setup.config.chat.providers = vec![provider.config(0, 30.0)];
+    setup.config.usage.flush_interval_ms = 50;
+    setup.config.usage.prices = vec![lore_usage::Price {
+        model: provider.config(0, 30.0).model,
+        input_per_million: 2.0,
+        output_per_million: 10.0,
+    }];
+    // Small enough that the page can make an oversize file cheaply.
+    setup.config.ingest.max_file_bytes = 200_000;
+    // Answers citing the hr collection are reviewed (after they are given).
+    setup.config.policy = serde_json::from_value(json!({
+        "review": [{ "id": "hr-answers", "collections": ["hr-docs"], "mode": "after" }],
+        "rules": [{ "id": "no-legal-advice", "patterns": ["\\blawsuit\\b"], "message": "Lore does not give legal advice." }],
+    }))
+    .unwrap();
+    let mut folders = folders.into_iter();
+    let (_, hr) = folders.next().unwrap();
+    let (_, handbook) = folders.next().unwrap();
+    let (_, eng) = folders.next().unwrap();
+    let server = setup
+        .source("hr-docs", hr, &["group:hr"], Some("hr"))
+        .source("handbook", handbook, &["everyone"], Some("hr"))
+        .source("eng-docs", eng, &["group:engineering"], Some("engineering"))
+        .start();
+    let state = server.state.clone();
+    let store = state.identity.keys.store().unwrap().clone();
+    let key = |name: &str, role: Role, user: &str, groups: &[&str], department: Option<&str>| {
+        store
+            .create(&NewKey {
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                department: department.map(str::to_owned),
+                ..NewKey::new(name, role, user, "test")
+            })
+            .unwrap()
+            .0
+    };
+    let keys = json!({
+        "admin": key("admin", Role::Admin, "ada", &[], None),
+        "km_hr": key("km-hr", Role::KnowledgeManager, "kim", &["hr"], Some("hr")),
+        "km_eng": key("km-eng", Role::KnowledgeManager, "eli", &["engineering"], Some("engineering")),
+        "bob": key("bob", Role::Employee, "bob", &["hr"], Some("hr")),
+        "sara": key("sara", Role::Employee, "sara", &["sales"], Some("sales")),
+    });
+    let addr = server.addr;
+
+    // The scripted requests analytics must show: three from hr, two from sales, today.
+    let script = [
+        ("bob", "How many days of paid vacation do I get?"),
+        ("bob", "Who won the football world cup in 1998?"),
+        ("bob", "When does the office open?"),
+        ("sara", "When does the office open?"),
+        ("sara", "What time does the office close?"),
+    ];
+    for (who, question) in script {
+        let (status, body) =
+            call(addr, "POST", "/v1/chat", keys[who].as_str(), Some(json!({ "question": question }))).await;
+        assert_eq!(status, 200, "{question}: {body}");
+    }
+    state.usage.recorder.flush();
+    let events = state.usage.store.events(0, i64::MAX).unwrap();
+    assert_eq!(events.len(), script.len());
+    let mut kinds = std::collections::BTreeMap::<String, u64>::new();
+    for event in &events {
+        *kinds.entry(event.kind.clone()).or_default() += 1;
+    }
+    let cost: f64 = events.iter().map(|e| e.cost).sum();
+    assert!(kinds.get("no_answer").is_some_and(|n| *n >= 1), "the off-topic question abstains: {kinds:?}");
+    // The abstention becomes a gap and the vacation answer a review, before the browser looks.
+    let km_hr = keys["km_hr"].as_str().unwrap();
+    for (path, field) in [("/v1/analytics/gaps?status=open", "gaps"), ("/v1/reviews", "reviews")] {
+        let mut found = false;
+        for _ in 0..100 {
+            let (status, body) = call(addr, "GET", path, Some(km_hr), None).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            if body[field].as_array().is_some_and(|a| !a.is_empty()) {
+                found = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(found, "no {field} appeared");
+    }
+    // A daily cost budget for hr, which the cost chart draws as a line.
+    let budget = json!({"scope": "department", "value": "hr", "period": "day", "unit": "cost", "soft_limit": 0.5, "hard_limit": 1.0});
+    let (status, body) = call(addr, "PUT", "/v1/budgets", keys["admin"].as_str(), Some(budget)).await;
+    assert_eq!(status, 200, "{body}");
+    let expected = json!({
+        "total": script.len(),
+        "departments": { "hr": 3, "sales": 2 },
+        "kinds": kinds,
+        "cost": cost,
+    });
+
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshots = std::env::var("LORE_SCREENSHOTS")
+        .map(|dir| workspace_root().join(dir))
+        .unwrap_or_else(|_| artifacts.join("screenshots"));
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let script_path = workspace_root().join("crates/lore-server/tests/browser/console.mjs");
+    let output = tokio::process::Command::new("node")
+        .arg(&script_path)
+        .current_dir(workspace_root())
+        .env("LORE_URL", server.url())
+        .env("CHROMIUM", &chromium)
+        .env("ARTIFACTS", &artifacts)
+        .env("SCREENSHOTS", &screenshots)
+        .env("KEYS", keys.to_string())
+        .env("EXPECTED", expected.to_string())
+        .env("CORRUPT_PDF", workspace_root().join("crates/lore-ingest/tests/fixtures/corrupt.pdf"))
+        .output()
+        .await
+        .unwrap();
+    eprintln!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "console scenarios failed (screenshots in {})", artifacts.display());
+
+    // What the browser did, as the server recorded it.
+    let audit = state.audit.query(&lore_core::audit::Query { limit: Some(1000), ..Default::default() }).unwrap();
+    let actions: Vec<&str> = audit.iter().map(|r| r.event.action.as_str()).collect();
+    for action in
+        ["document.acl_change", "document.delete", "key.create", "key.revoke", "review.approve", "analytics.gap.update"]
+    {
+        assert!(actions.contains(&action), "no {action} in the audit log: {actions:?}");
+    }
+    assert_eq!(state.audit.verify_chain().unwrap(), None);
+    drop(state);
+    drop(server);
+}

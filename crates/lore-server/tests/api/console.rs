@@ -1,6 +1,7 @@
 //! What the console needs from the server beyond the API the widget uses: document listings
 //! filtered by text, format, ACL principal and state; the settings an admin reads; the audit
-//! chain's status; usage of one department; the top questions of a period.
+//! chain's status; usage of one department; the top questions of a period; the console's
+//! assets, with uPlot vendored from its locked npm package.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use lore_core::keys::NewKey;
 use lore_core::role::Role;
 use serde_json::{Value, json};
 
-use crate::support::client::{call, upload, wait_for_job};
+use crate::support::client::{call, call_with, upload, wait_for_job};
 use crate::support::{Setup, TestServer, block_on, workspace_root};
 
 struct Console {
@@ -248,4 +249,79 @@ async fn the_console_gets_one_departments_usage_and_the_top_questions() {
     assert_eq!(status, 403);
     let (status, body) = call(addr, "GET", "/v1/analytics/questions?limit=0", Some(&c.admin), None).await;
     assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_assets_are_served_and_the_page_learns_the_upload_limits() {
+    let c = console_server(|setup| setup.config.ingest.max_file_bytes = 123_456);
+    let addr = c.server.addr;
+    let (status, config) = call(addr, "GET", "/app-config.json", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(config["max_file_bytes"], 123_456);
+    assert!(config["extensions"].as_array().unwrap().contains(&json!("docx")), "{config}");
+    assert_eq!(config["formats"], json!(["markdown", "text", "html", "pdf", "docx"]));
+    for (asset, kind, needle) in [
+        ("console.js", "text/javascript", "loreConsole"),
+        ("console.css", "text/css", "{"),
+        ("uplot.js", "text/javascript", "uPlot"),
+        ("uplot.css", "text/css", ".uplot"),
+    ] {
+        let (status, body) =
+            call_with(addr, "GET", &format!("/assets/{asset}"), None, None, &[("accept", "*/*")]).await;
+        assert_eq!(status, 200, "{asset}");
+        let text = body.as_str().unwrap_or_else(|| panic!("{asset} is text"));
+        assert!(text.contains(needle), "{asset} holds {needle:?}");
+        let response = reqwest::get(format!("http://{addr}/assets/{asset}")).await.unwrap();
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with(kind), "{asset}");
+    }
+}
+
+/// The vendored uPlot is the package `package-lock.json` pins: same version and integrity as
+/// `VENDORED` records, each file's sha256 as recorded, and, when `npm ci` has installed the
+/// package (verifying its tarball against that integrity), byte for byte the package's files.
+#[test]
+fn vendored_uplot_matches_the_locked_package() {
+    let root = workspace_root();
+    let vendor = root.join("crates/lore-server/web/vendor/uplot");
+    let record = std::fs::read_to_string(vendor.join("VENDORED")).unwrap();
+    let field = |name: &str| {
+        record
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("VENDORED has no {name} line"))
+            .to_owned()
+    };
+    let lock: Value = serde_json::from_str(&std::fs::read_to_string(root.join("package-lock.json")).unwrap()).unwrap();
+    let locked = &lock["packages"]["node_modules/uplot"];
+    assert_eq!(locked["version"], json!(field("version")), "package-lock.json and VENDORED disagree on the version");
+    assert_eq!(
+        locked["integrity"],
+        json!(field("integrity")),
+        "package-lock.json and VENDORED disagree on the integrity"
+    );
+    let files: Vec<(String, String)> = record
+        .lines()
+        .filter_map(|l| l.strip_prefix("sha256 "))
+        .map(|l| {
+            let (hash, path) = l.split_once(' ').unwrap();
+            (hash.to_owned(), path.to_owned())
+        })
+        .collect();
+    assert_eq!(files.len(), 3, "{record}");
+    let installed = root.join("node_modules/uplot");
+    let installed_version = std::fs::read_to_string(installed.join("package.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .map(|p| p["version"].clone());
+    for (hash, path) in &files {
+        let name = std::path::Path::new(path).file_name().unwrap();
+        let vendored = std::fs::read(vendor.join(name)).unwrap();
+        assert_eq!(&lore_core::types::sha256_hex(&vendored), hash, "{path} changed since it was vendored");
+        if installed_version.as_ref() == Some(&json!(field("version"))) {
+            assert_eq!(vendored, std::fs::read(installed.join(path)).unwrap(), "{path} differs from the npm package's");
+        }
+    }
+    if installed_version.is_none() {
+        eprintln!("node_modules/uplot is not installed (`npm ci`): checked the recorded hashes only");
+    }
 }
