@@ -18,6 +18,59 @@ use lore_core::catalog::Catalog;
 use lore_core::types::sha256_hex;
 use lore_ingest::Source;
 
+/// The seed of the Zipf question stream, so runs compare.
+pub const ZIPF_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// `requests` indexes into `n` questions drawn with probability ∝ 1/rank (Zipf, s = 1), ranks
+/// in a fixed shuffled order (a deterministic xorshift from `seed`, so runs compare): how a
+/// company's questions repeat, a few very often and most rarely.
+pub fn zipf_draws(n: usize, requests: usize, seed: u64) -> Vec<usize> {
+    assert!(n > 0, "no questions to draw from");
+    let mut state = seed.max(1);
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    let total: f64 = (1..=n).map(|rank| 1.0 / rank as f64).sum();
+    let mut cumulative = Vec::with_capacity(n);
+    let mut sum = 0.0;
+    for rank in 1..=n {
+        sum += 1.0 / rank as f64 / total;
+        cumulative.push(sum);
+    }
+    (0..requests)
+        .map(|_| {
+            let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+            order[cumulative.partition_point(|c| *c < u).min(n - 1)]
+        })
+        .collect()
+}
+
+/// The hit rate of the server's query cache (`lore_core::embed::QueryCache` of `capacity`)
+/// over the questions `draws` picks, after the cache has seen `warm` questions.
+pub fn cache_hit_rate(questions: &[String], draws: &[usize], warm: &[usize], capacity: usize) -> f64 {
+    let mut cache = lore_core::embed::QueryCache::new(capacity);
+    let ask = |cache: &mut lore_core::embed::QueryCache, i: usize| {
+        if cache.get(&questions[i]).is_none() {
+            cache.put(&questions[i], Vec::new());
+        }
+    };
+    for &i in warm {
+        ask(&mut cache, i);
+    }
+    let before = cache.hits;
+    for &i in draws {
+        ask(&mut cache, i);
+    }
+    (cache.hits - before) as f64 / draws.len().max(1) as f64
+}
+
 /// The permitted shares a search is measured at: (label, the caller's one principal).
 pub const SHARES: [(&str, &str); 3] = [("1%", "group:b07"), ("10%", "group:t7"), ("100%", "group:all")];
 

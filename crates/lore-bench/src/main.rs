@@ -566,36 +566,8 @@ fn raw_onnxruntime(config: &Config, batches: &[Vec<String>]) -> anyhow::Result<R
 }
 
 /// The hit rate of `lore_core::embed::QueryCache` of `capacity` for `requests` questions drawn
-/// with probability ∝ 1/rank (Zipf, s = 1) from `questions`, ranks in a fixed shuffled order
-/// (a deterministic xorshift, so runs compare).
+/// Zipf(1.0) from `questions` (see [`corpus::zipf_draws`]).
 fn query_cache_hit_rate(questions: &[String], requests: usize, capacity: usize) -> f64 {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut order: Vec<usize> = (0..questions.len()).collect();
-    for i in (1..order.len()).rev() {
-        order.swap(i, (next() % (i as u64 + 1)) as usize);
-    }
-    let weights: Vec<f64> = (1..=questions.len()).map(|rank| 1.0 / rank as f64).collect();
-    let total: f64 = weights.iter().sum();
-    let mut cumulative = Vec::with_capacity(weights.len());
-    let mut sum = 0.0;
-    for w in &weights {
-        sum += w / total;
-        cumulative.push(sum);
-    }
-    let mut cache = lore_core::embed::QueryCache::new(capacity);
-    for _ in 0..requests {
-        let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
-        let rank = cumulative.partition_point(|c| *c < u).min(questions.len() - 1);
-        let question = &questions[order[rank]];
-        if cache.get(question).is_none() {
-            cache.put(question, Vec::new());
-        }
-    }
-    cache.hits as f64 / requests as f64
+    let draws = corpus::zipf_draws(questions.len(), requests, corpus::ZIPF_SEED);
+    corpus::cache_hit_rate(questions, &draws, &[], capacity)
 }

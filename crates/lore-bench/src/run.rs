@@ -35,6 +35,10 @@ pub struct SuiteArgs {
     requests: usize,
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     concurrency: Vec<usize>,
+    /// Timed requests of each question mix (distinct, Zipf) on the large corpus; the Zipf mix
+    /// sends as many again first to warm the query cache.
+    #[arg(long, default_value_t = 4000)]
+    mix_requests: usize,
     /// Requests of the mixed load test.
     #[arg(long, default_value_t = 10_000)]
     load_requests: usize,
@@ -65,8 +69,9 @@ pub fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     let mut report = json!({
         "machine": machine(),
         "targets": {
-            "ingest_over_raw": ">= 0.9", "search_p95_ms_at_concurrency_1": "<= 25",
-            "search_requests_per_s_at_100k": ">= 200", "chat_to_provider_p95_ms": "<= 30", "peak_rss_mib_at_100k": "<= 1024"
+            "ingest_over_raw": ">= 0.95", "search_p95_ms_at_concurrency_1": "<= 25",
+            "search_requests_per_s_at_100k_zipf": ">= 200", "search_requests_per_s_at_100k_distinct": ">= 130",
+            "chat_to_provider_p95_ms": "<= 25", "peak_rss_mib_at_100k": "<= 1024"
         },
     });
     if !args.skip_ingest {
@@ -163,6 +168,28 @@ pub fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                 entry["peak_rss_after_load_mib"] = json!(server.peak_mib()?);
             }
             drop(server);
+            if dir == &last {
+                // The throughput targets' question mixes, on a fresh server (a cold cache).
+                let server = Server::start(&args.lore, &config_path).await?;
+                let mut unique: Vec<String> = questions.iter().cloned().collect();
+                unique.sort();
+                unique.dedup();
+                let stride = (unique.len() / args.mix_requests.max(1)).max(1);
+                let distinct: Vec<usize> = (0..args.mix_requests).map(|i| (i * stride) % unique.len()).collect();
+                eprintln!("question mixes: {} distinct, then Zipf", args.mix_requests);
+                let mixes = suite::question_mixes(
+                    &server,
+                    &keys.shares[2].1,
+                    &unique,
+                    distinct,
+                    args.mix_requests,
+                    32,
+                    config.embedding.query_cache_size,
+                )
+                .await?;
+                entry["mixes"] = serde_json::to_value(&mixes)?;
+                entry["peak_rss_after_mixes_mib"] = json!(server.peak_mib()?);
+            }
             corpora.push(entry);
         }
 
@@ -287,7 +314,7 @@ pub fn render(r: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Lore benchmark suite\n\n{}\n", machine_line(&r["machine"]));
     if let Some(rows) = r["ingest"].as_array() {
-        let _ = writeln!(out, "## Ingest (target: chunks/s ≥ 0.9 × raw ONNX Runtime on the same texts)\n");
+        let _ = writeln!(out, "## Ingest (target: chunks/s ≥ 0.95 × raw ONNX Runtime on the same texts)\n");
         let _ = writeln!(
             out,
             "| corpus | docs | chunks | embedded | s | docs/s | chunks/s | raw ORT texts/s | ingest/raw | parse s | chunk s | embed s | index s |"
@@ -325,11 +352,7 @@ pub fn render(r: &Value) -> String {
         out.push('\n');
     }
     for corpus in r["corpora"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "## Search, {} chunks (targets: p95 ≤ 25 ms at concurrency 1; ≥ 200 req/s at 100k)\n",
-            corpus["chunks"]
-        );
+        let _ = writeln!(out, "## Search, {} chunks (target: p95 ≤ 25 ms at concurrency 1)\n", corpus["chunks"]);
         let _ = writeln!(
             out,
             "Startup to ready: {} s; resident after startup {} MiB; peak after search {} MiB{}.\n",
@@ -365,10 +388,40 @@ pub fn render(r: &Value) -> String {
             );
         }
         out.push('\n');
+        if let Some(mixes) = corpus["mixes"].as_array() {
+            let _ = writeln!(
+                out,
+                "### Question mixes, 100 % share, a fresh server (targets: ≥ 200 req/s Zipf, ≥ 130 req/s distinct)\n"
+            );
+            let _ = writeln!(
+                out,
+                "| mix | concurrency | query cache hit rate | p50 ms | p95 ms | p99 ms | req/s | errors | embed ms | bm25 ms | dense ms | fusion ms |"
+            );
+            let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+            for m in mixes {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.3} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} |",
+                    m["mix"].as_str().unwrap_or(""),
+                    m["concurrency"],
+                    m["cache_hit_rate"].as_f64().unwrap_or(f64::NAN),
+                    f(&m["p50_ms"]),
+                    f(&m["p95_ms"]),
+                    f(&m["p99_ms"]),
+                    f(&m["requests_per_s"]),
+                    m["errors"],
+                    f(&m["embed_ms"]),
+                    f(&m["bm25_ms"]),
+                    f(&m["dense_ms"]),
+                    m["fusion_ms"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+            out.push('\n');
+        }
         if let Some(chat) = corpus.get("chat") {
             let _ = writeln!(
                 out,
-                "## Chat overhead (fake provider: first token after {} ms, answer done after {} ms; target: to provider p95 ≤ 30 ms)\n",
+                "## Chat overhead (fake provider: first token after {} ms, answer done after {} ms; target: to provider p95 ≤ 25 ms)\n",
                 f(&chat["provider_first_token_ms"]),
                 f(&chat["provider_total_ms"])
             );

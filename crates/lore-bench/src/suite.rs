@@ -150,49 +150,114 @@ pub async fn search_levels(
     levels: &[usize],
     requests: usize,
 ) -> anyhow::Result<Vec<SearchLevel>> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     let mut rows = Vec::new();
     for &concurrency in levels {
-        let start = *offset;
+        let queries: Vec<String> = (0..requests).map(|i| questions[(*offset + i) % questions.len()].clone()).collect();
         *offset += requests;
-        let (client, base, key, questions) = (client.clone(), server.base.clone(), key.to_owned(), questions.clone());
-        let (results, wall) = drive(concurrency, requests, move |i| {
-            let (client, base, key, questions) = (client.clone(), base.clone(), key.clone(), questions.clone());
-            async move {
-                let query = &questions[(start + i) % questions.len()];
-                search_once(&client, &base, &key, query, 8).await
-            }
-        })
-        .await;
-        let mut latencies = Vec::new();
-        let (mut errors, mut stages) = (0, [0.0f64; 4]);
-        for result in results {
-            match result {
-                Ok((ms, body)) => {
-                    latencies.push(ms);
-                    for (sum, field) in stages.iter_mut().zip(["embed_ms", "bm25_ms", "dense_ms", "fusion_ms"]) {
-                        *sum += body["timings"][field].as_f64().unwrap_or(0.0);
-                    }
-                }
-                Err(error) => {
-                    errors += 1;
-                    eprintln!("search error: {error:#}");
-                }
-            }
-        }
-        let ok = latencies.len().max(1) as f64;
+        let (summary, [embed_ms, bm25_ms, dense_ms, fusion_ms]) = search_run(server, key, queries, concurrency).await?;
         rows.push(SearchLevel {
             share: share.to_owned(),
             permitted_chunks,
             concurrency,
-            summary: Summary::of(&mut latencies, errors, wall),
-            embed_ms: stages[0] / ok,
-            bm25_ms: stages[1] / ok,
-            dense_ms: stages[2] / ok,
-            fusion_ms: stages[3] / ok,
+            summary,
+            embed_ms,
+            bm25_ms,
+            dense_ms,
+            fusion_ms,
         });
     }
     Ok(rows)
+}
+
+/// `/v1/search` for each of `queries` with `concurrency` in flight: the run's summary and the
+/// means of the server's stage timings (embed, bm25, dense, fusion).
+async fn search_run(
+    server: &Server,
+    key: &str,
+    queries: Vec<String>,
+    concurrency: usize,
+) -> anyhow::Result<(Summary, [f64; 4])> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let requests = queries.len();
+    let (base, key, queries) = (server.base.clone(), key.to_owned(), Arc::new(queries));
+    let (results, wall) = drive(concurrency, requests, move |i| {
+        let (client, base, key, queries) = (client.clone(), base.clone(), key.clone(), queries.clone());
+        async move { search_once(&client, &base, &key, &queries[i], 8).await }
+    })
+    .await;
+    let mut latencies = Vec::new();
+    let (mut errors, mut stages) = (0, [0.0f64; 4]);
+    for result in results {
+        match result {
+            Ok((ms, body)) => {
+                latencies.push(ms);
+                for (sum, field) in stages.iter_mut().zip(["embed_ms", "bm25_ms", "dense_ms", "fusion_ms"]) {
+                    *sum += body["timings"][field].as_f64().unwrap_or(0.0);
+                }
+            }
+            Err(error) => {
+                errors += 1;
+                eprintln!("search error: {error:#}");
+            }
+        }
+    }
+    let ok = latencies.len().max(1) as f64;
+    Ok((Summary::of(&mut latencies, errors, wall), stages.map(|sum| sum / ok)))
+}
+
+/// Search throughput under a question mix at one concurrency.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MixRun {
+    /// `zipf`: questions drawn Zipf(1.0) from all of them, after as many again drawn the same
+    /// way to warm the query cache; `distinct`: each request a question not asked before on
+    /// this server.
+    pub mix: String,
+    pub concurrency: usize,
+    /// The query cache's hit rate over the timed requests, replayed offline through the same
+    /// cache (`lore_core::embed::QueryCache`, the server's capacity) in request order.
+    pub cache_hit_rate: f64,
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub embed_ms: f64,
+    pub bm25_ms: f64,
+    pub dense_ms: f64,
+    pub fusion_ms: f64,
+}
+
+/// The question mixes of the throughput targets, on a server started fresh (a cold query
+/// cache): first `requests` distinct questions (`distinct` indexes them in `questions`), then
+/// the Zipf stream (`requests` to warm the cache, `requests` timed). `questions` holds each
+/// question once.
+pub async fn question_mixes(
+    server: &Server,
+    key: &str,
+    questions: &[String],
+    distinct: Vec<usize>,
+    requests: usize,
+    concurrency: usize,
+    cache_capacity: usize,
+) -> anyhow::Result<Vec<MixRun>> {
+    let row = |mix: &str, hit_rate: f64, (summary, stages): (Summary, [f64; 4])| MixRun {
+        mix: mix.to_owned(),
+        concurrency,
+        cache_hit_rate: hit_rate,
+        summary,
+        embed_ms: stages[0],
+        bm25_ms: stages[1],
+        dense_ms: stages[2],
+        fusion_ms: stages[3],
+    };
+    anyhow::ensure!(distinct.len() == requests, "{requests} distinct requests need as many distinct questions");
+    let asked = |draws: &[usize]| draws.iter().map(|&i| questions[i].clone()).collect::<Vec<_>>();
+    let distinct_run = search_run(server, key, asked(&distinct), concurrency).await?;
+    let draws = crate::corpus::zipf_draws(questions.len(), 2 * requests, crate::corpus::ZIPF_SEED);
+    let (warm, timed) = draws.split_at(requests);
+    eprintln!("zipf mix: warming the query cache with {requests} requests");
+    search_run(server, key, asked(warm), concurrency).await?;
+    let warmed: Vec<usize> = distinct.iter().chain(warm).copied().collect();
+    let zipf_hits = crate::corpus::cache_hit_rate(questions, timed, &warmed, cache_capacity);
+    let zipf_run = search_run(server, key, asked(timed), concurrency).await?;
+    Ok(vec![row("distinct", 0.0, distinct_run), row("zipf", zipf_hits, zipf_run)])
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
