@@ -37,7 +37,10 @@
       title: "Title", path: "Path", size: "Size", chunks: "Chunks", acl: "ACL",
       sortBy: (c) => `Sort by ${c}`,
       loadMore: "Load more", noDocuments: "No documents match.",
-      detail: "Document", metadata: "Metadata", noMetadata: "No metadata.", lang: "Language", id: "Id",
+      detail: "Document", metadata: "Metadata", noMetadata: "No metadata.",
+      editMetadata: "Metadata (a JSON object)", saveMetadata: "Save metadata", metadataSaved: "Metadata saved.",
+      metadataNotJson: (m) => `Not valid JSON: ${m}`, metadataNotObject: "Metadata must be a JSON object, like {\"owner\": \"hr\"}.",
+      metadataTooLarge: "Metadata must be at most 16 KiB.", lang: "Language", id: "Id",
       aclEditor: "Who may read it", saveAcl: "Save access", aclSaved: "Access saved.",
       replace: "Replace the file (same type)", replaced: (s) => `Replacement ${s}.`,
       viewContent: "View content", deleteDoc: "Delete document",
@@ -112,7 +115,10 @@
       title: "Título", path: "Ruta", size: "Tamaño", chunks: "Fragmentos", acl: "ACL",
       sortBy: (c) => `Ordenar por ${c}`,
       loadMore: "Cargar más", noDocuments: "Ningún documento coincide.",
-      detail: "Documento", metadata: "Metadatos", noMetadata: "Sin metadatos.", lang: "Idioma", id: "Id",
+      detail: "Documento", metadata: "Metadatos", noMetadata: "Sin metadatos.",
+      editMetadata: "Metadatos (un objeto JSON)", saveMetadata: "Guardar metadatos", metadataSaved: "Metadatos guardados.",
+      metadataNotJson: (m) => `No es JSON válido: ${m}`, metadataNotObject: "Los metadatos deben ser un objeto JSON, como {\"owner\": \"hr\"}.",
+      metadataTooLarge: "Los metadatos deben ocupar como mucho 16 KiB.", lang: "Idioma", id: "Id",
       aclEditor: "Quién puede leerlo", saveAcl: "Guardar acceso", aclSaved: "Acceso guardado.",
       replace: "Reemplazar el archivo (mismo tipo)", replaced: (s) => `Reemplazo: ${s}.`,
       viewContent: "Ver contenido", deleteDoc: "Eliminar documento",
@@ -528,13 +534,18 @@
     const detailMeta = el("dl", { id: "doc-detail-metadata", class: "meta" });
     const aclEditor = chipEditor({ id: "acl-editor", inputId: "acl-input", addId: "acl-add", errorId: "acl-error", label: t("aclEditor") });
     const aclSave = el("button", { type: "button", id: "acl-save", class: "primary" }, t("saveAcl"));
+    const metadataText = el("textarea", { id: "doc-metadata", rows: "4", spellcheck: "false", "aria-describedby": "metadata-error" });
+    const metadataError = el("p", { id: "metadata-error", class: "field-error", role: "alert" });
+    const metadataSave = el("button", { type: "button", id: "metadata-save" }, t("saveMetadata"));
     const detailStatus = el("p", { id: "doc-detail-status", role: "status" });
     const replaceInput = el("input", { type: "file", id: "replace-input" });
     const viewLink = el("a", { id: "doc-view", href: "#/" }, t("viewContent"));
     const deleteButton = el("button", { type: "button", id: "doc-delete", class: "danger" }, t("deleteDoc"));
     const detail = el("div", { id: "doc-detail", class: "panel", hidden: true, role: "region", "aria-labelledby": "doc-detail-title" },
       el("div", { class: "panel-head" }, detailTitle, el("button", { type: "button", class: "close", "aria-label": t("close"), onclick: () => closeDetail(true) }, "×")),
-      detailPath, el("h4", null, t("metadata")), detailMeta, aclEditor.root, el("div", { class: "row" }, aclSave), detailStatus,
+      detailPath, el("h4", null, t("metadata")), detailMeta, aclEditor.root, el("div", { class: "row" }, aclSave),
+      el("div", { class: "field" }, el("label", { for: "doc-metadata" }, t("editMetadata")), metadataText, metadataError),
+      el("div", { class: "row" }, metadataSave), detailStatus,
       el("div", { class: "field" }, el("label", { for: "replace-input" }, t("replace")), replaceInput),
       el("div", { class: "row" }, viewLink, deleteButton));
 
@@ -656,6 +667,8 @@
       for (const [k, v] of entries) detailMeta.append(el("dt", null, k), el("dd", null, typeof v === "string" ? v : json(v)));
       if (!entries.length) detailMeta.append(el("dt", null, t("metadata")), el("dd", { class: "muted" }, t("noMetadata")));
       aclEditor.set(doc.acl);
+      metadataText.value = JSON.stringify(doc.metadata || {}, null, 2);
+      metadataError.textContent = "";
       detailStatus.textContent = "";
       replaceInput.value = "";
       viewLink.setAttribute("href", `#/documents/${encodeURIComponent(doc.id)}`);
@@ -692,6 +705,29 @@
         aclEditor.error.textContent = error.message;
       } finally {
         aclSave.disabled = false;
+      }
+    });
+
+    // Metadata: a JSON object, checked here as the API checks it (an object, at most 16 KiB).
+    metadataSave.addEventListener("click", async () => {
+      const doc = st.detail;
+      if (!doc) return;
+      metadataError.textContent = "";
+      detailStatus.textContent = "";
+      let metadata;
+      try { metadata = JSON.parse(metadataText.value.trim() || "{}"); } catch (error) { metadataError.textContent = t("metadataNotJson", error.message); return; }
+      if (metadata === null || typeof metadata !== "object" || Array.isArray(metadata)) { metadataError.textContent = t("metadataNotObject"); return; }
+      if (new TextEncoder().encode(JSON.stringify(metadata)).length > 16 * 1024) { metadataError.textContent = t("metadataTooLarge"); return; }
+      metadataSave.disabled = true;
+      try {
+        const updated = await api(`/v1/documents/${encodeURIComponent(doc.id)}`, { method: "PATCH", body: { metadata } });
+        replaceRow(updated);
+        openDetail(updated.id);
+        detailStatus.textContent = t("metadataSaved");
+      } catch (error) {
+        metadataError.textContent = error.message;
+      } finally {
+        metadataSave.disabled = false;
       }
     });
 

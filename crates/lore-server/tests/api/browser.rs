@@ -432,9 +432,15 @@ async fn the_console_in_a_real_browser() {
     // What the browser did, as the server recorded it.
     let audit = state.audit.query(&lore_core::audit::Query { limit: Some(1000), ..Default::default() }).unwrap();
     let actions: Vec<&str> = audit.iter().map(|r| r.event.action.as_str()).collect();
-    for action in
-        ["document.acl_change", "document.delete", "key.create", "key.revoke", "review.approve", "analytics.gap.update"]
-    {
+    for action in [
+        "document.acl_change",
+        "document.metadata_change",
+        "document.delete",
+        "key.create",
+        "key.revoke",
+        "review.approve",
+        "analytics.gap.update",
+    ] {
         assert!(actions.contains(&action), "no {action} in the audit log: {actions:?}");
     }
     assert_eq!(state.audit.verify_chain().unwrap(), None);
