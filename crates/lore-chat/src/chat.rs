@@ -42,6 +42,9 @@ pub struct ChatTimings {
     pub retrieval: RetrievalTimings,
     /// Time spent waiting for model providers (condensation and answer).
     pub generation_ms: f64,
+    /// Weighing the evidence: the answerability model's features, including the embedding of
+    /// the passages' candidate sentences (before the provider is called).
+    pub answerability_ms: f64,
     pub total_ms: f64,
 }
 
@@ -579,7 +582,9 @@ impl ChatEngine {
         let retrieved = self.retriever.hybrid(&standalone_query, scope, depth).await?;
         let passages = &retrieved.passages[..retrieved.passages.len().min(self.config.context_passages)];
         let lang = Lang::detect(question);
+        let weighing = Instant::now();
         let evidence = self.evidence(&standalone_query, &retrieved).await?;
+        let answerability_ms = weighing.elapsed().as_secs_f64() * 1e3;
         // The reply is the same whether nothing matches or only documents the caller may not
         // read do: both engines filter by the caller's scope before anything is scored.
         let extracted = if evidence.answerable() {
@@ -607,6 +612,7 @@ impl ChatEngine {
             extracted,
             generation,
             generation_ms,
+            answerability_ms,
             condense_usage,
             condense_dlp,
             prompt_version: self.prompt_version_with(assistant),
@@ -671,6 +677,7 @@ impl ChatEngine {
             timings: ChatTimings {
                 retrieval: prepared.trace.retrieved.timings.clone(),
                 generation_ms: prepared.generation_ms,
+                answerability_ms: prepared.answerability_ms,
                 total_ms: prepared.started.elapsed().as_secs_f64() * 1e3,
             },
             trace: Some(Box::new(prepared.trace)),
@@ -711,6 +718,7 @@ impl ChatEngine {
             timings: ChatTimings {
                 retrieval: Default::default(),
                 generation_ms: 0.0,
+                answerability_ms: 0.0,
                 total_ms: started.elapsed().as_secs_f64() * 1e3,
             },
             trace: None,
@@ -758,6 +766,7 @@ struct Prepared {
     extracted: Option<(String, Vec<Citation>)>,
     generation: Option<Generation>,
     generation_ms: f64,
+    answerability_ms: f64,
     /// Tokens the follow-up condensation used.
     condense_usage: Option<Usage>,
     /// What data loss prevention did to the condensation's prompt.

@@ -194,6 +194,7 @@ async fn answer(
             (e, _) => e.into(),
         })?;
     state.metrics.observe_retrieval(&answer.timings.retrieval);
+    state.metrics.observe_stage("answerability", answer.timings.answerability_ms / 1e3);
     if answer.model.is_some() {
         state.metrics.observe_stage("generation", answer.timings.generation_ms / 1e3);
     }
@@ -400,6 +401,7 @@ impl Metered {
         let query_vector = answer.trace.as_ref().map_or(&[][..], |t| t.retrieved.query_vector.as_slice());
         let mut stages = super::search::retrieval_stages(&answer.timings.retrieval);
         stages.insert("generation".into(), answer.timings.generation_ms);
+        stages.insert("answerability".into(), answer.timings.answerability_ms);
         let kind = serde_json::to_value(answer.kind).ok().and_then(|k| k.as_str().map(str::to_owned));
         let collections = if self.collections.is_empty() {
             crate::usage::cited_collections(&answer.citations)
