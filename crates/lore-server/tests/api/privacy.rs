@@ -136,7 +136,14 @@ async fn retention_purges_old_conversations_and_usage_events_by_the_clock_given(
     let server = server();
     let (pat, _) = key(&server, Role::Employee, "pat", &["hr"], Some("hr"));
     use_lore(&server, &pat).await;
-    server.state.usage.recorder.flush();
+    // Two chats and a vote. Events reach the recorder asynchronously (a vote's after the
+    // response), so wait for all three before moving the clock.
+    for _ in 0..100 {
+        if events(&server).len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let now = lore_core::db::now();
     const DAY: i64 = 86_400;
     // Today nothing is old enough.
@@ -148,7 +155,14 @@ async fn retention_purges_old_conversations_and_usage_events_by_the_clock_given(
     assert_eq!(purged.conversations, 2);
     assert_eq!(purged.usage_events, 0);
     assert!(server.state.chat.conversations().list("pat").unwrap().is_empty());
-    assert_eq!(events(&server).len(), 3);
+    let kept = events(&server);
+    assert_eq!(
+        kept.len(),
+        3,
+        "{:?} (dropped {})",
+        kept.iter().map(|e| (e.endpoint, e.kind.clone(), e.time_ms)).collect::<Vec<_>>(),
+        server.state.usage.recorder.dropped()
+    );
     let purged = server.state.purge(now + 402 * DAY);
     assert_eq!(purged.usage_events, 3);
     assert!(events(&server).is_empty());
