@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{
-    Dim, Measures, UsageStore, contributions, normalized_departments, parse_departments_key, split_days,
+    Dim, Measures, UsageStore, admits, contributions, normalized_departments, parse_departments_key, split_days,
 };
 use crate::{Error, KINDS, Result, RoiConfig, date_text, day_start, month_bounds, week_start};
 
@@ -283,11 +283,6 @@ fn department_groups<'d>(departments: &'d [String], scope: Option<&[String]>) ->
         None if departments.is_empty() => vec![NO_GROUP],
         None => departments.iter().map(String::as_str).collect(),
     }
-}
-
-/// Whether events of `departments` are visible to `scope`.
-fn admits(scope: Option<&[String]>, departments: &[String]) -> bool {
-    scope.is_none_or(|scope| departments.iter().any(|d| scope.contains(d)))
 }
 
 /// One group's sums.

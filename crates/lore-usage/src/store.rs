@@ -171,6 +171,12 @@ pub fn normalized_departments(departments: &[String]) -> Vec<String> {
     normalized
 }
 
+/// Whether events of `departments` are visible to `scope` (an analytics scope: `None` for
+/// admins, else the departments a knowledge manager sees).
+pub fn admits(scope: Option<&[String]>, departments: &[String]) -> bool {
+    scope.is_none_or(|scope| departments.iter().any(|d| scope.contains(d)))
+}
+
 /// The `departments` column of a rollup row: the [`normalized_departments`] joined by `,`
 /// (`""` for none), so an event counts once per group whatever its number of departments. A
 /// `,` or `\` inside a name is escaped with `\`, so [`parse_departments_key`] gets the names
@@ -750,13 +756,12 @@ impl UsageStore {
         {
             let id: i64 = row.get(0)?;
             let asker: String = row.get(1)?;
-            let within = match departments {
-                None => true,
-                Some(scope) => serde_json::from_str::<Vec<String>>(&asker)
-                    .map_err(|e| Error::Other(format!("reading a usage event's departments: {e}")))?
-                    .iter()
-                    .any(|d| scope.contains(d)),
-            };
+            let within = departments.is_none()
+                || admits(
+                    departments,
+                    &serde_json::from_str::<Vec<String>>(&asker)
+                        .map_err(|e| Error::Other(format!("reading a usage event's departments: {e}")))?,
+                );
             if within {
                 ids.push(id);
             }

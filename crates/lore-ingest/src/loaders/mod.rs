@@ -23,6 +23,8 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 5] = [Format::Markdown, Format::Text, Format::Html, Format::Pdf, Format::Docx];
+
     pub fn from_path(path: &Path) -> Option<Format> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         Some(match ext.as_str() {
@@ -36,7 +38,7 @@ impl Format {
     }
 
     pub fn from_name(name: &str) -> Option<Format> {
-        [Format::Markdown, Format::Text, Format::Html, Format::Pdf, Format::Docx].into_iter().find(|f| f.name() == name)
+        Format::ALL.into_iter().find(|f| f.name() == name)
     }
 
     pub fn name(self) -> &'static str {

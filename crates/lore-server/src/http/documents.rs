@@ -433,16 +433,16 @@ struct DocumentFilter {
 
 impl DocumentFilter {
     fn parse(params: &ListParams) -> Result<Self, ApiError> {
-        const FORMATS: [&str; 5] = ["markdown", "text", "html", "pdf", "docx"];
         const STATES: [&str; 4] = ["indexed", "queued", "processing", "failed"];
         let nonempty = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
         let format = nonempty(&params.format);
         if let Some(format) = &format
-            && !FORMATS.contains(&format.as_str())
+            && lore_ingest::loaders::Format::from_name(format).is_none()
         {
+            let formats = lore_ingest::loaders::Format::ALL.map(lore_ingest::loaders::Format::name);
             return Err(ApiError::InvalidRequest(format!(
                 "`format` must be one of {}, not {format:?}",
-                FORMATS.join(", ")
+                formats.join(", ")
             )));
         }
         let status = nonempty(&params.status);

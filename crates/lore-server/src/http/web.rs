@@ -108,7 +108,7 @@ pub async fn app_config(State(state): State<Arc<AppState>>) -> impl IntoResponse
         "oidc": oidc,
         "max_file_bytes": state.config.ingest.max_file_bytes,
         "extensions": crate::upload::SUPPORTED,
-        "formats": ["markdown", "text", "html", "pdf", "docx"],
+        "formats": lore_ingest::loaders::Format::ALL.map(lore_ingest::loaders::Format::name),
     }))
 }
 
