@@ -7,7 +7,7 @@
 //! until the last, so nothing opens a half-converted index; a rerun skips every chunk whose
 //! catalog vector already belongs to the new model.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use lore_core::embed::Embedder;
 use lore_core::index::{Indexes, VectorPoint, begin_reembedding, finish_reembedding, stored_model};
 
 use crate::error::IngestError;
+use crate::pipeline::embedding_order;
 
 /// Chunks read, embedded and written per step.
 const PAGE: usize = 512;
@@ -56,21 +57,29 @@ pub async fn reembed(
         let chunks = catalog.chunks_by_id(page)?;
         let keys: Vec<String> = chunks.iter().map(|c| embed_key(&model.fingerprint, &c.embedding_text())).collect();
         let mut vectors = catalog.stored_vectors(&keys)?;
-        // Similar lengths side by side: each model batch is padded to its longest text.
-        let mut missing: Vec<(String, String)> = chunks
+        // Each text once (chunks of repeated text share a key).
+        let mut seen = HashSet::new();
+        let (new_keys, texts): (Vec<String>, Vec<String>) = chunks
             .iter()
             .zip(&keys)
-            .filter(|(_, key)| !vectors.contains_key(*key))
+            .filter(|(_, key)| !vectors.contains_key(*key) && seen.insert(*key))
             .map(|(chunk, key)| (key.clone(), chunk.embedding_text()))
-            .collect();
-        missing.sort_by_key(|(_, text)| text.len());
-        missing.dedup_by(|a, b| a.0 == b.0);
-        if !missing.is_empty() {
-            let (new_keys, texts): (Vec<String>, Vec<String>) = missing.into_iter().unzip();
+            .unzip();
+        if !texts.is_empty() {
             let model_embedder = embedder.clone();
-            let computed = tokio::task::spawn_blocking(move || model_embedder.embed_passages(&texts))
-                .await
-                .map_err(|e| IngestError::Other(format!("embedding task failed: {e}")))??;
+            let computed = tokio::task::spawn_blocking(move || {
+                // Shortest first, as ingest sends them: each model batch is padded to its longest text.
+                let order = embedding_order(model_embedder.tokenizer(), &texts);
+                let sorted: Vec<String> = order.iter().map(|&i| texts[i].clone()).collect();
+                let vectors = model_embedder.embed_passages(&sorted)?;
+                let mut by_input = vec![Vec::new(); texts.len()];
+                for (i, vector) in order.into_iter().zip(vectors) {
+                    by_input[i] = vector;
+                }
+                Ok::<_, lore_core::Error>(by_input)
+            })
+            .await
+            .map_err(|e| IngestError::Other(format!("embedding task failed: {e}")))??;
             report.embedded += computed.len();
             vectors.extend(new_keys.into_iter().zip(computed));
         }
