@@ -338,23 +338,15 @@ async fn the_console_in_a_real_browser() {
         .source("eng-docs", eng, &["group:engineering"], Some("engineering"))
         .start();
     let state = server.state.clone();
-    let store = state.identity.keys.store().unwrap().clone();
-    let key = |name: &str, role: Role, user: &str, groups: &[&str], department: Option<&str>| {
-        store
-            .create(&NewKey {
-                groups: groups.iter().map(|g| g.to_string()).collect(),
-                department: department.map(str::to_owned),
-                ..NewKey::new(name, role, user, "test")
-            })
-            .unwrap()
-            .0
+    let key = |role: Role, user: &str, groups: &[&str], department: Option<&str>| {
+        crate::usage::key(&server, role, user, groups, department).0
     };
     let keys = json!({
-        "admin": key("admin", Role::Admin, "ada", &[], None),
-        "km_hr": key("km-hr", Role::KnowledgeManager, "kim", &["hr"], Some("hr")),
-        "km_eng": key("km-eng", Role::KnowledgeManager, "eli", &["engineering"], Some("engineering")),
-        "bob": key("bob", Role::Employee, "bob", &["hr"], Some("hr")),
-        "sara": key("sara", Role::Employee, "sara", &["sales"], Some("sales")),
+        "admin": key(Role::Admin, "ada", &[], None),
+        "km_hr": key(Role::KnowledgeManager, "kim", &["hr"], Some("hr")),
+        "km_eng": key(Role::KnowledgeManager, "eli", &["engineering"], Some("engineering")),
+        "bob": key(Role::Employee, "bob", &["hr"], Some("hr")),
+        "sara": key(Role::Employee, "sara", &["sales"], Some("sales")),
     });
     let addr = server.addr;
 

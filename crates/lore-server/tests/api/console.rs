@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use lore_chat::testing::{FakeProvider, Reply};
-use lore_core::keys::NewKey;
 use lore_core::role::Role;
 use serde_json::{Value, json};
 
@@ -37,18 +36,10 @@ fn console_server(edit: impl FnOnce(&mut Setup)) -> Console {
     .unwrap();
     edit(&mut setup);
     let server = setup.source("policies", folder, &["everyone"], Some("hr")).start();
-    let store = server.state.identity.keys.store().unwrap().clone();
-    let key = |name: &str, role: Role, groups: &[&str], department: Option<&str>| {
-        store
-            .create(&NewKey {
-                groups: groups.iter().map(|g| g.to_string()).collect(),
-                department: department.map(str::to_owned),
-                ..NewKey::new(name, role, &format!("{name}-user"), "test")
-            })
-            .unwrap()
-            .0
+    let key = |user: &str, role: Role, groups: &[&str], department: Option<&str>| {
+        crate::usage::key(&server, role, user, groups, department).0
     };
-    let admin = key("admin", Role::Admin, &[], None);
+    let admin = key("admin-user", Role::Admin, &[], None);
     let documents = server.documents_of("policies");
     for (path, acl) in [("pay.md", "group:hr"), ("Travel Rules.html", "dept:sales")] {
         let (addr, admin, id) = (server.addr, admin.clone(), documents[path].clone());
@@ -59,9 +50,9 @@ fn console_server(edit: impl FnOnce(&mut Setup)) -> Console {
     }
     Console {
         admin,
-        km_hr: key("km-hr", Role::KnowledgeManager, &["hr"], Some("hr")),
-        km_sales: key("km-sales", Role::KnowledgeManager, &["sales"], Some("sales")),
-        employee: key("employee", Role::Employee, &["hr"], Some("hr")),
+        km_hr: key("km-hr-user", Role::KnowledgeManager, &["hr"], Some("hr")),
+        km_sales: key("km-sales-user", Role::KnowledgeManager, &["sales"], Some("sales")),
+        employee: key("employee-user", Role::Employee, &["hr"], Some("hr")),
         server,
     }
 }
@@ -135,8 +126,7 @@ async fn document_listings_filter_by_text_format_principal_and_state() {
         call(addr, "PATCH", &format!("/v1/documents/{security}"), Some(&c.admin), Some(json!({"acl": ["group:hr"]})))
             .await;
     assert_eq!(status, 200, "{body}");
-    let store = c.server.state.identity.keys.store().unwrap().clone();
-    let (outsider, _) = store.create(&NewKey::new("outsider", Role::Employee, "outsider", "test")).unwrap();
+    let (outsider, _) = crate::usage::key(&c.server, Role::Employee, "outsider", &[], None);
     for query in ["", "q=pay", "format=pdf"] {
         let (status, body) = list(&outsider, query).await;
         assert_eq!(status, 404, "{query}: {body}");
@@ -192,10 +182,7 @@ async fn the_console_gets_one_departments_usage_and_the_top_questions() {
         setup.config.usage.flush_interval_ms = 50;
     });
     let addr = c.server.addr;
-    let store = c.server.state.identity.keys.store().unwrap().clone();
-    let (sales_employee, _) = store
-        .create(&NewKey { department: Some("sales".into()), ..NewKey::new("s", Role::Employee, "sales-emp", "test") })
-        .unwrap();
+    let (sales_employee, _) = crate::usage::key(&c.server, Role::Employee, "sales-emp", &[], Some("sales"));
     // hr asks about payday three times (spelt three ways) and parking once; sales asks once.
     for (key, question) in [
         (&c.employee, "When is payday?"),
