@@ -1287,7 +1287,7 @@
           settle(usage(r, { group_by: "department" })),
           settle(usage(r, { group_by: "category" })),
           settle(api(`/v1/analytics/questions${query({ from: r.from, to: r.toExclusive, limit: 20 })}`)),
-          isAdmin ? api("/v1/budgets").catch(() => null) : Promise.resolve(null),
+          isAdmin ? settle(api("/v1/budgets")) : Promise.resolve(null),
         ]);
         currency = dayReport.currency || currency;
         const dayRows = dayReport.rows || [];
