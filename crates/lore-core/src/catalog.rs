@@ -1,5 +1,6 @@
-//! The catalog: an embedded SQLite database holding document records, chunk texts and the
-//! ingest journal. It is the source of truth for what the indexes should contain.
+//! The catalog: document records, chunk texts (with their embeddings) and the ingest journal,
+//! in the application database (SQLite in the embedded default, PostgreSQL in scale-out). It
+//! is the source of truth for what the indexes should contain.
 //!
 //! Crash consistency works through the journal: before a document's chunks are touched in
 //! either index, its id is journaled (committed); the index writes follow; the catalog rows
@@ -9,7 +10,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use lore_db::{Database, Db, Dialect, Location, Migration, Row, Schema, params};
 use serde_json::Value;
 
 use crate::acl::Acl;
@@ -19,7 +20,7 @@ use crate::lang::Lang;
 use crate::types::{Chunk, Collection, DocumentRecord};
 
 pub struct Catalog {
-    conn: Connection,
+    db: Db,
 }
 
 /// A document to write with its chunks and, optionally, their embeddings (in chunk order).
@@ -56,7 +57,13 @@ fn decode_vector(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
-const SCHEMA: &str = r#"
+const SCHEMA: Schema = Schema {
+    name: "catalog",
+    migrations: &[Migration {
+        version: 1,
+        // Databases made before migrations were recorded already have these tables; the
+        // columns added since are added in `Catalog::open_in` when missing.
+        sqlite: r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
     id TEXT PRIMARY KEY,
@@ -101,7 +108,59 @@ CREATE TABLE IF NOT EXISTS collections (
     default_acl TEXT,
     created_at INTEGER NOT NULL
 );
-"#;
+"#,
+        postgres: r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE documents (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    title TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    acl TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    format TEXT NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    chunk_count BIGINT NOT NULL,
+    indexed_at TEXT NOT NULL DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+    metadata TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (source, path)
+);
+CREATE TABLE chunks (
+    id TEXT PRIMARY KEY,
+    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal BIGINT NOT NULL,
+    title TEXT NOT NULL,
+    heading_path TEXT NOT NULL,
+    page BIGINT,
+    char_start BIGINT NOT NULL,
+    char_end BIGINT NOT NULL,
+    lang TEXT NOT NULL,
+    text TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    embed_key TEXT,
+    vector BYTEA
+);
+CREATE INDEX chunks_by_doc ON chunks(doc_id, ordinal);
+CREATE INDEX chunks_by_embed_key ON chunks(embed_key);
+CREATE TABLE ingest_journal (
+    doc_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+);
+CREATE TABLE acl_journal (
+    doc_id TEXT PRIMARY KEY,
+    acl TEXT NOT NULL
+);
+CREATE TABLE collections (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    department TEXT,
+    default_acl TEXT,
+    created_at BIGINT NOT NULL
+);
+"#,
+    }],
+};
 
 /// The columns `row_to_document` reads, in its order.
 const DOCUMENT_COLUMNS: &str =
@@ -116,25 +175,32 @@ const COLLECTION_COLUMNS: &str = "id, name, department, default_acl, created_at"
 pub const MAX_PAGE: usize = 500;
 
 impl Catalog {
+    /// The catalog in the embedded database file.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = db::open(path)?;
-        conn.execute_batch(SCHEMA)?;
-        db::add_column_if_missing(&conn, "documents", "metadata", "TEXT NOT NULL DEFAULT '{}'")?;
-        // Each chunk keeps its embedding (and the key it was computed for), so an unchanged
-        // chunk text is never embedded twice: not when its document is edited, not when the
-        // same text is in another document. Chunks from before this column have none.
-        db::add_column_if_missing(&conn, "chunks", "embed_key", "TEXT")?;
-        db::add_column_if_missing(&conn, "chunks", "vector", "BLOB")?;
-        conn.execute_batch("CREATE INDEX IF NOT EXISTS chunks_by_embed_key ON chunks(embed_key)")?;
-        Ok(Catalog { conn })
+        Self::open_in(&Database::open(&Location::Sqlite(path.to_owned()))?)
+    }
+
+    /// The catalog in the application database (SQLite or PostgreSQL).
+    pub fn open_in(database: &Database) -> Result<Self> {
+        let db = database.store(&SCHEMA)?;
+        if db.dialect() == Dialect::Sqlite {
+            db.add_column_if_missing("documents", "metadata", "TEXT NOT NULL DEFAULT '{}'")?;
+            // Each chunk keeps its embedding (and the key it was computed for), so an unchanged
+            // chunk text is never embedded twice: not when its document is edited, not when the
+            // same text is in another document. Chunks from before this column have none.
+            db.add_column_if_missing("chunks", "embed_key", "TEXT")?;
+            db.add_column_if_missing("chunks", "vector", "BLOB")?;
+            db.execute("CREATE INDEX IF NOT EXISTS chunks_by_embed_key ON chunks(embed_key)", params![])?;
+        }
+        Ok(Catalog { db })
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+        self.db.query_opt("SELECT value FROM meta WHERE key = ?1", params![key])?.map(|r| Ok(r.get(0)?)).transpose()
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             params![key, value],
         )?;
@@ -142,62 +208,65 @@ impl Catalog {
     }
 
     pub fn document(&self, id: &str) -> Result<Option<DocumentRecord>> {
-        Ok(self
-            .conn
-            .query_row(&format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = ?1"), [id], row_to_document)
-            .optional()?)
+        self.db
+            .query_opt(&format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = ?1"), params![id])?
+            .map(|r| row_to_document(&r))
+            .transpose()
     }
 
     pub fn documents_of_source(&self, source: &str) -> Result<Vec<DocumentRecord>> {
-        let mut stmt =
-            self.conn.prepare(&format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE source = ?1 ORDER BY path"))?;
-        let rows = stmt.query_map([source], row_to_document)?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.rows(
+            &format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE source = ?1 ORDER BY path"),
+            params![source],
+            row_to_document,
+        )
     }
 
     pub fn counts(&self) -> Result<(usize, usize)> {
-        let docs: i64 = self.conn.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
-        let chunks: i64 = self.conn.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?;
-        Ok((docs as usize, chunks as usize))
+        let row = self
+            .db
+            .query_opt("SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM chunks)", params![])?
+            .expect("a count row");
+        Ok((row.get(0)?, row.get(1)?))
     }
 
     pub fn chunk_ids(&self) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare("SELECT id FROM chunks ORDER BY id")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        self.rows("SELECT id FROM chunks ORDER BY id", params![], |r| Ok(r.get(0)?))
     }
 
     /// Loads chunks by id, in the order given; ids not in the catalog are skipped.
     pub fn chunks_by_id(&self, ids: &[String]) -> Result<Vec<Chunk>> {
-        let mut stmt = self.conn.prepare_cached(&format!("SELECT {CHUNK_COLUMNS} FROM chunks WHERE id = ?1"))?;
-        let mut chunks = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(chunk) = stmt.query_row([id], row_to_chunk).optional()? {
-                chunks.push(chunk);
+        let mut found: std::collections::HashMap<String, Chunk> = std::collections::HashMap::new();
+        for batch in ids.chunks(IN_BATCH) {
+            let sql = format!("SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({})", placeholders(batch.len()));
+            for chunk in self.rows(&sql, &text_values(batch), row_to_chunk)? {
+                found.insert(chunk.id.clone(), chunk);
             }
         }
-        Ok(chunks)
+        Ok(ids.iter().filter_map(|id| found.get(id).cloned()).collect())
     }
 
     pub fn chunks_of_document(&self, doc_id: &str) -> Result<Vec<Chunk>> {
-        let mut stmt =
-            self.conn.prepare(&format!("SELECT {CHUNK_COLUMNS} FROM chunks WHERE doc_id = ?1 ORDER BY ordinal"))?;
-        let rows = stmt.query_map([doc_id], row_to_chunk)?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.rows(
+            &format!("SELECT {CHUNK_COLUMNS} FROM chunks WHERE doc_id = ?1 ORDER BY ordinal"),
+            params![doc_id],
+            row_to_chunk,
+        )
     }
 
     /// Stored embeddings for the given keys (see [`embed_key`]); keys without one are absent.
     pub fn stored_vectors(&self, keys: &[String]) -> Result<std::collections::HashMap<String, Vec<f32>>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT vector FROM chunks WHERE embed_key = ?1 AND vector IS NOT NULL LIMIT 1")?;
         let mut found = std::collections::HashMap::new();
-        for key in keys {
-            if found.contains_key(key) {
-                continue;
-            }
-            if let Some(bytes) = stmt.query_row([key], |r| r.get::<_, Vec<u8>>(0)).optional()? {
-                found.insert(key.clone(), decode_vector(&bytes));
+        let unique: Vec<String> = keys.iter().collect::<std::collections::BTreeSet<_>>().into_iter().cloned().collect();
+        for batch in unique.chunks(IN_BATCH) {
+            let sql = format!(
+                "SELECT embed_key, vector FROM chunks WHERE embed_key IN ({}) AND vector IS NOT NULL",
+                placeholders(batch.len())
+            );
+            for row in self.db.query(&sql, &text_values(batch))? {
+                if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(row.get::<String>(0)?) {
+                    slot.insert(decode_vector(&row.get::<Vec<u8>>(1)?));
+                }
             }
         }
         Ok(found)
@@ -205,93 +274,92 @@ impl Catalog {
 
     /// Replaces the stored embeddings of these chunks (by chunk id), in one transaction.
     pub fn set_chunk_vectors(&mut self, vectors: &[(String, StoredVector)]) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut update = tx.prepare_cached("UPDATE chunks SET embed_key = ?2, vector = ?3 WHERE id = ?1")?;
+        self.db.transaction(|tx| {
             for (chunk_id, stored) in vectors {
-                update.execute(params![chunk_id, stored.key, encode_vector(&stored.vector)])?;
+                tx.execute(
+                    "UPDATE chunks SET embed_key = ?2, vector = ?3 WHERE id = ?1",
+                    params![chunk_id, stored.key.as_str(), encode_vector(&stored.vector)],
+                )?;
             }
-        }
-        tx.commit()?;
+            Ok(())
+        })?;
         Ok(())
     }
 
     /// Marks documents as in flight; must be committed before either index is touched.
     pub fn journal_begin(&mut self, doc_ids: &[String]) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare("INSERT OR IGNORE INTO ingest_journal (doc_id) VALUES (?1)")?;
+        self.db.transaction(|tx| {
             for id in doc_ids {
-                stmt.execute([id])?;
+                tx.execute(
+                    "INSERT INTO ingest_journal (doc_id) VALUES (?1) ON CONFLICT (doc_id) DO NOTHING",
+                    params![id],
+                )?;
             }
-        }
-        tx.commit()?;
+            Ok(())
+        })?;
         Ok(())
     }
 
     pub fn journaled(&self) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare("SELECT doc_id FROM ingest_journal ORDER BY doc_id")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        self.rows("SELECT doc_id FROM ingest_journal ORDER BY doc_id", params![], |r| Ok(r.get(0)?))
     }
 
     /// After both indexes hold exactly `chunks` for these documents: store the records and
     /// chunks, remove `deleted` documents, and clear their journal entries, atomically.
     pub fn journal_commit(&mut self, upserts: &[Upsert], deleted: &[String]) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut delete_doc = tx.prepare_cached("DELETE FROM documents WHERE id = ?1")?;
-            let mut delete_chunks = tx.prepare_cached("DELETE FROM chunks WHERE doc_id = ?1")?;
-            let mut clear = tx.prepare_cached("DELETE FROM ingest_journal WHERE doc_id = ?1")?;
+        for Upsert { chunks, embeddings, .. } in upserts {
+            assert!(embeddings.is_empty() || embeddings.len() == chunks.len(), "one embedding per chunk, or none");
+        }
+        self.db.transaction(|tx| {
             for id in deleted.iter().chain(upserts.iter().map(|u| &u.record.id)) {
-                delete_chunks.execute([id])?;
-                delete_doc.execute([id])?;
-                clear.execute([id])?;
+                tx.execute("DELETE FROM chunks WHERE doc_id = ?1", params![id])?;
+                tx.execute("DELETE FROM documents WHERE id = ?1", params![id])?;
+                tx.execute("DELETE FROM ingest_journal WHERE doc_id = ?1", params![id])?;
             }
-            let mut insert_doc = tx.prepare_cached(
-                "INSERT INTO documents (id, source, path, title, fingerprint, acl, lang, format, size_bytes, chunk_count, metadata) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            let mut insert_chunk = tx.prepare_cached(
-                "INSERT INTO chunks (id, doc_id, ordinal, title, heading_path, page, char_start, char_end, lang, text, content_hash, embed_key, vector) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?;
             for Upsert { record: doc, chunks, embeddings } in upserts {
-                assert!(embeddings.is_empty() || embeddings.len() == chunks.len(), "one embedding per chunk, or none");
-                insert_doc.execute(params![
-                    doc.id,
-                    doc.source,
-                    doc.path,
-                    doc.title,
-                    doc.fingerprint,
-                    serde_json::to_string(&doc.acl).expect("acl serializes"),
-                    doc.lang.code(),
-                    doc.format,
-                    doc.size_bytes as i64,
-                    chunks.len() as i64,
-                    doc.metadata.to_string(),
-                ])?;
+                tx.execute(
+                    "INSERT INTO documents (id, source, path, title, fingerprint, acl, lang, format, size_bytes, \
+                     chunk_count, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        doc.id.as_str(),
+                        doc.source.as_str(),
+                        doc.path.as_str(),
+                        doc.title.as_str(),
+                        doc.fingerprint.as_str(),
+                        serde_json::to_string(&doc.acl).expect("acl serializes"),
+                        doc.lang.code(),
+                        doc.format.as_str(),
+                        doc.size_bytes as i64,
+                        chunks.len(),
+                        doc.metadata.to_string(),
+                    ],
+                )?;
                 for (i, c) in chunks.iter().enumerate() {
                     let embedding = embeddings.get(i);
-                    insert_chunk.execute(params![
-                        c.id,
-                        c.doc_id,
-                        c.ordinal as i64,
-                        c.title,
-                        serde_json::to_string(&c.heading_path).expect("headings serialize"),
-                        c.page,
-                        c.char_start as i64,
-                        c.char_end as i64,
-                        c.lang.code(),
-                        c.text,
-                        c.content_hash,
-                        embedding.map(|e| &e.key),
-                        embedding.map(|e| encode_vector(&e.vector)),
-                    ])?;
+                    tx.execute(
+                        "INSERT INTO chunks (id, doc_id, ordinal, title, heading_path, page, char_start, char_end, \
+                         lang, text, content_hash, embed_key, vector) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                        params![
+                            c.id.as_str(),
+                            c.doc_id.as_str(),
+                            c.ordinal,
+                            c.title.as_str(),
+                            serde_json::to_string(&c.heading_path).expect("headings serialize"),
+                            c.page,
+                            c.char_start,
+                            c.char_end,
+                            c.lang.code(),
+                            c.text.as_str(),
+                            c.content_hash.as_str(),
+                            embedding.map(|e| e.key.as_str()),
+                            embedding.map(|e| encode_vector(&e.vector)),
+                        ],
+                    )?;
                 }
             }
-        }
-        tx.commit()?;
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -305,17 +373,14 @@ impl Catalog {
         visible: impl Fn(&DocumentRecord) -> bool,
     ) -> Result<Vec<DocumentRecord>> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE source = ?1 AND path > ?2 ORDER BY path LIMIT ?3"
-        ))?;
+        let sql =
+            format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE source = ?1 AND path > ?2 ORDER BY path LIMIT ?3");
         let mut out = Vec::new();
         let mut cursor = after.unwrap_or("").to_owned();
         // Reads in pages until `limit` visible documents are found, so a caller who may see
         // few documents of a large collection still gets full pages.
         loop {
-            let rows = stmt
-                .query_map(params![collection, cursor, (limit * 4) as i64], row_to_document)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let rows = self.rows(&sql, params![collection, cursor.as_str(), limit * 4], row_to_document)?;
             let exhausted = rows.len() < limit * 4;
             for doc in rows {
                 cursor.clone_from(&doc.path);
@@ -334,26 +399,24 @@ impl Catalog {
 
     /// Ids of every document in these collections.
     pub fn document_ids_of_collections(&self, collections: &[String]) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached("SELECT id FROM documents WHERE source = ?1")?;
         let mut ids = Vec::new();
         for collection in collections {
-            for id in stmt.query_map([collection], |r| r.get::<_, String>(0))? {
-                ids.push(id?);
-            }
+            ids.extend(
+                self.rows("SELECT id FROM documents WHERE source = ?1", params![collection], |r| Ok(r.get(0)?))?,
+            );
         }
         Ok(ids)
     }
 
     pub fn document_count_of_collection(&self, collection: &str) -> Result<usize> {
-        let n: i64 =
-            self.conn.query_row("SELECT COUNT(*) FROM documents WHERE source = ?1", [collection], |r| r.get(0))?;
-        Ok(n as usize)
+        let row = self.db.query_opt("SELECT COUNT(*) FROM documents WHERE source = ?1", params![collection])?;
+        Ok(row.expect("a count row").get(0)?)
     }
 
     /// Records an ACL change before either index is touched; [`Catalog::commit_acl_change`]
     /// completes it. After a crash, [`Catalog::pending_acl_changes`] lists what to re-apply.
     pub fn begin_acl_change(&self, doc_id: &str, acl: &Acl) -> Result<()> {
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO acl_journal (doc_id, acl) VALUES (?1, ?2) ON CONFLICT(doc_id) DO UPDATE SET acl = excluded.acl",
             params![doc_id, serde_json::to_string(acl).expect("acl serializes")],
         )?;
@@ -361,27 +424,24 @@ impl Catalog {
     }
 
     pub fn pending_acl_changes(&self) -> Result<Vec<(String, Acl)>> {
-        let mut stmt = self.conn.prepare("SELECT doc_id, acl FROM acl_journal ORDER BY doc_id")?;
-        let rows = stmt.query_map([], |r| {
-            let acl: String = r.get(1)?;
-            Ok((r.get(0)?, serde_json::from_str::<Acl>(&acl).map_err(|e| conversion_error(1, e))?))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.rows("SELECT doc_id, acl FROM acl_journal ORDER BY doc_id", params![], |r| {
+            Ok((r.get(0)?, parse_json(1, &r.get::<String>(1)?)?))
+        })
     }
 
     /// After both indexes carry `acl` for the document: store it (and `metadata`, when
     /// given) and clear the ACL journal entry, atomically.
     pub fn commit_acl_change(&mut self, doc_id: &str, acl: &Acl, metadata: Option<&Value>) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE documents SET acl = ?2 WHERE id = ?1",
-            params![doc_id, serde_json::to_string(acl).expect("acl serializes")],
-        )?;
-        if let Some(metadata) = metadata {
-            tx.execute("UPDATE documents SET metadata = ?2 WHERE id = ?1", params![doc_id, metadata.to_string()])?;
-        }
-        tx.execute("DELETE FROM acl_journal WHERE doc_id = ?1", [doc_id])?;
-        tx.commit()?;
+        self.db.transaction(|tx| {
+            tx.execute(
+                "UPDATE documents SET acl = ?2 WHERE id = ?1",
+                params![doc_id, serde_json::to_string(acl).expect("acl serializes")],
+            )?;
+            if let Some(metadata) = metadata {
+                tx.execute("UPDATE documents SET metadata = ?2 WHERE id = ?1", params![doc_id, metadata.to_string()])?;
+            }
+            tx.execute("DELETE FROM acl_journal WHERE doc_id = ?1", params![doc_id])
+        })?;
         Ok(())
     }
 
@@ -389,15 +449,15 @@ impl Catalog {
     /// longer matches its source bytes, so uploading or ingesting those bytes again is an
     /// update that re-applies their ACL and metadata, never "unchanged" or a duplicate.
     pub fn mark_edited(&self, doc_id: &str) -> Result<()> {
-        self.conn.execute(
+        self.db.execute(
             "UPDATE documents SET fingerprint = 'edited:' || fingerprint WHERE id = ?1 AND fingerprint NOT LIKE 'edited:%'",
-            [doc_id],
+            params![doc_id],
         )?;
         Ok(())
     }
 
     pub fn set_metadata(&self, doc_id: &str, metadata: &Value) -> Result<()> {
-        self.conn.execute("UPDATE documents SET metadata = ?2 WHERE id = ?1", params![doc_id, metadata.to_string()])?;
+        self.db.execute("UPDATE documents SET metadata = ?2 WHERE id = ?1", params![doc_id, metadata.to_string()])?;
         Ok(())
     }
 
@@ -418,15 +478,15 @@ impl Catalog {
 
     fn insert_collection(&self, collection: &Collection, on_conflict: &str) -> Result<usize> {
         Collection::validate_id(&collection.id)?;
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             &format!(
                 "INSERT INTO collections (id, name, department, default_acl, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
                  {on_conflict}"
             ),
             params![
-                collection.id,
-                collection.name,
-                collection.department,
+                collection.id.as_str(),
+                collection.name.as_str(),
+                collection.department.as_deref(),
                 collection.default_acl.as_ref().map(|a| serde_json::to_string(a).expect("acl serializes")),
                 db::now()
             ],
@@ -434,16 +494,14 @@ impl Catalog {
     }
 
     pub fn collection(&self, id: &str) -> Result<Option<Collection>> {
-        Ok(self
-            .conn
-            .query_row(&format!("SELECT {COLLECTION_COLUMNS} FROM collections WHERE id = ?1"), [id], row_to_collection)
-            .optional()?)
+        self.db
+            .query_opt(&format!("SELECT {COLLECTION_COLUMNS} FROM collections WHERE id = ?1"), params![id])?
+            .map(|r| row_to_collection(&r))
+            .transpose()
     }
 
     pub fn collections(&self) -> Result<Vec<Collection>> {
-        let mut stmt = self.conn.prepare(&format!("SELECT {COLLECTION_COLUMNS} FROM collections ORDER BY id"))?;
-        let rows = stmt.query_map([], row_to_collection)?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.rows(&format!("SELECT {COLLECTION_COLUMNS} FROM collections ORDER BY id"), params![], row_to_collection)
     }
 
     /// Deletes an empty collection; `Ok(false)` when it does not exist.
@@ -451,17 +509,37 @@ impl Catalog {
         if self.document_count_of_collection(id)? > 0 {
             return Err(Error::Conflict(format!("collection {id:?} still holds documents; delete them first")));
         }
-        Ok(self.conn.execute("DELETE FROM collections WHERE id = ?1", [id])? == 1)
+        Ok(self.db.execute("DELETE FROM collections WHERE id = ?1", params![id])? == 1)
     }
 
     /// Forgets journaled documents entirely (after they were removed from both indexes).
     pub fn journal_abandon(&mut self, doc_ids: &[String]) -> Result<()> {
         self.journal_commit(&[], doc_ids)
     }
+
+    fn rows<T>(&self, sql: &str, params: &[lore_db::Value], read: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+        self.db.query(sql, params)?.iter().map(read).collect()
+    }
 }
 
-fn row_to_document(row: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentRecord> {
-    let acl: String = row.get(5)?;
+/// Ids looked up per statement at most (`id IN (…)`).
+const IN_BATCH: usize = 500;
+
+fn placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+}
+
+fn text_values(texts: &[String]) -> Vec<lore_db::Value> {
+    texts.iter().map(|t| lore_db::Value::from(t.as_str())).collect()
+}
+
+/// JSON kept in a text column; a corrupt value is an error naming the column.
+fn parse_json<T: serde::de::DeserializeOwned>(column: usize, text: &str) -> Result<T> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Database(lore_db::Error::Decode { column, message: format!("invalid JSON: {e}") }))
+}
+
+fn row_to_document(row: &Row) -> Result<DocumentRecord> {
     let lang: String = row.get(6)?;
     Ok(DocumentRecord {
         id: row.get(0)?,
@@ -469,44 +547,223 @@ fn row_to_document(row: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentRecord> 
         path: row.get(2)?,
         title: row.get(3)?,
         fingerprint: row.get(4)?,
-        acl: serde_json::from_str::<Acl>(&acl).map_err(|e| conversion_error(5, e))?,
+        acl: parse_json(5, &row.get::<String>(5)?)?,
         lang: Lang::from_code(&lang).unwrap_or(Lang::En),
         format: row.get(7)?,
-        size_bytes: row.get::<_, i64>(8)? as u64,
-        chunk_count: row.get::<_, i64>(9)? as usize,
-        metadata: serde_json::from_str(&row.get::<_, String>(10)?).map_err(|e| conversion_error(10, e))?,
+        size_bytes: row.get::<i64>(8)? as u64,
+        chunk_count: row.get(9)?,
+        metadata: parse_json(10, &row.get::<String>(10)?)?,
     })
 }
 
-fn row_to_collection(row: &rusqlite::Row<'_>) -> rusqlite::Result<Collection> {
+fn row_to_collection(row: &Row) -> Result<Collection> {
     let acl: Option<String> = row.get(3)?;
     Ok(Collection {
         id: row.get(0)?,
         name: row.get(1)?,
         department: row.get(2)?,
-        default_acl: acl.map(|a| serde_json::from_str::<Acl>(&a)).transpose().map_err(|e| conversion_error(3, e))?,
+        default_acl: acl.map(|a| parse_json(3, &a)).transpose()?,
         created_at: db::rfc3339(row.get(4)?),
     })
 }
 
-fn row_to_chunk(row: &rusqlite::Row<'_>) -> rusqlite::Result<Chunk> {
-    let headings: String = row.get(4)?;
+fn row_to_chunk(row: &Row) -> Result<Chunk> {
     let lang: String = row.get(8)?;
     Ok(Chunk {
         id: row.get(0)?,
         doc_id: row.get(1)?,
-        ordinal: row.get::<_, i64>(2)? as usize,
+        ordinal: row.get(2)?,
         title: row.get(3)?,
-        heading_path: serde_json::from_str(&headings).map_err(|e| conversion_error(4, e))?,
+        heading_path: parse_json(4, &row.get::<String>(4)?)?,
         page: row.get(5)?,
-        char_start: row.get::<_, i64>(6)? as usize,
-        char_end: row.get::<_, i64>(7)? as usize,
+        char_start: row.get(6)?,
+        char_end: row.get(7)?,
         lang: Lang::from_code(&lang).unwrap_or(Lang::En),
         text: row.get(9)?,
         content_hash: row.get(10)?,
     })
 }
 
-fn conversion_error(column: usize, e: serde_json::Error) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
+#[cfg(test)]
+mod tests {
+    use lore_db::testing::on_both;
+
+    use super::*;
+
+    fn document(source: &str, path: &str, acl: &[&str]) -> DocumentRecord {
+        DocumentRecord {
+            id: format!("{source}/{path}"),
+            source: source.into(),
+            path: path.into(),
+            title: format!("Title of {path}"),
+            fingerprint: format!("sha-{path}"),
+            acl: Acl::parse(acl).unwrap(),
+            lang: Lang::Es,
+            format: "markdown".into(),
+            size_bytes: 5_000_000_000,
+            chunk_count: 0,
+            metadata: serde_json::json!({"owner": "ana", "tags": ["a", "b"]}),
+        }
+    }
+
+    fn chunks_of(doc: &DocumentRecord, n: usize) -> Vec<Chunk> {
+        (0..n)
+            .map(|ordinal| {
+                let text = format!("{} chunk {ordinal} — año", doc.path);
+                let hash = crate::types::sha256_hex(text.as_bytes());
+                Chunk {
+                    id: Chunk::make_id(&doc.id, ordinal, &hash),
+                    doc_id: doc.id.clone(),
+                    ordinal,
+                    title: doc.title.clone(),
+                    heading_path: vec!["Política".into(), format!("§{ordinal}")],
+                    page: (ordinal % 2 == 0).then_some(ordinal as u32 + 1),
+                    char_start: ordinal * 100,
+                    char_end: ordinal * 100 + 99,
+                    lang: Lang::Es,
+                    text,
+                    content_hash: hash,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn documents_chunks_and_vectors_round_trip_through_the_journal() {
+        on_both("documents_chunks_and_vectors_round_trip_through_the_journal", |database| {
+            let mut catalog = Catalog::open_in(database).unwrap();
+            let a = document("hr", "a.md", &["group:hr"]);
+            let b = document("hr", "b.md", &["everyone"]);
+            let (a_chunks, b_chunks) = (chunks_of(&a, 3), chunks_of(&b, 2));
+            let vectors: Vec<StoredVector> = a_chunks
+                .iter()
+                .map(|c| StoredVector {
+                    key: embed_key("model-x", &c.text),
+                    vector: vec![0.5, -1.25, c.ordinal as f32],
+                })
+                .collect();
+            catalog.journal_begin(&[a.id.clone(), b.id.clone()]).unwrap();
+            catalog.journal_begin(std::slice::from_ref(&a.id)).unwrap();
+            assert_eq!(catalog.journaled().unwrap(), vec![a.id.clone(), b.id.clone()]);
+            catalog
+                .journal_commit(
+                    &[
+                        Upsert { record: a.clone(), chunks: a_chunks.clone(), embeddings: vectors.clone() },
+                        Upsert { record: b.clone(), chunks: b_chunks.clone(), embeddings: vec![] },
+                    ],
+                    &[],
+                )
+                .unwrap();
+            assert!(catalog.journaled().unwrap().is_empty());
+            assert_eq!(catalog.counts().unwrap(), (2, 5));
+            let stored = catalog.document(&a.id).unwrap().unwrap();
+            assert_eq!((stored.acl.clone(), stored.chunk_count, stored.size_bytes), (a.acl.clone(), 3, 5_000_000_000));
+            assert_eq!((stored.lang, &stored.metadata), (Lang::Es, &a.metadata));
+            // Chunks by id: in the order asked, unknown ids skipped, every field kept.
+            let ask = vec![b_chunks[1].id.clone(), "missing".into(), a_chunks[0].id.clone(), a_chunks[2].id.clone()];
+            let got = catalog.chunks_by_id(&ask).unwrap();
+            assert_eq!(
+                got.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+                vec![b_chunks[1].id.as_str(), a_chunks[0].id.as_str(), a_chunks[2].id.as_str()]
+            );
+            let (first, expected) = (&got[1], &a_chunks[0]);
+            assert_eq!(
+                (&first.text, &first.heading_path, first.page, first.char_end, first.lang),
+                (&expected.text, &expected.heading_path, expected.page, expected.char_end, expected.lang)
+            );
+            assert_eq!((got[0].page, got[2].page), (None, Some(3)));
+            let many: Vec<String> = (0..1200).map(|i| format!("nope-{i}")).chain([a_chunks[1].id.clone()]).collect();
+            assert_eq!(catalog.chunks_by_id(&many).unwrap().len(), 1, "lookups beyond one batch");
+            assert_eq!(catalog.chunks_of_document(&a.id).unwrap().len(), 3);
+            // Stored vectors by key; keys without one are absent.
+            let keys = vec![vectors[2].key.clone(), "unknown".into(), vectors[2].key.clone()];
+            let found = catalog.stored_vectors(&keys).unwrap();
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[&vectors[2].key], vectors[2].vector);
+            catalog
+                .set_chunk_vectors(&[(b_chunks[0].id.clone(), StoredVector { key: "k".into(), vector: vec![1.0] })])
+                .unwrap();
+            assert_eq!(catalog.stored_vectors(&["k".into()]).unwrap()["k"], vec![1.0]);
+            // Re-committing a document replaces its chunks; deleting removes them.
+            catalog
+                .journal_commit(
+                    &[Upsert { record: a.clone(), chunks: a_chunks[..1].to_vec(), embeddings: vec![] }],
+                    std::slice::from_ref(&b.id),
+                )
+                .unwrap();
+            assert_eq!(catalog.counts().unwrap(), (1, 1));
+            assert!(catalog.document(&b.id).unwrap().is_none());
+            assert_eq!(catalog.chunk_ids().unwrap(), vec![a_chunks[0].id.clone()]);
+            catalog.set_meta("model", "m1").unwrap();
+            catalog.set_meta("model", "m2").unwrap();
+            assert_eq!(catalog.meta("model").unwrap().as_deref(), Some("m2"));
+            assert_eq!(catalog.meta("absent").unwrap(), None);
+        });
+    }
+
+    #[test]
+    fn pages_acl_changes_edits_and_collections() {
+        on_both("pages_acl_changes_edits_and_collections", |database| {
+            let mut catalog = Catalog::open_in(database).unwrap();
+            let docs: Vec<DocumentRecord> = (0..30)
+                .map(|i| {
+                    document("eng", &format!("{i:02}.md"), if i % 3 == 0 { &["group:eng"] } else { &["user:kim"] })
+                })
+                .collect();
+            let upserts: Vec<Upsert> =
+                docs.iter().map(|d| Upsert { record: d.clone(), chunks: vec![], embeddings: vec![] }).collect();
+            catalog.journal_commit(&upserts, &[]).unwrap();
+            let eng = |d: &DocumentRecord| d.acl == Acl::parse(&["group:eng"]).unwrap();
+            let page = catalog.documents_page("eng", None, 4, eng).unwrap();
+            assert_eq!(
+                page.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
+                vec!["00.md", "03.md", "06.md", "09.md"]
+            );
+            let next = catalog.documents_page("eng", Some("09.md"), 4, eng).unwrap();
+            assert_eq!(
+                next.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
+                vec!["12.md", "15.md", "18.md", "21.md"]
+            );
+            assert_eq!(catalog.documents_page("eng", Some("27.md"), 4, eng).unwrap().len(), 0);
+            assert_eq!(catalog.document_count_of_collection("eng").unwrap(), 30);
+            assert_eq!(catalog.document_ids_of_collections(&["eng".into(), "none".into()]).unwrap().len(), 30);
+            assert_eq!(catalog.documents_of_source("eng").unwrap()[0].path, "00.md");
+
+            let id = &docs[1].id;
+            let acl = Acl::parse(&["dept:sales"]).unwrap();
+            catalog.begin_acl_change(id, &acl).unwrap();
+            assert_eq!(catalog.pending_acl_changes().unwrap(), vec![(id.clone(), acl.clone())]);
+            catalog.commit_acl_change(id, &acl, Some(&serde_json::json!({"k": 1}))).unwrap();
+            assert!(catalog.pending_acl_changes().unwrap().is_empty());
+            catalog.mark_edited(id).unwrap();
+            catalog.mark_edited(id).unwrap();
+            let edited = catalog.document(id).unwrap().unwrap();
+            assert_eq!((edited.acl, edited.metadata), (acl, serde_json::json!({"k": 1})));
+            assert!(is_edited(&edited.fingerprint) && !edited.fingerprint.starts_with("edited:edited:"));
+
+            let collection = Collection {
+                id: "eng".into(),
+                name: "Engineering".into(),
+                department: Some("eng".into()),
+                default_acl: None,
+                created_at: String::new(),
+            };
+            assert!(catalog.create_collection(&collection).unwrap());
+            assert!(!catalog.create_collection(&collection).unwrap(), "exists already");
+            let changed = Collection {
+                default_acl: Some(Acl::parse(&["everyone"]).unwrap()),
+                department: None,
+                ..collection.clone()
+            };
+            catalog.upsert_collection(&changed).unwrap();
+            let stored = catalog.collection("eng").unwrap().unwrap();
+            assert_eq!((stored.department, stored.default_acl), (None, Some(Acl::parse(&["everyone"]).unwrap())));
+            assert!(matches!(catalog.delete_collection("eng"), Err(Error::Conflict(_))), "it holds documents");
+            let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
+            catalog.journal_abandon(&ids).unwrap();
+            assert!(catalog.delete_collection("eng").unwrap());
+            assert!(!catalog.delete_collection("eng").unwrap());
+            assert!(catalog.collections().unwrap().is_empty());
+        });
+    }
 }

@@ -21,6 +21,8 @@ pub enum Error {
     ModelMismatch { data_dir: PathBuf, stored: String, configured: String },
     #[error("catalog (SQLite) error: {0}")]
     Catalog(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Database(#[from] lore_db::Error),
     #[error("keyword index (tantivy) error: {0}")]
     Keyword(#[from] tantivy::TantivyError),
     #[error("keyword query error: {0}")]

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use lore_db::{Database, Db, Location, Migration, Row, Schema, params};
 use serde::Serialize;
 
 use crate::acl::{Principal, PrincipalSet};
@@ -94,10 +94,15 @@ pub enum Lookup {
 }
 
 pub struct KeyStore {
-    db: db::Store,
+    db: Db,
 }
 
-const SCHEMA: &str = r#"
+const SCHEMA: Schema = Schema {
+    name: "keys",
+    migrations: &[Migration {
+        version: 1,
+        // Databases made before migrations were recorded already have this table.
+        sqlite: r#"
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -114,7 +119,27 @@ CREATE TABLE IF NOT EXISTS api_keys (
     last_used_at INTEGER,
     revoked_at INTEGER
 );
-"#;
+"#,
+        postgres: r#"
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    role TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    principals TEXT NOT NULL,
+    department TEXT,
+    public BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    expires_at BIGINT,
+    last_used_at BIGINT,
+    revoked_at BIGINT
+);
+"#,
+    }],
+};
 
 const COLUMNS: &str = "id, name, role, user_id, principals, department, public, created_at, created_by, expires_at, \
                        last_used_at, revoked_at, prefix";
@@ -123,12 +148,14 @@ const COLUMNS: &str = "id, name, role, user_id, principals, department, public, 
 const LAST_USED_RESOLUTION_SECS: i64 = 60;
 
 impl KeyStore {
+    /// The keys in the embedded database file.
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(KeyStore { db: db::Store::open(path, SCHEMA)? })
+        Self::open_in(&Database::open(&Location::Sqlite(path.to_owned()))?)
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db.conn()
+    /// The keys in the application database (SQLite or PostgreSQL).
+    pub fn open_in(database: &Database) -> Result<Self> {
+        Ok(KeyStore { db: database.store(&SCHEMA)? })
     }
 
     /// Creates a key; returns the secret (shown once) and the stored record.
@@ -167,94 +194,96 @@ impl KeyStore {
         let (secret, hash) = new_api_key();
         let id = db::new_id("key");
         let prefix: String = secret.chars().take(9).collect();
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO api_keys (id, name, sha256, prefix, role, user_id, principals, department, public, created_at, \
-             created_by, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        let row = self.db.query_opt(
+            &format!(
+                "INSERT INTO api_keys (id, name, sha256, prefix, role, user_id, principals, department, public, \
+                 created_at, created_by, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 RETURNING {COLUMNS}"
+            ),
             params![
                 id,
-                key.name,
+                &key.name,
                 hash,
                 prefix,
                 key.role.as_str(),
-                key.user,
+                &key.user,
                 serde_json::to_string(&principals.to_strings()).expect("strings serialize"),
-                key.department,
+                key.department.as_deref(),
                 key.public,
                 db::now(),
-                key.created_by,
+                &key.created_by,
                 key.expires_at
             ],
         )?;
-        let info = get(&conn, "id", &id)?.expect("key just inserted");
+        let info = row_to_key(&row.expect("INSERT … RETURNING gives the row"))?;
         Ok((secret, info))
     }
 
     pub fn list(&self) -> Result<Vec<KeyInfo>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id"))?;
-        let rows = stmt.query_map([], row_to_key)?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        self.db
+            .query(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at, id"), params![])?
+            .iter()
+            .map(row_to_key)
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Result<Option<KeyInfo>> {
-        get(&self.conn(), "id", id)
+        self.find("id", id)
+    }
+
+    /// The key whose `column` (`id` or `sha256`) is `value`.
+    fn find(&self, column: &str, value: &str) -> Result<Option<KeyInfo>> {
+        self.db
+            .query_opt(&format!("SELECT {COLUMNS} FROM api_keys WHERE {column} = ?1"), params![value])?
+            .map(|r| row_to_key(&r))
+            .transpose()
     }
 
     /// Revokes a key; `Ok(None)` when there is no such key. Revoking twice keeps the first time.
     pub fn revoke(&self, id: &str) -> Result<Option<KeyInfo>> {
-        let conn = self.conn();
-        conn.execute(
+        self.db.execute(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
             params![id, db::now()],
         )?;
-        get(&conn, "id", id)
+        self.get(id)
     }
 
     /// Looks a presented key up by its hash (so secrets are never compared byte by byte) and
     /// records its use.
     pub fn verify(&self, presented: &str) -> Result<Lookup> {
         let hash = sha256_hex(presented.as_bytes());
-        let conn = self.conn();
-        let Some(info) = get(&conn, "sha256", &hash)? else { return Ok(Lookup::Unknown) };
-        check_and_record_use(&conn, info)
+        let Some(info) = self.find("sha256", &hash)? else { return Ok(Lookup::Unknown) };
+        self.check_and_record_use(info)
     }
 
     /// Looks a key up by id, as [`KeyStore::verify`] does by secret: for credentials derived
     /// from a key (visitor tokens), which are good only while the key is. Records the key's use.
     pub fn verify_id(&self, id: &str) -> Result<Lookup> {
-        let conn = self.conn();
-        let Some(info) = get(&conn, "id", id)? else { return Ok(Lookup::Unknown) };
-        check_and_record_use(&conn, info)
+        let Some(info) = self.find("id", id)? else { return Ok(Lookup::Unknown) };
+        self.check_and_record_use(info)
+    }
+
+    /// Whether a stored key is usable now (recording its use if so).
+    fn check_and_record_use(&self, info: KeyInfo) -> Result<Lookup> {
+        if info.revoked_at.is_some() {
+            return Ok(Lookup::Revoked(info));
+        }
+        let now = db::now();
+        if info.expires_at.as_deref().and_then(db::parse_rfc3339).is_some_and(|e| e <= now) {
+            return Ok(Lookup::Expired(info));
+        }
+        self.db.execute(
+            "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?3)",
+            params![info.id.as_str(), now, now - LAST_USED_RESOLUTION_SECS],
+        )?;
+        Ok(Lookup::Valid(info))
     }
 }
 
-/// Whether a stored key is usable now (recording its use if so).
-fn check_and_record_use(conn: &Connection, info: KeyInfo) -> Result<Lookup> {
-    if info.revoked_at.is_some() {
-        return Ok(Lookup::Revoked(info));
-    }
-    let now = db::now();
-    if info.expires_at.as_deref().and_then(db::parse_rfc3339).is_some_and(|e| e <= now) {
-        return Ok(Lookup::Expired(info));
-    }
-    conn.execute(
-        "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?3)",
-        params![info.id, now, now - LAST_USED_RESOLUTION_SECS],
-    )?;
-    Ok(Lookup::Valid(info))
-}
-
-fn get(conn: &Connection, column: &str, value: &str) -> Result<Option<KeyInfo>> {
-    Ok(conn
-        .query_row(&format!("SELECT {COLUMNS} FROM api_keys WHERE {column} = ?1"), [value], row_to_key)
-        .optional()?)
-}
-
-fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
+fn row_to_key(r: &Row) -> Result<KeyInfo> {
     let role: String = r.get(2)?;
     let principals: String = r.get(4)?;
-    let time = |i: usize| -> rusqlite::Result<Option<String>> { Ok(r.get::<_, Option<i64>>(i)?.map(db::rfc3339)) };
+    let time = |i: usize| -> Result<Option<String>> { Ok(r.get::<Option<i64>>(i)?.map(db::rfc3339)) };
     Ok(KeyInfo {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -300,6 +329,7 @@ pub fn new_api_key() -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lore_db::testing::on_both;
 
     fn new_key(name: &str) -> NewKey {
         NewKey {
@@ -316,65 +346,86 @@ mod tests {
 
     #[test]
     fn create_verify_revoke_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::open(&dir.path().join("db.sqlite")).unwrap();
-        let (secret, info) = store.create(&new_key("crm")).unwrap();
-        assert!(secret.starts_with("lore_") && secret.len() == 5 + 43, "{secret}");
-        assert_eq!(info.principals, ["dept:sales", "everyone", "group:support", "user:crm"]);
-        assert!(matches!(store.verify(&secret).unwrap(), Lookup::Valid(k) if k.id == info.id));
-        assert!(store.get(&info.id).unwrap().unwrap().last_used_at.is_some());
-        assert!(matches!(store.verify("lore_nope").unwrap(), Lookup::Unknown));
-        store.revoke(&info.id).unwrap();
-        assert!(matches!(store.verify(&secret).unwrap(), Lookup::Revoked(_)));
+        on_both("create_verify_revoke_expire", |database| {
+            let store = KeyStore::open_in(database).unwrap();
+            let (secret, info) = store.create(&new_key("crm")).unwrap();
+            assert!(secret.starts_with("lore_") && secret.len() == 5 + 43, "{secret}");
+            assert_eq!(info.principals, ["dept:sales", "everyone", "group:support", "user:crm"]);
+            assert!(matches!(store.verify(&secret).unwrap(), Lookup::Valid(k) if k.id == info.id));
+            assert!(store.get(&info.id).unwrap().unwrap().last_used_at.is_some());
+            assert!(matches!(store.verify("lore_nope").unwrap(), Lookup::Unknown));
+            store.revoke(&info.id).unwrap();
+            assert!(matches!(store.verify(&secret).unwrap(), Lookup::Revoked(_)));
 
-        let (secret, info) = store.create(&NewKey { expires_at: Some(db::now() + 1), ..new_key("short") }).unwrap();
-        let conn = db::open(&dir.path().join("db.sqlite")).unwrap();
-        conn.execute("UPDATE api_keys SET expires_at = ?2 WHERE id = ?1", params![info.id, db::now() - 1]).unwrap();
-        assert!(matches!(store.verify(&secret).unwrap(), Lookup::Expired(_)));
-        assert!(store.create(&NewKey { expires_at: Some(db::now() - 10), ..new_key("past") }).is_err());
-        assert_eq!(store.list().unwrap().len(), 2);
+            let (secret, info) = store.create(&NewKey { expires_at: Some(db::now() + 1), ..new_key("short") }).unwrap();
+            // Another connection to the database, as another process would have.
+            let other = KeyStore::open_in(database).unwrap();
+            other
+                .db
+                .execute("UPDATE api_keys SET expires_at = ?2 WHERE id = ?1", params![info.id, db::now() - 1])
+                .unwrap();
+            assert!(matches!(store.verify(&secret).unwrap(), Lookup::Expired(_)));
+            assert!(store.create(&NewKey { expires_at: Some(db::now() - 10), ..new_key("past") }).is_err());
+            assert_eq!(store.list().unwrap().len(), 2);
+        });
     }
 
     #[test]
     fn public_keys_hold_everyone_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::open(&dir.path().join("db.sqlite")).unwrap();
-        let public = NewKey::public("intranet", "admin");
-        let (_, info) = store.create(&public).unwrap();
-        assert_eq!(info.principals, ["everyone"]);
-        assert_eq!(info.user, PUBLIC_USER);
-        for wider in [
-            NewKey { groups: vec!["hr".into()], ..public.clone() },
-            NewKey { department: Some("hr".into()), ..public.clone() },
-            NewKey { role: Role::Admin, ..public.clone() },
-        ] {
-            assert!(store.create(&wider).is_err());
-        }
+        on_both("public_keys_hold_everyone_only", |database| {
+            let store = KeyStore::open_in(database).unwrap();
+            let public = NewKey::public("intranet", "admin");
+            let (_, info) = store.create(&public).unwrap();
+            assert_eq!(info.principals, ["everyone"]);
+            assert_eq!(info.user, PUBLIC_USER);
+            assert!(info.public);
+            for wider in [
+                NewKey { groups: vec!["hr".into()], ..public.clone() },
+                NewKey { department: Some("hr".into()), ..public.clone() },
+                NewKey { role: Role::Admin, ..public.clone() },
+            ] {
+                assert!(store.create(&wider).is_err());
+            }
+        });
     }
 
     #[test]
     fn public_keys_never_act_as_a_user() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::open(&dir.path().join("db.sqlite")).unwrap();
-        let as_alice = NewKey { user: "alice@acme.example".into(), ..NewKey::public("alice-page", "admin") };
-        match store.create(&as_alice) {
-            Err(Error::InvalidInput(message)) => {
-                assert!(message.contains("public key") && message.contains("alice@acme.example"), "{message}")
+        on_both("public_keys_never_act_as_a_user", |database| {
+            let store = KeyStore::open_in(database).unwrap();
+            let as_alice = NewKey { user: "alice@acme.example".into(), ..NewKey::public("alice-page", "admin") };
+            match store.create(&as_alice) {
+                Err(Error::InvalidInput(message)) => {
+                    assert!(message.contains("public key") && message.contains("alice@acme.example"), "{message}")
+                }
+                other => panic!("a public key for alice was accepted: {:?}", other.map(|(_, info)| info)),
             }
-            other => panic!("a public key for alice was accepted: {:?}", other.map(|(_, info)| info)),
-        }
-        assert!(store.list().unwrap().is_empty());
+            assert!(store.list().unwrap().is_empty());
+        });
     }
 
     #[test]
     fn keys_are_checked_by_id() {
+        on_both("keys_are_checked_by_id", |database| {
+            let store = KeyStore::open_in(database).unwrap();
+            let (_, info) = store.create(&NewKey::public("page", "admin")).unwrap();
+            assert!(matches!(store.verify_id(&info.id).unwrap(), Lookup::Valid(k) if k.public));
+            assert!(store.get(&info.id).unwrap().unwrap().last_used_at.is_some());
+            assert!(matches!(store.verify_id("key_nope").unwrap(), Lookup::Unknown));
+            store.revoke(&info.id).unwrap();
+            let revoked = store.get(&info.id).unwrap().unwrap().revoked_at;
+            store.revoke(&info.id).unwrap();
+            assert_eq!(store.get(&info.id).unwrap().unwrap().revoked_at, revoked, "the first revocation stays");
+            assert!(matches!(store.verify_id(&info.id).unwrap(), Lookup::Revoked(_)));
+        });
+    }
+
+    #[test]
+    fn open_keeps_using_the_embedded_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::open(&dir.path().join("db.sqlite")).unwrap();
-        let (_, info) = store.create(&NewKey::public("page", "admin")).unwrap();
-        assert!(matches!(store.verify_id(&info.id).unwrap(), Lookup::Valid(k) if k.public));
-        assert!(store.get(&info.id).unwrap().unwrap().last_used_at.is_some());
-        assert!(matches!(store.verify_id("key_nope").unwrap(), Lookup::Unknown));
-        store.revoke(&info.id).unwrap();
-        assert!(matches!(store.verify_id(&info.id).unwrap(), Lookup::Revoked(_)));
+        let path = dir.path().join("db.sqlite");
+        let (secret, _) = KeyStore::open(&path).unwrap().create(&new_key("crm")).unwrap();
+        let reopened = KeyStore::open(&path).unwrap();
+        assert!(matches!(reopened.verify(&secret).unwrap(), Lookup::Valid(_)));
     }
 }

@@ -5,9 +5,8 @@
 //! history shows who changed what.
 
 use std::path::Path;
-use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use lore_db::{Database, Db, Dialect, Migration, Row, Schema, params};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -91,7 +90,12 @@ impl AssistantSpec {
     }
 }
 
-const SCHEMA: &str = r#"
+const SCHEMA: Schema = Schema {
+    name: "assistants",
+    migrations: &[Migration {
+        version: 1,
+        // Databases made before migrations were recorded already have this table.
+        sqlite: r#"
 CREATE TABLE IF NOT EXISTS assistants (
     department TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -104,35 +108,48 @@ CREATE TABLE IF NOT EXISTS assistants (
     created_ms INTEGER NOT NULL,
     PRIMARY KEY (department, version)
 ) WITHOUT ROWID;
-"#;
+"#,
+        postgres: r#"
+CREATE TABLE assistants (
+    department TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    greeting TEXT,
+    greeting_es TEXT,
+    tone TEXT,
+    instructions TEXT,
+    author TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (department, version)
+);
+"#,
+    }],
+};
 
 const COLUMNS: &str = "department, version, name, greeting, greeting_es, tone, instructions, author, created_ms";
 
 pub struct AssistantStore {
-    conn: Mutex<Connection>,
+    db: Db,
 }
 
 impl AssistantStore {
+    /// The assistants in the embedded database file at `path`.
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let conn = crate::open_connection(path)?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(AssistantStore { conn: Mutex::new(conn) })
+        Self::open_in(&crate::open_sqlite(path)?)
+    }
+
+    /// The assistants in the application database (SQLite or PostgreSQL).
+    pub fn open_in(database: &Database) -> Result<Self, Error> {
+        Ok(AssistantStore { db: database.store(&SCHEMA)? })
     }
 
     /// Saves a new version of `department`'s assistant (`""`: the company default).
     pub fn set(&self, department: &str, spec: &AssistantSpec, author: &str, now_ms: i64) -> Result<Assistant, Error> {
         spec.validate()?;
         let trim = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
-        let mut conn = crate::lock(&self.conn);
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM assistants WHERE department = ?1",
-            [department],
-            |r| r.get(0),
-        )?;
-        let assistant = Assistant {
+        let mut assistant = Assistant {
             department: department.to_owned(),
-            version,
+            version: 0,
             name: spec.name.trim().to_owned(),
             greeting: trim(&spec.greeting),
             greeting_es: trim(&spec.greeting_es),
@@ -141,34 +158,52 @@ impl AssistantStore {
             author: author.to_owned(),
             created_ms: now_ms,
         };
-        tx.execute(
-            &format!("INSERT INTO assistants ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-            params![
-                assistant.department,
-                assistant.version,
-                assistant.name,
-                assistant.greeting,
-                assistant.greeting_es,
-                assistant.tone,
-                assistant.instructions,
-                assistant.author,
-                assistant.created_ms
-            ],
-        )?;
-        tx.commit()?;
+        let new = &assistant;
+        let version = self.db.transaction(|tx| {
+            // The next version is read and written under one lock, so two editors (even in two
+            // processes) never take the same number: SQLite's write lock (the transaction is
+            // immediate); on PostgreSQL a table lock that only writers of assistants take.
+            if tx.dialect() == Dialect::Postgres {
+                tx.execute("LOCK TABLE assistants IN SHARE ROW EXCLUSIVE MODE", params![])?;
+            }
+            let version: i64 = tx
+                .query(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM assistants WHERE department = ?1",
+                    params![department],
+                )?
+                .first()
+                .map(|row| row.get(0))
+                .transpose()?
+                .unwrap_or(1);
+            tx.execute(
+                &format!("INSERT INTO assistants ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                params![
+                    new.department.as_str(),
+                    version,
+                    new.name.as_str(),
+                    new.greeting.as_deref(),
+                    new.greeting_es.as_deref(),
+                    new.tone.as_deref(),
+                    new.instructions.as_deref(),
+                    new.author.as_str(),
+                    new.created_ms
+                ],
+            )?;
+            Ok(version)
+        })?;
+        assistant.version = version;
         Ok(assistant)
     }
 
     /// The current version of `department`'s assistant.
     pub fn current(&self, department: &str) -> Result<Option<Assistant>, Error> {
-        let conn = crate::lock(&self.conn);
-        Ok(conn
-            .query_row(
+        self.db
+            .query_opt(
                 &format!("SELECT {COLUMNS} FROM assistants WHERE department = ?1 ORDER BY version DESC LIMIT 1"),
-                [department],
-                row_to_assistant,
-            )
-            .optional()?)
+                params![department],
+            )?
+            .map(|row| row_to_assistant(&row))
+            .transpose()
     }
 
     /// The assistant someone of `departments` talks to: the first of their departments that
@@ -184,26 +219,33 @@ impl AssistantStore {
 
     /// Every version of `department`'s assistant, newest first.
     pub fn history(&self, department: &str) -> Result<Vec<Assistant>, Error> {
-        let conn = crate::lock(&self.conn);
-        let mut stmt =
-            conn.prepare(&format!("SELECT {COLUMNS} FROM assistants WHERE department = ?1 ORDER BY version DESC"))?;
-        let rows = stmt.query_map([department], row_to_assistant)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.db
+            .query(
+                &format!("SELECT {COLUMNS} FROM assistants WHERE department = ?1 ORDER BY version DESC"),
+                params![department],
+            )?
+            .iter()
+            .map(row_to_assistant)
+            .collect()
     }
 
     /// The current version of every department's assistant.
     pub fn list(&self) -> Result<Vec<Assistant>, Error> {
-        let conn = crate::lock(&self.conn);
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM assistants a WHERE version = \
-             (SELECT MAX(version) FROM assistants b WHERE b.department = a.department) ORDER BY department"
-        ))?;
-        let rows = stmt.query_map([], row_to_assistant)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.db
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM assistants a WHERE version = \
+                     (SELECT MAX(version) FROM assistants b WHERE b.department = a.department) ORDER BY department"
+                ),
+                params![],
+            )?
+            .iter()
+            .map(row_to_assistant)
+            .collect()
     }
 }
 
-fn row_to_assistant(r: &rusqlite::Row<'_>) -> rusqlite::Result<Assistant> {
+fn row_to_assistant(r: &Row) -> Result<Assistant, Error> {
     Ok(Assistant {
         department: r.get(0)?,
         version: r.get(1)?,
@@ -219,6 +261,8 @@ fn row_to_assistant(r: &rusqlite::Row<'_>) -> rusqlite::Result<Assistant> {
 
 #[cfg(test)]
 mod tests {
+    use lore_db::testing::on_both;
+
     use super::*;
 
     fn spec(name: &str) -> AssistantSpec {
@@ -227,29 +271,62 @@ mod tests {
 
     #[test]
     fn every_edit_is_a_new_version_and_departments_fall_back_to_the_company_default() {
+        on_both("every_edit_is_a_new_version_and_departments_fall_back_to_the_company_default", |database| {
+            let store = AssistantStore::open_in(database).unwrap();
+            assert_eq!(store.for_departments(&["hr".into()]).unwrap(), None);
+            store.set(COMPANY, &spec("Lore"), "root", 1).unwrap();
+            let first = store.set("hr", &spec("Petra"), "hugo", 2).unwrap();
+            let second = store
+                .set(
+                    "hr",
+                    &AssistantSpec { instructions: Some("Mention the HR portal.".into()), ..spec("Petra") },
+                    "hugo",
+                    3,
+                )
+                .unwrap();
+            assert_eq!((first.version, second.version), (1, 2));
+            assert_eq!(second.prompt_id(), "assistant-hr-2");
+            assert!(second.system_addition().contains("Mention the HR portal."));
+            assert_eq!(store.history("hr").unwrap().iter().map(|a| a.version).collect::<Vec<_>>(), [2, 1]);
+            assert_eq!(store.history("hr").unwrap()[0], second, "read back as saved");
+            assert_eq!(store.for_departments(&["sales".into(), "hr".into()]).unwrap().unwrap().name, "Petra");
+            let default = store.for_departments(&["sales".into()]).unwrap().unwrap();
+            assert_eq!(default.prompt_id(), "assistant-company-1");
+            assert_eq!(store.list().unwrap().len(), 2);
+            assert!(store.set("hr", &spec(" "), "hugo", 4).is_err());
+            let long = AssistantSpec { instructions: Some("x".repeat(2001)), ..spec("Petra") };
+            assert!(store.set("hr", &long, "hugo", 4).unwrap_err().to_string().contains("instructions"));
+        });
+    }
+
+    /// Editors in two processes (two stores) saving at once each get their own version.
+    #[test]
+    fn concurrent_edits_get_distinct_versions() {
+        on_both("concurrent_edits_get_distinct_versions", |database| {
+            let stores = [AssistantStore::open_in(database).unwrap(), AssistantStore::open_in(database).unwrap()];
+            let mut versions: Vec<i64> = std::thread::scope(|scope| {
+                let editors: Vec<_> = stores
+                    .iter()
+                    .map(|store| {
+                        scope.spawn(move || {
+                            (0..10)
+                                .map(|i| store.set("hr", &spec("Petra"), "hugo", i).unwrap().version)
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                editors.into_iter().flat_map(|editor| editor.join().unwrap()).collect()
+            });
+            versions.sort_unstable();
+            assert_eq!(versions, (1..=20).collect::<Vec<_>>());
+        });
+    }
+
+    #[test]
+    fn the_embedded_file_keeps_the_assistants() {
         let dir = tempfile::tempdir().unwrap();
-        let store = AssistantStore::open(&dir.path().join("db.sqlite")).unwrap();
-        assert_eq!(store.for_departments(&["hr".into()]).unwrap(), None);
-        store.set(COMPANY, &spec("Lore"), "root", 1).unwrap();
-        let first = store.set("hr", &spec("Petra"), "hugo", 2).unwrap();
-        let second = store
-            .set(
-                "hr",
-                &AssistantSpec { instructions: Some("Mention the HR portal.".into()), ..spec("Petra") },
-                "hugo",
-                3,
-            )
-            .unwrap();
-        assert_eq!((first.version, second.version), (1, 2));
-        assert_eq!(second.prompt_id(), "assistant-hr-2");
-        assert!(second.system_addition().contains("Mention the HR portal."));
-        assert_eq!(store.history("hr").unwrap().iter().map(|a| a.version).collect::<Vec<_>>(), [2, 1]);
-        assert_eq!(store.for_departments(&["sales".into(), "hr".into()]).unwrap().unwrap().name, "Petra");
-        let default = store.for_departments(&["sales".into()]).unwrap().unwrap();
-        assert_eq!(default.prompt_id(), "assistant-company-1");
-        assert_eq!(store.list().unwrap().len(), 2);
-        assert!(store.set("hr", &spec(" "), "hugo", 4).is_err());
-        let long = AssistantSpec { instructions: Some("x".repeat(2001)), ..spec("Petra") };
-        assert!(store.set("hr", &long, "hugo", 4).unwrap_err().to_string().contains("instructions"));
+        let path = dir.path().join("data/catalog.sqlite");
+        let saved = AssistantStore::open(&path).unwrap().set("hr", &spec("Petra"), "hugo", 1).unwrap();
+        assert_eq!(AssistantStore::open(&path).unwrap().current("hr").unwrap(), Some(saved));
     }
 }

@@ -6,8 +6,9 @@ use crate::review::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The application database (SQLite or PostgreSQL) failed.
     #[error("policy database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[from] lore_db::Error),
     #[error("{0}")]
     Invalid(String),
     #[error("the review was already decided: it is {0}")]

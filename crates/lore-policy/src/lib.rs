@@ -18,8 +18,10 @@
 //!   edit a new version named in the prompt version of the answers written under it.
 //! - [`error`]: the one error type of the stores.
 //!
-//! The stores open their own connection on the server's catalog database, like the usage stores,
-//! and name their tables so they cannot clash with those of other crates.
+//! The stores keep their tables in the application database (SQLite in the embedded default,
+//! PostgreSQL in scale-out) through [`lore_db`]: `open(path)` for the embedded file, `open_in` for
+//! a [`lore_db::Database`] shared with the other stores. They name their tables so they cannot
+//! clash with those of other crates.
 
 pub mod assistants;
 pub mod config;
@@ -33,28 +35,20 @@ pub use error::Error;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
-use rusqlite::Connection;
+use lore_db::{Database, Location};
 
-/// A connection that waits for other writers instead of failing: the catalog database is shared
-/// with other stores and, during a rolling restart, with another server process.
-fn open_connection(path: &Path) -> Result<Connection, Error> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::Other(format!("creating the folder {} of the database: {e}", parent.display())))?;
-    }
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(conn)
+/// The embedded database file at `path`, for the stores' SQLite constructors. Its connections
+/// wait for other writers instead of failing (WAL, a busy timeout): the catalog database is
+/// shared with other stores and, during a rolling restart, with another server process.
+fn open_sqlite(path: &Path) -> Result<Database, Error> {
+    Ok(Database::open(&Location::Sqlite(path.to_owned()))?)
 }
 
-/// A poisoned lock only means another request panicked mid-call; SQLite rolled its transaction
-/// back, so the connection is still good.
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// A poisoned lock only means another request panicked mid-call; the database rolled its
+/// transaction back, so what the lock guards is still good.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// 128 random bits as 32 hex digits: ids that can be shown in links without revealing order or

@@ -11,25 +11,30 @@
 //! This store does not check permissions: the server gives a verified answer only to someone who
 //! may read every document in its `document_ids`.
 //!
-//! The table `verified_answers` lives in the server's catalog database; one server process owns
-//! it (another process's inserts are not seen until reopening).
+//! The table `verified_answers` lives in the application database (the server's catalog file, or
+//! PostgreSQL); one server process owns it (another process's inserts are not seen until
+//! reopening).
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError, RwLock};
 
-use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use lore_db::{Database, Db, Dialect, Migration, Row, Schema, params};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::{lock, new_id, open_connection};
+use crate::{lock, new_id};
 
 /// Where a verified answer came from: a reviewed answer, an answer with good feedback, or written
 /// by hand.
 pub const SOURCES: [&str; 3] = ["review", "feedback", "manual"];
 
-const SCHEMA: &str = r#"
+const SCHEMA: Schema = Schema {
+    name: "verified_answers",
+    migrations: &[Migration {
+        version: 1,
+        // Databases made before migrations were recorded already have this table.
+        sqlite: r#"
 CREATE TABLE IF NOT EXISTS verified_answers (
     id TEXT PRIMARY KEY,
     department TEXT,
@@ -51,7 +56,34 @@ CREATE TABLE IF NOT EXISTS verified_answers (
 );
 CREATE INDEX IF NOT EXISTS verified_answers_by_department ON verified_answers(department, created_ms);
 CREATE INDEX IF NOT EXISTS verified_answers_by_expiry ON verified_answers(expires_ms) WHERE expires_ms IS NOT NULL;
-"#;
+"#,
+        postgres: r#"
+CREATE TABLE verified_answers (
+    id TEXT PRIMARY KEY,
+    department TEXT,
+    -- JSON list of the example questions.
+    questions TEXT NOT NULL,
+    -- The normalised vector of each example question in order, `dim` f32 little-endian each.
+    vectors BYTEA NOT NULL,
+    dim BIGINT NOT NULL,
+    answer TEXT NOT NULL,
+    -- JSON, as the server renders citations.
+    citations TEXT NOT NULL,
+    -- JSON list of document ids.
+    document_ids TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT,
+    source TEXT NOT NULL,
+    source_ref TEXT,
+    -- Insertion order, the tie-break of answers created in the same millisecond (SQLite's rowid).
+    seq BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE INDEX verified_answers_by_department ON verified_answers(department, created_ms);
+CREATE INDEX verified_answers_by_expiry ON verified_answers(expires_ms) WHERE expires_ms IS NOT NULL;
+"#,
+    }],
+};
 
 const COLUMNS: &str =
     "id, department, questions, answer, citations, document_ids, owner, created_ms, expires_ms, source, source_ref";
@@ -105,23 +137,32 @@ struct Entry {
 }
 
 pub struct VerifiedStore {
-    conn: Mutex<Connection>,
-    /// Written only while `conn` is locked, after the database; read without it.
+    db: Db,
+    /// Held while a change is written to the database and then to `index`, so the index sees
+    /// changes in the database's order.
+    write: Mutex<()>,
+    /// Written only while `write` is locked, after the database; read without it.
     index: RwLock<Vec<Entry>>,
 }
 
 impl VerifiedStore {
-    /// Opens (creating if needed) the table in the database at `path` and loads every verified
-    /// answer into memory.
+    /// Opens (creating if needed) the table in the embedded database file at `path` and loads
+    /// every verified answer into memory.
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let conn = open_connection(path)?;
-        conn.execute_batch(SCHEMA)?;
+        Self::open_in(&crate::open_sqlite(path)?)
+    }
+
+    /// Opens (creating if needed) the table in the application database (SQLite or PostgreSQL)
+    /// and loads every verified answer into memory.
+    pub fn open_in(database: &Database) -> Result<Self, Error> {
+        let db = database.store(&SCHEMA)?;
         let index = {
-            let mut stmt = conn
-                .prepare(&format!("SELECT {COLUMNS}, vectors, dim FROM verified_answers ORDER BY created_ms, rowid"))?;
-            let mut rows = stmt.query([])?;
+            let rows = db.query(
+                &format!("SELECT {COLUMNS}, vectors, dim FROM verified_answers ORDER BY created_ms, {}", seq(&db)),
+                params![],
+            )?;
             let mut index = Vec::new();
-            while let Some(row) = rows.next()? {
+            for row in &rows {
                 let verified = verified_from_row(row)?;
                 let (blob, dim): (Vec<u8>, i64) = (row.get(11)?, row.get(12)?);
                 let vectors = decode(&blob, dim, verified.questions.len()).ok_or_else(|| {
@@ -137,7 +178,7 @@ impl VerifiedStore {
             index
         };
         tracing::debug!(verified = index.len(), "verified answer store opened");
-        Ok(VerifiedStore { conn: Mutex::new(conn), index: RwLock::new(index) })
+        Ok(VerifiedStore { db, write: Mutex::new(()), index: RwLock::new(index) })
     }
 
     pub fn create(&self, new: NewVerified, now_ms: i64) -> Result<Verified, Error> {
@@ -156,26 +197,26 @@ impl VerifiedStore {
             source: new.source,
             source_ref: new.source_ref,
         };
-        let conn = lock(&self.conn);
-        conn.execute(
+        let _write = lock(&self.write);
+        self.db.execute(
             &format!(
                 "INSERT INTO verified_answers ({COLUMNS}, vectors, dim) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ),
             params![
-                verified.id,
-                verified.department,
+                verified.id.as_str(),
+                verified.department.as_deref(),
                 Value::from(verified.questions.clone()).to_string(),
-                verified.answer,
+                verified.answer.as_str(),
                 verified.citations.to_string(),
                 Value::from(verified.document_ids.clone()).to_string(),
-                verified.owner,
+                verified.owner.as_str(),
                 verified.created_ms,
                 verified.expires_ms,
-                verified.source,
-                verified.source_ref,
+                verified.source.as_str(),
+                verified.source_ref.as_deref(),
                 encode(&vectors),
-                dim as i64,
+                dim,
             ],
         )?;
         self.index.write().unwrap_or_else(PoisonError::into_inner).push(Entry { verified: verified.clone(), vectors });
@@ -184,29 +225,30 @@ impl VerifiedStore {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Verified>, Error> {
-        let conn = lock(&self.conn);
-        let verified = conn
-            .query_row(&format!("SELECT {COLUMNS} FROM verified_answers WHERE id = ?1"), [id], verified_from_row)
-            .optional()?;
-        Ok(verified)
+        self.db
+            .query_opt(&format!("SELECT {COLUMNS} FROM verified_answers WHERE id = ?1"), params![id])?
+            .map(|row| verified_from_row(&row))
+            .transpose()
     }
 
     /// Newest first, expired ones included (they are kept until purged, for renewal); `None` =
     /// every department, `Some(d)` = those of department `d`.
     pub fn list(&self, department: Option<&str>) -> Result<Vec<Verified>, Error> {
-        let conn = lock(&self.conn);
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM verified_answers WHERE ?1 IS NULL OR department = ?1 \
-             ORDER BY created_ms DESC, rowid DESC"
-        ))?;
-        let verified = stmt.query_map([department], verified_from_row)?.collect::<rusqlite::Result<_>>()?;
-        Ok(verified)
+        let order = format!("ORDER BY created_ms DESC, {} DESC", seq(&self.db));
+        let rows = match department {
+            None => self.db.query(&format!("SELECT {COLUMNS} FROM verified_answers {order}"), params![])?,
+            Some(department) => self.db.query(
+                &format!("SELECT {COLUMNS} FROM verified_answers WHERE department = ?1 {order}"),
+                params![department],
+            )?,
+        };
+        rows.iter().map(verified_from_row).collect()
     }
 
     /// Returns whether it existed.
     pub fn delete(&self, id: &str) -> Result<bool, Error> {
-        let conn = lock(&self.conn);
-        let deleted = conn.execute("DELETE FROM verified_answers WHERE id = ?1", [id])? > 0;
+        let _write = lock(&self.write);
+        let deleted = self.db.execute("DELETE FROM verified_answers WHERE id = ?1", params![id])? > 0;
         self.index.write().unwrap_or_else(PoisonError::into_inner).retain(|entry| entry.verified.id != id);
         Ok(deleted)
     }
@@ -244,9 +286,11 @@ impl VerifiedStore {
 
     /// Deletes answers expired at `now_ms`. Returns how many.
     pub fn purge_expired(&self, now_ms: i64) -> Result<usize, Error> {
-        let conn = lock(&self.conn);
-        let purged =
-            conn.execute("DELETE FROM verified_answers WHERE expires_ms IS NOT NULL AND expires_ms <= ?1", [now_ms])?;
+        let _write = lock(&self.write);
+        let purged = self.db.execute(
+            "DELETE FROM verified_answers WHERE expires_ms IS NOT NULL AND expires_ms <= ?1",
+            params![now_ms],
+        )?;
         self.index.write().unwrap_or_else(PoisonError::into_inner).retain(|entry| entry.verified.live_at(now_ms));
         Ok(purged)
     }
@@ -345,7 +389,15 @@ pub fn calibrate(pairs: &[(f32, bool)], max_false_rate: f64) -> Calibration {
     }
 }
 
-fn verified_from_row(row: &Row) -> rusqlite::Result<Verified> {
+/// The insertion order, the tie-break of answers created in the same millisecond.
+fn seq(db: &Db) -> &'static str {
+    match db.dialect() {
+        Dialect::Sqlite => "rowid",
+        Dialect::Postgres => "seq",
+    }
+}
+
+fn verified_from_row(row: &Row) -> Result<Verified, Error> {
     Ok(Verified {
         id: row.get(0)?,
         department: row.get(1)?,
@@ -361,9 +413,10 @@ fn verified_from_row(row: &Row) -> rusqlite::Result<Verified> {
     })
 }
 
-fn json_column<T: serde::de::DeserializeOwned>(row: &Row, index: usize) -> rusqlite::Result<T> {
+fn json_column<T: serde::de::DeserializeOwned>(row: &Row, index: usize) -> Result<T, Error> {
     let text: String = row.get(index)?;
-    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, e.into()))
+    serde_json::from_str(&text)
+        .map_err(|e| lore_db::Error::Decode { column: index, message: format!("not the JSON expected: {e}") }.into())
 }
 
 fn encode(vectors: &[Vec<f32>]) -> Vec<u8> {
@@ -392,13 +445,9 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use serde_json::json;
 
-    use super::*;
+    use lore_db::testing::on_both;
 
-    fn open() -> (tempfile::TempDir, VerifiedStore) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = VerifiedStore::open(&dir.path().join("data/catalog.sqlite")).expect("open");
-        (dir, store)
-    }
+    use super::*;
 
     fn new(answer: &str, vectors: &[&[f32]]) -> NewVerified {
         NewVerified {
@@ -421,123 +470,150 @@ mod tests {
 
     #[test]
     fn a_verified_answer_round_trips_and_survives_reopening() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("catalog.sqlite");
-        let store = VerifiedStore::open(&path).expect("open");
-        let created = store
-            .create(
-                NewVerified {
-                    source: "review".into(),
-                    source_ref: Some("r1".into()),
-                    ..new("holidays", &[&[3.0, 4.0]])
-                },
-                1_000,
-            )
-            .expect("create");
-        assert_eq!(created.id.len(), 32);
-        assert_eq!(store.get(&created.id).expect("get"), Some(created.clone()));
-        assert_eq!(store.get("absent").expect("get"), None);
-        drop(store);
+        on_both("a_verified_answer_round_trips_and_survives_reopening", |database| {
+            let store = VerifiedStore::open_in(database).expect("open");
+            let created = store
+                .create(
+                    NewVerified {
+                        source: "review".into(),
+                        source_ref: Some("r1".into()),
+                        ..new("holidays", &[&[3.0, 4.0]])
+                    },
+                    1_000,
+                )
+                .expect("create");
+            assert_eq!(created.id.len(), 32);
+            assert_eq!(store.get(&created.id).expect("get"), Some(created.clone()));
+            assert_eq!(store.get("absent").expect("get"), None);
+            drop(store);
 
+            let reopened = VerifiedStore::open_in(database).expect("reopen");
+            assert_eq!(reopened.get(&created.id).expect("get"), Some(created.clone()));
+            let found = reopened.matches(&[0.6, 0.8], 0.99, 2_000);
+            assert_eq!(found.len(), 1, "the index is loaded at open");
+            assert_eq!(found[0].0, created);
+            assert!((found[0].1 - 1.0).abs() < 1e-6, "stored vectors are normalised: {}", found[0].1);
+        });
+    }
+
+    /// The SQLite constructor: the embedded file (and its folder) is created and kept; answers
+    /// made in the same millisecond list newest first.
+    #[test]
+    fn the_embedded_file_keeps_verified_answers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data/catalog.sqlite");
+        let store = VerifiedStore::open(&path).expect("open");
+        let first = store.create(new("first", &[&[1.0, 0.0]]), 1).expect("create");
+        let second = store.create(new("second", &[&[0.0, 1.0]]), 1).expect("create");
+        drop(store);
         let reopened = VerifiedStore::open(&path).expect("reopen");
-        assert_eq!(reopened.get(&created.id).expect("get"), Some(created.clone()));
-        let found = reopened.matches(&[0.6, 0.8], 0.99, 2_000);
-        assert_eq!(found.len(), 1, "the index is loaded at open");
-        assert_eq!(found[0].0, created);
-        assert!((found[0].1 - 1.0).abs() < 1e-6, "stored vectors are normalised: {}", found[0].1);
+        assert_eq!(reopened.list(None).expect("list"), [second, first]);
+        assert_eq!(reopened.matches(&[1.0, 1.0], 0.5, 2).len(), 2, "both are loaded at open");
     }
 
     #[test]
     fn creating_checks_the_input() {
-        let (_dir, store) = open();
-        let cases: Vec<(NewVerified, &str)> = vec![
-            (NewVerified { questions: vec![], vectors: vec![], ..new("a", &[]) }, "at least one example question"),
-            (NewVerified { vectors: vec![vec![1.0]], ..new("a", &[&[1.0], &[1.0]]) }, "2 questions but 1 vectors"),
-            (new("a", &[&[1.0, 0.0], &[1.0]]), "vector 1 has 1 numbers"),
-            (new("a", &[&[0.0, 0.0]]), "vector 0 is empty, zero"),
-            (new("a", &[&[f32::NAN, 1.0]]), "not finite"),
-            (NewVerified { answer: " ".into(), ..new("a", &[&[1.0]]) }, "answer is empty"),
-            (NewVerified { document_ids: vec![], ..new("a", &[&[1.0]]) }, "document id"),
-            (NewVerified { document_ids: vec!["".into()], ..new("a", &[&[1.0]]) }, "document id"),
-            (NewVerified { owner: "".into(), ..new("a", &[&[1.0]]) }, "owner"),
-            (NewVerified { source: "chat".into(), ..new("a", &[&[1.0]]) }, "unknown source \"chat\""),
-            (NewVerified { expires_ms: Some(1_000), ..new("a", &[&[1.0]]) }, "expire before"),
-            (NewVerified { department: Some("".into()), ..new("a", &[&[1.0]]) }, "department"),
-        ];
-        for (input, expected) in cases {
-            match store.create(input, 1_000) {
-                Err(Error::Invalid(message)) => assert!(message.contains(expected), "{message} lacks {expected:?}"),
-                other => panic!("expected an invalid input error with {expected:?}, got {other:?}"),
+        on_both("creating_checks_the_input", |database| {
+            let store = VerifiedStore::open_in(database).expect("open");
+            let cases: Vec<(NewVerified, &str)> = vec![
+                (NewVerified { questions: vec![], vectors: vec![], ..new("a", &[]) }, "at least one example question"),
+                (NewVerified { vectors: vec![vec![1.0]], ..new("a", &[&[1.0], &[1.0]]) }, "2 questions but 1 vectors"),
+                (new("a", &[&[1.0, 0.0], &[1.0]]), "vector 1 has 1 numbers"),
+                (new("a", &[&[0.0, 0.0]]), "vector 0 is empty, zero"),
+                (new("a", &[&[f32::NAN, 1.0]]), "not finite"),
+                (NewVerified { answer: " ".into(), ..new("a", &[&[1.0]]) }, "answer is empty"),
+                (NewVerified { document_ids: vec![], ..new("a", &[&[1.0]]) }, "document id"),
+                (NewVerified { document_ids: vec!["".into()], ..new("a", &[&[1.0]]) }, "document id"),
+                (NewVerified { owner: "".into(), ..new("a", &[&[1.0]]) }, "owner"),
+                (NewVerified { source: "chat".into(), ..new("a", &[&[1.0]]) }, "unknown source \"chat\""),
+                (NewVerified { expires_ms: Some(1_000), ..new("a", &[&[1.0]]) }, "expire before"),
+                (NewVerified { department: Some("".into()), ..new("a", &[&[1.0]]) }, "department"),
+            ];
+            for (input, expected) in cases {
+                match store.create(input, 1_000) {
+                    Err(Error::Invalid(message)) => assert!(message.contains(expected), "{message} lacks {expected:?}"),
+                    other => panic!("expected an invalid input error with {expected:?}, got {other:?}"),
+                }
             }
-        }
-        assert!(store.list(None).expect("list").is_empty());
-        assert!(store.matches(&[1.0], 0.0, 1_000).is_empty(), "nothing refused reached the index");
+            assert!(store.list(None).expect("list").is_empty());
+            assert!(store.matches(&[1.0], 0.0, 1_000).is_empty(), "nothing refused reached the index");
+        });
     }
 
     #[test]
     fn matches_honour_the_threshold_and_rank_by_the_best_example() {
-        let (_dir, store) = open();
-        // Cosines with the query (1, 0): a = 0.6 or 0.8 at best, b = 0.96, c = 0.28.
-        store.create(new("a", &[&[0.6, 0.8], &[0.8, 0.6]]), 1).expect("create");
-        store.create(new("b", &[&[0.96, 0.28]]), 2).expect("create");
-        store.create(new("c", &[&[0.28, 0.96]]), 3).expect("create");
+        on_both("matches_honour_the_threshold_and_rank_by_the_best_example", |database| {
+            let store = VerifiedStore::open_in(database).expect("open");
+            // Cosines with the query (1, 0): a = 0.6 or 0.8 at best, b = 0.96, c = 0.28.
+            store.create(new("a", &[&[0.6, 0.8], &[0.8, 0.6]]), 1).expect("create");
+            store.create(new("b", &[&[0.96, 0.28]]), 2).expect("create");
+            store.create(new("c", &[&[0.28, 0.96]]), 3).expect("create");
 
-        let found = store.matches(&[5.0, 0.0], 0.7, 10);
-        assert_eq!(answers(&found), ["b", "a"]);
-        assert!((found[0].1 - 0.96).abs() < 1e-6 && (found[1].1 - 0.8).abs() < 1e-6, "{found:?}");
-        assert_eq!(answers(&store.matches(&[1.0, 0.0], 0.96, 10)), ["b"], "the threshold is inclusive");
-        assert!(store.matches(&[1.0, 0.0], 0.97, 10).is_empty());
-        assert!(store.matches(&[0.0, 0.0], -1.0, 10).is_empty(), "a zero query matches nothing");
-        assert!(store.matches(&[1.0, 0.0, 0.0], -1.0, 10).is_empty(), "another model's vectors never match");
+            let found = store.matches(&[5.0, 0.0], 0.7, 10);
+            assert_eq!(answers(&found), ["b", "a"]);
+            assert!((found[0].1 - 0.96).abs() < 1e-6 && (found[1].1 - 0.8).abs() < 1e-6, "{found:?}");
+            assert_eq!(answers(&store.matches(&[1.0, 0.0], 0.96, 10)), ["b"], "the threshold is inclusive");
+            assert!(store.matches(&[1.0, 0.0], 0.97, 10).is_empty());
+            assert!(store.matches(&[0.0, 0.0], -1.0, 10).is_empty(), "a zero query matches nothing");
+            assert!(store.matches(&[1.0, 0.0, 0.0], -1.0, 10).is_empty(), "another model's vectors never match");
+        });
     }
 
     #[test]
     fn equal_similarities_rank_newest_first() {
-        let (_dir, store) = open();
-        store.create(new("old", &[&[1.0, 0.0]]), 1).expect("create");
-        store.create(new("new", &[&[2.0, 0.0]]), 2).expect("create");
-        assert_eq!(answers(&store.matches(&[1.0, 0.0], 0.9, 10)), ["new", "old"]);
+        on_both("equal_similarities_rank_newest_first", |database| {
+            let store = VerifiedStore::open_in(database).expect("open");
+            store.create(new("old", &[&[1.0, 0.0]]), 1).expect("create");
+            store.create(new("new", &[&[2.0, 0.0]]), 2).expect("create");
+            assert_eq!(answers(&store.matches(&[1.0, 0.0], 0.9, 10)), ["new", "old"]);
+        });
     }
 
     #[test]
     fn expired_answers_do_not_match_and_are_purged() {
-        let (_dir, store) = open();
-        let expiring =
-            store.create(NewVerified { expires_ms: Some(100), ..new("soon", &[&[1.0]]) }, 1).expect("create");
-        let lasting = store.create(new("always", &[&[1.0]]), 2).expect("create");
-        assert_eq!(answers(&store.matches(&[1.0], 0.9, 99)), ["always", "soon"]);
-        assert_eq!(answers(&store.matches(&[1.0], 0.9, 100)), ["always"], "expired at its expiry time");
-        assert_eq!(store.list(None).expect("list").len(), 2, "listed until purged");
+        on_both("expired_answers_do_not_match_and_are_purged", |database| {
+            let store = VerifiedStore::open_in(database).expect("open");
+            let expiring =
+                store.create(NewVerified { expires_ms: Some(100), ..new("soon", &[&[1.0]]) }, 1).expect("create");
+            let lasting = store.create(new("always", &[&[1.0]]), 2).expect("create");
+            assert_eq!(answers(&store.matches(&[1.0], 0.9, 99)), ["always", "soon"]);
+            assert_eq!(answers(&store.matches(&[1.0], 0.9, 100)), ["always"], "expired at its expiry time");
+            assert_eq!(store.list(None).expect("list").len(), 2, "listed until purged");
 
-        assert_eq!(store.purge_expired(100).expect("purge"), 1);
-        assert_eq!(store.get(&expiring.id).expect("get"), None);
-        assert_eq!(store.get(&lasting.id).expect("get"), Some(lasting));
-        assert_eq!(answers(&store.matches(&[1.0], 0.9, 50)), ["always"], "purged from memory too");
-        assert_eq!(store.purge_expired(1_000).expect("purge"), 0);
+            assert_eq!(store.purge_expired(100).expect("purge"), 1);
+            assert_eq!(store.get(&expiring.id).expect("get"), None);
+            assert_eq!(store.get(&lasting.id).expect("get"), Some(lasting));
+            assert_eq!(answers(&store.matches(&[1.0], 0.9, 50)), ["always"], "purged from memory too");
+            assert_eq!(store.purge_expired(1_000).expect("purge"), 0);
+        });
     }
 
     #[test]
     fn delete_removes_from_the_table_and_the_index() {
-        let (_dir, store) = open();
-        let gone = store.create(new("gone", &[&[1.0]]), 1).expect("create");
-        store.create(new("kept", &[&[1.0]]), 2).expect("create");
-        assert!(store.delete(&gone.id).expect("delete"));
-        assert!(!store.delete(&gone.id).expect("delete again"));
-        assert_eq!(store.get(&gone.id).expect("get"), None);
-        assert_eq!(answers(&store.matches(&[1.0], 0.5, 10)), ["kept"]);
+        on_both("delete_removes_from_the_table_and_the_index", |database| {
+            let store = VerifiedStore::open_in(database).expect("open");
+            let gone = store.create(new("gone", &[&[1.0]]), 1).expect("create");
+            store.create(new("kept", &[&[1.0]]), 2).expect("create");
+            assert!(store.delete(&gone.id).expect("delete"));
+            assert!(!store.delete(&gone.id).expect("delete again"));
+            assert_eq!(store.get(&gone.id).expect("get"), None);
+            assert_eq!(answers(&store.matches(&[1.0], 0.5, 10)), ["kept"]);
+        });
     }
 
     #[test]
     fn list_is_newest_first_and_filters_by_department() {
-        let (_dir, store) = open();
-        store.create(new("hr-old", &[&[1.0]]), 1).expect("create");
-        store.create(NewVerified { department: Some("it".into()), ..new("it", &[&[1.0]]) }, 2).expect("create");
-        store.create(NewVerified { department: None, ..new("company", &[&[1.0]]) }, 3).expect("create");
-        store.create(new("hr-new", &[&[1.0]]), 4).expect("create");
-        let names = |list: Vec<Verified>| list.into_iter().map(|v| v.answer).collect::<Vec<_>>();
-        assert_eq!(names(store.list(None).expect("list")), ["hr-new", "company", "it", "hr-old"]);
-        assert_eq!(names(store.list(Some("hr")).expect("list")), ["hr-new", "hr-old"]);
-        assert!(store.list(Some("sales")).expect("list").is_empty());
+        on_both("list_is_newest_first_and_filters_by_department", |database| {
+            let store = VerifiedStore::open_in(database).expect("open");
+            store.create(new("hr-old", &[&[1.0]]), 1).expect("create");
+            store.create(NewVerified { department: Some("it".into()), ..new("it", &[&[1.0]]) }, 2).expect("create");
+            store.create(NewVerified { department: None, ..new("company", &[&[1.0]]) }, 3).expect("create");
+            store.create(new("hr-new", &[&[1.0]]), 4).expect("create");
+            let names = |list: Vec<Verified>| list.into_iter().map(|v| v.answer).collect::<Vec<_>>();
+            assert_eq!(names(store.list(None).expect("list")), ["hr-new", "company", "it", "hr-old"]);
+            assert_eq!(names(store.list(Some("hr")).expect("list")), ["hr-new", "hr-old"]);
+            assert!(store.list(Some("sales")).expect("list").is_empty());
+        });
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output
     // Documents indexed since the queue last ran dry.
     let mut written: Vec<String> = Vec::new();
     loop {
+        match state.jobs.fail_expired() {
+            Ok(failed) => {
+                for job in failed {
+                    report_failure(&state, &job);
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot read the job queue"),
+        }
         let next = match state.jobs.claim_next() {
             Ok(next) => next,
             Err(error) => {
@@ -41,6 +49,7 @@ pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output
             Some(job) => {
                 let cancel = Arc::new(AtomicBool::new(false));
                 *state.current_job.lock().unwrap_or_else(|p| p.into_inner()) = Some((job.id.clone(), cancel.clone()));
+                let heartbeat = tokio::spawn(keep_lease(state.clone(), job.clone(), cancel.clone()));
                 let outcome = {
                     let state = state.clone();
                     let job = job.clone();
@@ -49,26 +58,21 @@ pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output
                         .await
                         .unwrap_or_else(|e| Err(format!("ingest crashed: {e}")))
                 };
+                heartbeat.abort();
                 *state.current_job.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 if matches!(outcome, Ok(true)) {
                     written.push(job.document_id.clone());
                 }
                 let written_now = matches!(outcome, Ok(true));
-                match state.jobs.finish(&job.id, outcome.map(|_| ())) {
+                match state.jobs.finish(&job, outcome.map(|_| ())) {
                     Ok(true) => {}
-                    Ok(false) => tracing::info!(job = %job.id, "job was cancelled while it ran"),
+                    Ok(false) => tracing::info!(job = %job.id, "job was cancelled or taken over while it ran"),
                     Err(error) => tracing::error!(%error, job = %job.id, "cannot record the job outcome"),
                 }
-                let event = serde_json::json!({
-                    "job_id": job.id, "document_id": job.document_id, "collection": job.collection, "filename": job.filename,
-                });
-                if let Ok(Some(Job { state: JobState::Failed, error: Some(reason), .. })) = state.jobs.get(&job.id) {
-                    tracing::warn!(job = %job.id, file = %job.filename, %reason, "job failed");
-                    let mut event = event;
-                    event["error"] = serde_json::Value::String(reason);
-                    state.webhooks.emit("document.failed", event);
-                } else if written_now {
-                    state.webhooks.emit("document.indexed", event);
+                match state.jobs.get(&job.id) {
+                    Ok(Some(now @ Job { state: JobState::Failed, .. })) => report_failure(&state, &now),
+                    _ if written_now => state.webhooks.emit("document.indexed", job_event(&job)),
+                    _ => {}
                 }
                 let _ = std::fs::remove_dir_all(job.staged_path.parent().unwrap_or(&job.staged_path));
             }
@@ -88,6 +92,41 @@ pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output
             }
         }
     }
+}
+
+/// Renews the job's lease while it is processed; when the lease is lost (the job was
+/// cancelled, or this worker stalled past the lease and another took the job over), cancels
+/// the work here.
+async fn keep_lease(state: Arc<AppState>, job: Job, cancel: Arc<AtomicBool>) {
+    let every = state.jobs.lease() / 4;
+    loop {
+        tokio::time::sleep(every).await;
+        match state.jobs.renew(&job) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(job = %job.id, "lost the job's lease; stopping its work");
+                cancel.store(true, Ordering::Relaxed);
+                return;
+            }
+            // The database is unreachable for now; the lease may still hold at the next try.
+            Err(error) => tracing::warn!(%error, job = %job.id, "cannot renew the job's lease"),
+        }
+    }
+}
+
+fn job_event(job: &Job) -> serde_json::Value {
+    serde_json::json!({
+        "job_id": job.id, "document_id": job.document_id, "collection": job.collection, "filename": job.filename,
+    })
+}
+
+/// Logs a failed job and tells the webhooks.
+fn report_failure(state: &AppState, job: &Job) {
+    let reason = job.error.clone().unwrap_or_default();
+    tracing::warn!(job = %job.id, file = %job.filename, %reason, "job failed");
+    let mut event = job_event(job);
+    event["error"] = serde_json::Value::String(reason);
+    state.webhooks.emit("document.failed", event);
 }
 
 /// Prepares and writes one job; `Ok(true)` when the indexes were written.
@@ -118,7 +157,7 @@ async fn process(state: &AppState, job: &Job, cancel: &Arc<AtomicBool>) -> Resul
     let mut writer = state.writer.lock().await;
     // Looked at again under the writer: a cancel or delete that came first wins.
     let current = match state.jobs.get(&job.id).map_err(|e| e.to_string())? {
-        Some(current) if current.state == JobState::Processing => current,
+        Some(current) if current.state == JobState::Processing && current.claim == job.claim => current,
         _ => return Ok(false),
     };
     match prepared {

@@ -182,6 +182,7 @@ impl From<lore_core::Error> for ApiError {
             | Error::Embedding(_)
             | Error::ModelMismatch { .. }
             | Error::Catalog(_)
+            | Error::Database(_)
             | Error::Keyword(_)
             | Error::KeywordQuery(_)
             | Error::Vector(_)
@@ -226,7 +227,7 @@ impl From<lore_policy::Error> for ApiError {
         match error {
             lore_policy::Error::Invalid(message) => ApiError::InvalidRequest(message),
             lore_policy::Error::AlreadyDecided(_) => ApiError::Conflict(error.to_string()),
-            lore_policy::Error::Sqlite(_) | lore_policy::Error::Other(_) => ApiError::Internal(error.to_string()),
+            lore_policy::Error::Database(_) | lore_policy::Error::Other(_) => ApiError::Internal(error.to_string()),
         }
     }
 }
