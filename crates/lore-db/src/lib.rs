@@ -112,6 +112,15 @@ impl Database {
         }
     }
 
+    /// The embedded database's file (`None` on PostgreSQL), for the rare read that must use
+    /// SQLite directly: streaming a large scan without copying its rows.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        match &self.target {
+            Target::Sqlite(path) => Some(path),
+            Target::Postgres(_) => None,
+        }
+    }
+
     /// A store's handle, with `schema` brought up to date.
     pub fn store(&self, schema: &Schema) -> Result<Db> {
         let db = Db {

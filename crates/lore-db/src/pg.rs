@@ -80,6 +80,17 @@ impl Pool {
     }
 }
 
+impl Drop for Pool {
+    /// Closing a connection blocks on its runtime, which must not happen on a thread driving
+    /// another runtime (a pool is often dropped inside async code).
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.state.get_mut().unwrap_or_else(|p| p.into_inner()).idle);
+        if !idle.is_empty() {
+            blocking(move || drop(idle));
+        }
+    }
+}
+
 /// Host, port and database of a connection string, without the password.
 fn describe(config: &postgres::Config) -> String {
     let host = match config.get_hosts().first() {
