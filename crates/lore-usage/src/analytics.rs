@@ -492,7 +492,8 @@ fn push_text(out: &mut String, text: &str) {
 
 #[cfg(test)]
 mod tests {
-    use tempfile::TempDir;
+    use lore_db::Database;
+    use lore_db::testing::on_both;
 
     use super::*;
     use crate::store::Histogram;
@@ -502,13 +503,13 @@ mod tests {
     const NOW_MS: i64 = 1_796_032_800_000;
     const DAY_MS: i64 = DAY_SECS * 1000;
 
-    fn store_with(batches: &[&[UsageEvent]]) -> (TempDir, UsageStore) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = UsageStore::open(&dir.path().join("catalog.sqlite")).expect("open");
+    /// The usage store of `database`, with `batches` written.
+    fn store_with(database: &Database, batches: &[&[UsageEvent]]) -> UsageStore {
+        let store = UsageStore::open_in(database).expect("open");
         for batch in batches {
             store.write_batch(batch).expect("write");
         }
-        (dir, store)
+        store
     }
 
     fn query(from_ms: i64, to_ms: i64, group_by: GroupBy, departments: Option<&[&str]>) -> UsageQuery {
@@ -626,53 +627,56 @@ mod tests {
 
     #[test]
     fn rollups_and_raw_events_give_the_same_numbers_for_every_grouping() {
-        let mut events: Vec<UsageEvent> = synthetic::events(2_000, 5, 10, NOW_MS).collect();
-        // A collection named twice counts once.
-        for event in events.iter_mut().step_by(7).filter(|e| !e.collections.is_empty()) {
-            event.collections.push(event.collections[0].clone());
-        }
-        let batches: Vec<&[UsageEvent]> = events.chunks(500).collect();
-        let (_dir, store) = store_with(&batches);
+        on_both("rollups_and_raw_events_give_the_same_numbers_for_every_grouping", |database| {
+            let mut events: Vec<UsageEvent> = synthetic::events(2_000, 5, 10, NOW_MS).collect();
+            // A collection named twice counts once.
+            for event in events.iter_mut().step_by(7).filter(|e| !e.collections.is_empty()) {
+                event.collections.push(event.collections[0].clone());
+            }
+            let batches: Vec<&[UsageEvent]> = events.chunks(500).collect();
+            let store = store_with(database, &batches);
 
-        let ranges = [
-            // Partial days at both ends around whole days from the rollups.
-            (NOW_MS - 8 * DAY_MS - 7_654_321, NOW_MS - DAY_MS + 1_234_567),
-            // Whole days only.
-            (day_start(NOW_MS / 1000 - 6 * DAY_SECS) * 1000, day_start(NOW_MS / 1000) * 1000),
-            // Within one day: raw events only.
-            (
-                day_start(NOW_MS / 1000 - 2 * DAY_SECS) * 1000 + 30_000_000,
-                day_start(NOW_MS / 1000 - DAY_SECS) * 1000 - 1,
-            ),
-        ];
-        let split = split_days(ranges[0].0, ranges[0].1);
-        assert!(split.days.is_some() && split.edges.len() == 2);
-        for (from, to) in split.edges {
-            assert!(events.iter().any(|e| (from..to).contains(&e.time_ms)), "no event in the edge [{from}, {to})");
-        }
+            let ranges = [
+                // Partial days at both ends around whole days from the rollups.
+                (NOW_MS - 8 * DAY_MS - 7_654_321, NOW_MS - DAY_MS + 1_234_567),
+                // Whole days only.
+                (day_start(NOW_MS / 1000 - 6 * DAY_SECS) * 1000, day_start(NOW_MS / 1000) * 1000),
+                // Within one day: raw events only.
+                (
+                    day_start(NOW_MS / 1000 - 2 * DAY_SECS) * 1000 + 30_000_000,
+                    day_start(NOW_MS / 1000 - DAY_SECS) * 1000 - 1,
+                ),
+            ];
+            let split = split_days(ranges[0].0, ranges[0].1);
+            assert!(split.days.is_some() && split.edges.len() == 2);
+            for (from, to) in split.edges {
+                assert!(events.iter().any(|e| (from..to).contains(&e.time_ms)), "no event in the edge [{from}, {to})");
+            }
 
-        let scopes: [Option<&[&str]>; 3] = [None, Some(&["hr", "legal"]), Some(&[])];
-        for (from_ms, to_ms) in ranges {
-            let raw = store.events(from_ms, to_ms).expect("events");
-            for scope in scopes {
-                for group_by in GroupBy::ALL {
-                    let query = query(from_ms, to_ms, group_by, scope);
-                    let rows = usage(&store, &query).expect("usage");
-                    assert_sorted(&rows, group_by);
-                    let mut expected = expected_rows(&raw, group_by, query.departments.as_deref());
-                    assert_eq!(rows.len(), expected.len(), "{group_by:?} {scope:?}: groups");
-                    if scope == Some(&[]) {
-                        assert!(rows.is_empty());
-                    }
-                    for mut row in rows {
-                        let want = expected.remove(&row.group).unwrap_or_else(|| panic!("unexpected group {row:?}"));
-                        assert!((row.cost - want.cost).abs() < 1e-9, "{group_by:?} {}: cost", row.group);
-                        row.cost = want.cost;
-                        assert_eq!(row, want, "{group_by:?} {scope:?} [{from_ms}, {to_ms})");
+            let scopes: [Option<&[&str]>; 3] = [None, Some(&["hr", "legal"]), Some(&[])];
+            for (from_ms, to_ms) in ranges {
+                let raw = store.events(from_ms, to_ms).expect("events");
+                for scope in scopes {
+                    for group_by in GroupBy::ALL {
+                        let query = query(from_ms, to_ms, group_by, scope);
+                        let rows = usage(&store, &query).expect("usage");
+                        assert_sorted(&rows, group_by);
+                        let mut expected = expected_rows(&raw, group_by, query.departments.as_deref());
+                        assert_eq!(rows.len(), expected.len(), "{group_by:?} {scope:?}: groups");
+                        if scope == Some(&[]) {
+                            assert!(rows.is_empty());
+                        }
+                        for mut row in rows {
+                            let want =
+                                expected.remove(&row.group).unwrap_or_else(|| panic!("unexpected group {row:?}"));
+                            assert!((row.cost - want.cost).abs() < 1e-9, "{group_by:?} {}: cost", row.group);
+                            row.cost = want.cost;
+                            assert_eq!(row, want, "{group_by:?} {scope:?} [{from_ms}, {to_ms})");
+                        }
                     }
                 }
             }
-        }
+        });
     }
 
     fn event(time_ms: i64, user: &str, departments: &[&str], endpoint: Endpoint, kind: &str) -> UsageEvent {
@@ -690,125 +694,131 @@ mod tests {
 
     #[test]
     fn knowledge_managers_see_only_their_departments() {
-        let day = day_start(NOW_MS / 1000) * 1000 - 3 * DAY_MS;
-        // Two events on a whole day (rollups), two on the partial day at the end (raw).
-        let events = [
-            event(day + 1_000, "ana", &["hr"], Endpoint::Chat, "generated"),
-            event(day + 2_000, "ben", &["it"], Endpoint::Chat, "generated"),
-            event(day + DAY_MS + 1_000, "cai", &["it", "hr"], Endpoint::Search, "results"),
-            event(day + DAY_MS + 2_000, "dan", &[], Endpoint::Search, "results"),
-        ];
-        let (_dir, store) = store_with(&[&events]);
-        let (from, to) = (day, day + DAY_MS + 10_000);
-        let groups = |group_by, scope| -> Vec<(String, u64, u64)> {
-            let rows = usage(&store, &query(from, to, group_by, scope)).expect("usage");
-            rows.into_iter().map(|r| (r.group, r.requests, r.active_users)).collect()
-        };
-        let row = |group: &str, requests, users| (group.to_owned(), requests, users);
+        on_both("knowledge_managers_see_only_their_departments", |database| {
+            let day = day_start(NOW_MS / 1000) * 1000 - 3 * DAY_MS;
+            // Two events on a whole day (rollups), two on the partial day at the end (raw).
+            let events = [
+                event(day + 1_000, "ana", &["hr"], Endpoint::Chat, "generated"),
+                event(day + 2_000, "ben", &["it"], Endpoint::Chat, "generated"),
+                event(day + DAY_MS + 1_000, "cai", &["it", "hr"], Endpoint::Search, "results"),
+                event(day + DAY_MS + 2_000, "dan", &[], Endpoint::Search, "results"),
+            ];
+            let store = store_with(database, &[&events]);
+            let (from, to) = (day, day + DAY_MS + 10_000);
+            let groups = |group_by, scope| -> Vec<(String, u64, u64)> {
+                let rows = usage(&store, &query(from, to, group_by, scope)).expect("usage");
+                rows.into_iter().map(|r| (r.group, r.requests, r.active_users)).collect()
+            };
+            let row = |group: &str, requests, users| (group.to_owned(), requests, users);
 
-        assert_eq!(
-            groups(GroupBy::Department, None),
-            [row("hr", 2, 2), row("it", 2, 2), row(NO_GROUP, 1, 1)],
-            "an event of two departments counts in both"
-        );
-        assert_eq!(groups(GroupBy::Department, Some(&["hr"])), [row("hr", 2, 2)]);
-        assert_eq!(groups(GroupBy::User, Some(&["hr"])), [row("ana", 1, 1), row("cai", 1, 1)]);
-        assert_eq!(groups(GroupBy::Endpoint, Some(&["it"])), [row("chat", 1, 1), row("search", 1, 1)]);
-        assert_eq!(groups(GroupBy::Day, Some(&["sales"])), []);
-        assert_eq!(
-            groups(GroupBy::Day, None),
-            [row(&date_text(day / 1000), 2, 2), row(&date_text(day / 1000 + DAY_SECS), 2, 2)]
-        );
+            assert_eq!(
+                groups(GroupBy::Department, None),
+                [row("hr", 2, 2), row("it", 2, 2), row(NO_GROUP, 1, 1)],
+                "an event of two departments counts in both"
+            );
+            assert_eq!(groups(GroupBy::Department, Some(&["hr"])), [row("hr", 2, 2)]);
+            assert_eq!(groups(GroupBy::User, Some(&["hr"])), [row("ana", 1, 1), row("cai", 1, 1)]);
+            assert_eq!(groups(GroupBy::Endpoint, Some(&["it"])), [row("chat", 1, 1), row("search", 1, 1)]);
+            assert_eq!(groups(GroupBy::Day, Some(&["sales"])), []);
+            assert_eq!(
+                groups(GroupBy::Day, None),
+                [row(&date_text(day / 1000), 2, 2), row(&date_text(day / 1000 + DAY_SECS), 2, 2)]
+            );
+        });
     }
 
     #[test]
     fn every_kind_has_its_count_and_its_csv_column() {
-        let t = day_start(NOW_MS / 1000) * 1000 - DAY_MS;
-        let mut events: Vec<UsageEvent> = KINDS
-            .iter()
-            .enumerate()
-            .map(|(i, kind)| {
-                let endpoint = match *kind {
-                    "results" => Endpoint::Search,
-                    "queued" | "duplicate" => Endpoint::Upload,
-                    "up" | "down" | "revote" => Endpoint::Feedback,
-                    _ => Endpoint::Chat,
-                };
-                event(t + i as i64, "ana", &["hr"], endpoint, kind)
-            })
-            .collect();
-        events.push(event(t + 100, "ben", &["hr"], Endpoint::ChatStream, "no_answer"));
-        let (_dir, store) = store_with(&[&events]);
+        on_both("every_kind_has_its_count_and_its_csv_column", |database| {
+            let t = day_start(NOW_MS / 1000) * 1000 - DAY_MS;
+            let mut events: Vec<UsageEvent> = KINDS
+                .iter()
+                .enumerate()
+                .map(|(i, kind)| {
+                    let endpoint = match *kind {
+                        "results" => Endpoint::Search,
+                        "queued" | "duplicate" => Endpoint::Upload,
+                        "up" | "down" | "revote" => Endpoint::Feedback,
+                        _ => Endpoint::Chat,
+                    };
+                    event(t + i as i64, "ana", &["hr"], endpoint, kind)
+                })
+                .collect();
+            events.push(event(t + 100, "ben", &["hr"], Endpoint::ChatStream, "no_answer"));
+            let store = store_with(database, &[&events]);
 
-        let rows = usage(&store, &query(t, t + DAY_MS, GroupBy::Department, None)).expect("usage");
-        assert_eq!(rows.len(), 1);
-        let hr = &rows[0];
-        let expected_kinds: BTreeMap<String, u64> =
-            KINDS.iter().map(|k| (k.to_string(), if *k == "no_answer" { 2 } else { 1 })).collect();
-        assert_eq!(hr.kinds, expected_kinds);
-        assert_eq!((hr.requests, hr.active_users), (KINDS.len() as u64 + 1, 2));
-        // Chats answered: generated, extracted, 2 × no_answer, refused, verified, error; the
-        // two refused with 429 are not.
-        assert_eq!(hr.chats, 7);
-        assert_eq!(hr.abstention_rate, Some(2.0 / 7.0));
-        assert_eq!((hr.thumbs_up, hr.thumbs_down), (1, 1));
-        let p50 = hr.latency_p50_ms.expect("chat latency");
-        assert!((p50 / 1_500.0 - 1.0).abs() < 0.09, "{p50}");
-        assert!(hr.search_latency_p95_ms.is_some());
+            let rows = usage(&store, &query(t, t + DAY_MS, GroupBy::Department, None)).expect("usage");
+            assert_eq!(rows.len(), 1);
+            let hr = &rows[0];
+            let expected_kinds: BTreeMap<String, u64> =
+                KINDS.iter().map(|k| (k.to_string(), if *k == "no_answer" { 2 } else { 1 })).collect();
+            assert_eq!(hr.kinds, expected_kinds);
+            assert_eq!((hr.requests, hr.active_users), (KINDS.len() as u64 + 1, 2));
+            // Chats answered: generated, extracted, 2 × no_answer, refused, verified, error; the
+            // two refused with 429 are not.
+            assert_eq!(hr.chats, 7);
+            assert_eq!(hr.abstention_rate, Some(2.0 / 7.0));
+            assert_eq!((hr.thumbs_up, hr.thumbs_down), (1, 1));
+            let p50 = hr.latency_p50_ms.expect("chat latency");
+            assert!((p50 / 1_500.0 - 1.0).abs() < 0.09, "{p50}");
+            assert!(hr.search_latency_p95_ms.is_some());
 
-        let csv = to_csv(&rows);
-        let mut lines = csv.split("\r\n");
-        let header: Vec<&str> = lines.next().expect("header").split(',').collect();
-        assert_eq!(&header[4..4 + KINDS.len()], KINDS);
-        let cells: Vec<&str> = lines.next().expect("row").split(',').collect();
-        assert_eq!(cells.len(), header.len());
-        let column = |name: &str| cells[header.iter().position(|h| *h == name).expect("column")];
-        assert_eq!(column("no_answer"), "2");
-        assert_eq!(column("rate_limited"), "1");
-        assert_eq!(column("group"), "hr");
+            let csv = to_csv(&rows);
+            let mut lines = csv.split("\r\n");
+            let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+            assert_eq!(&header[4..4 + KINDS.len()], KINDS);
+            let cells: Vec<&str> = lines.next().expect("row").split(',').collect();
+            assert_eq!(cells.len(), header.len());
+            let column = |name: &str| cells[header.iter().position(|h| *h == name).expect("column")];
+            assert_eq!(column("no_answer"), "2");
+            assert_eq!(column("rate_limited"), "1");
+            assert_eq!(column("group"), "hr");
+        });
     }
 
     #[test]
     fn roi_values_answers_against_model_cost_per_department_and_period() {
-        let config = RoiConfig { minutes_saved_per_answer: 6.0, hourly_cost: 50.0 };
-        // 2026-10-31 and 2026-11-02: two months, two weeks.
-        let october = 1_793_404_800_000 + 3_600_000;
-        let november = october + 2 * DAY_MS;
-        let events = [
-            event(october, "ana", &["hr"], Endpoint::Chat, "generated"),
-            event(october + 1, "ana", &["hr"], Endpoint::Chat, "extracted"),
-            event(october + 2, "ana", &["hr"], Endpoint::Chat, "no_answer"),
-            event(november, "ben", &["hr", "it"], Endpoint::Chat, "verified"),
-            event(november + 1, "ben", &["it"], Endpoint::Search, "results"),
-        ];
-        let (_dir, store) = store_with(&[&events]);
-        let roi_of = |period, departments: Option<Vec<String>>| {
-            roi(&store, &RoiQuery { from_ms: october - 3_600_000, to_ms: NOW_MS, period, departments }, &config)
-                .expect("roi")
-        };
-        let monthly = roi_of(RoiPeriod::Month, None);
-        let expected = [("hr", "2026-10-01", 2, 1.5), ("hr", "2026-11-01", 1, 0.5), ("it", "2026-11-01", 1, 1.0)];
-        assert_eq!(monthly.len(), expected.len());
-        for (row, (department, period, answered, model_cost)) in monthly.iter().zip(expected) {
-            let minutes = answered as f64 * 6.0;
-            let value = minutes / 60.0 * 50.0;
-            let want = RoiRow {
-                department: department.into(),
-                period: period.into(),
-                answered,
-                minutes_saved: minutes,
-                value,
-                model_cost,
-                net: value - model_cost,
+        on_both("roi_values_answers_against_model_cost_per_department_and_period", |database| {
+            let config = RoiConfig { minutes_saved_per_answer: 6.0, hourly_cost: 50.0 };
+            // 2026-10-31 and 2026-11-02: two months, two weeks.
+            let october = 1_793_404_800_000 + 3_600_000;
+            let november = october + 2 * DAY_MS;
+            let events = [
+                event(october, "ana", &["hr"], Endpoint::Chat, "generated"),
+                event(october + 1, "ana", &["hr"], Endpoint::Chat, "extracted"),
+                event(october + 2, "ana", &["hr"], Endpoint::Chat, "no_answer"),
+                event(november, "ben", &["hr", "it"], Endpoint::Chat, "verified"),
+                event(november + 1, "ben", &["it"], Endpoint::Search, "results"),
+            ];
+            let store = store_with(database, &[&events]);
+            let roi_of = |period, departments: Option<Vec<String>>| {
+                roi(&store, &RoiQuery { from_ms: october - 3_600_000, to_ms: NOW_MS, period, departments }, &config)
+                    .expect("roi")
             };
-            assert_eq!(*row, want);
-        }
-        let weekly = roi_of(RoiPeriod::Week, Some(vec!["it".into()]));
-        assert_eq!(
-            weekly.iter().map(|r| (r.department.as_str(), r.period.as_str())).collect::<Vec<_>>(),
-            [("it", "2026-11-02")]
-        );
-        assert_eq!(roi_of(RoiPeriod::Day, None).len(), 3);
+            let monthly = roi_of(RoiPeriod::Month, None);
+            let expected = [("hr", "2026-10-01", 2, 1.5), ("hr", "2026-11-01", 1, 0.5), ("it", "2026-11-01", 1, 1.0)];
+            assert_eq!(monthly.len(), expected.len());
+            for (row, (department, period, answered, model_cost)) in monthly.iter().zip(expected) {
+                let minutes = answered as f64 * 6.0;
+                let value = minutes / 60.0 * 50.0;
+                let want = RoiRow {
+                    department: department.into(),
+                    period: period.into(),
+                    answered,
+                    minutes_saved: minutes,
+                    value,
+                    model_cost,
+                    net: value - model_cost,
+                };
+                assert_eq!(*row, want);
+            }
+            let weekly = roi_of(RoiPeriod::Week, Some(vec!["it".into()]));
+            assert_eq!(
+                weekly.iter().map(|r| (r.department.as_str(), r.period.as_str())).collect::<Vec<_>>(),
+                [("it", "2026-11-02")]
+            );
+            assert_eq!(roi_of(RoiPeriod::Day, None).len(), 3);
+        });
     }
 
     #[test]
@@ -868,14 +878,16 @@ mod tests {
 
     #[test]
     fn parameters_parse_and_a_reversed_range_is_refused() {
-        for group_by in GroupBy::ALL {
-            assert_eq!(GroupBy::parse(group_by.as_str()), Some(group_by));
-        }
-        assert_eq!(GroupBy::parse("team"), None);
-        assert_eq!(RoiPeriod::parse("month"), Some(RoiPeriod::Month));
-        assert_eq!(RoiPeriod::parse("year"), None);
-        let (_dir, store) = store_with(&[]);
-        let error = usage(&store, &query(NOW_MS, NOW_MS, GroupBy::Day, None)).expect_err("empty range");
-        assert!(matches!(error, Error::Invalid(ref m) if m.contains("`from`")), "{error}");
+        on_both("parameters_parse_and_a_reversed_range_is_refused", |database| {
+            for group_by in GroupBy::ALL {
+                assert_eq!(GroupBy::parse(group_by.as_str()), Some(group_by));
+            }
+            assert_eq!(GroupBy::parse("team"), None);
+            assert_eq!(RoiPeriod::parse("month"), Some(RoiPeriod::Month));
+            assert_eq!(RoiPeriod::parse("year"), None);
+            let store = store_with(database, &[]);
+            let error = usage(&store, &query(NOW_MS, NOW_MS, GroupBy::Day, None)).expect_err("empty range");
+            assert!(matches!(error, Error::Invalid(ref m) if m.contains("`from`")), "{error}");
+        });
     }
 }

@@ -26,7 +26,7 @@ use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::{Connection, params};
+use lore_db::{Database, Db, Location, Migration, Row, Schema, params};
 use serde::{Deserialize, Serialize};
 
 use crate::{DAY_SECS, Error, Result, SpendSource, day_start, month_bounds, now_ms};
@@ -203,12 +203,17 @@ impl BudgetSpec {
     }
 }
 
-/// The budgets, in table `budget_limits` of the server's database.
+/// The budgets, in table `budget_limits` of the application database.
 pub struct BudgetStore {
-    conn: Mutex<Connection>,
+    db: Db,
 }
 
-const SCHEMA: &str = r#"
+const SCHEMA: Schema = Schema {
+    name: "budgets",
+    migrations: &[Migration {
+        version: 1,
+        // Databases made before migrations were recorded already have this table.
+        sqlite: r#"
 CREATE TABLE IF NOT EXISTS budget_limits (
     id TEXT PRIMARY KEY,
     scope TEXT NOT NULL,
@@ -220,24 +225,32 @@ CREATE TABLE IF NOT EXISTS budget_limits (
     on_hard TEXT NOT NULL,
     updated_at_ms INTEGER NOT NULL
 );
-"#;
+"#,
+        postgres: r#"
+CREATE TABLE budget_limits (
+    id TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    value TEXT NOT NULL,
+    period TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    soft_limit DOUBLE PRECISION,
+    hard_limit DOUBLE PRECISION,
+    on_hard TEXT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);
+"#,
+    }],
+};
 
 impl BudgetStore {
+    /// The budgets in the embedded database file.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::Other(format!("cannot create {}: {e}", parent.display())))?;
-        }
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(BudgetStore { conn: Mutex::new(conn) })
+        Self::open_in(&Database::open(&Location::Sqlite(path.to_owned()))?)
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The budgets in the application database (SQLite or PostgreSQL).
+    pub fn open_in(database: &Database) -> Result<Self> {
+        Ok(BudgetStore { db: database.store(&SCHEMA)? })
     }
 
     /// Creates the budget of `spec`'s scope, period and unit, or changes its limits. The
@@ -255,15 +268,15 @@ impl BudgetStore {
             on_hard: spec.on_hard,
             updated_at_ms: now_ms(),
         };
-        self.conn().execute(
+        self.db.execute(
             "INSERT INTO budget_limits (id, scope, value, period, unit, soft_limit, hard_limit, on_hard, updated_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT(id) DO UPDATE SET soft_limit = excluded.soft_limit, hard_limit = excluded.hard_limit,
                  on_hard = excluded.on_hard, updated_at_ms = excluded.updated_at_ms",
             params![
-                budget.id,
+                &budget.id,
                 budget.scope.as_str(),
-                budget.value,
+                &budget.value,
                 budget.period.as_str(),
                 budget.unit.as_str(),
                 budget.soft_limit,
@@ -277,30 +290,20 @@ impl BudgetStore {
 
     /// Every budget, by id.
     pub fn list(&self) -> Result<Vec<Budget>> {
-        let conn = self.conn();
-        let mut statement = conn.prepare(
-            "SELECT id, scope, value, period, unit, soft_limit, hard_limit, on_hard, updated_at_ms
-             FROM budget_limits ORDER BY id",
-        )?;
-        let rows = statement.query_map([], |r| {
-            Ok(StoredBudget {
-                id: r.get(0)?,
-                scope: r.get(1)?,
-                value: r.get(2)?,
-                period: r.get(3)?,
-                unit: r.get(4)?,
-                soft_limit: r.get(5)?,
-                hard_limit: r.get(6)?,
-                on_hard: r.get(7)?,
-                updated_at_ms: r.get(8)?,
-            })
-        })?;
-        rows.map(|row| row?.into_budget()).collect()
+        self.db
+            .query(
+                "SELECT id, scope, value, period, unit, soft_limit, hard_limit, on_hard, updated_at_ms
+                 FROM budget_limits ORDER BY id",
+                params![],
+            )?
+            .iter()
+            .map(|row| StoredBudget::read(row)?.into_budget())
+            .collect()
     }
 
     /// Removes a budget; false if there was none with that id.
     pub fn delete(&self, id: &str) -> Result<bool> {
-        Ok(self.conn().execute("DELETE FROM budget_limits WHERE id = ?1", [id])? > 0)
+        Ok(self.db.execute("DELETE FROM budget_limits WHERE id = ?1", params![id])? > 0)
     }
 }
 
@@ -318,6 +321,20 @@ struct StoredBudget {
 }
 
 impl StoredBudget {
+    fn read(r: &Row) -> lore_db::Result<StoredBudget> {
+        Ok(StoredBudget {
+            id: r.get(0)?,
+            scope: r.get(1)?,
+            value: r.get(2)?,
+            period: r.get(3)?,
+            unit: r.get(4)?,
+            soft_limit: r.get(5)?,
+            hard_limit: r.get(6)?,
+            on_hard: r.get(7)?,
+            updated_at_ms: r.get(8)?,
+        })
+    }
+
     fn into_budget(self) -> Result<Budget> {
         let unknown = |column: &str, text: &str| Error::Other(format!("budget {}: unknown {column} {text:?}", self.id));
         Ok(Budget {
@@ -683,6 +700,7 @@ mod tests {
 
     use super::*;
     use crate::Spend;
+    use lore_db::testing::on_both;
 
     /// 2026-11-30T10:00:00Z, the last day of November: the next day is also the next month.
     const NOW_MS: i64 = 1_796_032_800_000;
@@ -792,43 +810,71 @@ mod tests {
 
     #[test]
     fn the_store_upserts_one_budget_per_scope_period_and_unit() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("data/catalog.sqlite");
-        let store = BudgetStore::open(&path).unwrap();
-        let first = store.set(&hard(ScopeKind::Department, "sales:emea", 1000.0, OnHard::Refuse)).unwrap();
-        assert_eq!(first.id, "department:sales:emea:day:tokens");
-        let changed = store
-            .set(&BudgetSpec {
-                soft_limit: Some(800.0),
-                ..hard(ScopeKind::Department, "sales:emea", 2000.0, OnHard::Degrade)
-            })
-            .unwrap();
-        assert_eq!(changed.id, first.id);
-        let monthly =
-            BudgetSpec { period: Period::Month, unit: Unit::Cost, ..hard(ScopeKind::Key, "k1", 5.0, OnHard::Refuse) };
-        store.set(&monthly).unwrap();
-        assert!(matches!(store.set(&BudgetSpec { hard_limit: Some(-1.0), ..monthly }), Err(Error::Invalid(_))));
-        drop(store);
+        on_both("the_store_upserts_one_budget_per_scope_period_and_unit", |database| {
+            let store = BudgetStore::open_in(database).unwrap();
+            let first = store.set(&hard(ScopeKind::Department, "sales:emea", 1000.0, OnHard::Refuse)).unwrap();
+            assert_eq!(first.id, "department:sales:emea:day:tokens");
+            let changed = store
+                .set(&BudgetSpec {
+                    soft_limit: Some(800.0),
+                    ..hard(ScopeKind::Department, "sales:emea", 2000.0, OnHard::Degrade)
+                })
+                .unwrap();
+            assert_eq!(changed.id, first.id);
+            let monthly = BudgetSpec {
+                period: Period::Month,
+                unit: Unit::Cost,
+                ..hard(ScopeKind::Key, "k1", 5.0, OnHard::Refuse)
+            };
+            store.set(&monthly).unwrap();
+            assert!(matches!(store.set(&BudgetSpec { hard_limit: Some(-1.0), ..monthly }), Err(Error::Invalid(_))));
+            drop(store);
 
-        let store = BudgetStore::open(&path).unwrap();
-        let listed = store.list().unwrap();
-        assert_eq!(listed.len(), 2);
-        assert_eq!(listed[0], changed);
-        assert_eq!(listed[1].id, "key:k1:month:cost");
-        assert_eq!((listed[1].hard_limit, listed[1].period, listed[1].unit), (Some(5.0), Period::Month, Unit::Cost));
-        assert!(store.delete("key:k1:month:cost").unwrap());
-        assert!(!store.delete("key:k1:month:cost").unwrap());
-        assert_eq!(store.list().unwrap().len(), 1);
+            let store = BudgetStore::open_in(database).unwrap();
+            let listed = store.list().unwrap();
+            assert_eq!(listed.len(), 2);
+            assert_eq!(listed[0], changed);
+            assert_eq!(listed[1].id, "key:k1:month:cost");
+            assert_eq!(
+                (listed[1].hard_limit, listed[1].period, listed[1].unit),
+                (Some(5.0), Period::Month, Unit::Cost)
+            );
+            assert!(store.delete("key:k1:month:cost").unwrap());
+            assert!(!store.delete("key:k1:month:cost").unwrap());
+            assert_eq!(store.list().unwrap().len(), 1);
+        });
     }
 
     #[test]
     fn an_unknown_name_in_the_table_is_an_error_naming_it() {
+        on_both("an_unknown_name_in_the_table_is_an_error_naming_it", |database| {
+            let store = BudgetStore::open_in(database).unwrap();
+            store.set(&hard(ScopeKind::User, "ana", 10.0, OnHard::Refuse)).unwrap();
+            store.db.execute("UPDATE budget_limits SET period = 'week'", params![]).unwrap();
+            let error = store.list().unwrap_err().to_string();
+            assert!(error.contains("user:ana:day:tokens") && error.contains("unknown period \"week\""), "{error}");
+        });
+    }
+
+    #[test]
+    fn a_database_from_before_migrations_were_recorded_opens_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BudgetStore::open(&dir.path().join("catalog.sqlite")).unwrap();
-        store.set(&hard(ScopeKind::User, "ana", 10.0, OnHard::Refuse)).unwrap();
-        store.conn().execute("UPDATE budget_limits SET period = 'week'", []).unwrap();
-        let error = store.list().unwrap_err().to_string();
-        assert!(error.contains("user:ana:day:tokens") && error.contains("unknown period \"week\""), "{error}");
+        let path = dir.path().join("catalog.sqlite");
+        {
+            // What `open` made before: the table, with a budget in it.
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA.migrations[0].sqlite).unwrap();
+            conn.execute(
+                "INSERT INTO budget_limits (id, scope, value, period, unit, soft_limit, hard_limit, on_hard, \
+                 updated_at_ms) VALUES ('user:ana:day:tokens', 'user', 'ana', 'day', 'tokens', NULL, 10.0, 'refuse', 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = BudgetStore::open(&path).unwrap();
+        assert_eq!(store.list().unwrap()[0].hard_limit, Some(10.0));
+        store.set(&hard(ScopeKind::User, "ben", 5.0, OnHard::Refuse)).unwrap();
+        assert_eq!(BudgetStore::open(&path).unwrap().list().unwrap().len(), 2);
     }
 
     #[test]

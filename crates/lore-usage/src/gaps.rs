@@ -14,8 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::types::ToSql;
-use rusqlite::{Connection, params};
+use lore_db::{Database, Db, Dialect, Location, Migration, Schema, Value, params};
 use serde::{Deserialize, Serialize};
 
 use crate::categories::{dot, normalised};
@@ -153,7 +152,12 @@ impl crate::analytics::CsvRow for Gap {
     }
 }
 
-const SCHEMA: &str = r#"
+const SCHEMA: Schema = Schema {
+    name: "gaps",
+    migrations: &[Migration {
+        version: 1,
+        // Databases made before migrations were recorded already have these tables.
+        sqlite: r#"
 CREATE TABLE IF NOT EXISTS gap_clusters (
     id TEXT PRIMARY KEY,
     -- The running mean of the cluster's normalised question vectors, f32 little-endian.
@@ -178,7 +182,36 @@ CREATE TABLE IF NOT EXISTS gap_questions (
     event_id TEXT
 );
 CREATE INDEX IF NOT EXISTS gap_questions_by_cluster ON gap_questions(cluster_id, time_ms);
-"#;
+"#,
+        postgres: r#"
+CREATE TABLE gap_clusters (
+    id TEXT PRIMARY KEY,
+    -- The running mean of the cluster's normalised question vectors, f32 little-endian.
+    centroid BYTEA NOT NULL,
+    count BIGINT NOT NULL,
+    first_seen_ms BIGINT NOT NULL,
+    last_seen_ms BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    answered_by TEXT,
+    -- When the status last changed.
+    updated_ms BIGINT NOT NULL
+);
+CREATE TABLE gap_questions (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    cluster_id TEXT NOT NULL REFERENCES gap_clusters(id),
+    question TEXT NOT NULL,
+    -- The normalised question vector, f32 little-endian: picks the representative question.
+    vector BYTEA NOT NULL,
+    departments TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    event_id TEXT
+);
+CREATE INDEX gap_questions_by_cluster ON gap_questions(cluster_id, time_ms);
+CREATE INDEX gap_questions_by_event ON gap_questions(event_id) WHERE event_id IS NOT NULL;
+"#,
+    }],
+};
 
 /// A cluster's centroid as held in memory.
 struct Cluster {
@@ -198,47 +231,50 @@ impl Cluster {
 }
 
 struct State {
-    conn: Connection,
     clusters: Vec<Cluster>,
 }
 
-/// Gap clusters and their questions in the server's database, with the centroids in memory.
+/// Gap clusters and their questions in the application database, with the centroids in
+/// memory.
 pub struct GapStore {
+    db: Db,
+    /// Held while a question is added, so memory and the database change together.
     state: Mutex<State>,
     similarity: f32,
 }
 
 impl GapStore {
-    /// Opens (creating if needed) the gap tables in the database at `path` and loads the
-    /// centroids. `similarity` is the cosine a question needs with a centroid to join it.
+    /// Opens (creating if needed) the gap tables in the SQLite database at `path` and loads
+    /// the centroids. `similarity` is the cosine a question needs with a centroid to join it.
     pub fn open(path: &Path, similarity: f32) -> Result<Self> {
+        Self::check(similarity)?;
+        Self::open_in(&Database::open(&Location::Sqlite(path.to_owned()))?, similarity)
+    }
+
+    /// As [`GapStore::open`], in the application database (SQLite or PostgreSQL).
+    pub fn open_in(database: &Database, similarity: f32) -> Result<Self> {
+        Self::check(similarity)?;
+        let db = database.store(&SCHEMA)?;
+        let mut clusters = Vec::new();
+        for row in db.query("SELECT id, centroid, count FROM gap_clusters ORDER BY first_seen_ms, id", params![])? {
+            let (id, centroid, count): (String, Vec<u8>, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            let mean = decode(&centroid).ok_or_else(|| {
+                Error::Other(format!("gap cluster {id}: a centroid of {} bytes is not a list of f32", centroid.len()))
+            })?;
+            let norm = dot(&mean, &mean).sqrt();
+            clusters.push(Cluster { id, mean, norm, count: count.max(0) as u64 });
+        }
+        tracing::debug!(clusters = clusters.len(), similarity, "gap store opened");
+        Ok(GapStore { db, state: Mutex::new(State { clusters }), similarity })
+    }
+
+    fn check(similarity: f32) -> Result<()> {
         if !(-1.0..=1.0).contains(&similarity) {
             return Err(Error::Invalid(format!(
                 "usage.gap_similarity must be a cosine similarity between -1 and 1, not {similarity}"
             )));
         }
-        let conn = open_connection(path)?;
-        conn.execute_batch(SCHEMA)?;
-        let clusters = {
-            let mut stmt = conn.prepare("SELECT id, centroid, count FROM gap_clusters ORDER BY first_seen_ms, id")?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))?;
-            let mut clusters = Vec::new();
-            for row in rows {
-                let (id, centroid, count) = row?;
-                let mean = decode(&centroid).ok_or_else(|| {
-                    Error::Other(format!(
-                        "gap cluster {id}: a centroid of {} bytes is not a list of f32",
-                        centroid.len()
-                    ))
-                })?;
-                let norm = dot(&mean, &mean).sqrt();
-                clusters.push(Cluster { id, mean, norm, count: count.max(0) as u64 });
-            }
-            clusters
-        };
-        tracing::debug!(clusters = clusters.len(), similarity, "gap store opened");
-        Ok(GapStore { state: Mutex::new(State { conn, clusters }), similarity })
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -258,7 +294,7 @@ impl GapStore {
         let departments = input.departments.iter().cloned().collect::<BTreeSet<_>>();
         let departments = serde_json::Value::from(departments.into_iter().collect::<Vec<_>>()).to_string();
         let mut guard = self.lock();
-        let State { conn, clusters } = &mut *guard;
+        let clusters = &mut guard.clusters;
         let nearest = clusters
             .iter()
             .enumerate()
@@ -266,57 +302,63 @@ impl GapStore {
             .filter(|(_, similarity)| *similarity >= self.similarity)
             .max_by(|a, b| a.1.total_cmp(&b.1));
         let now = now_ms();
-        let tx = conn.transaction()?;
-        let (id, joined) = match nearest {
-            Some((index, similarity)) => {
-                let cluster = &clusters[index];
-                let mean = running_mean(&cluster.mean, cluster.count, &unit);
-                tx.execute(
-                    "UPDATE gap_clusters SET centroid = ?2, count = count + 1, \
-                     first_seen_ms = MIN(first_seen_ms, ?3), last_seen_ms = MAX(last_seen_ms, ?3), \
-                     status = CASE status WHEN 'answered' THEN 'open' ELSE status END, \
-                     answered_by = CASE status WHEN 'answered' THEN NULL ELSE answered_by END, \
-                     updated_ms = CASE status WHEN 'answered' THEN ?4 ELSE updated_ms END \
-                     WHERE id = ?1",
-                    params![cluster.id, encode(&mean), input.time_ms, now],
-                )?;
-                tracing::debug!(cluster = %cluster.id, similarity, "gap question joined a cluster");
-                (cluster.id.clone(), Some((index, mean)))
-            }
-            None => {
-                let id = new_id();
-                tx.execute(
-                    "INSERT INTO gap_clusters (id, centroid, count, first_seen_ms, last_seen_ms, status, answered_by, \
-                     updated_ms) VALUES (?1, ?2, 1, ?3, ?3, 'open', NULL, ?4)",
-                    params![id, encode(&unit), input.time_ms, now],
-                )?;
-                tracing::debug!(cluster = %id, "gap question started a cluster");
-                (id, None)
-            }
+        let joined = nearest.map(|(index, similarity)| {
+            let cluster = &clusters[index];
+            (index, similarity, running_mean(&cluster.mean, cluster.count, &unit))
+        });
+        let id = match &joined {
+            Some((index, _, _)) => clusters[*index].id.clone(),
+            None => new_id(),
         };
-        tx.execute(
-            "INSERT INTO gap_questions (cluster_id, question, vector, departments, reason, time_ms, event_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                id,
-                input.question,
-                encode(&unit),
-                departments,
-                input.reason.as_str(),
-                input.time_ms,
-                input.event_id
-            ],
-        )?;
-        tx.commit()?;
+        self.db.transaction(|tx| {
+            match &joined {
+                Some((_, _, mean)) => {
+                    tx.execute(
+                        "UPDATE gap_clusters SET centroid = ?2, count = count + 1, \
+                         first_seen_ms = CASE WHEN ?3 < first_seen_ms THEN ?3 ELSE first_seen_ms END, \
+                         last_seen_ms = CASE WHEN ?3 > last_seen_ms THEN ?3 ELSE last_seen_ms END, \
+                         status = CASE status WHEN 'answered' THEN 'open' ELSE status END, \
+                         answered_by = CASE status WHEN 'answered' THEN NULL ELSE answered_by END, \
+                         updated_ms = CASE status WHEN 'answered' THEN ?4 ELSE updated_ms END \
+                         WHERE id = ?1",
+                        params![&id, encode(mean), input.time_ms, now],
+                    )?;
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO gap_clusters (id, centroid, count, first_seen_ms, last_seen_ms, status, \
+                         answered_by, updated_ms) VALUES (?1, ?2, 1, ?3, ?3, 'open', NULL, ?4)",
+                        params![&id, encode(&unit), input.time_ms, now],
+                    )?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO gap_questions (cluster_id, question, vector, departments, reason, time_ms, event_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    &id,
+                    &input.question,
+                    encode(&unit),
+                    &departments,
+                    input.reason.as_str(),
+                    input.time_ms,
+                    input.event_id.as_deref()
+                ],
+            )
+        })?;
         // Memory follows the database only once the database has the change.
         match joined {
-            Some((index, mean)) => {
+            Some((index, similarity, mean)) => {
+                tracing::debug!(cluster = %id, similarity, "gap question joined a cluster");
                 let cluster = &mut clusters[index];
                 cluster.norm = dot(&mean, &mean).sqrt();
                 cluster.mean = mean;
                 cluster.count += 1;
             }
-            None => clusters.push(Cluster { id: id.clone(), mean: unit, norm: 1.0, count: 1 }),
+            None => {
+                tracing::debug!(cluster = %id, "gap question started a cluster");
+                clusters.push(Cluster { id: id.clone(), mean: unit, norm: 1.0, count: 1 });
+            }
         }
         Ok(id)
     }
@@ -351,7 +393,7 @@ impl GapStore {
                 status.as_str()
             )));
         }
-        let changed = self.lock().conn.execute(
+        let changed = self.db.execute(
             "UPDATE gap_clusters SET status = ?2, answered_by = ?3, updated_ms = ?4 WHERE id = ?1",
             params![id, status.as_str(), answered_by, now_ms()],
         )?;
@@ -361,40 +403,33 @@ impl GapStore {
     /// Deletes the questions asked in these usage events (a person's erasure): the clusters
     /// keep their counts and centroids, which hold no text. Returns the questions deleted.
     pub fn erase_questions_of_events(&self, event_ids: &[String]) -> Result<usize> {
-        let mut state = self.lock();
-        let tx = state.conn.transaction()?;
-        let mut deleted = 0;
-        {
-            let mut delete = tx.prepare_cached("DELETE FROM gap_questions WHERE event_id = ?1")?;
+        Ok(self.db.transaction(|tx| {
+            let mut deleted = 0;
             for id in event_ids {
-                deleted += delete.execute([id])?;
+                deleted += tx.execute("DELETE FROM gap_questions WHERE event_id = ?1", params![id])?;
             }
-        }
-        tx.commit()?;
-        Ok(deleted)
+            Ok(deleted)
+        })?)
     }
 
     /// Every open gap with one representative question, the one closest to its centroid: what
     /// the re-check after an ingest asks again to learn whether new documents answer it.
     pub fn open_representatives(&self) -> Result<Vec<(String, String)>> {
-        let state = self.lock();
-        let open = {
-            let mut stmt = state
-                .conn
-                .prepare("SELECT id, centroid FROM gap_clusters WHERE status = 'open' ORDER BY first_seen_ms, id")?;
-            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        let mut questions = state.conn.prepare("SELECT question, vector FROM gap_questions WHERE cluster_id = ?1")?;
+        let open = self.db.query(
+            "SELECT id, centroid FROM gap_clusters WHERE status = 'open' ORDER BY first_seen_ms, id",
+            params![],
+        )?;
         let mut representatives = Vec::with_capacity(open.len());
-        for (id, centroid) in open {
+        for row in open {
+            let (id, centroid): (String, Vec<u8>) = (row.get(0)?, row.get(1)?);
             let centroid = decode(&centroid).ok_or_else(|| {
                 Error::Other(format!("gap cluster {id}: a centroid of {} bytes is not a list of f32", centroid.len()))
             })?;
             let mut best: Option<(f32, String)> = None;
-            let mut rows = questions.query([&id])?;
-            while let Some(row) = rows.next()? {
-                let vector = decode(&row.get::<_, Vec<u8>>(1)?).filter(|v| v.len() == centroid.len());
+            for row in
+                self.db.query("SELECT question, vector FROM gap_questions WHERE cluster_id = ?1", params![&id])?
+            {
+                let vector = decode(&row.get::<Vec<u8>>(1)?).filter(|v| v.len() == centroid.len());
                 // Question vectors are unit length: the dot product ranks them as the cosine does.
                 let Some(similarity) = vector.map(|v| dot(&v, &centroid)) else { continue };
                 if best.as_ref().is_none_or(|(top, _)| similarity > *top) {
@@ -410,33 +445,32 @@ impl GapStore {
 
     /// The gaps matching `filter`, at most `limit`; `scope` narrows the departments shown.
     fn gaps(&self, filter: Filter, scope: Option<&BTreeSet<String>>, limit: usize) -> Result<Vec<Gap>> {
-        let state = self.lock();
-        let conn = &state.conn;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut params = filter.params();
-        params.push((":limit", &limit));
-        let mut stmt = conn.prepare(&format!(
-            "SELECT q.cluster_id, COUNT(*), MIN(q.time_ms), MAX(q.time_ms), c.status, c.answered_by {FROM_MATCHING} \
-             GROUP BY q.cluster_id ORDER BY COUNT(*) DESC, MAX(q.time_ms) DESC, q.cluster_id LIMIT :limit"
-        ))?;
-        let rows = stmt
-            .query_map(params.as_slice(), |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        params.push(Value::from(limit));
+        let rows = self.db.query(
+            &format!(
+                "SELECT q.cluster_id, COUNT(*), MIN(q.time_ms), MAX(q.time_ms), c.status, c.answered_by {} \
+                 GROUP BY q.cluster_id, c.status, c.answered_by ORDER BY COUNT(*) DESC, MAX(q.time_ms) DESC, \
+                 q.cluster_id LIMIT ?6",
+                from_matching(self.db.dialect())
+            ),
+            &params,
+        )?;
         let mut gaps = Vec::with_capacity(rows.len());
-        for (id, count, first_seen_ms, last_seen_ms, status, answered_by) in rows {
+        for row in rows {
+            let (id, count, first_seen_ms, last_seen_ms, status, answered_by): (
+                String,
+                i64,
+                i64,
+                i64,
+                String,
+                Option<String>,
+            ) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
             let status = GapStatus::parse(&status)
                 .ok_or_else(|| Error::Other(format!("gap cluster {id}: unknown status {status:?}")))?;
             let cluster_filter = Filter { cluster: Some(id.clone()), ..filter.clone() };
-            let Details { examples, departments, reasons } = details(conn, &cluster_filter, scope)?;
+            let Details { examples, departments, reasons } = details(&self.db, &cluster_filter, scope)?;
             gaps.push(Gap {
                 id,
                 count: count.max(0) as u64,
@@ -453,13 +487,25 @@ impl GapStore {
     }
 }
 
-/// The questions of a query, joined with their clusters; every statement over them binds
-/// all five named parameters of [`Filter::params`].
-const FROM_MATCHING: &str = "FROM gap_questions AS q JOIN gap_clusters AS c ON c.id = q.cluster_id \
-     WHERE (:cluster IS NULL OR q.cluster_id = :cluster) AND (:status IS NULL OR c.status = :status) \
-     AND (:from_ms IS NULL OR q.time_ms >= :from_ms) AND (:to_ms IS NULL OR q.time_ms < :to_ms) \
-     AND (:departments IS NULL OR EXISTS (SELECT 1 FROM json_each(q.departments) AS asked \
-          WHERE asked.value IN (SELECT value FROM json_each(:departments))))";
+/// The questions of a query, joined with their clusters; every statement over them binds the
+/// five parameters of [`Filter::params`] first (`?5` is a JSON array of departments).
+fn from_matching(dialect: Dialect) -> String {
+    let shared_department = match dialect {
+        Dialect::Sqlite => {
+            "SELECT 1 FROM json_each(q.departments) AS asked WHERE asked.value IN (SELECT value FROM json_each(?5))"
+        }
+        Dialect::Postgres => {
+            "SELECT 1 FROM json_array_elements_text(CAST(q.departments AS JSON)) AS asked(value) \
+             WHERE asked.value IN (SELECT json_array_elements_text(CAST(CAST(?5 AS TEXT) AS JSON)))"
+        }
+    };
+    format!(
+        "FROM gap_questions AS q JOIN gap_clusters AS c ON c.id = q.cluster_id \
+         WHERE (CAST(?1 AS TEXT) IS NULL OR q.cluster_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR c.status = ?2) \
+         AND (CAST(?3 AS BIGINT) IS NULL OR q.time_ms >= ?3) AND (CAST(?4 AS BIGINT) IS NULL OR q.time_ms < ?4) \
+         AND (CAST(?5 AS TEXT) IS NULL OR EXISTS ({shared_department}))"
+    )
+}
 
 #[derive(Clone)]
 struct Filter {
@@ -472,13 +518,14 @@ struct Filter {
 }
 
 impl Filter {
-    fn params(&self) -> Vec<(&'static str, &dyn ToSql)> {
+    /// `?1` to `?5` of [`from_matching`].
+    fn params(&self) -> Vec<Value> {
         vec![
-            (":cluster", &self.cluster),
-            (":status", &self.status),
-            (":from_ms", &self.from_ms),
-            (":to_ms", &self.to_ms),
-            (":departments", &self.departments),
+            Value::from(self.cluster.as_deref()),
+            Value::from(self.status),
+            Value::from(self.from_ms),
+            Value::from(self.to_ms),
+            Value::from(self.departments.as_deref()),
         ]
     }
 }
@@ -491,39 +538,47 @@ struct Details {
 }
 
 /// The details of one cluster's matching questions.
-fn details(conn: &Connection, filter: &Filter, scope: Option<&BTreeSet<String>>) -> Result<Details> {
+fn details(db: &Db, filter: &Filter, scope: Option<&BTreeSet<String>>) -> Result<Details> {
+    let from_matching = from_matching(db.dialect());
     let params = filter.params();
+    // The most recent questions first, until five distinct ones are found: a page, then a
+    // longer one if repeats filled it.
     let mut examples = Vec::new();
-    let mut seen = BTreeSet::new();
-    let mut stmt = conn.prepare(&format!("SELECT q.question {FROM_MATCHING} ORDER BY q.time_ms DESC, q.id DESC"))?;
-    let mut rows = stmt.query(params.as_slice())?;
-    while examples.len() < EXAMPLES
-        && let Some(row) = rows.next()?
-    {
-        let question: String = row.get(0)?;
-        if seen.insert(question.trim().to_lowercase()) {
-            examples.push(question);
+    let mut page = 64usize;
+    loop {
+        let mut paged = params.clone();
+        paged.push(Value::from(page));
+        let rows = db
+            .query(&format!("SELECT q.question {from_matching} ORDER BY q.time_ms DESC, q.id DESC LIMIT ?6"), &paged)?;
+        examples.clear();
+        let mut seen = BTreeSet::new();
+        for row in &rows {
+            let question: String = row.get(0)?;
+            if seen.insert(question.trim().to_lowercase()) {
+                examples.push(question);
+                if examples.len() == EXAMPLES {
+                    break;
+                }
+            }
         }
+        if examples.len() == EXAMPLES || rows.len() < page {
+            break;
+        }
+        page = page.saturating_mul(8);
     }
-    let mut departments = Vec::new();
-    let mut stmt = conn.prepare(&format!(
-        "SELECT DISTINCT department.value FROM (SELECT q.departments {FROM_MATCHING}) AS matching, \
-         json_each(matching.departments) AS department ORDER BY department.value"
-    ))?;
-    let mut rows = stmt.query(params.as_slice())?;
-    while let Some(row) = rows.next()? {
-        let department: String = row.get(0)?;
-        if scope.is_none_or(|scope| scope.contains(&department)) {
-            departments.push(department);
-        }
+    // Every department asked from, in order (as Rust orders text, the same on both databases).
+    let mut departments = BTreeSet::new();
+    for row in db.query(&format!("SELECT DISTINCT q.departments {from_matching}"), &params)? {
+        let asked: String = row.get(0)?;
+        let asked: Vec<String> = serde_json::from_str(&asked)
+            .map_err(|e| Error::Other(format!("gap question departments {asked:?} are not a list of names: {e}")))?;
+        departments.extend(asked.into_iter().filter(|d| scope.is_none_or(|scope| scope.contains(d))));
     }
     let mut reasons = BTreeMap::new();
-    let mut stmt = conn.prepare(&format!("SELECT q.reason, COUNT(*) {FROM_MATCHING} GROUP BY q.reason"))?;
-    let mut rows = stmt.query(params.as_slice())?;
-    while let Some(row) = rows.next()? {
-        reasons.insert(row.get::<_, String>(0)?, row.get::<_, i64>(1)?.max(0) as u64);
+    for row in db.query(&format!("SELECT q.reason, COUNT(*) {from_matching} GROUP BY q.reason"), &params)? {
+        reasons.insert(row.get::<String>(0)?, row.get::<i64>(1)?.max(0) as u64);
     }
-    Ok(Details { examples, departments, reasons })
+    Ok(Details { examples, departments: departments.into_iter().collect(), reasons })
 }
 
 /// The mean of `count` vectors averaging `mean`, and `unit`.
@@ -542,26 +597,13 @@ fn decode(bytes: &[u8]) -> Option<Vec<f32>> {
     chunks.remainder().is_empty().then(|| chunks.map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
-/// The server's database, opened the way every Lore store opens it (WAL, so the server's
-/// stores and the CLI can share the file).
-fn open_connection(path: &Path) -> Result<Connection> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::Other(format!("cannot create the folder {}: {e}", parent.display())))?;
-    }
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    Ok(conn)
-}
-
 #[cfg(test)]
 mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
     use super::*;
+    use lore_db::testing::on_both;
 
     const DIM: usize = 64;
 
@@ -587,202 +629,248 @@ mod tests {
         }
     }
 
-    fn store(dir: &tempfile::TempDir) -> GapStore {
-        GapStore::open(&dir.path().join("data").join("catalog.sqlite"), 0.86).unwrap()
+    fn store(database: &Database) -> GapStore {
+        GapStore::open_in(database, 0.86).unwrap()
     }
 
     #[test]
     fn paraphrases_share_a_cluster_and_topics_do_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir);
-        let mut rng = StdRng::seed_from_u64(15);
-        let topics = [unit(&mut rng), unit(&mut rng), unit(&mut rng)];
-        let mut ids = vec![Vec::new(); topics.len()];
-        // Interleaved, as questions arrive.
-        for round in 0..6 {
-            for (t, topic) in topics.iter().enumerate() {
-                let vector = paraphrase(&mut rng, topic, 0.3);
-                let time = (round * 10 + t) as i64;
-                let id = store.add(&input(&format!("topic {t} take {round}"), vector, &[], GapReason::Abstained, time));
-                ids[t].push(id.unwrap());
+        on_both("paraphrases_share_a_cluster_and_topics_do_not", |database| {
+            let store = store(database);
+            let mut rng = StdRng::seed_from_u64(15);
+            let topics = [unit(&mut rng), unit(&mut rng), unit(&mut rng)];
+            let mut ids = vec![Vec::new(); topics.len()];
+            // Interleaved, as questions arrive.
+            for round in 0..6 {
+                for (t, topic) in topics.iter().enumerate() {
+                    let vector = paraphrase(&mut rng, topic, 0.3);
+                    let time = (round * 10 + t) as i64;
+                    let id =
+                        store.add(&input(&format!("topic {t} take {round}"), vector, &[], GapReason::Abstained, time));
+                    ids[t].push(id.unwrap());
+                }
             }
-        }
-        for topic_ids in &ids {
-            assert!(topic_ids.iter().all(|id| id == &topic_ids[0]), "one topic, several clusters: {topic_ids:?}");
-            assert_eq!(topic_ids[0].len(), 32);
-        }
-        let distinct = ids.iter().map(|topic_ids| &topic_ids[0]).collect::<BTreeSet<_>>();
-        assert_eq!(distinct.len(), 3, "two topics share a cluster");
-        let gaps = store.list(&GapQuery::default()).unwrap();
-        assert_eq!(gaps.iter().map(|g| g.count).collect::<Vec<_>>(), [6, 6, 6]);
-        // The centroid stays near its topic although it moved with every question.
-        let state = store.lock();
-        for (topic, topic_ids) in topics.iter().zip(&ids) {
-            let cluster = state.clusters.iter().find(|c| c.id == topic_ids[0]).unwrap();
-            assert!(cluster.similarity(topic).unwrap() > 0.97);
-            assert_eq!(cluster.count, 6);
-        }
+            for topic_ids in &ids {
+                assert!(topic_ids.iter().all(|id| id == &topic_ids[0]), "one topic, several clusters: {topic_ids:?}");
+                assert_eq!(topic_ids[0].len(), 32);
+            }
+            let distinct = ids.iter().map(|topic_ids| &topic_ids[0]).collect::<BTreeSet<_>>();
+            assert_eq!(distinct.len(), 3, "two topics share a cluster");
+            let gaps = store.list(&GapQuery::default()).unwrap();
+            assert_eq!(gaps.iter().map(|g| g.count).collect::<Vec<_>>(), [6, 6, 6]);
+            // The centroid stays near its topic although it moved with every question.
+            let state = store.lock();
+            for (topic, topic_ids) in topics.iter().zip(&ids) {
+                let cluster = state.clusters.iter().find(|c| c.id == topic_ids[0]).unwrap();
+                assert!(cluster.similarity(topic).unwrap() > 0.97);
+                assert_eq!(cluster.count, 6);
+            }
+        });
     }
 
     #[test]
     fn cluster_ids_and_centroids_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut rng = StdRng::seed_from_u64(7);
-        let topic = unit(&mut rng);
-        let first = {
-            let store = store(&dir);
-            let id =
-                store.add(&input("how do I expense a visa?", topic.clone(), &["hr"], GapReason::Abstained, 1)).unwrap();
-            assert!(store.set_status(&id, GapStatus::Dismissed, None).unwrap());
-            id
-        };
-        let store = store(&dir);
-        let again = store
-            .add(&input(
-                "visa fees, can I claim them?",
-                paraphrase(&mut rng, &topic, 0.3),
-                &[],
-                GapReason::ThumbsDown,
-                2,
-            ))
-            .unwrap();
-        assert_eq!(again, first);
-        let gap = store.get(&first).unwrap().unwrap();
-        assert_eq!(gap.count, 2);
-        assert_eq!(gap.status, GapStatus::Dismissed, "a dismissed gap stays dismissed");
-        assert_eq!((gap.first_seen_ms, gap.last_seen_ms), (1, 2));
-        assert_eq!(store.get("no such gap").unwrap(), None);
+        on_both("cluster_ids_and_centroids_survive_reopening", |database| {
+            let mut rng = StdRng::seed_from_u64(7);
+            let topic = unit(&mut rng);
+            let first = {
+                let store = store(database);
+                let id = store
+                    .add(&input("how do I expense a visa?", topic.clone(), &["hr"], GapReason::Abstained, 1))
+                    .unwrap();
+                assert!(store.set_status(&id, GapStatus::Dismissed, None).unwrap());
+                id
+            };
+            let store = store(database);
+            let again = store
+                .add(&input(
+                    "visa fees, can I claim them?",
+                    paraphrase(&mut rng, &topic, 0.3),
+                    &[],
+                    GapReason::ThumbsDown,
+                    2,
+                ))
+                .unwrap();
+            assert_eq!(again, first);
+            let gap = store.get(&first).unwrap().unwrap();
+            assert_eq!(gap.count, 2);
+            assert_eq!(gap.status, GapStatus::Dismissed, "a dismissed gap stays dismissed");
+            assert_eq!((gap.first_seen_ms, gap.last_seen_ms), (1, 2));
+            assert_eq!(store.get("no such gap").unwrap(), None);
+        });
     }
 
     #[test]
     fn a_gap_reports_recent_distinct_examples_reasons_and_departments() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir);
-        let mut rng = StdRng::seed_from_u64(3);
-        let topic = unit(&mut rng);
-        let asked = [
-            ("q1", GapReason::Abstained, &["sales"][..]),
-            ("q2", GapReason::Abstained, &["hr", "sales"][..]),
-            ("Q2 ", GapReason::ThumbsDown, &[][..]),
-            ("q3", GapReason::Abstained, &["it"][..]),
-            ("q4", GapReason::ThumbsDown, &["hr"][..]),
-            ("q5", GapReason::Abstained, &[][..]),
-            ("q6", GapReason::Abstained, &[][..]),
-        ];
-        let mut id = String::new();
-        for (time, (question, reason, departments)) in asked.iter().enumerate() {
-            let vector = paraphrase(&mut rng, &topic, 0.2);
-            id = store.add(&input(question, vector, departments, *reason, 100 + time as i64)).unwrap();
-        }
-        let gap = store.get(&id).unwrap().unwrap();
-        assert_eq!(gap.count, 7);
-        // "Q2 " repeats "q2"; the most recent first, five at most.
-        assert_eq!(gap.examples, ["q6", "q5", "q4", "q3", "Q2 "]);
-        assert_eq!(gap.departments, ["hr", "it", "sales"]);
-        assert_eq!(gap.reasons, BTreeMap::from([("abstained".into(), 5), ("thumbs_down".into(), 2)]));
-        assert_eq!((gap.first_seen_ms, gap.last_seen_ms), (100, 106));
-        // A time window counts the questions inside it only.
-        let window = GapQuery { from_ms: Some(101), to_ms: Some(104), ..GapQuery::default() };
-        let gaps = store.list(&window).unwrap();
-        assert_eq!(gaps.len(), 1);
-        assert_eq!((gaps[0].count, gaps[0].first_seen_ms, gaps[0].last_seen_ms), (3, 101, 103));
-        assert_eq!(gaps[0].examples, ["q3", "Q2 "]);
+        on_both("a_gap_reports_recent_distinct_examples_reasons_and_departments", |database| {
+            let store = store(database);
+            let mut rng = StdRng::seed_from_u64(3);
+            let topic = unit(&mut rng);
+            let asked = [
+                ("q1", GapReason::Abstained, &["sales"][..]),
+                ("q2", GapReason::Abstained, &["hr", "sales"][..]),
+                ("Q2 ", GapReason::ThumbsDown, &[][..]),
+                ("q3", GapReason::Abstained, &["it"][..]),
+                ("q4", GapReason::ThumbsDown, &["hr"][..]),
+                ("q5", GapReason::Abstained, &[][..]),
+                ("q6", GapReason::Abstained, &[][..]),
+            ];
+            let mut id = String::new();
+            for (time, (question, reason, departments)) in asked.iter().enumerate() {
+                let vector = paraphrase(&mut rng, &topic, 0.2);
+                id = store.add(&input(question, vector, departments, *reason, 100 + time as i64)).unwrap();
+            }
+            let gap = store.get(&id).unwrap().unwrap();
+            assert_eq!(gap.count, 7);
+            // "Q2 " repeats "q2"; the most recent first, five at most.
+            assert_eq!(gap.examples, ["q6", "q5", "q4", "q3", "Q2 "]);
+            assert_eq!(gap.departments, ["hr", "it", "sales"]);
+            assert_eq!(gap.reasons, BTreeMap::from([("abstained".into(), 5), ("thumbs_down".into(), 2)]));
+            assert_eq!((gap.first_seen_ms, gap.last_seen_ms), (100, 106));
+            // A time window counts the questions inside it only.
+            let window = GapQuery { from_ms: Some(101), to_ms: Some(104), ..GapQuery::default() };
+            let gaps = store.list(&window).unwrap();
+            assert_eq!(gaps.len(), 1);
+            assert_eq!((gaps[0].count, gaps[0].first_seen_ms, gaps[0].last_seen_ms), (3, 101, 103));
+            assert_eq!(gaps[0].examples, ["q3", "Q2 "]);
+        });
     }
 
     #[test]
     fn a_knowledge_manager_sees_only_questions_of_their_departments() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir);
-        let mut rng = StdRng::seed_from_u64(11);
-        let (visas, parking) = (unit(&mut rng), unit(&mut rng));
-        let mut add = |question: &str, topic: &[f32], departments: &[&str], time: i64| {
-            let vector = paraphrase(&mut rng, topic, 0.2);
-            store.add(&input(question, vector, departments, GapReason::Abstained, time)).unwrap()
-        };
-        let visa_gap = add("visa for Brazil?", &visas, &["sales"], 1);
-        add("visa costs?", &visas, &["hr"], 2);
-        add("who pays the visa?", &visas, &["hr", "sales"], 3);
-        let parking_gap = add("parking downtown?", &parking, &["hr"], 4);
-        add("parking refund?", &parking, &["hr"], 5);
-        add("parking badge?", &parking, &["hr"], 6);
-        add("parking at night?", &parking, &["hr"], 7);
+        on_both("a_knowledge_manager_sees_only_questions_of_their_departments", |database| {
+            let store = store(database);
+            let mut rng = StdRng::seed_from_u64(11);
+            let (visas, parking) = (unit(&mut rng), unit(&mut rng));
+            let mut add = |question: &str, topic: &[f32], departments: &[&str], time: i64| {
+                let vector = paraphrase(&mut rng, topic, 0.2);
+                store.add(&input(question, vector, departments, GapReason::Abstained, time)).unwrap()
+            };
+            let visa_gap = add("visa for Brazil?", &visas, &["sales"], 1);
+            add("visa costs?", &visas, &["hr"], 2);
+            add("who pays the visa?", &visas, &["hr", "sales"], 3);
+            let parking_gap = add("parking downtown?", &parking, &["hr"], 4);
+            add("parking refund?", &parking, &["hr"], 5);
+            add("parking badge?", &parking, &["hr"], 6);
+            add("parking at night?", &parking, &["hr"], 7);
 
-        let admin = store.list(&GapQuery::default()).unwrap();
-        assert_eq!(
-            admin.iter().map(|g| (g.id.as_str(), g.count)).collect::<Vec<_>>(),
-            [(parking_gap.as_str(), 4), (visa_gap.as_str(), 3)]
-        );
-        let sales = GapQuery { departments: Some(vec!["sales".into()]), ..GapQuery::default() };
-        let gaps = store.list(&sales).unwrap();
-        assert_eq!(gaps.len(), 1, "the parking gap has no sales question");
-        assert_eq!(gaps[0].id, visa_gap);
-        assert_eq!(gaps[0].count, 2);
-        assert_eq!(gaps[0].examples, ["who pays the visa?", "visa for Brazil?"]);
-        assert_eq!(gaps[0].departments, ["sales"], "other departments' names stay out of a scoped view");
-        assert_eq!(gaps[0].first_seen_ms, 1);
-        let nobody = GapQuery { departments: Some(Vec::new()), ..GapQuery::default() };
-        assert!(store.list(&nobody).unwrap().is_empty());
-        let one = GapQuery { limit: 1, ..GapQuery::default() };
-        assert_eq!(store.list(&one).unwrap().len(), 1);
+            let admin = store.list(&GapQuery::default()).unwrap();
+            assert_eq!(
+                admin.iter().map(|g| (g.id.as_str(), g.count)).collect::<Vec<_>>(),
+                [(parking_gap.as_str(), 4), (visa_gap.as_str(), 3)]
+            );
+            let sales = GapQuery { departments: Some(vec!["sales".into()]), ..GapQuery::default() };
+            let gaps = store.list(&sales).unwrap();
+            assert_eq!(gaps.len(), 1, "the parking gap has no sales question");
+            assert_eq!(gaps[0].id, visa_gap);
+            assert_eq!(gaps[0].count, 2);
+            assert_eq!(gaps[0].examples, ["who pays the visa?", "visa for Brazil?"]);
+            assert_eq!(gaps[0].departments, ["sales"], "other departments' names stay out of a scoped view");
+            assert_eq!(gaps[0].first_seen_ms, 1);
+            let nobody = GapQuery { departments: Some(Vec::new()), ..GapQuery::default() };
+            assert!(store.list(&nobody).unwrap().is_empty());
+            let one = GapQuery { limit: 1, ..GapQuery::default() };
+            assert_eq!(store.list(&one).unwrap().len(), 1);
+        });
     }
 
     #[test]
     fn status_changes_and_a_new_question_reopens_an_answered_gap() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir);
-        let mut rng = StdRng::seed_from_u64(5);
-        let (a, b) = (unit(&mut rng), unit(&mut rng));
-        let gap_a = store.add(&input("a", a.clone(), &[], GapReason::Abstained, 1)).unwrap();
-        let gap_b = store.add(&input("b", b.clone(), &[], GapReason::Abstained, 2)).unwrap();
+        on_both("status_changes_and_a_new_question_reopens_an_answered_gap", |database| {
+            let store = store(database);
+            let mut rng = StdRng::seed_from_u64(5);
+            let (a, b) = (unit(&mut rng), unit(&mut rng));
+            let gap_a = store.add(&input("a", a.clone(), &[], GapReason::Abstained, 1)).unwrap();
+            let gap_b = store.add(&input("b", b.clone(), &[], GapReason::Abstained, 2)).unwrap();
 
-        assert!(store.set_status(&gap_a, GapStatus::Answered, Some("doc-42")).unwrap());
-        let answered = store.get(&gap_a).unwrap().unwrap();
-        assert_eq!((answered.status, answered.answered_by.as_deref()), (GapStatus::Answered, Some("doc-42")));
-        let open = GapQuery { status: Some(GapStatus::Open), ..GapQuery::default() };
-        assert_eq!(store.list(&open).unwrap().iter().map(|g| g.id.as_str()).collect::<Vec<_>>(), [gap_b.as_str()]);
-        assert_eq!(store.open_representatives().unwrap(), [(gap_b.clone(), "b".to_owned())]);
+            assert!(store.set_status(&gap_a, GapStatus::Answered, Some("doc-42")).unwrap());
+            let answered = store.get(&gap_a).unwrap().unwrap();
+            assert_eq!((answered.status, answered.answered_by.as_deref()), (GapStatus::Answered, Some("doc-42")));
+            let open = GapQuery { status: Some(GapStatus::Open), ..GapQuery::default() };
+            assert_eq!(store.list(&open).unwrap().iter().map(|g| g.id.as_str()).collect::<Vec<_>>(), [gap_b.as_str()]);
+            assert_eq!(store.open_representatives().unwrap(), [(gap_b.clone(), "b".to_owned())]);
 
-        let misuse = store.set_status(&gap_b, GapStatus::Dismissed, Some("doc-42")).unwrap_err();
-        assert!(misuse.to_string().contains("marked dismissed"), "{misuse}");
-        assert!(!store.set_status("no such gap", GapStatus::Dismissed, None).unwrap());
+            let misuse = store.set_status(&gap_b, GapStatus::Dismissed, Some("doc-42")).unwrap_err();
+            assert!(misuse.to_string().contains("marked dismissed"), "{misuse}");
+            assert!(!store.set_status("no such gap", GapStatus::Dismissed, None).unwrap());
 
-        let again = store.add(&input("a again", paraphrase(&mut rng, &a, 0.2), &[], GapReason::ThumbsDown, 3)).unwrap();
-        assert_eq!(again, gap_a);
-        let reopened = store.get(&gap_a).unwrap().unwrap();
-        assert_eq!((reopened.status, reopened.answered_by), (GapStatus::Open, None));
-        assert_eq!(reopened.count, 2);
+            let again =
+                store.add(&input("a again", paraphrase(&mut rng, &a, 0.2), &[], GapReason::ThumbsDown, 3)).unwrap();
+            assert_eq!(again, gap_a);
+            let reopened = store.get(&gap_a).unwrap().unwrap();
+            assert_eq!((reopened.status, reopened.answered_by), (GapStatus::Open, None));
+            assert_eq!(reopened.count, 2);
 
-        assert!(store.set_status(&gap_a, GapStatus::Dismissed, None).unwrap());
-        assert!(store.set_status(&gap_a, GapStatus::Open, None).unwrap());
-        assert_eq!(store.get(&gap_a).unwrap().unwrap().status, GapStatus::Open);
+            assert!(store.set_status(&gap_a, GapStatus::Dismissed, None).unwrap());
+            assert!(store.set_status(&gap_a, GapStatus::Open, None).unwrap());
+            assert_eq!(store.get(&gap_a).unwrap().unwrap().status, GapStatus::Open);
+        });
     }
 
     #[test]
     fn the_representative_is_the_question_nearest_the_centroid() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir);
-        let axis = |weights: [f32; 3]| {
-            let mut v = vec![0.0; DIM];
-            v[..3].copy_from_slice(&weights);
-            v
-        };
-        let id = store.add(&input("off to one side", axis([1.0, 0.3, 0.0]), &[], GapReason::Abstained, 1)).unwrap();
-        store.add(&input("right in the middle", axis([1.0, 0.0, 0.0]), &[], GapReason::Abstained, 2)).unwrap();
-        store.add(&input("off to the other side", axis([1.0, 0.0, 0.3]), &[], GapReason::Abstained, 3)).unwrap();
-        assert_eq!(store.get(&id).unwrap().unwrap().count, 3);
-        assert_eq!(store.open_representatives().unwrap(), [(id, "right in the middle".to_owned())]);
+        on_both("the_representative_is_the_question_nearest_the_centroid", |database| {
+            let store = store(database);
+            let axis = |weights: [f32; 3]| {
+                let mut v = vec![0.0; DIM];
+                v[..3].copy_from_slice(&weights);
+                v
+            };
+            let id = store.add(&input("off to one side", axis([1.0, 0.3, 0.0]), &[], GapReason::Abstained, 1)).unwrap();
+            store.add(&input("right in the middle", axis([1.0, 0.0, 0.0]), &[], GapReason::Abstained, 2)).unwrap();
+            store.add(&input("off to the other side", axis([1.0, 0.0, 0.3]), &[], GapReason::Abstained, 3)).unwrap();
+            assert_eq!(store.get(&id).unwrap().unwrap().count, 3);
+            assert_eq!(store.open_representatives().unwrap(), [(id, "right in the middle".to_owned())]);
+        });
     }
 
     #[test]
     fn unusable_vectors_are_refused_and_other_models_do_not_mix() {
+        on_both("unusable_vectors_are_refused_and_other_models_do_not_mix", |database| {
+            let store = store(database);
+            let zero = store.add(&input("zero", vec![0.0; DIM], &[], GapReason::Abstained, 1)).unwrap_err();
+            assert!(zero.to_string().contains("\"zero\" is empty or zero"), "{zero}");
+            let long = store.add(&input("long", vec![1.0; DIM], &[], GapReason::Abstained, 1)).unwrap();
+            let short = store.add(&input("short", vec![1.0; 8], &[], GapReason::Abstained, 2)).unwrap();
+            assert_ne!(long, short);
+            assert!(GapStore::open_in(database, 1.5).is_err());
+        });
+    }
+
+    #[test]
+    fn a_database_from_before_migrations_were_recorded_opens_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir);
-        let zero = store.add(&input("zero", vec![0.0; DIM], &[], GapReason::Abstained, 1)).unwrap_err();
-        assert!(zero.to_string().contains("\"zero\" is empty or zero"), "{zero}");
-        let long = store.add(&input("long", vec![1.0; DIM], &[], GapReason::Abstained, 1)).unwrap();
-        let short = store.add(&input("short", vec![1.0; 8], &[], GapReason::Abstained, 2)).unwrap();
-        assert_ne!(long, short);
-        assert!(GapStore::open(&dir.path().join("other.sqlite"), 1.5).is_err());
+        let path = dir.path().join("catalog.sqlite");
+        let topic = axis_vector();
+        {
+            // What `open` made before: the tables, with a cluster and its question.
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA.migrations[0].sqlite).unwrap();
+            conn.execute(
+                "INSERT INTO gap_clusters (id, centroid, count, first_seen_ms, last_seen_ms, status, answered_by, \
+                 updated_ms) VALUES ('old', ?1, 1, 5, 5, 'open', NULL, 5)",
+                [encode(&topic)],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO gap_questions (cluster_id, question, vector, departments, reason, time_ms, event_id) \
+                 VALUES ('old', 'asked before', ?1, '[\"hr\"]', 'abstained', 5, NULL)",
+                [encode(&topic)],
+            )
+            .unwrap();
+        }
+        let store = GapStore::open(&path, 0.86).unwrap();
+        let id = store.add(&input("asked again", topic, &["it"], GapReason::ThumbsDown, 6)).unwrap();
+        assert_eq!(id, "old", "the centroid was loaded");
+        let gap = store.get("old").unwrap().unwrap();
+        assert_eq!((gap.count, gap.first_seen_ms, gap.last_seen_ms), (2, 5, 6));
+        assert_eq!(gap.departments, ["hr", "it"]);
+    }
+
+    fn axis_vector() -> Vec<f32> {
+        let mut v = vec![0.0; DIM];
+        v[0] = 1.0;
+        v
     }
 
     #[test]

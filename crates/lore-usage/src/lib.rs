@@ -26,7 +26,7 @@ pub use config::{CategoryConfig, Price, RateLimit, RateLimitConfig, RoiConfig, U
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("usage database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[from] lore_db::Error),
     #[error("{0}")]
     Invalid(String),
     #[error("usage store: {0}")]
@@ -34,6 +34,26 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Runs `work` in one transaction of `db` (see [`lore_db::Db::transaction`]), keeping this
+/// crate's errors as they are: committed when it returns `Ok`, rolled back otherwise.
+pub(crate) fn in_transaction<R: Send>(
+    db: &lore_db::Db,
+    work: impl FnOnce(&mut lore_db::Tx<'_>) -> Result<R> + Send,
+) -> Result<R> {
+    let mut failure = None;
+    let outcome = db.transaction(|tx| {
+        work(tx).map_err(|error| match error {
+            Error::Database(error) => error,
+            other => {
+                let message = other.to_string();
+                failure = Some(other);
+                lore_db::Error::Other(message)
+            }
+        })
+    });
+    outcome.map_err(|error| failure.take().unwrap_or(Error::Database(error)))
+}
 
 /// What was called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

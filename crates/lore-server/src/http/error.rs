@@ -217,7 +217,7 @@ impl From<lore_usage::Error> for ApiError {
     fn from(error: lore_usage::Error) -> Self {
         match error {
             lore_usage::Error::Invalid(message) => ApiError::InvalidRequest(message),
-            lore_usage::Error::Sqlite(_) | lore_usage::Error::Other(_) => ApiError::Internal(error.to_string()),
+            lore_usage::Error::Database(_) | lore_usage::Error::Other(_) => ApiError::Internal(error.to_string()),
         }
     }
 }
