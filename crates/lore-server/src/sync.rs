@@ -4,28 +4,42 @@
 //! collection's default); a deletion removes the document and cancels its pending jobs. The
 //! connector's state is saved only after every change was queued, so a sync that fails half way
 //! is repeated whole. Syncs run on demand (`POST /v1/connectors/{name}/sync`, `lore sync`) and,
-//! with `every_minutes`, from the maintenance task; one connector never syncs twice at once.
+//! with `every_minutes`, from the maintenance task; one connector never syncs twice at once,
+//! not even from two processes sharing the database: a sync holds the connector's row for
+//! [`RUN_LEASE_SECS`] (or until it ends), and a process that died mid-sync lets it go then.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use lore_connectors::{Change, Connector, ConnectorConfig, Item, SyncState};
 use lore_core::acl::Acl;
 use lore_core::audit::Outcome;
 use lore_core::types::Collection;
-use rusqlite::{Connection, OptionalExtension, params};
+use lore_db::{Database, Db, Migration, Schema, params};
 use serde::{Deserialize, Serialize};
 
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS connector_syncs (
-    name TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    report TEXT
-);
-"#;
+const SCHEMA: Schema = Schema {
+    name: "connector_syncs",
+    migrations: &[
+        Migration {
+            version: 1,
+            sqlite: "CREATE TABLE IF NOT EXISTS connector_syncs (name TEXT PRIMARY KEY, state TEXT NOT NULL, report TEXT)",
+            postgres: "CREATE TABLE connector_syncs (name TEXT PRIMARY KEY, state TEXT NOT NULL, report TEXT, \
+                       running_until BIGINT)",
+        },
+        Migration {
+            version: 2,
+            // Unix seconds until which a sync holds the connector.
+            sqlite: "ALTER TABLE connector_syncs ADD COLUMN running_until INTEGER",
+            postgres: "SELECT 1",
+        },
+    ],
+};
+
+/// How long a sync holds its connector at most; a longer sync may be joined by a second one.
+pub const RUN_LEASE_SECS: i64 = 3600;
 
 /// What a sync did.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -46,43 +60,68 @@ pub struct SyncReport {
 }
 
 pub struct Syncs {
-    conn: Mutex<Connection>,
-    running: Mutex<HashSet<String>>,
+    db: Db,
 }
 
 impl Syncs {
-    pub fn open(config: &lore_core::config::Config) -> Result<Self, lore_core::Error> {
-        let conn = lore_core::db::open(&config.catalog_path())?;
-        conn.execute_batch(SCHEMA).map_err(lore_core::Error::from)?;
-        Ok(Syncs { conn: Mutex::new(conn), running: Mutex::default() })
+    /// The sync states and reports in the application database.
+    pub fn open_in(database: &Database) -> Result<Self, lore_core::Error> {
+        Ok(Syncs { db: database.store(&SCHEMA)? })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Embedded default only (the one process): lets go of connectors that a previous run
+    /// was syncing when it stopped, without waiting for their leases.
+    pub fn release_interrupted(&self) -> Result<usize, lore_core::Error> {
+        Ok(self
+            .db
+            .execute("UPDATE connector_syncs SET running_until = NULL WHERE running_until IS NOT NULL", params![])?)
+    }
+
+    /// Takes the connector for one sync, unless another process holds it (until its lease
+    /// runs out); `false` when it is taken.
+    fn begin(&self, name: &str, now_secs: i64) -> Result<bool, ApiError> {
+        let taken = self
+            .db
+            .query(
+                "INSERT INTO connector_syncs (name, state, running_until) VALUES (?1, '{}', ?2) \
+                 ON CONFLICT(name) DO UPDATE SET running_until = excluded.running_until \
+                 WHERE connector_syncs.running_until IS NULL OR connector_syncs.running_until <= ?3 RETURNING name",
+                params![name, now_secs + RUN_LEASE_SECS, now_secs],
+            )
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(!taken.is_empty())
+    }
+
+    /// Lets the connector go after a sync.
+    fn end(&self, name: &str) {
+        if let Err(error) =
+            self.db.execute("UPDATE connector_syncs SET running_until = NULL WHERE name = ?1", params![name])
+        {
+            tracing::warn!(%error, connector = name, "cannot release the connector after its sync");
+        }
     }
 
     fn state(&self, name: &str) -> Result<SyncState, ApiError> {
         let text: Option<String> = self
-            .conn()
-            .query_row("SELECT state FROM connector_syncs WHERE name = ?1", [name], |r| r.get(0))
-            .optional()
+            .db
+            .query_opt("SELECT state FROM connector_syncs WHERE name = ?1", params![name])
+            .and_then(|row| row.map(|r| r.get(0)).transpose())
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
     }
 
     fn save(&self, name: &str, state: Option<&SyncState>, report: &SyncReport) -> Result<(), ApiError> {
         let report = serde_json::to_string(report).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let conn = self.conn();
         let result = match state {
             Some(state) => {
                 let state = serde_json::to_string(state).map_err(|e| ApiError::Internal(e.to_string()))?;
-                conn.execute(
+                self.db.execute(
                     "INSERT INTO connector_syncs (name, state, report) VALUES (?1, ?2, ?3) \
                      ON CONFLICT(name) DO UPDATE SET state = excluded.state, report = excluded.report",
                     params![name, state, report],
                 )
             }
-            None => conn.execute(
+            None => self.db.execute(
                 "INSERT INTO connector_syncs (name, state, report) VALUES (?1, '{}', ?2) \
                  ON CONFLICT(name) DO UPDATE SET report = excluded.report",
                 params![name, report],
@@ -93,12 +132,9 @@ impl Syncs {
 
     /// The last sync of `name`, if it ever ran.
     pub fn last(&self, name: &str) -> Option<SyncReport> {
-        let text: Option<Option<String>> = self
-            .conn()
-            .query_row("SELECT report FROM connector_syncs WHERE name = ?1", [name], |r| r.get(0))
-            .optional()
-            .ok()?;
-        text.flatten().and_then(|t| serde_json::from_str(&t).ok())
+        let row = self.db.query_opt("SELECT report FROM connector_syncs WHERE name = ?1", params![name]).ok()??;
+        let text: Option<String> = row.get(0).ok()?;
+        text.and_then(|t| serde_json::from_str(&t).ok())
     }
 
     /// Whether a scheduled connector is due: never synced, or its last sync started
@@ -127,14 +163,11 @@ pub async fn run(
         .find(|c| c.name == name)
         .cloned()
         .ok_or_else(|| ApiError::InvalidRequest(format!("no connector {name:?} in [[connectors]]")))?;
-    {
-        let mut running = state.syncs.running.lock().unwrap_or_else(|p| p.into_inner());
-        if !running.insert(name.to_owned()) {
-            return Err(ApiError::Conflict(format!("connector {name:?} is syncing already")));
-        }
+    if !state.syncs.begin(name, lore_core::db::now())? {
+        return Err(ApiError::Conflict(format!("connector {name:?} is syncing already")));
     }
     let result = sync(state, &config).await;
-    state.syncs.running.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+    state.syncs.end(name);
     let report = result?;
     let outcome = if report.status == "ok" { Outcome::Ok } else { Outcome::Failed };
     let detail = serde_json::json!({
@@ -262,4 +295,43 @@ async fn enqueue(state: &AppState, config: &ConnectorConfig, item: &Item) -> Res
     };
     crate::upload::stage_and_enqueue(state, file).await.map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connector_syncs_in_one_process_at_a_time_until_its_lease_runs_out() {
+        lore_db::testing::on_both("a_connector_syncs_in_one_process_at_a_time_until_its_lease_runs_out", |database| {
+            let (a, b) = (Syncs::open_in(database).unwrap(), Syncs::open_in(database).unwrap());
+            let now = 1_800_000_000;
+            assert!(a.begin("wiki", now).unwrap());
+            assert!(!b.begin("wiki", now + 5).unwrap(), "the other process sees it syncing");
+            assert!(b.begin("helpdesk", now).unwrap(), "other connectors are free");
+            a.end("wiki");
+            assert!(b.begin("wiki", now + 6).unwrap());
+            // The process syncing it dies: the lease runs out, or the next embedded start frees it.
+            assert!(!a.begin("wiki", now + RUN_LEASE_SECS).unwrap());
+            assert!(a.begin("wiki", now + 6 + RUN_LEASE_SECS).unwrap());
+            assert_eq!(a.release_interrupted().unwrap(), 2);
+            assert!(b.begin("wiki", now + 7).unwrap() && b.begin("helpdesk", now + 7).unwrap());
+            // The lease does not touch the saved state and report.
+            let report = SyncReport {
+                connector: "wiki".into(),
+                kind: "web".into(),
+                status: "ok".into(),
+                error: None,
+                upserts: 1,
+                deletes: 0,
+                item_errors: vec![],
+                items: 1,
+                started_at: "2027-01-15T08:00:00Z".into(),
+                finished_at: "2027-01-15T08:00:01Z".into(),
+            };
+            a.save("wiki", Some(&SyncState::default()), &report).unwrap();
+            assert!(!a.begin("wiki", now + 8).unwrap(), "saving keeps the running sync's hold");
+            assert_eq!(b.last("wiki").unwrap().upserts, 1);
+        });
+    }
 }

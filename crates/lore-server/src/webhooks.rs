@@ -9,18 +9,28 @@
 //! they have seen (replay protection). A failed attempt (a network error or a non-2xx answer) is
 //! retried with exponential backoff, or after `Retry-After` on 429 and 503, until `max_attempts`;
 //! the log of deliveries is `GET /v1/webhooks/deliveries`.
+//!
+//! Several processes may send from one shared database: a sender claims one due delivery at a
+//! time by moving its due time [`CLAIM_MS`] ahead (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so
+//! no other sender takes it while it is attempted; a sender that dies mid-attempt leaves it due
+//! again after that window. Delivery is thus at least once, which the `Lore-Delivery` id lets
+//! receivers deduplicate.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use lore_core::config::{Config, WebhookConfig};
-use rusqlite::{Connection, OptionalExtension, params};
+use lore_db::{Database, Db, Dialect, Migration, Row, Schema, params};
 use serde::Serialize;
 
 use crate::state::AppState;
 
-const SCHEMA: &str = r#"
+const SCHEMA: Schema = Schema {
+    name: "webhooks",
+    migrations: &[Migration {
+        version: 1,
+        sqlite: r#"
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
     id TEXT PRIMARY KEY,
     webhook TEXT NOT NULL,
@@ -35,7 +45,30 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     delivered_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(status, next_attempt_ms);
-"#;
+"#,
+        postgres: r#"
+CREATE TABLE webhook_deliveries (
+    id TEXT PRIMARY KEY,
+    webhook TEXT NOT NULL,
+    event TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt_ms BIGINT NOT NULL,
+    last_status BIGINT,
+    last_error TEXT,
+    created_ms BIGINT NOT NULL,
+    delivered_ms BIGINT,
+    seq BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_ms);
+"#,
+    }],
+};
+
+/// How long a claimed delivery is left to its sender before another may attempt it: longer
+/// than one attempt (the HTTP client's timeout is 10 s).
+pub const CLAIM_MS: i64 = 60_000;
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF_MS: u64 = 3_600_000;
@@ -63,31 +96,26 @@ struct Endpoint {
 
 pub struct Webhooks {
     endpoints: Vec<Endpoint>,
-    conn: Mutex<Connection>,
+    db: Db,
     due: Arc<tokio::sync::Notify>,
     http: reqwest::Client,
 }
 
 impl Webhooks {
     /// The configured webhooks, with their secrets read now (a missing one is an error naming
-    /// where it was looked for).
-    pub fn open(config: &Config) -> Result<Self, lore_core::Error> {
+    /// where it was looked for), and their deliveries in the application database.
+    pub fn open_in(config: &Config, database: &Database) -> Result<Self, lore_core::Error> {
         let mut endpoints = Vec::new();
         for webhook in &config.webhooks {
             let secret = webhook.secret()?;
             endpoints.push(Endpoint { config: webhook.clone(), secret });
         }
-        let conn = lore_core::db::open(&config.catalog_path())?;
-        conn.execute_batch(SCHEMA).map_err(lore_core::Error::from)?;
+        let db = database.store(&SCHEMA)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| lore_core::Error::Config(format!("webhooks: {e}")))?;
-        Ok(Webhooks { endpoints, conn: Mutex::new(conn), due: Arc::default(), http })
-    }
-
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        Ok(Webhooks { endpoints, db, due: Arc::default(), http })
     }
 
     /// Queues `event` with `data` for every webhook subscribed to it. Failures are logged: an
@@ -99,10 +127,10 @@ impl Webhooks {
             let payload = serde_json::json!({
                 "id": id, "event": event, "created_at": lore_core::db::rfc3339(now / 1000), "data": data,
             });
-            let written = self.conn().execute(
+            let written = self.db.execute(
                 "INSERT INTO webhook_deliveries (id, webhook, event, payload, status, attempts, next_attempt_ms, \
                  created_ms) VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
-                params![id, endpoint.config.id, event, payload.to_string(), now],
+                params![id, endpoint.config.id.as_str(), event, payload.to_string(), now],
             );
             if let Err(error) = written {
                 tracing::error!(%error, webhook = %endpoint.config.id, event, "cannot queue a webhook delivery");
@@ -117,41 +145,53 @@ impl Webhooks {
         webhook: Option<&str>,
         status: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Delivery>, rusqlite::Error> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, webhook, event, status, attempts, last_status, last_error, created_ms, delivered_ms, \
-             next_attempt_ms FROM webhook_deliveries WHERE (?1 IS NULL OR webhook = ?1) AND (?2 IS NULL OR status = ?2) \
-             ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+    ) -> Result<Vec<Delivery>, lore_db::Error> {
+        // Deliveries made in the same millisecond keep the order they were made in.
+        let tiebreak = match self.db.dialect() {
+            Dialect::Sqlite => "rowid",
+            Dialect::Postgres => "seq",
+        };
+        let rows = self.db.query(
+            &format!(
+                "SELECT id, webhook, event, status, attempts, last_status, last_error, created_ms, delivered_ms, \
+                 next_attempt_ms FROM webhook_deliveries WHERE (CAST(?1 AS TEXT) IS NULL OR webhook = ?1) \
+                 AND (CAST(?2 AS TEXT) IS NULL OR status = ?2) ORDER BY created_ms DESC, {tiebreak} DESC LIMIT ?3"
+            ),
+            params![webhook, status, limit],
         )?;
-        let rows = stmt.query_map(params![webhook, status, limit as i64], |r| {
-            let status: String = r.get(3)?;
-            let next: i64 = r.get(9)?;
-            Ok(Delivery {
-                id: r.get(0)?,
-                webhook: r.get(1)?,
-                event: r.get(2)?,
-                next_attempt_ms: (status == "pending").then_some(next),
-                status,
-                attempts: r.get(4)?,
-                last_status: r.get(5)?,
-                last_error: r.get(6)?,
-                created_ms: r.get(7)?,
-                delivered_ms: r.get(8)?,
-            })
-        })?;
-        rows.collect()
+        rows.iter().map(row_to_delivery).collect()
     }
 
     /// Sends a delivery again now (a failed one gets a fresh round of attempts).
-    pub fn retry(&self, id: &str) -> Result<bool, rusqlite::Error> {
-        let changed = self.conn().execute(
+    pub fn retry(&self, id: &str) -> Result<bool, lore_db::Error> {
+        let changed = self.db.execute(
             "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_ms = ?2 \
              WHERE id = ?1 AND status != 'delivered'",
             params![id, lore_usage::now_ms()],
         )?;
         self.due.notify_one();
         Ok(changed > 0)
+    }
+
+    /// Takes the delivery due first, if any, for [`CLAIM_MS`]: its due time moves ahead by
+    /// that much, so no other sender attempts it meanwhile.
+    fn claim_due(&self, now: i64) -> Result<Option<Claimed>, lore_db::Error> {
+        let skip_locked = match self.db.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let row = self.db.query_opt(
+            &format!(
+                "UPDATE webhook_deliveries SET next_attempt_ms = ?2 WHERE id = (SELECT id FROM webhook_deliveries \
+                 WHERE status = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms LIMIT 1{skip_locked}) \
+                 RETURNING id, webhook, event, payload, attempts"
+            ),
+            params![now, now + CLAIM_MS],
+        )?;
+        row.map(|r| {
+            Ok(Claimed { id: r.get(0)?, webhook: r.get(1)?, event: r.get(2)?, payload: r.get(3)?, attempts: r.get(4)? })
+        })
+        .transpose()
     }
 
     pub fn configured(&self) -> Vec<&WebhookConfig> {
@@ -188,23 +228,15 @@ impl Webhooks {
     }
 
     /// Attempts every due delivery once; returns how long until the next one is due.
-    async fn send_due(&self) -> Result<Duration, rusqlite::Error> {
-        let now = lore_usage::now_ms();
-        let due: Vec<(String, String, String, String, u32)> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT id, webhook, event, payload, attempts FROM webhook_deliveries \
-                 WHERE status = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms LIMIT 50",
-            )?;
-            stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
-                .collect::<Result<_, _>>()?
-        };
-        for (id, webhook, event, payload, attempts) in due {
+    async fn send_due(&self) -> Result<Duration, lore_db::Error> {
+        let started = lore_usage::now_ms();
+        // Deliveries that fall due while these are sent wait for the next round.
+        while let Some(Claimed { id, webhook, event, payload, attempts }) = self.claim_due(started)? {
             let Some(endpoint) = self.endpoints.iter().find(|e| e.config.id == webhook) else {
-                self.conn().execute(
+                self.db.execute(
                     "UPDATE webhook_deliveries SET status = 'failed', last_error = 'the webhook is no longer configured' \
                      WHERE id = ?1",
-                    [&id],
+                    params![id],
                 )?;
                 continue;
             };
@@ -213,7 +245,7 @@ impl Webhooks {
             let now = lore_usage::now_ms();
             match outcome {
                 Ok(()) => {
-                    self.conn().execute(
+                    self.db.execute(
                         "UPDATE webhook_deliveries SET status = 'delivered', attempts = ?2, last_status = 200, \
                          last_error = NULL, delivered_ms = ?3 WHERE id = ?1",
                         params![id, attempts, now],
@@ -228,7 +260,7 @@ impl Webhooks {
                         .min(MAX_BACKOFF_MS);
                     let delay = failure.retry_after_ms.unwrap_or(backoff);
                     tracing::warn!(webhook = %webhook, delivery = %id, attempts, error = %failure.message, "webhook delivery failed");
-                    self.conn().execute(
+                    self.db.execute(
                         "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, last_status = ?4, last_error = ?5, \
                          next_attempt_ms = ?6 WHERE id = ?1",
                         params![
@@ -244,9 +276,10 @@ impl Webhooks {
             }
         }
         let next: Option<i64> = self
-            .conn()
-            .query_row("SELECT MIN(next_attempt_ms) FROM webhook_deliveries WHERE status = 'pending'", [], |r| r.get(0))
-            .optional()?
+            .db
+            .query_opt("SELECT MIN(next_attempt_ms) FROM webhook_deliveries WHERE status = 'pending'", params![])?
+            .map(|r| r.get(0))
+            .transpose()?
             .flatten();
         Ok(match next {
             Some(at) => Duration::from_millis(u64::try_from(at - lore_usage::now_ms()).unwrap_or(0).max(10)),
@@ -280,6 +313,15 @@ impl Webhooks {
     }
 }
 
+/// A delivery taken by [`Webhooks::claim_due`].
+struct Claimed {
+    id: String,
+    webhook: String,
+    event: String,
+    payload: String,
+    attempts: u32,
+}
+
 struct Failure {
     status: Option<u16>,
     message: String,
@@ -287,9 +329,84 @@ struct Failure {
 }
 
 /// Hex HMAC-SHA256 of `"<timestamp>.<body>"`: what `Lore-Signature`'s `v1` carries.
+fn row_to_delivery(r: &Row) -> Result<Delivery, lore_db::Error> {
+    let status: String = r.get(3)?;
+    let next: i64 = r.get(9)?;
+    Ok(Delivery {
+        id: r.get(0)?,
+        webhook: r.get(1)?,
+        event: r.get(2)?,
+        next_attempt_ms: (status == "pending").then_some(next),
+        status,
+        attempts: r.get(4)?,
+        last_status: r.get::<Option<u32>>(5)?.and_then(|s| u16::try_from(s).ok()),
+        last_error: r.get(6)?,
+        created_ms: r.get(7)?,
+        delivered_ms: r.get(8)?,
+    })
+}
+
 pub fn sign(secret: &[u8], timestamp: i64, body: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
     mac.update(format!("{timestamp}.").as_bytes());
     mac.update(body.as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(webhooks: &Webhooks, id: &str, due_ms: i64) {
+        webhooks
+            .db
+            .execute(
+                "INSERT INTO webhook_deliveries (id, webhook, event, payload, status, attempts, next_attempt_ms, \
+                 created_ms) VALUES (?1, 'crm', 'document.indexed', '{}', 'pending', 0, ?2, ?2)",
+                params![id, due_ms],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn senders_sharing_a_database_claim_each_due_delivery_once_until_the_claim_lapses() {
+        lore_db::testing::on_both(
+            "senders_sharing_a_database_claim_each_due_delivery_once_until_the_claim_lapses",
+            |database| {
+                let config = Config::default();
+                let first = Webhooks::open_in(&config, database).unwrap();
+                let second = Webhooks::open_in(&config, database).unwrap();
+                let now = lore_usage::now_ms();
+                for i in 0..40 {
+                    queue(&first, &format!("whd_{i:02}"), now - 1000 + i);
+                }
+                queue(&first, "whd_later", now + 5_000);
+                // Two senders drain the due deliveries at once: each is claimed by one of them.
+                let drain = |webhooks: &Webhooks| {
+                    let mut claimed = Vec::new();
+                    while let Some(delivery) = webhooks.claim_due(now).unwrap() {
+                        claimed.push(delivery.id);
+                    }
+                    claimed
+                };
+                let (a, b) = std::thread::scope(|s| {
+                    let a = s.spawn(|| drain(&first));
+                    let b = s.spawn(|| drain(&second));
+                    (a.join().unwrap(), b.join().unwrap())
+                });
+                let mut all: Vec<String> = a.iter().chain(&b).cloned().collect();
+                all.sort();
+                let expected: Vec<String> = (0..40).map(|i| format!("whd_{i:02}")).collect();
+                assert_eq!(all, expected, "every due delivery claimed exactly once, the later one not at all");
+                // A sender that died mid-attempt: its claims lapse and the deliveries are due again.
+                assert!(second.claim_due(now + CLAIM_MS - 1).unwrap().is_some_and(|d| d.id == "whd_later"));
+                let again = first.claim_due(now + CLAIM_MS + 1).unwrap().unwrap();
+                assert_eq!(again.id, "whd_00");
+                let log = first.deliveries(None, Some("pending"), 100).unwrap();
+                assert_eq!(log.len(), 41);
+                assert_eq!(first.deliveries(Some("nope"), None, 100).unwrap().len(), 0);
+                assert!(first.retry("whd_01").unwrap());
+            },
+        );
+    }
 }
