@@ -237,5 +237,5 @@ pub async fn build(
 
 /// Chunks in a data folder's catalog.
 pub fn chunk_count(config: &lore_core::config::Config) -> anyhow::Result<usize> {
-    Ok(Catalog::open(&config.catalog_path())?.counts()?.1)
+    Ok(Catalog::open_in(&config.open_database()?)?.counts()?.1)
 }

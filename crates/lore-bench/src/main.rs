@@ -208,7 +208,7 @@ fn ingest_with(
     }
 
     // 2. The model batches the ingest sent, replayed, and their padding.
-    let catalog = Catalog::open(&config.catalog_path())?;
+    let catalog = Catalog::open_in(&config.open_database()?)?;
     let replay = replay_model_batches(&config, &embedder, &catalog, &source)?;
 
     // 3. The same chunk texts, embedded by ONNX Runtime directly.

@@ -123,7 +123,7 @@ fn millis(d: Duration) -> f64 {
 impl Retriever {
     /// Opens the indexes read-only; fails if they were built with another model.
     pub async fn open(config: &Config, embedder: Arc<Embedder>) -> lore_core::Result<Self> {
-        let catalog = Catalog::open(&config.catalog_path())?;
+        let catalog = Catalog::open_in(&config.open_database()?)?;
         check_model(&catalog, embedder.info(), config)?;
         let indexes = Arc::new(Indexes::open(config, false).await?);
         Ok(Self::assemble(config, embedder, indexes, catalog))
@@ -132,7 +132,7 @@ impl Retriever {
     /// A retriever over indexes opened elsewhere (the server shares them with its writer;
     /// the keyword reader sees each commit as soon as it is made).
     pub fn with_indexes(config: &Config, embedder: Arc<Embedder>, indexes: Arc<Indexes>) -> lore_core::Result<Self> {
-        let catalog = Catalog::open(&config.catalog_path())?;
+        let catalog = Catalog::open_in(&config.open_database()?)?;
         check_model(&catalog, embedder.info(), config)?;
         Ok(Self::assemble(config, embedder, indexes, catalog))
     }

@@ -15,6 +15,8 @@ use crate::role::{Role, RoleMap};
 pub struct Config {
     /// Catalog (SQLite) and embedded indexes live here.
     pub data_dir: PathBuf,
+    /// `[database]`: where catalog, keys, jobs, audit, conversations and the other stores live.
+    pub database: DatabaseConfig,
     pub embedding: EmbeddingConfig,
     pub chunking: ChunkingConfig,
     pub vector_store: VectorStoreConfig,
@@ -35,6 +37,28 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// `[[connectors]]`: sources synced into collections (web sites, help centres, wikis).
     pub connectors: Vec<lore_connectors::ConnectorConfig>,
+}
+
+/// `[database]`: the application database. Without `url`, the embedded SQLite file
+/// `<data_dir>/catalog.sqlite`; with one, a PostgreSQL database that several `lore serve`
+/// processes share (scale-out). Put the password in `LORE_DATABASE_URL` rather than a file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:5432/database`.
+    pub url: Option<String>,
+}
+
+impl DatabaseConfig {
+    fn validate(&self) -> std::result::Result<(), String> {
+        match &self.url {
+            Some(url) if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => Err(format!(
+                "database.url: expected a PostgreSQL URL (postgres://user:password@host:5432/database), got {:?}",
+                url.split('@').next_back().unwrap_or_default()
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Events a webhook can subscribe to.
@@ -516,6 +540,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("data"),
+            database: DatabaseConfig::default(),
             embedding: EmbeddingConfig::default(),
             chunking: ChunkingConfig::default(),
             vector_store: VectorStoreConfig::Embedded,
@@ -628,6 +653,9 @@ impl Config {
         if let Some(lib) = env::var(env::ORT_DYLIB_PATH) {
             self.embedding.onnxruntime_library = lib.into();
         }
+        if let Some(url) = env::var(env::LORE_DATABASE_URL) {
+            self.database.url = Some(url);
+        }
         if let Some(url) = env::var(env::QDRANT_URL) {
             let collection = env::var(env::LORE_QDRANT_COLLECTION).unwrap_or_else(|| "lore_chunks".into());
             self.vector_store = VectorStoreConfig::Qdrant { url, collection, api_key: env::var(env::QDRANT_API_KEY) };
@@ -635,6 +663,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<()> {
+        self.database.validate().map_err(Error::Config)?;
         self.usage.validate().map_err(Error::Config)?;
         self.policy.validate().map_err(Error::Config)?;
         let mut ids = Vec::new();
@@ -731,6 +760,20 @@ impl Config {
     pub fn catalog_path(&self) -> PathBuf {
         self.data_dir.join("catalog.sqlite")
     }
+
+    /// Where the application database is: `database.url`, else the embedded file.
+    pub fn database_location(&self) -> lore_db::Location {
+        match &self.database.url {
+            Some(url) => lore_db::Location::Postgres(url.clone()),
+            None => lore_db::Location::Sqlite(self.catalog_path()),
+        }
+    }
+
+    /// Opens the application database (on PostgreSQL: connects, so a wrong address or
+    /// password fails here).
+    pub fn open_database(&self) -> Result<lore_db::Database> {
+        Ok(lore_db::Database::open(&self.database_location())?)
+    }
     pub fn keyword_dir(&self) -> PathBuf {
         self.data_dir.join("keyword")
     }
@@ -742,6 +785,19 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_database_is_the_embedded_file_unless_a_postgresql_url_is_given() {
+        let config = Config::default();
+        assert_eq!(config.database_location(), lore_db::Location::Sqlite(PathBuf::from("data/catalog.sqlite")));
+        let config: Config = toml::from_str("[database]\nurl = \"postgres://lore:pw@db:5432/lore\"\n").unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.database_location(), lore_db::Location::Postgres("postgres://lore:pw@db:5432/lore".into()));
+        let config: Config = toml::from_str("[database]\nurl = \"mysql://lore:secret@db/lore\"\n").unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("database.url") && error.contains("db/lore") && !error.contains("secret"), "{error}");
+        assert!(toml::from_str::<Config>("[database]\npath = \"x\"\n").is_err(), "unknown keys are refused");
+    }
 
     #[test]
     fn file_overrides_defaults_and_rejects_unknown_keys() {

@@ -1,41 +1,16 @@
-//! Opening the embedded database (SQLite). Every store opens its own connection to the same
-//! file; WAL mode lets readers and the one writer at a time proceed together, across threads
-//! and processes (the `lore keys` command writes while `lore serve` runs).
+//! Helpers of the application database: UTC times as the stores keep them, readable ids, and
+//! opening the embedded file directly (tests that build old-style files). The stores
+//! themselves go through `lore_db` (SQLite or PostgreSQL).
 
 use std::path::Path;
 
 use rusqlite::Connection;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
+/// A connection to the embedded database file, set up like the stores' own (WAL).
 pub fn open(path: &Path) -> Result<Connection> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    Ok(conn)
-}
-
-/// One connection with its schema applied, shared by a store's callers (statements are short;
-/// SQLite serializes writers anyway).
-pub struct Store {
-    conn: std::sync::Mutex<Connection>,
-}
-
-impl Store {
-    pub fn open(path: &Path, schema: &str) -> Result<Self> {
-        let conn = open(path)?;
-        conn.execute_batch(schema)?;
-        Ok(Store { conn: std::sync::Mutex::new(conn) })
-    }
-
-    pub fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
+    Ok(lore_db::open_sqlite(path)?)
 }
 
 /// Seconds since the Unix epoch (the database stores times as integers).
@@ -92,22 +67,6 @@ pub fn new_id(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn concurrent_openers_add_a_column_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite");
-        open(&path).unwrap().execute_batch("CREATE TABLE t (a TEXT)").unwrap();
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let path = path.clone();
-                std::thread::spawn(move || add_column_if_missing(&open(&path).unwrap(), "t", "b", "TEXT"))
-            })
-            .collect();
-        for thread in threads {
-            thread.join().unwrap().unwrap();
-        }
-    }
 
     #[test]
     fn rfc3339_round_trips() {

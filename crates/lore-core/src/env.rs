@@ -12,6 +12,9 @@ pub const LORE_MODELS_DIR: &str = "LORE_MODELS_DIR";
 pub const ORT_DYLIB_PATH: &str = "ORT_DYLIB_PATH";
 /// URL of a Qdrant server (gRPC port, e.g. `http://127.0.0.1:6334`); selects the server backend.
 pub const QDRANT_URL: &str = "QDRANT_URL";
+/// PostgreSQL connection string (`postgres://user:password@host:5432/lore`) for the application
+/// database; overrides `database.url`. Unset: the embedded SQLite file in the data folder.
+pub const LORE_DATABASE_URL: &str = "LORE_DATABASE_URL";
 /// API key for the Qdrant server.
 pub const QDRANT_API_KEY: &str = "QDRANT_API_KEY";
 /// Collection name in the Qdrant server (default: `lore_chunks`).

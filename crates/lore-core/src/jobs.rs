@@ -578,16 +578,18 @@ mod tests {
     #[test]
     fn a_lapsed_lease_is_taken_over_and_the_first_claim_is_refused() {
         on_both("a_lapsed_lease_is_taken_over_and_the_first_claim_is_refused", |database| {
-            let lease = Duration::from_millis(150);
+            // Renewals come six times per lease, so a loaded machine's scheduling delays do not
+            // let a renewed lease lapse.
+            let lease = Duration::from_millis(600);
             // Two workers: separate stores (as separate processes would have).
             let first = JobStore::open_in(database).unwrap().with_lease(lease);
             let second = JobStore::open_in(database).unwrap().with_lease(lease);
             let meta = serde_json::json!({});
             let job = first.enqueue(new_job("slow.pdf", &meta)).unwrap();
             let held = first.claim_next().unwrap().unwrap();
-            // While the first worker renews, the second finds nothing.
-            for _ in 0..4 {
-                std::thread::sleep(lease / 3);
+            // While the first worker renews, the second finds nothing, longer than one lease.
+            for _ in 0..9 {
+                std::thread::sleep(lease / 6);
                 assert!(first.renew(&held).unwrap());
                 assert!(second.claim_next().unwrap().is_none(), "a renewed lease holds");
             }
@@ -606,7 +608,7 @@ mod tests {
             for attempt in 1..=MAX_ATTEMPTS {
                 assert_eq!(first.claim_next().unwrap().unwrap().attempts, attempt);
                 assert!(first.fail_expired().unwrap().is_empty(), "its lease still runs");
-                std::thread::sleep(lease + Duration::from_millis(30));
+                std::thread::sleep(lease + Duration::from_millis(50));
             }
             assert!(first.claim_next().unwrap().is_none(), "not started a fourth time");
             let failed = second.fail_expired().unwrap();

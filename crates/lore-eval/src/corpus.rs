@@ -62,6 +62,11 @@ pub fn corpus_hash(set: &EvalSet, config: &Config, model_fingerprint: &str) -> R
             config.embedding.passage_prefix
         ),
     ];
+    // A Qdrant server keeps the vectors outside the data folder: a folder built for the
+    // embedded index (or another server) has none there.
+    if let lore_core::config::VectorStoreConfig::Qdrant { url, collection, .. } = &config.vector_store {
+        parts.push(format!("vectors qdrant {url} {collection}"));
+    }
     match &set.corpus {
         CorpusSpec::Sources(sources) => {
             for source in sources {

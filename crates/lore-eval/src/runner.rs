@@ -514,7 +514,7 @@ pub async fn run_in_process(set: &EvalSet, config: &Config, options: &RunOptions
     let mut config = config.clone();
     config.data_dir = prepared.data_dir.clone();
     let indexes = Arc::new(Indexes::open(&config, false).await?);
-    let catalog = Catalog::open(&config.catalog_path())?;
+    let catalog = Catalog::open_in(&config.open_database()?)?;
     let model = ModelScoring::new(&config.chat)?;
     let scorer = Scorer::new(Some(&catalog), Some(&embedder), model.as_ref());
     let mut results = Vec::new();

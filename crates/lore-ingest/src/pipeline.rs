@@ -122,7 +122,7 @@ impl Ingestor {
         embedder: Arc<Embedder>,
         indexes: Arc<Indexes>,
     ) -> Result<Self, IngestError> {
-        let mut catalog = Catalog::open(&config.catalog_path())?;
+        let mut catalog = Catalog::open_in(&config.open_database()?)?;
         check_model(&catalog, embedder.info(), &config)?;
         let recovered = indexes.recover(&mut catalog).await?.len();
         let reapplied = indexes.recover_acl_changes(&mut catalog).await?;

@@ -41,7 +41,7 @@ pub async fn reembed(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<ReembedReport, IngestError> {
     let started = Instant::now();
-    let mut catalog = Catalog::open(&config.catalog_path())?;
+    let mut catalog = Catalog::open_in(&config.open_database()?)?;
     let model = embedder.info().clone();
     let from = stored_model(&catalog)?;
     let mut report = ReembedReport { from: from.clone(), to: model.fingerprint.clone(), ..Default::default() };

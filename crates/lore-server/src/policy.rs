@@ -29,15 +29,14 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn open(config: &Config) -> Result<Policy, OpenError> {
+    pub fn open(config: &Config, database: &lore_db::Database) -> Result<Policy, OpenError> {
         let rules = UsePolicies::new(&config.policy.rules).map_err(lore_core::Error::Config)?;
-        let db = config.catalog_path();
         Ok(Policy {
             config: config.policy.clone(),
             rules,
-            reviews: ReviewStore::open(&db)?,
-            verified: VerifiedStore::open(&db)?,
-            assistants: AssistantStore::open(&db)?,
+            reviews: ReviewStore::open_in(database)?,
+            verified: VerifiedStore::open_in(database)?,
+            assistants: AssistantStore::open_in(database)?,
         })
     }
 

@@ -77,22 +77,28 @@ impl AppState {
         let indexes = Arc::new(Indexes::open(&config, true).await?);
         let writer = Ingestor::with_indexes(config.clone(), embedder.clone(), indexes.clone()).await?;
         let retriever = Arc::new(Retriever::with_indexes(&config, embedder, indexes)?);
-        let conversations = Conversations::open(&config.catalog_path())?;
+        let database = config.open_database()?;
+        let conversations = Conversations::open_in(&database)?;
         let chat = Arc::new(ChatEngine::new(retriever.clone(), conversations, &config.chat)?);
-        let usage = crate::usage::Usage::open(&config, retriever.clone()).await?;
-        let policy = crate::policy::Policy::open(&config)?;
-        let webhooks = crate::webhooks::Webhooks::open(&config)?;
-        let syncs = crate::sync::Syncs::open(&config)?;
-        let db = config.catalog_path();
-        let keys = Arc::new(KeyStore::open(&db)?);
+        let usage = crate::usage::Usage::open(&config, &database, retriever.clone()).await?;
+        let policy = crate::policy::Policy::open(&config, &database)?;
+        let webhooks = crate::webhooks::Webhooks::open_in(&config, &database)?;
+        let syncs = crate::sync::Syncs::open_in(&database)?;
+        let keys = Arc::new(KeyStore::open_in(&database)?);
         let identity = Identity::new(&config, keys)?;
-        let jobs = JobStore::open(&db)?;
-        let (requeued, given_up) = jobs.requeue_interrupted()?;
-        if requeued > 0 {
-            tracing::warn!(jobs = requeued, "resuming jobs interrupted by a restart");
-        }
-        for job in &given_up {
-            tracing::error!(job = %job.id, file = %job.filename, attempts = job.attempts, "job failed: interrupted too often");
+        let jobs = JobStore::open_in(&database)?;
+        // The embedded database belongs to this one process: what it was doing when it stopped
+        // is taken up again now. A shared database's jobs and syncs may be another process's:
+        // their leases say when they are free.
+        if database.dialect() == lore_db::Dialect::Sqlite {
+            syncs.release_interrupted()?;
+            let (requeued, given_up) = jobs.requeue_interrupted()?;
+            if requeued > 0 {
+                tracing::warn!(jobs = requeued, "resuming jobs interrupted by a restart");
+            }
+            for job in &given_up {
+                tracing::error!(job = %job.id, file = %job.filename, attempts = job.attempts, "job failed: interrupted too often");
+            }
         }
         sweep_staging(&config.data_dir, &jobs, Duration::ZERO);
         let preparer = writer.preparer();
@@ -101,14 +107,14 @@ impl AppState {
             chat,
             identity,
             metrics: Metrics::default(),
-            catalog: Mutex::new(Catalog::open(&db)?),
+            catalog: Mutex::new(Catalog::open_in(&database)?),
             writer: tokio::sync::Mutex::new(writer),
             preparer,
             current_job: Mutex::new(None),
             jobs,
-            audit: AuditLog::open(&db)?,
+            audit: AuditLog::open_in(&database)?,
             job_queued: tokio::sync::Notify::new(),
-            feedback: lore_chat::feedback::FeedbackStore::open(&db)?,
+            feedback: lore_chat::feedback::FeedbackStore::open_in(&database)?,
             demo_key: std::sync::OnceLock::new(),
             denials: Default::default(),
             usage,

@@ -43,12 +43,15 @@ pub struct GapWork {
 impl Usage {
     /// Opens the stores in the service's database, embeds the category examples once, and
     /// starts the recorder thread and the gap worker (which ends with the last `Usage`).
-    pub async fn open(config: &Config, retriever: Arc<Retriever>) -> Result<Usage, OpenError> {
-        let db = config.catalog_path();
-        let store = Arc::new(UsageStore::open(&db)?);
+    pub async fn open(
+        config: &Config,
+        database: &lore_db::Database,
+        retriever: Arc<Retriever>,
+    ) -> Result<Usage, OpenError> {
+        let store = Arc::new(UsageStore::open_in(database)?);
         let recorder =
             if config.usage.enabled { Recorder::start(store.clone(), &config.usage) } else { Recorder::disabled() };
-        let budgets = Arc::new(BudgetStore::open(&db)?);
+        let budgets = Arc::new(BudgetStore::open_in(database)?);
         let ledger = Ledger::new(budgets.clone(), store.clone());
         let examples: Vec<String> =
             Categories::examples(&config.usage.categories).into_iter().map(str::to_owned).collect();
@@ -56,7 +59,7 @@ impl Usage {
         let categories = Categories::new(&config.usage.categories, vectors, config.usage.category_floor)
             .map_err(|e| lore_core::Error::Config(format!("usage.categories: {e}")))?
             .with_rule(config.usage.category_rule);
-        let gaps = Arc::new(GapStore::open(&db, config.usage.gap_similarity)?);
+        let gaps = Arc::new(GapStore::open_in(database, config.usage.gap_similarity)?);
         let (gap_work, queue) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(gap_worker(queue, retriever, gaps.clone()));
         Ok(Usage {

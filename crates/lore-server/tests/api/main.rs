@@ -18,6 +18,7 @@ mod keys;
 mod openai;
 mod operations;
 mod policy;
+mod postgres;
 mod privacy;
 mod refusals;
 mod retrieval;

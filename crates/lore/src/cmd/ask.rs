@@ -23,7 +23,7 @@ pub async fn run(args: AskArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let scope = caller.scope("lore ask --as")?;
     let embedder = Arc::new(Embedder::load(&config.embedding)?);
     let retriever = Arc::new(lore_chat::Retriever::open(config, embedder).await?);
-    let conversations = lore_chat::conversations::Conversations::open(&config.catalog_path())?;
+    let conversations = lore_chat::conversations::Conversations::open_in(&config.open_database()?)?;
     let engine = lore_chat::ChatEngine::new(retriever, conversations, &config.chat)?;
     let answer = engine.ask(lore_chat::Question::new(&caller.user, &scope, &question)).await?;
     if json {

@@ -28,7 +28,7 @@ pub enum CollectionsCommand {
 }
 
 pub async fn run(command: CollectionsCommand, config: &Config) -> anyhow::Result<ExitCode> {
-    let catalog = Catalog::open(&config.catalog_path())?;
+    let catalog = Catalog::open_in(&config.open_database()?)?;
     match command {
         CollectionsCommand::Create { id, name, department, default_acl } => {
             let default_acl = default_acl.map(|a| lore_core::acl::Acl::parse(&a)).transpose()?;

@@ -44,7 +44,7 @@ pub enum KeysCommand {
 }
 
 pub async fn run(command: KeysCommand, config: &Config) -> anyhow::Result<ExitCode> {
-    let store = KeyStore::open(&config.catalog_path())?;
+    let store = KeyStore::open_in(&config.open_database()?)?;
     match command {
         KeysCommand::Create { name, role, user, groups, department, public, expires_in_days } => {
             let role = role.unwrap_or_else(|| if public { "employee" } else { "agent" }.to_owned());

@@ -24,7 +24,7 @@ pub fn operator() -> String {
 }
 
 pub fn audit_cli(config: &Config, action: &str, target: &str, detail: serde_json::Value) -> anyhow::Result<()> {
-    lore_core::audit::AuditLog::open(&config.catalog_path())?.record(lore_core::audit::Event {
+    lore_core::audit::AuditLog::open_in(&config.open_database()?)?.record(lore_core::audit::Event {
         actor: operator(),
         role: Some("admin".into()),
         auth: "cli".into(),

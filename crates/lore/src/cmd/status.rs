@@ -14,25 +14,35 @@ pub struct StatusArgs {
 }
 
 pub async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let catalog = Catalog::open(&config.catalog_path())?;
+    let database = config.open_database()?;
+    let catalog = Catalog::open_in(&database)?;
     let (documents, chunks) = catalog.counts()?;
     println!("data folder:   {}", config.data_dir.display());
     println!("documents:     {documents}");
     println!("chunks:        {chunks}");
     println!("model:         {}", lore_core::index::stored_model(&catalog)?.unwrap_or_else(|| "(none yet)".into()));
-    println!("vector store:  {:?}", config.vector_store);
+    match &config.vector_store {
+        lore_core::config::VectorStoreConfig::Embedded => println!("vector store:  embedded"),
+        // Never the API key.
+        lore_core::config::VectorStoreConfig::Qdrant { url, collection, .. } => {
+            println!("vector store:  Qdrant server {url}, collection {collection}")
+        }
+    }
     for (name, dir) in [("keyword index", config.keyword_dir()), ("vector index", config.vector_dir())] {
         println!("{name}: {} ({})", human_bytes(dir_size(&dir)), dir.display());
     }
-    println!("catalog:       {}", human_bytes(dir_size(&config.catalog_path())));
-    let jobs = lore_core::jobs::JobStore::open(&config.catalog_path())?.counts()?;
+    match database.sqlite_file() {
+        Some(file) => println!("database:      {} ({})", human_bytes(dir_size(file)), file.display()),
+        None => println!("database:      PostgreSQL (database.url)"),
+    }
+    let jobs = lore_core::jobs::JobStore::open_in(&database)?.counts()?;
     if !jobs.is_empty() {
         let counts: Vec<String> = jobs.iter().map(|(state, n)| format!("{n} {}", state.as_str())).collect();
         println!("upload jobs:   {}", counts.join(", "));
     }
     println!("collections:   {}", catalog.collections()?.len());
     if !config.connectors.is_empty() {
-        let syncs = lore_server::sync::Syncs::open(config)?;
+        let syncs = lore_server::sync::Syncs::open_in(&database)?;
         for connector in &config.connectors {
             let last = match syncs.last(&connector.name) {
                 Some(r) if r.status == "ok" => {

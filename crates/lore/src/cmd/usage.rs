@@ -34,7 +34,7 @@ pub fn run_usage(args: UsageArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let (from_ms, to_ms) =
         lore_server::usage::report_window(args.from.as_deref(), args.to.as_deref(), ["--from", "--to"])
             .map_err(anyhow::Error::msg)?;
-    let store = UsageStore::open(&config.catalog_path())?;
+    let store = UsageStore::open_in(&config.open_database()?)?;
     let rows = analytics::usage(&store, &UsageQuery { from_ms, to_ms, group_by, departments: None })?;
     if args.csv {
         print!("{}", analytics::to_csv(&rows));
@@ -113,8 +113,8 @@ pub enum BudgetsCommand {
 }
 
 pub fn run_budgets(command: BudgetsCommand, config: &Config) -> anyhow::Result<ExitCode> {
-    let db = config.catalog_path();
-    let budgets = std::sync::Arc::new(BudgetStore::open(&db)?);
+    let database = config.open_database()?;
+    let budgets = std::sync::Arc::new(BudgetStore::open_in(&database)?);
     match command {
         BudgetsCommand::Set { scope, value, period, unit, soft, hard, on_hard } => {
             let spec = BudgetSpec {
@@ -136,7 +136,7 @@ pub fn run_budgets(command: BudgetsCommand, config: &Config) -> anyhow::Result<E
             println!("{}", budget.id);
         }
         BudgetsCommand::List { json } => {
-            let store = std::sync::Arc::new(UsageStore::open(&db)?);
+            let store = std::sync::Arc::new(UsageStore::open_in(&database)?);
             let statuses = Ledger::new(budgets, store).status(lore_usage::now_ms())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&statuses)?);
