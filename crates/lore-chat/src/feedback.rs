@@ -116,7 +116,7 @@ impl FeedbackStore {
     pub fn open_in(database: &Database) -> lore_core::Result<Self> {
         let db = database.store(&SCHEMA)?;
         // A JSON array of department names; NULL in rows from before: admins only.
-        if db.dialect() == lore_db::Dialect::Sqlite {
+        if db.dialect() == Dialect::Sqlite {
             // Files made before migrations were recorded may have it already.
             db.add_column_if_missing("feedback", "departments", "TEXT")?;
         }
@@ -217,15 +217,12 @@ impl FeedbackStore {
         departments: Option<&[String]>,
     ) -> Result<Vec<Feedback>, FeedbackError> {
         // `departments` columns and `?4` are JSON arrays of names.
-        let shared_department = match self.db.dialect() {
-            Dialect::Sqlite => {
-                "SELECT 1 FROM json_each(feedback.departments) AS d WHERE d.value IN (SELECT value FROM json_each(?4))"
-            }
-            Dialect::Postgres => {
-                "SELECT 1 FROM json_array_elements_text(CAST(feedback.departments AS JSON)) AS d(value) \
-                 WHERE d.value IN (SELECT json_array_elements_text(CAST(?4 AS JSON)))"
-            }
-        };
+        let dialect = self.db.dialect();
+        let shared_department = format!(
+            "SELECT 1 FROM {} WHERE d.value IN (SELECT p.value FROM {})",
+            dialect.json_elements("feedback.departments", "d"),
+            dialect.json_elements("?4", "p")
+        );
         let departments = departments.map(|d| serde_json::to_string(d).expect("strings serialize"));
         self.entries(
             &format!(

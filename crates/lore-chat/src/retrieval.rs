@@ -132,7 +132,17 @@ impl Retriever {
     /// A retriever over indexes opened elsewhere (the server shares them with its writer;
     /// the keyword reader sees each commit as soon as it is made).
     pub fn with_indexes(config: &Config, embedder: Arc<Embedder>, indexes: Arc<Indexes>) -> lore_core::Result<Self> {
-        let catalog = Catalog::open_in(&config.open_database()?)?;
+        Self::with_catalog(config, embedder, indexes, Catalog::open_in(&config.open_database()?)?)
+    }
+
+    /// [`Retriever::with_indexes`] with a catalog the caller opened (in the database it
+    /// already holds, so a process connects to PostgreSQL once).
+    pub fn with_catalog(
+        config: &Config,
+        embedder: Arc<Embedder>,
+        indexes: Arc<Indexes>,
+        catalog: Catalog,
+    ) -> lore_core::Result<Self> {
         check_model(&catalog, embedder.info(), config)?;
         Ok(Self::assemble(config, embedder, indexes, catalog))
     }

@@ -15,7 +15,7 @@ pub fn open(path: &Path) -> Result<Connection> {
 
 /// Seconds since the Unix epoch (the database stores times as integers).
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    lore_db::now()
 }
 
 /// RFC 3339 UTC text of a Unix time, e.g. `2026-11-26T13:00:00Z`.
@@ -40,20 +40,6 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         return None;
     }
     Some(lore_usage::days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
-}
-
-/// Adds `column` to `table` when an older database lacks it. The check and the change run in
-/// one write transaction, so connections opening the database at the same time (threads or
-/// processes) cannot both try to add it.
-pub fn add_column_if_missing(conn: &Connection, table: &str, column: &str, definition: &str) -> Result<()> {
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
-    let exists: bool =
-        tx.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?.exists([column])?;
-    if !exists {
-        tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
-    }
-    tx.commit()?;
-    Ok(())
 }
 
 /// A random id with a readable prefix, e.g. `job_3f9a…` (96 bits).

@@ -19,8 +19,6 @@ pub enum Error {
          keyword index stay as they are), or point the configuration back at the index's model"
     )]
     ModelMismatch { data_dir: PathBuf, stored: String, configured: String },
-    #[error("catalog (SQLite) error: {0}")]
-    Catalog(#[from] rusqlite::Error),
     #[error(transparent)]
     Database(#[from] lore_db::Error),
     #[error("keyword index (tantivy) error: {0}")]

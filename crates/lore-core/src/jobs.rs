@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lore_db::{Database, Db, Dialect, Location, Migration, Row, Schema, params};
+use lore_usage::now_ms;
 use serde::Serialize;
 
 use crate::acl::Acl;
@@ -427,11 +428,6 @@ impl JobStore {
     fn jobs(&self, sql: &str, params: &[lore_db::Value]) -> Result<Vec<Job>> {
         self.db.query(sql, params)?.iter().map(row_to_job).collect()
     }
-}
-
-/// Unix milliseconds (leases need finer times than the seconds of `db::now`).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn row_to_job(r: &Row) -> Result<Job> {

@@ -50,6 +50,20 @@ pub enum Dialect {
     Postgres,
 }
 
+impl Dialect {
+    /// A FROM item named `alias` whose column `value` holds each text element of the JSON
+    /// array `expr` (a text column or parameter holding e.g. `["hr","sales"]`): how the
+    /// department scopes match a row's departments against the caller's.
+    pub fn json_elements(self, expr: &str, alias: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_each({expr}) AS {alias}"),
+            Dialect::Postgres => {
+                format!("json_array_elements_text(CAST(CAST({expr} AS TEXT) AS JSON)) AS {alias}(value)")
+            }
+        }
+    }
+}
+
 /// One step of a store's schema, in both dialects.
 pub struct Migration {
     pub version: i64,

@@ -122,7 +122,18 @@ impl Ingestor {
         embedder: Arc<Embedder>,
         indexes: Arc<Indexes>,
     ) -> Result<Self, IngestError> {
-        let mut catalog = Catalog::open_in(&config.open_database()?)?;
+        let catalog = Catalog::open_in(&config.open_database()?)?;
+        Self::with_catalog(config, embedder, indexes, catalog).await
+    }
+
+    /// [`Ingestor::with_indexes`] with a catalog the caller opened (in the database it
+    /// already holds, so a process connects to PostgreSQL once).
+    pub async fn with_catalog(
+        config: Config,
+        embedder: Arc<Embedder>,
+        indexes: Arc<Indexes>,
+        mut catalog: Catalog,
+    ) -> Result<Self, IngestError> {
         check_model(&catalog, embedder.info(), &config)?;
         let recovered = indexes.recover(&mut catalog).await?.len();
         let reapplied = indexes.recover_acl_changes(&mut catalog).await?;

@@ -429,12 +429,11 @@ impl Filter {
     fn new(dialect: Dialect, departments: Option<&[String]>) -> Filter {
         let mut filter = Filter { conditions: Vec::new(), values: Vec::new() };
         if let Some(departments) = departments {
-            let list = match dialect {
-                Dialect::Sqlite => "SELECT value FROM json_each(?)",
-                Dialect::Postgres => "SELECT json_array_elements_text(CAST(CAST(? AS TEXT) AS JSON))",
-            };
             filter.push(
-                &format!("id IN (SELECT review_id FROM review_departments WHERE department IN ({list}))"),
+                &format!(
+                    "id IN (SELECT review_id FROM review_departments WHERE department IN (SELECT p.value FROM {}))",
+                    dialect.json_elements("?", "p")
+                ),
                 Value::from(departments.to_vec()).to_string(),
             );
         }

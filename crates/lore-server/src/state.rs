@@ -74,10 +74,13 @@ impl AppState {
     /// Opens the indexes (for writing), the catalog and the stores; rolls back interrupted
     /// ingests and puts interrupted jobs back in the queue.
     pub async fn open(config: Config, embedder: Arc<Embedder>) -> Result<Arc<Self>, OpenError> {
-        let indexes = Arc::new(Indexes::open(&config, true).await?);
-        let writer = Ingestor::with_indexes(config.clone(), embedder.clone(), indexes.clone()).await?;
-        let retriever = Arc::new(Retriever::with_indexes(&config, embedder, indexes)?);
+        // One database (on PostgreSQL: one connection pool) for every store of the process.
         let database = config.open_database()?;
+        let indexes = Arc::new(Indexes::open(&config, true).await?);
+        let writer =
+            Ingestor::with_catalog(config.clone(), embedder.clone(), indexes.clone(), Catalog::open_in(&database)?)
+                .await?;
+        let retriever = Arc::new(Retriever::with_catalog(&config, embedder, indexes, Catalog::open_in(&database)?)?);
         let conversations = Conversations::open_in(&database)?;
         let chat = Arc::new(ChatEngine::new(retriever.clone(), conversations, &config.chat)?);
         let usage = crate::usage::Usage::open(&config, &database, retriever.clone()).await?;

@@ -490,15 +490,11 @@ impl GapStore {
 /// The questions of a query, joined with their clusters; every statement over them binds the
 /// five parameters of [`Filter::params`] first (`?5` is a JSON array of departments).
 fn from_matching(dialect: Dialect) -> String {
-    let shared_department = match dialect {
-        Dialect::Sqlite => {
-            "SELECT 1 FROM json_each(q.departments) AS asked WHERE asked.value IN (SELECT value FROM json_each(?5))"
-        }
-        Dialect::Postgres => {
-            "SELECT 1 FROM json_array_elements_text(CAST(q.departments AS JSON)) AS asked(value) \
-             WHERE asked.value IN (SELECT json_array_elements_text(CAST(CAST(?5 AS TEXT) AS JSON)))"
-        }
-    };
+    let shared_department = format!(
+        "SELECT 1 FROM {} WHERE asked.value IN (SELECT p.value FROM {})",
+        dialect.json_elements("q.departments", "asked"),
+        dialect.json_elements("?5", "p")
+    );
     format!(
         "FROM gap_questions AS q JOIN gap_clusters AS c ON c.id = q.cluster_id \
          WHERE (CAST(?1 AS TEXT) IS NULL OR q.cluster_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR c.status = ?2) \

@@ -181,7 +181,6 @@ impl From<lore_core::Error> for ApiError {
             | Error::ModelSetup(_)
             | Error::Embedding(_)
             | Error::ModelMismatch { .. }
-            | Error::Catalog(_)
             | Error::Database(_)
             | Error::Keyword(_)
             | Error::KeywordQuery(_)
