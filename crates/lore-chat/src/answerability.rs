@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use lore_core::index::analyze;
 use serde::{Deserialize, Serialize};
 
 use crate::answer;
@@ -407,11 +408,10 @@ pub async fn gather(
     results: &HybridResults,
 ) -> lore_core::Result<Evidence> {
     let lang = results.query_lang;
-    let keyword = &retriever.indexes().keyword;
     let mut seen = HashSet::new();
     let question_terms: Vec<String> =
-        keyword.analyze(&content_words(question), lang)?.into_iter().filter(|t| seen.insert(t.clone())).collect();
-    let idf = keyword.idf(&question_terms, lang)?;
+        analyze(&content_words(question), lang).into_iter().filter(|t| seen.insert(t.clone())).collect();
+    let idf = retriever.indexes().idf(&question_terms, lang).await?;
     let terms: Vec<(String, f64)> = question_terms.into_iter().zip(idf.into_iter().map(f64::from)).collect();
     let total = terms.iter().map(|(_, idf)| idf).sum();
     let question_terms = QuestionTerms { terms, total };
@@ -420,7 +420,7 @@ pub async fn gather(
     let passages: Vec<&Passage> = results.passages.iter().take(SENTENCE_PASSAGES).collect();
     let mut passage_coverage: f64 = 0.0;
     for passage in passages.iter().take(3) {
-        let terms = keyword.analyze(&passage.chunk.text, lang)?.into_iter().collect();
+        let terms = analyze(&passage.chunk.text, lang).into_iter().collect();
         passage_coverage = passage_coverage.max(question_terms.coverage(&terms));
     }
     // Candidates: every sentence of the passages, the lexically best embedded.
@@ -431,7 +431,7 @@ pub async fn gather(
             if s == 0 && unit.starts_with(char::is_lowercase) {
                 continue;
             }
-            let coverage = question_terms.coverage(&keyword.analyze(&unit, lang)?.into_iter().collect());
+            let coverage = question_terms.coverage(&analyze(&unit, lang).into_iter().collect());
             candidates.push((coverage, p, unit));
         }
     }

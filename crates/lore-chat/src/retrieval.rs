@@ -226,12 +226,14 @@ impl Retriever {
         let bm25_task = {
             let indexes = self.indexes.clone();
             let (query, scope) = (query.to_owned(), scope.clone());
-            let span = tracing::info_span!("bm25");
-            tokio::task::spawn_blocking(move || {
-                let _span = span.enter();
-                let started = Instant::now();
-                indexes.keyword.search(&query, query_lang, &scope, limit).map(|hits| (hits, started.elapsed()))
-            })
+            tokio::spawn(
+                async move {
+                    let started = Instant::now();
+                    let hits = indexes.keyword_search(&query, query_lang, &scope, limit).await?;
+                    Ok::<_, lore_core::Error>((hits, started.elapsed()))
+                }
+                .instrument(tracing::info_span!("bm25")),
+            )
         };
         let started = Instant::now();
         let vector = self.queries.embed(query).instrument(tracing::info_span!("embed")).await?;

@@ -458,8 +458,21 @@ pub enum VectorStoreConfig {
     /// In-process Qdrant (qdrant-edge) under `data_dir/vectors`.
     #[default]
     Embedded,
-    /// A Qdrant server or cluster over gRPC.
-    Qdrant { url: String, collection: String, api_key: Option<String> },
+    /// A Qdrant server or cluster over gRPC: dense vectors and BM25 terms (sparse vectors)
+    /// in one collection, created with `shards` and `replication_factor` when missing.
+    Qdrant {
+        url: String,
+        collection: String,
+        api_key: Option<String>,
+        #[serde(default = "one")]
+        shards: u32,
+        #[serde(default = "one")]
+        replication_factor: u32,
+    },
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -471,6 +484,9 @@ pub struct IngestConfig {
     pub commit_every_documents: usize,
     /// How untrusted files are parsed: in a child process with limits, by default.
     pub parser: ParserConfig,
+    /// How long an upload job's claim holds without renewal: a worker that dies mid-job has
+    /// its job taken over by another worker after this. The worker renews every quarter of it.
+    pub job_lease_secs: u64,
 }
 
 /// Parsers of untrusted files (PDF, DOCX, HTML, ...) run in a child process, so a file that
@@ -595,7 +611,12 @@ impl Default for ChunkingConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { max_file_bytes: 50 * 1024 * 1024, commit_every_documents: 200, parser: ParserConfig::default() }
+        IngestConfig {
+            max_file_bytes: 50 * 1024 * 1024,
+            commit_every_documents: 200,
+            parser: ParserConfig::default(),
+            job_lease_secs: 60,
+        }
     }
 }
 
@@ -658,7 +679,17 @@ impl Config {
         }
         if let Some(url) = env::var(env::QDRANT_URL) {
             let collection = env::var(env::LORE_QDRANT_COLLECTION).unwrap_or_else(|| "lore_chunks".into());
-            self.vector_store = VectorStoreConfig::Qdrant { url, collection, api_key: env::var(env::QDRANT_API_KEY) };
+            let (shards, replication_factor) = match &self.vector_store {
+                VectorStoreConfig::Qdrant { shards, replication_factor, .. } => (*shards, *replication_factor),
+                VectorStoreConfig::Embedded => (1, 1),
+            };
+            self.vector_store = VectorStoreConfig::Qdrant {
+                url,
+                collection,
+                api_key: env::var(env::QDRANT_API_KEY),
+                shards,
+                replication_factor,
+            };
         }
     }
 
@@ -683,6 +714,19 @@ impl Config {
             return Err(Error::Config(format!(
                 "chunking: need 0 < min_tokens ({}) <= max_tokens ({}) and overlap_tokens ({}) < max_tokens",
                 c.min_tokens, c.max_tokens, c.overlap_tokens
+            )));
+        }
+        if self.ingest.job_lease_secs < 2 {
+            return Err(Error::Config(format!(
+                "ingest.job_lease_secs ({}) must be at least 2 (the worker renews every quarter of it)",
+                self.ingest.job_lease_secs
+            )));
+        }
+        if let VectorStoreConfig::Qdrant { shards, replication_factor, .. } = &self.vector_store
+            && (*shards == 0 || *replication_factor == 0)
+        {
+            return Err(Error::Config(format!(
+                "vector_store: shards ({shards}) and replication_factor ({replication_factor}) must be at least 1"
             )));
         }
         if c.max_tokens + 16 > self.embedding.max_length {

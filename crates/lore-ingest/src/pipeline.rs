@@ -396,6 +396,7 @@ impl Ingestor {
                     acl: acl.clone(),
                     lang: chunk.lang.code().to_owned(),
                     vector: stored.next().expect("one vector per chunk").vector.clone(),
+                    sparse: None,
                 });
             }
         }
@@ -408,13 +409,7 @@ impl Ingestor {
         // Journal first: after a crash anywhere below, recovery removes these documents
         // from both indexes and the catalog, and the next run ingests them again.
         self.catalog.journal_begin(&doc_ids)?;
-        self.indexes.keyword.delete_documents(&doc_ids)?;
-        self.indexes.keyword.add(&entries)?;
-        self.indexes.vector.delete_documents(doc_ids.clone()).await?;
-        self.indexes.vector.upsert(points).await?;
-        self.indexes.keyword.commit()?;
-        // Both indexes must be durable before the catalog says the documents are indexed.
-        self.indexes.vector.flush().await?;
+        self.indexes.replace_documents(&doc_ids, &entries, points).await?;
         let mut embeddings = embeddings.into_iter();
         let mut upserts: Vec<Upsert> = batch
             .into_iter()

@@ -97,10 +97,11 @@ pub async fn reembed(
                 acl: acls[&chunk.doc_id].clone(),
                 lang: chunk.lang.code().to_owned(),
                 vector: vector.clone(),
+                sparse: None,
             });
             stored.push((chunk.id.clone(), StoredVector { key, vector }));
         }
-        indexes.vector.upsert(points).await?;
+        indexes.upsert_vectors(points, &chunks).await?;
         catalog.set_chunk_vectors(&stored)?;
         report.chunks += chunks.len();
         progress(report.chunks, ids.len());

@@ -74,15 +74,25 @@ fn build_schema() -> (Schema, Fields) {
     (builder.build(), Fields { chunk_id, doc_id, acl, lang, title, body })
 }
 
+/// The analyzer of a language's text fields: words split on non-alphanumerics, long ones
+/// dropped, lowercased, accents folded, stemmed. The sparse BM25 encoder for a Qdrant server
+/// uses the same, so both keyword paths see the same terms.
+pub(crate) fn text_analyzer(lang: Lang) -> TextAnalyzer {
+    let stemmer = match lang {
+        Lang::En => Language::English,
+        Lang::Es => Language::Spanish,
+    };
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .filter(Stemmer::new(stemmer))
+        .build()
+}
+
 fn register_analyzers(index: &Index) {
-    for (lang, stemmer) in [(Lang::En, Language::English), (Lang::Es, Language::Spanish)] {
-        let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
-            .filter(RemoveLongFilter::limit(40))
-            .filter(LowerCaser)
-            .filter(AsciiFoldingFilter)
-            .filter(Stemmer::new(stemmer))
-            .build();
-        index.tokenizers().register(analyzer_name(lang), analyzer);
+    for lang in Lang::ALL {
+        index.tokenizers().register(analyzer_name(lang), text_analyzer(lang));
     }
 }
 
@@ -278,14 +288,6 @@ impl KeywordIndex {
         self.index.tokenizers().get(name).ok_or_else(|| {
             Error::Keyword(tantivy::TantivyError::InvalidArgument(format!("analyzer {name} is not registered")))
         })
-    }
-
-    /// The terms of `text` as the index stores them for `lang` (lowercased, folded, stemmed):
-    /// what answerability compares questions and sentences with.
-    pub fn analyze(&self, text: &str, lang: Lang) -> Result<Vec<String>> {
-        let mut terms = Vec::new();
-        self.analyzer(lang)?.token_stream(text).process(&mut |token| terms.push(token.text.clone()));
-        Ok(terms)
     }
 
     /// BM25's inverse document frequency of each analysed term in the chunk bodies of

@@ -1,40 +1,52 @@
 //! The two indexes every chunk lives in, under the same chunk id: dense vectors in Qdrant
-//! and BM25 in Tantivy. Ingest writes both; chat reads both.
+//! and BM25 in Tantivy (embedded mode) or in the same Qdrant points as sparse vectors (on a
+//! Qdrant server, shared by every replica). Ingest writes both; chat reads both.
 
 pub mod keyword;
+pub mod sparse;
 pub mod vector;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::acl::AccessScope;
 use crate::catalog::Catalog;
 use crate::config::{Config, VectorStoreConfig};
 use crate::embed::ModelInfo;
 use crate::error::{Error, Result};
-use crate::types::Chunk;
+use crate::lang::Lang;
+use crate::types::{Chunk, ScoredChunkId};
 
 pub use keyword::{KeywordEntry, KeywordIndex};
-pub use vector::{VectorIndex, VectorPoint};
+pub use sparse::analyze;
+pub use vector::{ServerLayout, VectorIndex, VectorPoint};
 
 const MODEL_META_KEY: &str = "embedding_model";
 
 pub struct Indexes {
-    pub keyword: KeywordIndex,
+    /// BM25 in Tantivy, in the embedded mode. `None` on a Qdrant server, where every point
+    /// carries its chunk's BM25 terms as a sparse vector ([`sparse`]).
+    pub keyword: Option<Arc<KeywordIndex>>,
     pub vector: VectorIndex,
 }
 
 impl Indexes {
     /// Opens both indexes for `config`. `writable` takes the keyword index's writer lock.
     pub async fn open(config: &Config, writable: bool) -> Result<Self> {
-        let keyword = KeywordIndex::open(&config.keyword_dir(), writable)?;
         let dimension = config.embedding.dimension;
-        let vector = match &config.vector_store {
-            VectorStoreConfig::Embedded => VectorIndex::open_embedded(&config.vector_dir(), dimension)?,
-            VectorStoreConfig::Qdrant { url, collection, api_key } => {
-                VectorIndex::open_server(url, collection, api_key.as_deref(), dimension).await?
+        Ok(match &config.vector_store {
+            VectorStoreConfig::Embedded => Indexes {
+                keyword: Some(Arc::new(KeywordIndex::open(&config.keyword_dir(), writable)?)),
+                vector: VectorIndex::open_embedded(&config.vector_dir(), dimension)?,
+            },
+            VectorStoreConfig::Qdrant { url, collection, api_key, shards, replication_factor } => {
+                let layout = ServerLayout { shards: *shards, replication_factor: *replication_factor };
+                Indexes {
+                    keyword: None,
+                    vector: VectorIndex::open_server(url, collection, api_key.as_deref(), dimension, layout).await?,
+                }
             }
-        };
-        Ok(Indexes { keyword, vector })
+        })
     }
 
     /// Removes every chunk of these documents from both indexes, durably.
@@ -42,20 +54,109 @@ impl Indexes {
         if doc_ids.is_empty() {
             return Ok(());
         }
-        self.keyword.delete_documents(doc_ids)?;
-        self.keyword.commit()?;
+        if let Some(keyword) = &self.keyword {
+            keyword.delete_documents(doc_ids)?;
+            keyword.commit()?;
+        }
         self.vector.delete_documents(doc_ids.to_vec()).await?;
         self.vector.flush().await
+    }
+
+    /// Replaces the chunks of `doc_ids` with `entries` in both indexes, durably. `points`
+    /// are the entries' vectors, in the same order; on a Qdrant server they also get the
+    /// chunks' BM25 terms.
+    pub async fn replace_documents(
+        &self,
+        doc_ids: &[String],
+        entries: &[KeywordEntry<'_>],
+        points: Vec<VectorPoint>,
+    ) -> Result<()> {
+        let points = self.with_keyword_terms(points, entries.iter().map(|e| e.chunk))?;
+        if let Some(keyword) = &self.keyword {
+            keyword.delete_documents(doc_ids)?;
+            keyword.add(entries)?;
+        }
+        self.vector.delete_documents(doc_ids.to_vec()).await?;
+        self.vector.upsert(points).await?;
+        if let Some(keyword) = &self.keyword {
+            keyword.commit()?;
+        }
+        // Both indexes must be durable before the caller records the documents as indexed.
+        self.vector.flush().await
+    }
+
+    /// Writes new vectors for chunks already indexed (a re-embedding), keeping their BM25
+    /// terms on a Qdrant server. `chunks` are the points' chunks, in order.
+    pub async fn upsert_vectors(&self, points: Vec<VectorPoint>, chunks: &[Chunk]) -> Result<()> {
+        let points = self.with_keyword_terms(points, chunks.iter())?;
+        self.vector.upsert(points).await
+    }
+
+    fn with_keyword_terms<'a>(
+        &self,
+        mut points: Vec<VectorPoint>,
+        chunks: impl ExactSizeIterator<Item = &'a Chunk>,
+    ) -> Result<Vec<VectorPoint>> {
+        if self.keyword.is_some() {
+            return Ok(points);
+        }
+        if chunks.len() != points.len() {
+            return Err(Error::Vector(format!("{} points for {} chunks", points.len(), chunks.len())));
+        }
+        for (point, chunk) in points.iter_mut().zip(chunks) {
+            if point.chunk_id != chunk.id {
+                return Err(Error::Vector(format!("point {} is not chunk {}", point.chunk_id, chunk.id)));
+            }
+            point.sparse = Some(sparse::document_vector(chunk));
+        }
+        Ok(points)
+    }
+
+    /// BM25 search for `query` among the chunks `scope` may read, with the filter inside the
+    /// engine: Tantivy (off the async executor) or the server's sparse vectors.
+    pub async fn keyword_search(
+        &self,
+        query: &str,
+        query_lang: Lang,
+        scope: &AccessScope,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunkId>> {
+        match &self.keyword {
+            Some(keyword) => {
+                let (keyword, query, scope) = (keyword.clone(), query.to_owned(), scope.clone());
+                tokio::task::spawn_blocking(move || keyword.search(&query, query_lang, &scope, limit))
+                    .await
+                    .map_err(|e| Error::Vector(format!("keyword search task: {e}")))?
+            }
+            None => match sparse::query_vector(query, query_lang) {
+                Some(terms) => self.vector.keyword_search(terms, scope, limit).await,
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    /// BM25's inverse document frequency of analysed body `terms` of `lang`, over every chunk
+    /// (ACLs aside), from whichever engine holds the terms.
+    pub async fn idf(&self, terms: &[String], lang: Lang) -> Result<Vec<f32>> {
+        match &self.keyword {
+            Some(keyword) => keyword.idf(terms, lang),
+            None => {
+                let ids: Vec<u32> = terms.iter().map(|t| sparse::body_term_id(lang, t)).collect();
+                self.vector.keyword_idf(&ids).await
+            }
+        }
     }
 
     /// Gives a document's chunks a new ACL in both indexes without re-embedding: a payload
     /// update in Qdrant; in Tantivy (which has no in-place update) the document's entries are
     /// rewritten from the catalog's chunk texts. Durable when it returns.
     pub async fn set_document_acl(&self, doc_id: &str, chunks: &[Chunk], acl: &[String]) -> Result<()> {
-        let entries: Vec<KeywordEntry<'_>> = chunks.iter().map(|chunk| KeywordEntry { chunk, acl }).collect();
-        self.keyword.delete_documents(&[doc_id.to_owned()])?;
-        self.keyword.add(&entries)?;
-        self.keyword.commit()?;
+        if let Some(keyword) = &self.keyword {
+            let entries: Vec<KeywordEntry<'_>> = chunks.iter().map(|chunk| KeywordEntry { chunk, acl }).collect();
+            keyword.delete_documents(&[doc_id.to_owned()])?;
+            keyword.add(&entries)?;
+            keyword.commit()?;
+        }
         self.vector.set_document_acl(doc_id.to_owned(), acl.to_vec()).await?;
         self.vector.flush().await
     }
@@ -87,12 +188,15 @@ impl Indexes {
     /// Compares the chunk ids (and ACLs) held by the catalog and both indexes.
     pub async fn check_consistency(&self, catalog: &Catalog) -> Result<ConsistencyReport> {
         let scope = AccessScope::unrestricted_for_admin_tooling("consistency check");
-        let keyword: BTreeMap<String, Vec<String>> = self.keyword.all_chunks(&scope)?.into_iter().map(sorted).collect();
         let vector: BTreeMap<String, Vec<String>> =
             self.vector.all_chunks(&scope).await?.into_iter().map(sorted).collect();
-        let catalog_ids = catalog.chunk_ids()?;
-        let keyword_total = self.keyword.num_chunks() as usize;
         let vector_total = self.vector.count().await?;
+        // On a Qdrant server the BM25 terms are in the same points as the vectors.
+        let (keyword, keyword_total) = match &self.keyword {
+            Some(index) => (index.all_chunks(&scope)?.into_iter().map(sorted).collect(), index.num_chunks() as usize),
+            None => (vector.clone(), vector_total),
+        };
+        let catalog_ids = catalog.chunk_ids()?;
         Ok(ConsistencyReport { catalog_ids, keyword, vector, keyword_total, vector_total })
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::sparse::{SPARSE_VECTOR, SparseVector};
 use crate::acl::AccessScope;
 use crate::error::{Error, Result};
 use crate::types::ScoredChunkId;
@@ -20,6 +21,23 @@ pub struct VectorPoint {
     pub acl: Vec<String>,
     pub lang: String,
     pub vector: Vec<f32>,
+    /// The chunk's BM25 terms ([`super::sparse`]), stored on a Qdrant server only (the
+    /// embedded mode keeps them in Tantivy).
+    pub sparse: Option<SparseVector>,
+}
+
+/// A Qdrant server collection's layout: shards spread points over nodes, replicas keep
+/// copies (`[vector_store] shards`, `replication_factor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLayout {
+    pub shards: u32,
+    pub replication_factor: u32,
+}
+
+impl Default for ServerLayout {
+    fn default() -> Self {
+        ServerLayout { shards: 1, replication_factor: 1 }
+    }
 }
 
 /// The vector index backends. A plain enum: two backends, one set of conformance tests.
@@ -35,10 +53,15 @@ pub const CHUNK_ID_FIELD: &str = "chunk_id";
 /// A nearest-neighbour query with its permission filter, as the backends run it: `principals`
 /// (any of them in a point's ACL) and `within` (document ids), `None` meaning no restriction.
 struct FilteredQuery {
-    vector: Vec<f32>,
+    vector: QueryVector,
     principals: Option<Vec<String>>,
     within: Option<Vec<String>>,
     limit: usize,
+}
+
+enum QueryVector {
+    Dense(Vec<f32>),
+    Sparse(SparseVector),
 }
 
 /// Calls the same method of either backend: qdrant-edge's off the async executor (its calls
@@ -60,8 +83,14 @@ impl VectorIndex {
         Ok(VectorIndex::Embedded(EdgeIndex::open(dir, dimension)?))
     }
 
-    pub async fn open_server(url: &str, collection: &str, api_key: Option<&str>, dimension: usize) -> Result<Self> {
-        Ok(VectorIndex::Server(ServerIndex::open(url, collection, api_key, dimension).await?))
+    pub async fn open_server(
+        url: &str,
+        collection: &str,
+        api_key: Option<&str>,
+        dimension: usize,
+        layout: ServerLayout,
+    ) -> Result<Self> {
+        Ok(VectorIndex::Server(ServerIndex::open(url, collection, api_key, dimension, layout).await?))
     }
 
     pub async fn upsert(&self, points: Vec<VectorPoint>) -> Result<()> {
@@ -85,12 +114,43 @@ impl VectorIndex {
 
     /// Nearest chunks to `vector` among those `scope` may read.
     pub async fn search(&self, vector: Vec<f32>, scope: &AccessScope, limit: usize) -> Result<Vec<ScoredChunkId>> {
+        self.filtered_search(QueryVector::Dense(vector), scope, limit).await
+    }
+
+    /// The chunks with the best BM25 scores for `query`'s terms among those `scope` may read,
+    /// on a Qdrant server (the sparse vectors with the `idf` modifier). The embedded backend
+    /// keeps its keyword index in Tantivy and refuses.
+    pub async fn keyword_search(
+        &self,
+        query: SparseVector,
+        scope: &AccessScope,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunkId>> {
+        self.filtered_search(QueryVector::Sparse(query), scope, limit).await
+    }
+
+    async fn filtered_search(
+        &self,
+        vector: QueryVector,
+        scope: &AccessScope,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunkId>> {
         let principals = scope.filter_principals();
         let within = scope.document_restriction().map(<[String]>::to_vec);
         if principals.as_ref().is_some_and(Vec::is_empty) || within.as_ref().is_some_and(Vec::is_empty) || limit == 0 {
             return Ok(Vec::new());
         }
         on_backend!(self, search(FilteredQuery { vector, principals, within, limit }))
+    }
+
+    /// BM25's inverse document frequency of each body term (see [`super::sparse::body_term_id`])
+    /// over every point of a Qdrant server collection, ACLs aside, as the server's `idf`
+    /// modifier computes it.
+    pub async fn keyword_idf(&self, term_ids: &[u32]) -> Result<Vec<f32>> {
+        match self {
+            VectorIndex::Server(server) => server.idf(term_ids).await,
+            VectorIndex::Embedded(_) => Err(Error::Vector("the embedded vector index holds no BM25 terms".into())),
+        }
     }
 
     /// Every chunk id with its ACL. Admin tooling only, hence the unrestricted scope.
@@ -283,6 +343,9 @@ impl EdgeIndex {
 
     fn search(&self, query: FilteredQuery) -> Result<Vec<ScoredChunkId>> {
         let FilteredQuery { vector, principals, within, limit } = query;
+        let QueryVector::Dense(vector) = vector else {
+            return Err(Error::Vector("the embedded vector index has no BM25 terms (Tantivy keeps them)".into()));
+        };
         use qdrant_edge::{
             Filter, NamedQuery, QueryEnum, QueryRequest, ScoringQuery, WithPayloadInterface, WithVector,
         };
@@ -377,9 +440,16 @@ fn server_error(e: impl std::fmt::Display) -> Error {
 }
 
 impl ServerIndex {
-    pub async fn open(url: &str, collection: &str, api_key: Option<&str>, dimension: usize) -> Result<Self> {
+    pub async fn open(
+        url: &str,
+        collection: &str,
+        api_key: Option<&str>,
+        dimension: usize,
+        layout: ServerLayout,
+    ) -> Result<Self> {
         use qdrant_client::qdrant::{
-            CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, Distance, FieldType, VectorParamsBuilder,
+            CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, Distance, FieldType, Modifier,
+            SparseVectorParamsBuilder, SparseVectorsConfigBuilder, VectorParamsBuilder,
         };
         let mut builder = qdrant_client::Qdrant::from_url(url);
         if let Some(key) = api_key {
@@ -387,13 +457,26 @@ impl ServerIndex {
         }
         let client = builder.build().map_err(server_error)?;
         if !client.collection_exists(collection).await.map_err(server_error)? {
-            client
+            let mut sparse = SparseVectorsConfigBuilder::default();
+            sparse.add_named_vector_params(SPARSE_VECTOR, SparseVectorParamsBuilder::default().modifier(Modifier::Idf));
+            let created = client
                 .create_collection(
                     CreateCollectionBuilder::new(collection)
-                        .vectors_config(VectorParamsBuilder::new(dimension as u64, Distance::Cosine)),
+                        .vectors_config(VectorParamsBuilder::new(dimension as u64, Distance::Cosine))
+                        .sparse_vectors_config(sparse)
+                        .shard_number(layout.shards)
+                        .replication_factor(layout.replication_factor),
                 )
-                .await
-                .map_err(server_error)?;
+                .await;
+            // Two processes starting together both see no collection; the second create fails.
+            if let Err(e) = created
+                && !client.collection_exists(collection).await.map_err(server_error)?
+            {
+                return Err(server_error(e));
+            }
+            // ACL filters run on every query: a keyword index on both filtered fields. (Not a
+            // tenant index: a chunk's ACL names several principals, so no single value
+            // partitions the points.)
             for field in [ACL_FIELD, DOC_ID_FIELD] {
                 client
                     .create_field_index(
@@ -403,11 +486,24 @@ impl ServerIndex {
                     .map_err(server_error)?;
             }
         }
+        let info = client.collection_info(collection).await.map_err(server_error)?;
+        let has_sparse = info
+            .result
+            .and_then(|r| r.config)
+            .and_then(|c| c.params)
+            .and_then(|p| p.sparse_vectors_config)
+            .is_some_and(|s| s.map.contains_key(SPARSE_VECTOR));
+        if !has_sparse {
+            return Err(Error::Vector(format!(
+                "Qdrant collection {collection:?} has no {SPARSE_VECTOR:?} sparse vector for keyword search (an older \
+                 layout): use another collection name, or delete it and run `lore migrate` or `lore ingest` again"
+            )));
+        }
         Ok(ServerIndex { client, collection: collection.to_owned() })
     }
 
     async fn upsert(&self, points: Vec<VectorPoint>) -> Result<()> {
-        use qdrant_client::qdrant::{PointStruct, UpsertPointsBuilder};
+        use qdrant_client::qdrant::{NamedVectors, PointStruct, UpsertPointsBuilder, Vector};
         let points: Vec<PointStruct> = points
             .into_iter()
             .map(|p| {
@@ -418,7 +514,11 @@ impl ServerIndex {
                     (ACL_FIELD, Value::from(p.acl)),
                     ("lang", Value::from(p.lang)),
                 ]));
-                PointStruct::new(p.chunk_id, p.vector, payload)
+                let mut vectors = NamedVectors::default().add_vector("", p.vector);
+                if let Some(sparse) = p.sparse.filter(|s| !s.is_empty()) {
+                    vectors = vectors.add_vector(SPARSE_VECTOR, Vector::new_sparse(sparse.indices, sparse.values));
+                }
+                PointStruct::new(p.chunk_id, vectors, payload)
             })
             .collect();
         self.client
@@ -456,10 +556,15 @@ impl ServerIndex {
     }
 
     async fn search(&self, query: FilteredQuery) -> Result<Vec<ScoredChunkId>> {
-        use qdrant_client::qdrant::{Condition, Filter, QueryPointsBuilder};
+        use qdrant_client::qdrant::{Condition, Filter, Query, QueryPointsBuilder, VectorInput};
         let FilteredQuery { vector, principals, within, limit } = query;
-        let mut request =
-            QueryPointsBuilder::new(&self.collection).query(vector).limit(limit as u64).with_payload(true);
+        let request = QueryPointsBuilder::new(&self.collection).limit(limit as u64).with_payload(true);
+        let mut request = match vector {
+            QueryVector::Dense(vector) => request.query(vector),
+            QueryVector::Sparse(sparse) => request
+                .query(Query::new_nearest(VectorInput::new_sparse(sparse.indices, sparse.values)))
+                .using(SPARSE_VECTOR),
+        };
         let mut conditions = Vec::new();
         if let Some(principals) = principals {
             conditions.push(Condition::matches(ACL_FIELD, principals));
@@ -480,6 +585,73 @@ impl ServerIndex {
                 score: p.score,
             })
             .collect())
+    }
+
+    /// The IDF of each term, read back from the server: a one-term query with weight 1 scores
+    /// its best point `idf × value`, and that point's stored value divides it out. A term no
+    /// point holds has `df = 0`. One batched request for all terms.
+    async fn idf(&self, term_ids: &[u32]) -> Result<Vec<f32>> {
+        use qdrant_client::qdrant::{
+            Query, QueryBatchPointsBuilder, QueryPointsBuilder, VectorInput, VectorsSelector, vector_output,
+        };
+        if term_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queries = term_ids
+            .iter()
+            .map(|&id| {
+                QueryPointsBuilder::new(&self.collection)
+                    .query(Query::new_nearest(VectorInput::new_sparse(vec![id], vec![1.0])))
+                    .using(SPARSE_VECTOR)
+                    .limit(1)
+                    .with_vectors(VectorsSelector { names: vec![SPARSE_VECTOR.to_owned()] })
+                    .build()
+            })
+            .collect::<Vec<_>>();
+        let response = self
+            .client
+            .query_batch(QueryBatchPointsBuilder::new(&self.collection, queries))
+            .await
+            .map_err(server_error)?;
+        let n = self.count_approx().await? as f32;
+        let unseen = ((n + 0.5) / 0.5 + 1.0).ln();
+        let mut out = Vec::with_capacity(term_ids.len());
+        for (&id, batch) in term_ids.iter().zip(response.result) {
+            let Some(point) = batch.result.into_iter().next() else {
+                out.push(unseen);
+                continue;
+            };
+            let stored = point
+                .vectors
+                .and_then(|v| match v.vectors_options {
+                    Some(qdrant_client::qdrant::vectors_output::VectorsOptions::Vectors(named)) => {
+                        named.vectors.get(SPARSE_VECTOR).cloned()
+                    }
+                    _ => None,
+                })
+                .and_then(|output| match output.vector {
+                    Some(vector_output::Vector::Sparse(sparse)) => {
+                        sparse.indices.iter().position(|&i| i == id).map(|p| sparse.values[p])
+                    }
+                    _ => None,
+                });
+            match stored {
+                Some(value) if value > 0.0 => out.push(point.score / value),
+                _ => {
+                    return Err(Error::Vector(format!(
+                        "qdrant server: no stored weight for term {id} in the best point"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn count_approx(&self) -> Result<usize> {
+        use qdrant_client::qdrant::CountPointsBuilder;
+        let response =
+            self.client.count(CountPointsBuilder::new(&self.collection).exact(false)).await.map_err(server_error)?;
+        Ok(response.result.map(|r| r.count as usize).unwrap_or(0))
     }
 
     async fn all_chunks(&self) -> Result<Vec<(String, Vec<String>)>> {

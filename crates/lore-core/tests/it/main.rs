@@ -4,7 +4,8 @@
 mod embed;
 
 use lore_core::acl::{AccessScope, Principal, PrincipalSet};
-use lore_core::index::{KeywordEntry, KeywordIndex, VectorIndex, VectorPoint};
+use lore_core::index::sparse::{body_term_id, document_vector, query_vector};
+use lore_core::index::{KeywordEntry, KeywordIndex, ServerLayout, VectorIndex, VectorPoint, analyze};
 use lore_core::lang::Lang;
 use lore_core::types::Chunk;
 use rand::rngs::StdRng;
@@ -51,6 +52,7 @@ fn random_corpus(rng: &mut StdRng, documents: usize, chunks_per_doc: usize, dime
                 acl: acl.clone(),
                 lang: "en".into(),
                 vector,
+                sparse: None,
             });
             chunks.push(chunk);
         }
@@ -125,8 +127,109 @@ async fn server_vector_index_conforms() {
         return;
     };
     let collection = format!("lore_conformance_{}", std::process::id());
-    let index = VectorIndex::open_server(&url, &collection, None, 16).await.unwrap();
+    let index = VectorIndex::open_server(&url, &collection, None, 16, ServerLayout::default()).await.unwrap();
     vector_conformance(&index, 7).await;
+}
+
+const WORDS: [&str; 24] = [
+    "vacation",
+    "expenses",
+    "laptop",
+    "badge",
+    "payroll",
+    "travel",
+    "receipts",
+    "manager",
+    "holiday",
+    "policy",
+    "remote",
+    "office",
+    "training",
+    "benefits",
+    "insurance",
+    "pension",
+    "parking",
+    "security",
+    "password",
+    "printer",
+    "contract",
+    "overtime",
+    "leave",
+    "salary",
+];
+
+/// Text with a skewed word distribution, so terms have very different document frequencies.
+fn random_text(rng: &mut StdRng) -> String {
+    let len = rng.random_range(5..60);
+    (0..len)
+        .map(|_| WORDS[(rng.random_range(0.0f64..1.0).powi(2) * WORDS.len() as f64) as usize])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The keyword contract on a Qdrant server: BM25 terms as sparse vectors with the `idf`
+/// modifier, the ACL filter inside the query. Compared with Tantivy on the same chunks: the
+/// same chunks match, top-k is filled with permitted chunks only, the best chunk agrees, and
+/// the IDF read back from the server is Tantivy's.
+#[tokio::test]
+async fn server_keyword_search_conforms() {
+    let Some(url) = lore_core::env::var(lore_core::env::QDRANT_URL) else {
+        eprintln!("SKIP server_keyword_search_conforms: set QDRANT_URL (e.g. http://127.0.0.1:6334) to run it");
+        return;
+    };
+    let collection = format!("lore_keyword_conformance_{}", std::process::id());
+    let index = VectorIndex::open_server(&url, &collection, None, 16, ServerLayout::default()).await.unwrap();
+    let mut rng = StdRng::seed_from_u64(23);
+    let mut corpus = random_corpus(&mut rng, 80, 3, 16);
+    for (chunk, point) in corpus.chunks.iter_mut().zip(&mut corpus.points) {
+        chunk.text = random_text(&mut rng);
+        point.sparse = Some(document_vector(chunk));
+    }
+    index.upsert(corpus.points.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tantivy = KeywordIndex::open(dir.path(), true).unwrap();
+    let entries: Vec<KeywordEntry<'_>> =
+        corpus.chunks.iter().zip(&corpus.points).map(|(chunk, p)| KeywordEntry { chunk, acl: &p.acl }).collect();
+    tantivy.add(&entries).unwrap();
+    tantivy.commit().unwrap();
+
+    let (mut compared, mut same_best) = (0, 0);
+    for _ in 0..200 {
+        let scope = AccessScope::impersonate_for_operator(random_caller(&mut rng), "conformance test");
+        let words = rng.random_range(1..4);
+        let question: Vec<&str> = (0..words).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect();
+        let question = question.join(" ");
+        let k = rng.random_range(1..15);
+        let hits = index.keyword_search(query_vector(&question, Lang::En).unwrap(), &scope, k).await.unwrap();
+        let expected = tantivy.search(&question, Lang::En, &scope, 10_000).unwrap();
+        assert_eq!(hits.len(), k.min(expected.len()), "{question:?}: top-k not filled with matching permitted chunks");
+        for hit in &hits {
+            let point = corpus.points.iter().find(|p| p.chunk_id == hit.chunk_id).expect("known chunk");
+            assert!(scope.permits(&point.acl), "chunk with ACL {:?} returned for {question:?}", point.acl);
+            assert!(
+                expected.iter().any(|e| e.chunk_id == hit.chunk_id),
+                "{question:?}: a chunk Tantivy does not match"
+            );
+        }
+        if let (Some(hit), Some(best)) = (hits.first(), expected.first()) {
+            compared += 1;
+            // Ties and near-ties may order differently; the best score must be near the best.
+            let tantivy_score_of_hit = expected.iter().find(|e| e.chunk_id == hit.chunk_id).unwrap().score;
+            same_best += usize::from(hit.chunk_id == best.chunk_id || tantivy_score_of_hit >= 0.95 * best.score);
+        }
+    }
+    assert!(compared > 100, "the questions should match ({compared})");
+    assert!(same_best * 100 >= compared * 90, "best chunk agrees with Tantivy in {same_best} of {compared} questions");
+
+    let terms: Vec<String> = WORDS.iter().flat_map(|w| analyze(w, Lang::En)).chain(["unseenword".to_owned()]).collect();
+    let ids: Vec<u32> = terms.iter().map(|t| body_term_id(Lang::En, t)).collect();
+    let server = index.keyword_idf(&ids).await.unwrap();
+    let local = tantivy.idf(&terms, Lang::En).unwrap();
+    for ((term, s), l) in terms.iter().zip(&server).zip(&local) {
+        assert!((s - l).abs() < 1e-3 * l.max(1.0), "idf of {term:?}: server {s}, tantivy {l}");
+    }
+    let admin = qdrant_client::Qdrant::from_url(&url).build().unwrap();
+    admin.delete_collection(&collection).await.unwrap();
 }
 
 #[test]

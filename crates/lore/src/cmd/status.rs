@@ -24,12 +24,17 @@ pub async fn run(args: StatusArgs, config: &Config) -> anyhow::Result<ExitCode> 
     match &config.vector_store {
         lore_core::config::VectorStoreConfig::Embedded => println!("vector store:  embedded"),
         // Never the API key.
-        lore_core::config::VectorStoreConfig::Qdrant { url, collection, .. } => {
-            println!("vector store:  Qdrant server {url}, collection {collection}")
+        lore_core::config::VectorStoreConfig::Qdrant { url, collection, shards, replication_factor, .. } => {
+            println!(
+                "vector store:  Qdrant server {url}, collection {collection} ({shards} shard(s), replication \
+                 factor {replication_factor}); keyword search on its sparse vectors"
+            )
         }
     }
-    for (name, dir) in [("keyword index", config.keyword_dir()), ("vector index", config.vector_dir())] {
-        println!("{name}: {} ({})", human_bytes(dir_size(&dir)), dir.display());
+    if matches!(config.vector_store, lore_core::config::VectorStoreConfig::Embedded) {
+        for (name, dir) in [("keyword index", config.keyword_dir()), ("vector index", config.vector_dir())] {
+            println!("{name}: {} ({})", human_bytes(dir_size(&dir)), dir.display());
+        }
     }
     match database.sqlite_file() {
         Some(file) => println!("database:      {} ({})", human_bytes(dir_size(file)), file.display()),
