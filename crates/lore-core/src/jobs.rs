@@ -98,6 +98,9 @@ pub struct Job {
     /// The claim of the worker processing the job (see [`JobStore::claim_next`]).
     #[serde(skip)]
     pub claim: Option<String>,
+    /// The worker process holding the job while it is processed (`host:pid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 pub struct NewJob<'a> {
@@ -184,6 +187,21 @@ CREATE INDEX jobs_by_document ON jobs(document_id, seq);
 const COLUMNS: &str = "id, collection, document_id, filename, state, error, attempts, created_by, created_at, \
                        updated_at, content_sha256, staged_path, acl, metadata, title, claim";
 
+/// This process as a worker: `host:pid`.
+fn worker_name() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{host}:{}", std::process::id())
+    })
+    .clone()
+}
+
 impl JobStore {
     /// The queue in the embedded database file.
     pub fn open(path: &Path) -> Result<Self> {
@@ -260,7 +278,13 @@ impl JobStore {
                  OR (state = 'processing' AND lease_until < ?4 AND attempts < ?5) ORDER BY seq LIMIT 1{skip_locked}) \
                  RETURNING {COLUMNS}"
             ),
-            params![now / 1000, now + self.lease.as_millis() as i64, db::new_id("claim"), now, MAX_ATTEMPTS],
+            params![
+                now / 1000,
+                now + self.lease.as_millis() as i64,
+                format!("{}/{}", worker_name(), db::new_id("claim")),
+                now,
+                MAX_ATTEMPTS
+            ],
         )?;
         row.map(|r| row_to_job(&r)).transpose()
     }
@@ -449,7 +473,14 @@ fn row_to_job(r: &Row) -> Result<Job> {
         acl: acl.and_then(|a| serde_json::from_str(&a).ok()),
         metadata: serde_json::from_str(&metadata).unwrap_or_default(),
         title: r.get(14)?,
+        worker: None,
         claim: r.get(15)?,
+    })
+    .map(|mut job: Job| {
+        if job.state == JobState::Processing {
+            job.worker = job.claim.as_deref().and_then(|c| c.rsplit_once('/')).map(|(worker, _)| worker.to_owned());
+        }
+        job
     })
 }
 

@@ -40,6 +40,12 @@ pub struct GapWork {
     pub event_id: Option<String>,
 }
 
+/// How stale a replica's view of other replicas' spending may get: a budget's spending is
+/// read again from the shared usage records when its tally is older than this. Bounds the
+/// overshoot of a hard limit to what the other replicas admit in this window (plus the usage
+/// recorder's own batching delay).
+const SHARED_SPEND_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Usage {
     /// Opens the stores in the service's database, embeds the category examples once, and
     /// starts the recorder thread and the gap worker (which ends with the last `Usage`).
@@ -52,7 +58,18 @@ impl Usage {
         let recorder =
             if config.usage.enabled { Recorder::start(store.clone(), &config.usage) } else { Recorder::disabled() };
         let budgets = Arc::new(BudgetStore::open_in(database)?);
-        let ledger = Ledger::new(budgets.clone(), store.clone());
+        // Replicas sharing PostgreSQL see each other's spending (the usage records) and share
+        // rate-limit buckets; a process alone with its SQLite file keeps both in memory.
+        let shared = database.dialect() == lore_db::Dialect::Postgres;
+        let mut ledger = Ledger::new(budgets.clone(), store.clone());
+        if shared {
+            ledger = ledger.refreshing_every(SHARED_SPEND_REFRESH);
+        }
+        let limiter = if shared {
+            RateLimiter::shared(&config.rate_limits, database)?
+        } else {
+            RateLimiter::new(&config.rate_limits)
+        };
         let examples: Vec<String> =
             Categories::examples(&config.usage.categories).into_iter().map(str::to_owned).collect();
         let vectors = if examples.is_empty() { Vec::new() } else { retriever.embed_queries(examples).await? };
@@ -62,16 +79,7 @@ impl Usage {
         let gaps = Arc::new(GapStore::open_in(database, config.usage.gap_similarity)?);
         let (gap_work, queue) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(gap_worker(queue, retriever, gaps.clone()));
-        Ok(Usage {
-            store,
-            recorder,
-            budgets,
-            ledger,
-            limiter: RateLimiter::new(&config.rate_limits),
-            categories,
-            gaps,
-            gap_work,
-        })
+        Ok(Usage { store, recorder, budgets, ledger, limiter, categories, gaps, gap_work })
     }
 
     /// Every [`BUDGET_RELOAD`]: budgets re-read (`lore budgets` changes them beside a running

@@ -22,11 +22,17 @@ use lore_ingest::{PreparedUpload, Upload};
 use crate::state::{AppState, sweep_staging};
 
 /// Staging folders younger than this may belong to an upload being staged right now.
-const STAGING_GRACE: Duration = Duration::from_secs(3600);
+pub(crate) const STAGING_GRACE: Duration = Duration::from_secs(3600);
+
+/// How often an idle worker looks at a queue shared with other processes: one indexed query.
+const SHARED_QUEUE_POLL: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown` resolves; the job in progress finishes first.
 pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
+    // Jobs queued by this process wake it at once; jobs queued by an API replica are found by
+    // polling the shared queue.
+    let idle_poll = if state.config.database.url.is_some() { SHARED_QUEUE_POLL } else { Duration::from_secs(5) };
     // Documents indexed since the queue last ran dry.
     let mut written: Vec<String> = Vec::new();
     loop {
@@ -87,7 +93,7 @@ pub async fn run(state: Arc<AppState>, shutdown: impl std::future::Future<Output
                 tokio::select! {
                     _ = &mut shutdown => return,
                     _ = state.job_queued.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = tokio::time::sleep(idle_poll) => {}
                 }
             }
         }

@@ -435,11 +435,22 @@ pub struct Ledger {
     state: Arc<Mutex<State>>,
 }
 
+/// When a tally's spending is read again from the usage records: never (this process records
+/// every request that spends, the embedded default) or when older than a duration (replicas
+/// sharing a database, each seeing the others' spending only there).
+#[derive(Debug, Clone, Copy, Default)]
+enum Refresh {
+    #[default]
+    Never,
+    Every(std::time::Duration),
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// `None` until the budgets are first needed.
     catalog: Option<Catalog>,
     tallies: Tallies,
+    refresh: Refresh,
 }
 
 /// The budgets, indexed by whom they cap.
@@ -500,6 +511,8 @@ struct Tally {
     /// Reservations held; at zero `reserved` is reset to exactly 0 (sums and differences of
     /// costs do not cancel exactly in floating point).
     running: usize,
+    /// When `spent` was read from the usage records.
+    read_at: std::time::Instant,
     /// The soft limit already warned about in this period.
     warned_at: Option<f64>,
 }
@@ -508,26 +521,47 @@ impl Tallies {
     /// `budget`'s tally for the period holding `now_ms`, reading what was spent from `source`
     /// when that period is new. The ledger's lock is held meanwhile: a read per budget and
     /// period, and the decision must not start from a half-loaded state.
-    fn current(&mut self, source: &dyn SpendSource, budget: &Budget, now_ms: i64) -> Result<&mut Tally> {
+    fn current(
+        &mut self,
+        source: &dyn SpendSource,
+        refresh: Refresh,
+        budget: &Budget,
+        now_ms: i64,
+    ) -> Result<&mut Tally> {
         let (start, end) = budget.period.bounds_ms(now_ms);
         let epoch = &mut self.next_epoch;
-        let mut load = || -> Result<Tally> {
+        let read = |start: i64, end: i64| -> Result<f64> {
             let spent = source.spend(budget.scope.as_str(), &budget.value, start / 1000, end / 1000)?;
+            Ok(budget.unit.measure(spent.tokens, spent.cost))
+        };
+        let mut load = || -> Result<Tally> {
             *epoch += 1;
             Ok(Tally {
                 epoch: *epoch,
                 period_start_ms: start,
                 period_end_ms: end,
-                spent: budget.unit.measure(spent.tokens, spent.cost),
+                spent: read(start, end)?,
                 reserved: 0.0,
                 running: 0,
                 warned_at: None,
+                read_at: std::time::Instant::now(),
             })
         };
         // A tally is replaced only by a later period: a request timed a little earlier (a clock
         // stepping back) counts against the period already running.
         match self.by_budget.entry(budget.id.clone()) {
-            Entry::Occupied(entry) if entry.get().period_start_ms >= start => Ok(entry.into_mut()),
+            Entry::Occupied(entry) if entry.get().period_start_ms >= start => {
+                let tally = entry.into_mut();
+                if let Refresh::Every(every) = refresh
+                    && tally.read_at.elapsed() >= every
+                {
+                    // What every replica recorded, this one's settled requests included; its own
+                    // reservations stay as they are.
+                    tally.spent = read(tally.period_start_ms, tally.period_end_ms)?;
+                    tally.read_at = std::time::Instant::now();
+                }
+                Ok(tally)
+            }
             Entry::Occupied(mut entry) => {
                 entry.insert(load()?);
                 Ok(entry.into_mut())
@@ -541,6 +575,13 @@ impl Ledger {
     /// A ledger over `store`'s budgets; they are read when first needed.
     pub fn new(store: Arc<BudgetStore>, spend: Arc<dyn SpendSource>) -> Self {
         Ledger { store, spend, state: Arc::new(Mutex::new(State::default())) }
+    }
+
+    /// Reads a budget's spending again when its tally is older than `every`: for replicas
+    /// that share the usage records, where other processes spend too.
+    pub fn refreshing_every(self, every: std::time::Duration) -> Self {
+        lock(&self.state).refresh = Refresh::Every(every);
+        self
     }
 
     /// Budgets changed (set/delete): reload them. A budget still there keeps what it has
@@ -560,13 +601,14 @@ impl Ledger {
     /// help). Fails only if the budgets or the spending records cannot be read.
     pub fn admit(&self, who: &Who, estimate: Amount, now_ms: i64) -> Result<Admission> {
         let mut state = lock(&self.state);
-        let State { catalog, tallies } = &mut *state;
+        let State { catalog, tallies, refresh } = &mut *state;
+        let refresh = *refresh;
         let applicable = self.catalog(catalog)?.applicable(who);
 
         let mut refuse: Option<Exceeded> = None;
         let mut degrade: Option<Exceeded> = None;
         for budget in &applicable {
-            let tally = tallies.current(self.spend.as_ref(), budget, now_ms)?;
+            let tally = tallies.current(self.spend.as_ref(), refresh, budget, now_ms)?;
             let used = tally.spent + tally.reserved;
             if budget.hard_limit.is_some_and(|hard| used >= hard) {
                 let exceeded = Exceeded { budget: (*budget).clone(), spent: used, resets_at_ms: tally.period_end_ms };
@@ -588,7 +630,7 @@ impl Ledger {
         let mut warnings = Vec::new();
         let mut holds = Vec::new();
         for budget in &applicable {
-            let tally = tallies.current(self.spend.as_ref(), budget, now_ms)?;
+            let tally = tallies.current(self.spend.as_ref(), refresh, budget, now_ms)?;
             let amount = if reserving { estimate.in_unit(budget.unit) } else { 0.0 };
             let projected = tally.spent + tally.reserved + amount;
             if let Some(soft) = budget.soft_limit
@@ -616,12 +658,13 @@ impl Ledger {
     /// Current state of every budget (for `GET /v1/budgets` and `lore budgets list`), by id.
     pub fn status(&self, now_ms: i64) -> Result<Vec<BudgetStatus>> {
         let mut state = lock(&self.state);
-        let State { catalog, tallies } = &mut *state;
+        let State { catalog, tallies, refresh } = &mut *state;
+        let refresh = *refresh;
         self.catalog(catalog)?
             .budgets
             .iter()
             .map(|budget| {
-                let tally = tallies.current(self.spend.as_ref(), budget, now_ms)?;
+                let tally = tallies.current(self.spend.as_ref(), refresh, budget, now_ms)?;
                 Ok(BudgetStatus {
                     budget: budget.clone(),
                     period_start_ms: tally.period_start_ms,
@@ -748,6 +791,36 @@ mod tests {
         let spend = Arc::new(ScriptedSpend::default());
         let ledger = Ledger::new(Arc::clone(&store), spend.clone());
         Fixture { _dir: dir, store, spend, ledger }
+    }
+
+    /// Two replicas on one database: each sees what the other spent (written to the shared
+    /// usage records) once its tally is older than the refresh interval; a ledger that never
+    /// refreshes (one process alone) does not.
+    #[test]
+    fn replicas_see_each_others_spending_after_the_refresh() {
+        on_both("replicas_see_each_others_spending_after_the_refresh", |database| {
+            let budgets = Arc::new(BudgetStore::open_in(database).unwrap());
+            budgets.set(&hard(ScopeKind::User, "ana", 1_000.0, OnHard::Refuse)).unwrap();
+            let records = |db| Arc::new(crate::store::UsageStore::open_in(db).unwrap());
+            let replica_a = records(database);
+            let replica_b = Ledger::new(budgets.clone(), records(database)).refreshing_every(std::time::Duration::ZERO);
+            let alone = Ledger::new(budgets.clone(), records(database));
+            let now = crate::now_ms();
+            for ledger in [&replica_b, &alone] {
+                assert!(matches!(ledger.admit(&ana(), tokens(10), now).unwrap().decision, Decision::Allow));
+            }
+            // Replica A answers Ana with 1,000 tokens and records it.
+            let event = crate::UsageEvent {
+                prompt_tokens: 600,
+                completion_tokens: 400,
+                time_ms: now,
+                ..crate::UsageEvent::new(crate::Endpoint::Chat, "ana", "answered")
+            };
+            replica_a.write_batch(&[event]).unwrap();
+            let decision = replica_b.admit(&ana(), tokens(10), now).unwrap().decision;
+            assert!(matches!(decision, Decision::Refuse(_)), "replica B still admits: {decision:?}");
+            assert!(matches!(alone.admit(&ana(), tokens(10), now).unwrap().decision, Decision::Allow));
+        });
     }
 
     fn daily_tokens(scope: ScopeKind, value: &str) -> BudgetSpec {

@@ -213,6 +213,24 @@ CREATE INDEX gap_questions_by_event ON gap_questions(event_id) WHERE event_id IS
     }],
 };
 
+const CLUSTERS: &str = "SELECT id, centroid, count FROM gap_clusters ORDER BY first_seen_ms, id";
+
+fn read_clusters(rows: Vec<lore_db::Row>) -> lore_db::Result<Vec<Cluster>> {
+    let mut clusters = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (id, centroid, count): (String, Vec<u8>, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let mean = decode(&centroid).ok_or_else(|| {
+            lore_db::Error::Other(format!(
+                "gap cluster {id}: a centroid of {} bytes is not a list of f32",
+                centroid.len()
+            ))
+        })?;
+        let norm = dot(&mean, &mean).sqrt();
+        clusters.push(Cluster { id, mean, norm, count: count.max(0) as u64 });
+    }
+    Ok(clusters)
+}
+
 /// A cluster's centroid as held in memory.
 struct Cluster {
     id: String,
@@ -255,15 +273,7 @@ impl GapStore {
     pub fn open_in(database: &Database, similarity: f32) -> Result<Self> {
         Self::check(similarity)?;
         let db = database.store(&SCHEMA)?;
-        let mut clusters = Vec::new();
-        for row in db.query("SELECT id, centroid, count FROM gap_clusters ORDER BY first_seen_ms, id", params![])? {
-            let (id, centroid, count): (String, Vec<u8>, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-            let mean = decode(&centroid).ok_or_else(|| {
-                Error::Other(format!("gap cluster {id}: a centroid of {} bytes is not a list of f32", centroid.len()))
-            })?;
-            let norm = dot(&mean, &mean).sqrt();
-            clusters.push(Cluster { id, mean, norm, count: count.max(0) as u64 });
-        }
+        let clusters = read_clusters(db.query(CLUSTERS, params![])?)?;
         tracing::debug!(clusters = clusters.len(), similarity, "gap store opened");
         Ok(GapStore { db, state: Mutex::new(State { clusters }), similarity })
     }
@@ -295,22 +305,30 @@ impl GapStore {
         let departments = serde_json::Value::from(departments.into_iter().collect::<Vec<_>>()).to_string();
         let mut guard = self.lock();
         let clusters = &mut guard.clusters;
-        let nearest = clusters
-            .iter()
-            .enumerate()
-            .filter_map(|(index, cluster)| Some((index, cluster.similarity(&unit)?)))
-            .filter(|(_, similarity)| *similarity >= self.similarity)
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        let now = now_ms();
-        let joined = nearest.map(|(index, similarity)| {
-            let cluster = &clusters[index];
-            (index, similarity, running_mean(&cluster.mean, cluster.count, &unit))
-        });
-        let id = match &joined {
-            Some((index, _, _)) => clusters[*index].id.clone(),
-            None => new_id(),
-        };
-        self.db.transaction(|tx| {
+        let shared = self.db.dialect() == lore_db::Dialect::Postgres;
+        let similarity_floor = self.similarity;
+        let (id, joined) = self.db.transaction(|tx| {
+            if shared {
+                // Replicas share the clusters: one adder at a time, starting from the
+                // database's centroids (another replica may have moved them or made new ones).
+                tx.execute("SELECT pg_advisory_xact_lock(7433)", params![])?;
+                *clusters = read_clusters(tx.query(CLUSTERS, params![])?)?;
+            }
+            let nearest = clusters
+                .iter()
+                .enumerate()
+                .filter_map(|(index, cluster)| Some((index, cluster.similarity(&unit)?)))
+                .filter(|(_, similarity)| *similarity >= similarity_floor)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            let now = now_ms();
+            let joined = nearest.map(|(index, similarity)| {
+                let cluster = &clusters[index];
+                (index, similarity, running_mean(&cluster.mean, cluster.count, &unit))
+            });
+            let id = match &joined {
+                Some((index, _, _)) => clusters[*index].id.clone(),
+                None => new_id(),
+            };
             match &joined {
                 Some((_, _, mean)) => {
                     tx.execute(
@@ -344,7 +362,8 @@ impl GapStore {
                     input.time_ms,
                     input.event_id.as_deref()
                 ],
-            )
+            )?;
+            Ok((id, joined))
         })?;
         // Memory follows the database only once the database has the change.
         match joined {
@@ -612,6 +631,36 @@ mod tests {
     fn paraphrase(rng: &mut StdRng, topic: &[f32], noise: f32) -> Vec<f32> {
         let n = unit(rng);
         topic.iter().zip(n).map(|(t, n)| t + noise * n).collect()
+    }
+
+    /// Replicas on one PostgreSQL add to the same clusters: a paraphrase asked through the
+    /// second joins the cluster the first started, and the counts add up, however the
+    /// questions alternate between them.
+    #[test]
+    fn replicas_on_postgresql_share_clusters() {
+        let Some(location) = lore_db::testing::database("replicas_on_postgresql_share_clusters") else { return };
+        let database = Database::open(&location).unwrap();
+        let replicas = [GapStore::open_in(&database, 0.8).unwrap(), GapStore::open_in(&database, 0.8).unwrap()];
+        let mut rng = StdRng::seed_from_u64(18);
+        let topics: Vec<Vec<f32>> = (0..4).map(|_| unit(&mut rng)).collect();
+        let mut ids = std::collections::BTreeMap::new();
+        for n in 0..40 {
+            let topic = n % topics.len();
+            let question = input(
+                &format!("question {n}"),
+                paraphrase(&mut rng, &topics[topic], 0.2),
+                &["hr"],
+                GapReason::Abstained,
+                n as i64,
+            );
+            let id = replicas[(n / topics.len()) % 2].add(&question).unwrap();
+            assert_eq!(*ids.entry(topic).or_insert_with(|| id.clone()), id, "question {n} left its topic's cluster");
+        }
+        let gaps = replicas[0]
+            .list(&GapQuery { departments: None, status: None, from_ms: None, to_ms: None, limit: 100 })
+            .unwrap();
+        assert_eq!(gaps.len(), topics.len());
+        assert!(gaps.iter().all(|gap| gap.count == 10), "{:?}", gaps.iter().map(|g| g.count).collect::<Vec<_>>());
     }
 
     fn input(question: &str, vector: Vec<f32>, departments: &[&str], reason: GapReason, time_ms: i64) -> GapInput {

@@ -9,18 +9,31 @@
 //! by its own visitor or user bucket never takes from the buckets it shares with others, and one
 //! refused by a shared bucket costs only its own caller a cell, which is fair since that caller
 //! did ask.
+//!
+//! Several replicas behind a load balancer share their buckets through the application
+//! database ([`RateLimiter::shared`]): the same GCRA, one row per bucket holding its
+//! theoretical arrival time, taken by one atomic upsert, so a caller gets the configured rate
+//! in total and not once per replica.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter as Gcra};
+use lore_db::{Database, Db, Dialect, Migration, Schema, params};
 
 use crate::config::{RateLimit, RateLimitConfig};
 
-/// One limit's buckets, one per key (key id, user, visitor or origin).
-type Buckets = Gcra<String, HashMapStateStore<String>, DefaultClock>;
+/// One limit's buckets in this process, one per key (key id, user, visitor or origin).
+type Local = Gcra<String, HashMapStateStore<String>, DefaultClock>;
+
+/// One limit's buckets.
+enum Buckets {
+    Local(Local),
+    Shared { db: Arc<Db>, interval_us: i64, tolerance_us: i64 },
+}
 
 /// Every configured limit; a limit of 0 per minute is `None` (off).
 pub struct RateLimiter {
@@ -29,6 +42,15 @@ pub struct RateLimiter {
     per_visitor: Option<Buckets>,
     per_origin: Option<Buckets>,
 }
+
+const SCHEMA: Schema = Schema {
+    name: "rate_limits",
+    migrations: &[Migration {
+        version: 1,
+        sqlite: "CREATE TABLE rate_buckets (bucket TEXT PRIMARY KEY, tat_us INTEGER NOT NULL);",
+        postgres: "CREATE TABLE rate_buckets (bucket TEXT PRIMARY KEY, tat_us BIGINT NOT NULL);",
+    }],
+};
 
 /// Who is asking, as far as rate limits care.
 #[derive(Debug, Clone, Copy)]
@@ -66,11 +88,29 @@ impl RateLimiter {
     /// as 1 (a bucket must hold at least one request).
     pub fn new(config: &RateLimitConfig) -> Self {
         RateLimiter {
-            per_key: buckets(config.per_key),
-            per_user: buckets(config.per_user),
-            per_visitor: buckets(config.per_visitor),
-            per_origin: buckets(config.per_origin),
+            per_key: local(config.per_key),
+            per_user: local(config.per_user),
+            per_visitor: local(config.per_visitor),
+            per_origin: local(config.per_origin),
         }
+    }
+
+    /// The same limits with their buckets in `database`, shared by every process using it
+    /// (replicas on one PostgreSQL). A bucket costs one upsert per request.
+    pub fn shared(config: &RateLimitConfig, database: &Database) -> crate::Result<Self> {
+        let db = Arc::new(database.store(&SCHEMA)?);
+        let shared = |limit: RateLimit| {
+            let per_minute = i64::from(NonZeroU32::new(limit.per_minute)?.get());
+            let burst = i64::from(limit.burst.max(1));
+            let interval_us = 60_000_000 / per_minute;
+            Some(Buckets::Shared { db: db.clone(), interval_us, tolerance_us: (burst - 1) * interval_us })
+        };
+        Ok(RateLimiter {
+            per_key: shared(config.per_key),
+            per_user: shared(config.per_user),
+            per_visitor: shared(config.per_visitor),
+            per_origin: shared(config.per_origin),
+        })
     }
 
     /// Checks every bucket that applies: per visitor (public subjects, keyed by the visitor id
@@ -97,8 +137,64 @@ impl RateLimiter {
     /// the maps do not grow with every visitor ever seen. Call every few minutes.
     pub fn retain_recent(&self) {
         for buckets in [&self.per_key, &self.per_user, &self.per_visitor, &self.per_origin].into_iter().flatten() {
-            buckets.retain_recent();
-            buckets.shrink_to_fit();
+            match buckets {
+                Buckets::Local(local) => {
+                    local.retain_recent();
+                    local.shrink_to_fit();
+                }
+                Buckets::Shared { db, .. } => {
+                    // A bucket whose arrival time has passed is full again.
+                    if let Err(error) =
+                        db.execute("DELETE FROM rate_buckets WHERE tat_us < CAST(?1 AS BIGINT)", params![now_us()])
+                    {
+                        tracing::warn!(%error, "rate limits: cannot forget idle buckets");
+                    }
+                    // One statement clears every limit's rows.
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// GCRA on a database row: a request at `now` finds the bucket's theoretical arrival time
+/// `tat` (`now` when it has none), passes if `max(tat, now) − now ≤ tolerance` and then moves
+/// it to `max(tat, now) + interval`. The upsert only writes when the request passes, so a
+/// refused request takes nothing. A database error lets the request through (and is logged):
+/// rate limits protect capacity, and an unavailable database fails the request anyway.
+fn take_shared(db: &Db, limit: &'static str, key: &str, interval_us: i64, tolerance_us: i64) -> Result<(), Limited> {
+    let bucket = format!("{limit}\u{1f}{key}");
+    let now = now_us();
+    let greatest = match db.dialect() {
+        Dialect::Sqlite => "max",
+        Dialect::Postgres => "GREATEST",
+    };
+    let sql = format!(
+        "INSERT INTO rate_buckets (bucket, tat_us) VALUES (?1, CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT))
+         ON CONFLICT (bucket) DO UPDATE SET tat_us = {greatest}(rate_buckets.tat_us, CAST(?2 AS BIGINT)) + CAST(?3 AS BIGINT)
+         WHERE {greatest}(rate_buckets.tat_us, CAST(?2 AS BIGINT)) - CAST(?2 AS BIGINT) <= CAST(?4 AS BIGINT)
+         RETURNING tat_us"
+    );
+    let taken = db.query_opt(&sql, params![&bucket, now, interval_us, tolerance_us]).and_then(|row| match row {
+        Some(_) => Ok(None),
+        None => db
+            .query_opt("SELECT tat_us FROM rate_buckets WHERE bucket = ?1", params![&bucket])?
+            .map(|row| row.get::<i64>(0))
+            .transpose(),
+    });
+    match taken {
+        Ok(None) => Ok(()),
+        Ok(Some(tat)) => {
+            let wait = (tat.max(now) - now - tolerance_us).max(1);
+            Err(Limited { limit, retry_after: Duration::from_micros(wait as u64) })
+        }
+        Err(error) => {
+            tracing::error!(%error, limit, "rate limits: the shared bucket cannot be read; request let through");
+            Ok(())
         }
     }
 }
@@ -106,18 +202,23 @@ impl RateLimiter {
 /// The origin bucket of public-key calls that name no origin.
 const NO_ORIGIN: &str = "(no origin)";
 
-fn buckets(limit: RateLimit) -> Option<Buckets> {
+fn local(limit: RateLimit) -> Option<Buckets> {
     let per_minute = NonZeroU32::new(limit.per_minute)?;
     let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
-    Some(Gcra::hashmap(Quota::per_minute(per_minute).allow_burst(burst)))
+    Some(Buckets::Local(Gcra::hashmap(Quota::per_minute(per_minute).allow_burst(burst))))
 }
 
 /// Takes one cell from `key`'s bucket of a limit, if that limit is on.
 fn take(buckets: Option<&Buckets>, limit: &'static str, key: &str) -> Result<(), Limited> {
-    let Some(buckets) = buckets else { return Ok(()) };
-    buckets
-        .check_key(&key.to_owned())
-        .map_err(|not_until| Limited { limit, retry_after: not_until.wait_time_from(buckets.clock().now()) })
+    match buckets {
+        None => Ok(()),
+        Some(Buckets::Local(local)) => local
+            .check_key(&key.to_owned())
+            .map_err(|not_until| Limited { limit, retry_after: not_until.wait_time_from(local.clock().now()) }),
+        Some(Buckets::Shared { db, interval_us, tolerance_us }) => {
+            take_shared(db, limit, key, *interval_us, *tolerance_us)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +237,45 @@ mod tests {
 
     fn visitor<'a>(visitor: &'a str, origin: &'a str) -> Subject<'a> {
         Subject { key_id: Some("widget-key"), user: visitor, public: true, origin: Some(origin) }
+    }
+
+    /// Two replicas (two limiters on one database) share each bucket: the burst passes once
+    /// in total, a refused request takes nothing, and idle buckets are forgotten.
+    #[test]
+    fn replicas_share_buckets_through_the_database() {
+        lore_db::testing::on_both("replicas_share_buckets_through_the_database", |database| {
+            let config = RateLimitConfig {
+                per_key: RateLimit { per_minute: 600, burst: 5 },
+                per_user: RateLimit { per_minute: 6, burst: 3 },
+                per_visitor: OFF,
+                per_origin: OFF,
+            };
+            let replicas =
+                [RateLimiter::shared(&config, database).unwrap(), RateLimiter::shared(&config, database).unwrap()];
+            let ana = Subject { key_id: Some("k1"), user: "ana", public: false, origin: None };
+            for n in 0..3 {
+                assert_eq!(replicas[n % 2].check(&ana), Ok(()), "request {n} of the burst");
+            }
+            for n in 0..4 {
+                let limited = replicas[n % 2].check(&ana).expect_err("over the shared burst");
+                assert_eq!(limited.limit, "user");
+                assert!(limited.retry_after > Duration::from_secs(9), "{:?}", limited.retry_after);
+                assert!(limited.retry_after <= Duration::from_secs(10), "{:?}", limited.retry_after);
+            }
+            // The user bucket refused before the key bucket was touched: Bob still has the
+            // key's burst of 5 minus Ana's 3.
+            let bob = Subject { key_id: Some("k1"), user: "bob", public: false, origin: None };
+            assert_eq!(replicas[0].check(&bob), Ok(()));
+            assert_eq!(replicas[1].check(&bob), Ok(()));
+            let carl = Subject { key_id: Some("k1"), user: "carl", public: false, origin: None };
+            assert_eq!(replicas[0].check(&carl).expect_err("key bucket empty").limit, "key");
+            let db = database.store(&SCHEMA).unwrap();
+            let rows = |db: &Db| db.query("SELECT bucket FROM rate_buckets", params![]).unwrap().len();
+            assert_eq!(rows(&db), 4, "ana, bob, carl and the key");
+            db.execute("UPDATE rate_buckets SET tat_us = 0 WHERE bucket <> ?1", params!["user\u{1f}ana"]).unwrap();
+            replicas[1].retain_recent();
+            assert_eq!(rows(&db), 1, "only ana's bucket is still filling");
+        });
     }
 
     #[test]
@@ -225,7 +365,10 @@ mod tests {
     fn retain_recent_forgets_buckets_that_are_full_again() {
         // 60 000 a minute: a bucket of one refills in a millisecond.
         let limits = limiter(OFF, RateLimit { per_minute: 60_000, burst: 1 }, OFF, OFF);
-        let tracked = |limits: &RateLimiter| limits.per_user.as_ref().map_or(0, |buckets| buckets.len());
+        let tracked = |limits: &RateLimiter| match &limits.per_user {
+            Some(Buckets::Local(local)) => local.len(),
+            _ => 0,
+        };
         limits.check(&user("ana")).expect("first request");
         limits.check(&user("ben")).expect("first request");
         assert_eq!(tracked(&limits), 2);
