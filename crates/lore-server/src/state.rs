@@ -89,7 +89,7 @@ impl AppState {
         let syncs = crate::sync::Syncs::open_in(&database)?;
         let keys = Arc::new(KeyStore::open_in(&database)?);
         let identity = Identity::new(&config, keys)?;
-        let jobs = JobStore::open_in(&database)?;
+        let jobs = JobStore::open_in(&database)?.with_lease(Duration::from_secs(config.ingest.job_lease_secs));
         // The embedded database belongs to this one process: what it was doing when it stopped
         // is taken up again now. A shared database's jobs and syncs may be another process's:
         // their leases say when they are free.
@@ -103,7 +103,10 @@ impl AppState {
                 tracing::error!(job = %job.id, file = %job.filename, attempts = job.attempts, "job failed: interrupted too often");
             }
         }
-        sweep_staging(&config.data_dir, &jobs, Duration::ZERO);
+        // In a shared uploads folder another replica may be staging an upload right now.
+        let grace =
+            if database.dialect() == lore_db::Dialect::Sqlite { Duration::ZERO } else { crate::worker::STAGING_GRACE };
+        sweep_staging(&config.data_dir, &jobs, grace);
         let preparer = writer.preparer();
         let state = Arc::new(AppState {
             retriever,
@@ -175,6 +178,25 @@ impl AppState {
             remote: None,
         });
     }
+}
+
+/// Opens every store of the service in `database`, which brings each table up to date: what
+/// `lore migrate` does to an empty target before copying rows into it.
+pub fn open_every_store(config: &Config, database: &lore_db::Database) -> Result<(), OpenError> {
+    Catalog::open_in(database)?;
+    JobStore::open_in(database)?;
+    KeyStore::open_in(database)?;
+    AuditLog::open_in(database)?;
+    Conversations::open_in(database)?;
+    lore_chat::feedback::FeedbackStore::open_in(database)?;
+    lore_usage::store::UsageStore::open_in(database)?;
+    lore_usage::budgets::BudgetStore::open_in(database)?;
+    lore_usage::gaps::GapStore::open_in(database, config.usage.gap_similarity)?;
+    lore_usage::limits::RateLimiter::shared(&config.rate_limits, database)?;
+    crate::policy::Policy::open(config, database)?;
+    crate::webhooks::Webhooks::open_in(config, database)?;
+    crate::sync::Syncs::open_in(database)?;
+    Ok(())
 }
 
 /// Removes staging folders under `<data>/uploads` that no queued or processing job needs and

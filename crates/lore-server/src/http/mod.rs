@@ -106,27 +106,73 @@ fn requiring_api_key(mut routes: OpenApiRouter<Arc<AppState>>) -> OpenApiRouter<
     routes
 }
 
+/// What a `lore serve` process does (`--role`): everything (the default), the HTTP API
+/// without the job worker, or the job worker with only the operations endpoints (`/healthz`,
+/// `/readyz`, `/metrics`) for its health checks. Split roles need a shared database and a
+/// Qdrant server, so that API replicas and workers see the same jobs and indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    #[default]
+    All,
+    Api,
+    Worker,
+}
+
+impl Role {
+    fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    fn runs_jobs(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+}
+
+/// The routes of a worker process: operations only.
+pub fn worker_app(state: Arc<AppState>) -> Router {
+    let (routes, _) = operations::router().split_for_parts();
+    routes
+        .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn(json_errors::json_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
 /// Serves `app` on `listener`, and runs the job worker, until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_role(listener, state, Role::All, shutdown).await
+}
+
+/// Serves `role`'s routes on `listener` and, for `all` and `worker`, runs the job worker,
+/// until `shutdown` resolves.
+pub async fn serve_role(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    role: Role,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = {
+    let worker = role.runs_jobs().then(|| {
         let mut stopped = stopped.clone();
         tokio::spawn(crate::worker::run(state.clone(), async move {
             let _ = stopped.wait_for(|s| *s).await;
         }))
-    };
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    });
+    let router = if role.serves_api() { app(state) } else { worker_app(state) };
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stop.send(true);
         })
         .await;
-    let _ = worker.await;
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     result
 }
 

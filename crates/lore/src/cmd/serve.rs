@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use lore_core::config::{Config, VectorStoreConfig};
 use lore_core::embed::Embedder;
+use lore_server::http::Role;
 use lore_server::lock::{DataDirLock, ServerInfo};
 
 use super::operator;
@@ -19,10 +20,39 @@ pub struct ServeArgs {
     /// documents shared with everyone).
     #[arg(long)]
     demo: bool,
+    /// `all` (default): API and job worker. `api`: the API only, several replicas behind a
+    /// load balancer. `worker`: the job worker only (uploads), with /healthz, /readyz and
+    /// /metrics. `api` and `worker` need `database.url` (PostgreSQL) and a Qdrant server.
+    #[arg(long, value_enum, default_value_t = RoleArg::All)]
+    role: RoleArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RoleArg {
+    All,
+    Api,
+    Worker,
 }
 
 pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<ExitCode> {
-    let ServeArgs { bind, demo } = args;
+    let ServeArgs { bind, demo, role } = args;
+    let role = match role {
+        RoleArg::All => Role::All,
+        RoleArg::Api => Role::Api,
+        RoleArg::Worker => Role::Worker,
+    };
+    let shared_engines =
+        config.database.url.is_some() && matches!(config.vector_store, VectorStoreConfig::Qdrant { .. });
+    if role != Role::All && !shared_engines {
+        anyhow::bail!(
+            "--role {} needs engines every process shares: set database.url (PostgreSQL) and a Qdrant server \
+             ([vector_store] kind = \"qdrant\"); an embedded data folder belongs to one `lore serve --role all`",
+            if role == Role::Api { "api" } else { "worker" }
+        );
+    }
+    if role == Role::Worker && demo {
+        anyhow::bail!("--demo serves a page: it needs --role all or api");
+    }
     let bind = bind.unwrap_or_else(|| config.server.bind.clone());
     let lock = match config.vector_store {
         VectorStoreConfig::Embedded => Some(DataDirLock::acquire(&config.data_dir)?),
@@ -43,13 +73,19 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<ExitCode> {
         let _ = state.demo_key.set(key);
     }
     println!("lore: listening on {url}");
+    if role != Role::All {
+        println!(
+            "lore: role {}",
+            if role == Role::Api { "api (no job worker)" } else { "worker (jobs; operations endpoints only)" }
+        );
+    }
     if demo {
         println!("lore: demo page with the chat widget: {url}/demo");
     }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    lore_server::http::serve(listener, state, shutdown).await?;
+    lore_server::http::serve_role(listener, state, role, shutdown).await?;
     drop(lock);
     Ok(ExitCode::SUCCESS)
 }
