@@ -12,6 +12,7 @@
 //! store opens and recorded in `schema_migrations`, one writer at a time (SQLite's write lock,
 //! a PostgreSQL advisory lock), so processes opening the database together apply each once.
 
+pub mod copy;
 mod pg;
 pub mod testing;
 mod value;

@@ -5,6 +5,7 @@
 pub mod chunker;
 pub mod error;
 pub mod loaders;
+pub mod migrate;
 pub mod pipeline;
 pub mod reembed;
 pub mod sandbox;

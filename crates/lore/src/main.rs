@@ -55,6 +55,9 @@ enum Command {
     /// Re-embed every stored chunk with the configured embedding model (after switching
     /// models); documents, ACLs and the keyword index stay. Stop `lore serve` first.
     Reembed,
+    /// Copy this embedded data folder into PostgreSQL and a Qdrant server (the target
+    /// configuration), reusing the stored vectors; verifies counts and consistency after.
+    Migrate(cmd::migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +95,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Status(args) => cmd::status::run(args, &config).await,
         Command::Sync(args) => cmd::sync::run(args, &config).await,
         Command::Reembed => cmd::reembed::run(&config).await,
+        Command::Migrate(args) => cmd::migrate::run(args, &config).await,
         Command::Serve(args) => cmd::serve::run(args, config).await,
         Command::Keys(command) => cmd::keys::run(command, &config).await,
         Command::Collections(command) => cmd::collections::run(command, &config).await,

@@ -11,6 +11,7 @@ pub mod collections;
 pub mod eval;
 pub mod ingest;
 pub mod keys;
+pub mod migrate;
 pub mod reembed;
 pub mod search;
 pub mod serve;
