@@ -7,6 +7,7 @@ mod errors;
 mod eval;
 mod hostile;
 mod reembed;
+mod replicas;
 mod serve;
 
 /// HTTP calls to a test server, shared with lore-server's API suite.

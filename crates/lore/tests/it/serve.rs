@@ -57,7 +57,7 @@ async fn get(url: &str, key: &str) -> Value {
 
 /// A long Markdown document of real text (the Sourcegraph handbook), so that indexing takes
 /// several seconds and a kill lands while the job is processing.
-fn long_document(min_bytes: usize) -> String {
+pub(crate) fn long_document(min_bytes: usize) -> String {
     let root = workspace_root().join("../shared/data/corpora/sourcegraph-handbook/content");
     let mut text = String::from("# Handbook digest\n\n");
     for entry in walk(&root) {
