@@ -82,3 +82,39 @@ async fn the_service_keeps_every_store_in_postgresql_when_given_a_database_url()
     let file = server.state.config.catalog_path();
     assert!(!file.exists(), "{} was created", file.display());
 }
+
+/// The database half of `lore migrate`: every table the embedded service creates has its
+/// PostgreSQL counterpart among the stores `open_every_store` opens, and its rows arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_embedded_table_copies_into_postgresql() {
+    let Some(location) = lore_db::testing::database("every_embedded_table_copies_into_postgresql") else { return };
+    let mut setup = Setup::new();
+    let hr = setup.folder("hr-docs");
+    std::fs::write(hr.join("leave.md"), "# Leave\n\nEmployees get twenty-five days of paid leave a year.").unwrap();
+    setup.config.usage.enabled = true;
+    let server =
+        tokio::task::spawn_blocking(move || setup.source("hr", hr, &["group:hr"], Some("hr")).start()).await.unwrap();
+    let store = server.state.identity.keys.store().unwrap().clone();
+    let new = NewKey { groups: vec!["hr".into()], ..NewKey::new("employee", Role::Employee, "employee-user", "test") };
+    let key = store.create(&new).unwrap().0;
+    let question = json!({"question": "How many days of paid leave do employees get?"});
+    let (status, answer) = call(server.addr, "POST", "/v1/chat", Some(&key), Some(question)).await;
+    assert_eq!(status, 200, "{answer}");
+    // The server keeps its temporary data folder; it is idle while its file is read.
+    let config = server.state.config.clone();
+    let source = config.open_database().unwrap();
+    let target = Database::open(&location).unwrap();
+    lore_server::state::open_every_store(&config, &target).unwrap();
+    let report = lore_db::copy::copy_sqlite_to_postgres(&source, &target).unwrap();
+    assert!(report.skipped.is_empty(), "tables without a PostgreSQL counterpart: {:?}", report.skipped);
+    let rows = |table: &str| report.tables.iter().find(|(t, _)| t == table).map(|(_, n)| *n);
+    assert_eq!(rows("documents"), Some(1), "{report:?}");
+    assert_eq!(rows("api_keys"), Some(1));
+    assert!(rows("chunks").is_some_and(|n| n >= 1) && rows("conversations") == Some(1), "{:?}", report.tables);
+    // The copied audit chain still verifies, and the copied catalog answers.
+    assert_eq!(AuditLog::open_in(&target).unwrap().verify_chain().unwrap(), None);
+    let paths: Vec<String> =
+        Catalog::open_in(&target).unwrap().documents_of_source("hr").unwrap().into_iter().map(|d| d.path).collect();
+    assert_eq!(paths, vec!["leave.md"]);
+    drop(server);
+}

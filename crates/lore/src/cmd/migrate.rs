@@ -2,7 +2,8 @@
 //! into the scale-out engines the target configuration names (PostgreSQL and a Qdrant
 //! server). Every table is copied row for row into an empty database; every chunk goes to
 //! Qdrant with the vector the catalog stored (nothing is embedded again) and its BM25 terms;
-//! then the counts are compared and the consistency check runs on the target.
+//! then the counts are compared and the consistency check runs on the target. A run that
+//! stopped half way is finished by running it again; a target holding other data is refused.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +70,9 @@ pub async fn run(args: MigrateArgs, source: &Config) -> anyhow::Result<ExitCode>
     for (table, rows) in &copied.tables {
         println!("copied {table}: {rows} row(s)");
     }
+    for table in &copied.already_there {
+        println!("already there: {table} (the same rows)");
+    }
     for table in &copied.skipped {
         println!("not copied: {table} (no such table in the target)");
     }
@@ -76,15 +80,13 @@ pub async fn run(args: MigrateArgs, source: &Config) -> anyhow::Result<ExitCode>
     if let Ok(secret) = std::fs::read_to_string(source.data_dir.join("embed-secret")) {
         let keys = lore_core::keys::KeyStore::open_in(&target_db)?;
         if keys.shared_secret("embed-secret", secret.trim())? != secret.trim() {
-            anyhow::bail!("the target database already holds another embed secret");
+            anyhow::bail!("the target database already holds another embed secret: widget tokens would stop verifying");
         }
     }
 
+    // Points are written by chunk id: writing them again (a rerun after an interruption) changes
+    // nothing, and points of other data would fail the consistency check below.
     let target_indexes = Indexes::open(&target, true).await?;
-    let existing = target_indexes.vector.count().await?;
-    if existing > 0 {
-        anyhow::bail!("the target Qdrant collection already holds {existing} point(s): migrate into an empty one");
-    }
     let points = lore_ingest::migrate::copy_vectors(&source_catalog, &target_indexes, |done, total| {
         eprint!("\rvectors: {done} of {total} chunks");
     })

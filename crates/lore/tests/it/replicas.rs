@@ -269,7 +269,8 @@ async fn migrate_moves_an_embedded_folder_into_postgresql_and_qdrant() {
     let folder = embedded.path().to_str().unwrap();
     let samples = crate::workspace_root().join("ingest/samples.toml");
     assert_success(&crate::lore(embedded.path(), &["ingest", samples.to_str().unwrap()]));
-    let output = crate::lore(embedded.path(), &["keys", "create", "--name", "ops", "--role", "employee", "--user", "ops"]);
+    let output =
+        crate::lore(embedded.path(), &["keys", "create", "--name", "ops", "--role", "employee", "--user", "ops"]);
     assert_success(&output);
     let key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     let before = crate::lore(embedded.path(), &["status"]);
@@ -304,9 +305,17 @@ async fn migrate_moves_an_embedded_folder_into_postgresql_and_qdrant() {
     assert_eq!(paths(&found)[0], paths(&expected)[0], "{found}\n{expected}");
     drop(server);
 
+    // Running it again changes nothing; a different folder is refused.
     let again = crate::lore(embedded.path(), &["migrate", "--to", cluster.config.to_str().unwrap()]);
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"), "{again:?}");
+    assert_success(&again);
+    let report = String::from_utf8_lossy(&again.stdout);
+    assert!(!report.contains("copied ") && report.contains("already there: chunks"), "{report}");
+    let other = tempfile::tempdir().unwrap();
+    let folder = crate::workspace_root().join("ingest/samples/it");
+    assert_success(&crate::lore(other.path(), &["ingest", folder.to_str().unwrap(), "--acl", "everyone"]));
+    let refused = crate::lore(other.path(), &["migrate", "--to", cluster.config.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not this source's"), "{refused:?}");
     let admin_client = qdrant_client::Qdrant::from_url(&cluster.qdrant).build().unwrap();
     let _ = admin_client.delete_collection(&cluster.collection).await;
 }
