@@ -31,10 +31,11 @@ pub const SOURCES: [&str; 3] = ["review", "feedback", "manual"];
 
 const SCHEMA: Schema = Schema {
     name: "verified_answers",
-    migrations: &[Migration {
-        version: 1,
-        // Databases made before migrations were recorded already have this table.
-        sqlite: r#"
+    migrations: &[
+        Migration {
+            version: 1,
+            // Databases made before migrations were recorded already have this table.
+            sqlite: r#"
 CREATE TABLE IF NOT EXISTS verified_answers (
     id TEXT PRIMARY KEY,
     department TEXT,
@@ -57,7 +58,7 @@ CREATE TABLE IF NOT EXISTS verified_answers (
 CREATE INDEX IF NOT EXISTS verified_answers_by_department ON verified_answers(department, created_ms);
 CREATE INDEX IF NOT EXISTS verified_answers_by_expiry ON verified_answers(expires_ms) WHERE expires_ms IS NOT NULL;
 "#,
-        postgres: r#"
+            postgres: r#"
 CREATE TABLE verified_answers (
     id TEXT PRIMARY KEY,
     department TEXT,
@@ -82,8 +83,21 @@ CREATE TABLE verified_answers (
 CREATE INDEX verified_answers_by_department ON verified_answers(department, created_ms);
 CREATE INDEX verified_answers_by_expiry ON verified_answers(expires_ms) WHERE expires_ms IS NOT NULL;
 "#,
-    }],
+        },
+        Migration {
+            version: 2,
+            // Bumped by every change, so processes sharing the database know when to reload.
+            sqlite: "CREATE TABLE verified_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+                 INSERT INTO verified_version VALUES (1, 0);",
+            postgres: "CREATE TABLE verified_version (id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
+                   INSERT INTO verified_version VALUES (1, 0);",
+        },
+    ],
 };
+
+/// How stale a replica's in-memory index may get on a shared database: at most this long
+/// after another process changed the answers, a match sees the change.
+const SHARED_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 const COLUMNS: &str =
     "id, department, questions, answer, citations, document_ids, owner, created_ms, expires_ms, source, source_ref";
@@ -143,6 +157,9 @@ pub struct VerifiedStore {
     write: Mutex<()>,
     /// Written only while `write` is locked, after the database; read without it.
     index: RwLock<Vec<Entry>>,
+    /// On a database other processes write (PostgreSQL): the version `index` was loaded at and
+    /// when that was last compared with the database's.
+    shared: Option<Mutex<(i64, std::time::Instant)>>,
 }
 
 impl VerifiedStore {
@@ -156,29 +173,56 @@ impl VerifiedStore {
     /// and loads every verified answer into memory.
     pub fn open_in(database: &Database) -> Result<Self, Error> {
         let db = database.store(&SCHEMA)?;
-        let index = {
-            let rows = db.query(
-                &format!("SELECT {COLUMNS}, vectors, dim FROM verified_answers ORDER BY created_ms, {}", seq(&db)),
-                params![],
-            )?;
-            let mut index = Vec::new();
-            for row in &rows {
-                let verified = verified_from_row(row)?;
-                let (blob, dim): (Vec<u8>, i64) = (row.get(11)?, row.get(12)?);
-                let vectors = decode(&blob, dim, verified.questions.len()).ok_or_else(|| {
-                    Error::Other(format!(
-                        "verified answer {}: {} bytes of vectors do not hold {} vectors of {dim} numbers",
-                        verified.id,
-                        blob.len(),
-                        verified.questions.len()
-                    ))
-                })?;
-                index.push(Entry { verified, vectors });
-            }
-            index
-        };
+        let version = current_version(&db)?;
+        let index = load_index(&db)?;
         tracing::debug!(verified = index.len(), "verified answer store opened");
-        Ok(VerifiedStore { db, write: Mutex::new(()), index: RwLock::new(index) })
+        let shared = (db.dialect() == Dialect::Postgres).then(|| Mutex::new((version, std::time::Instant::now())));
+        Ok(VerifiedStore { db, write: Mutex::new(()), index: RwLock::new(index), shared })
+    }
+
+    /// On a shared database, reloads the index when another process changed the answers
+    /// (checked at most every [`SHARED_REFRESH`]). A failed check keeps the index and is logged.
+    fn refresh(&self) {
+        let Some(shared) = &self.shared else { return };
+        let mut state = lock(shared);
+        if state.1.elapsed() < SHARED_REFRESH {
+            return;
+        }
+        state.1 = std::time::Instant::now();
+        let _write = lock(&self.write);
+        let reloaded = current_version(&self.db).and_then(|version| {
+            if version == state.0 {
+                return Ok(None);
+            }
+            Ok(Some((version, load_index(&self.db)?)))
+        });
+        match reloaded {
+            Ok(Some((version, index))) => {
+                *self.index.write().unwrap_or_else(PoisonError::into_inner) = index;
+                state.0 = version;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "verified answers: cannot check for changes by other processes"),
+        }
+    }
+
+    /// Records a change for other processes (inside the change's transaction); returns the
+    /// new version.
+    fn bump(tx: &mut lore_db::Tx<'_>) -> lore_db::Result<i64> {
+        tx.query("UPDATE verified_version SET version = version + 1 WHERE id = 1 RETURNING version", params![])?
+            .first()
+            .map_or(Ok(0), |row| row.get(0))
+    }
+
+    /// Notes that this process's own change (which made `version`) is in its index already,
+    /// unless another process changed something in between (then the next check reloads).
+    fn seen_own_change(&self, version: i64) {
+        if let Some(shared) = &self.shared {
+            let mut state = lock(shared);
+            if state.0 == version - 1 {
+                state.0 = version;
+            }
+        }
     }
 
     pub fn create(&self, new: NewVerified, now_ms: i64) -> Result<Verified, Error> {
@@ -198,28 +242,33 @@ impl VerifiedStore {
             source_ref: new.source_ref,
         };
         let _write = lock(&self.write);
-        self.db.execute(
-            &format!(
-                "INSERT INTO verified_answers ({COLUMNS}, vectors, dim) \
+        let version = self.db.transaction(|tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO verified_answers ({COLUMNS}, vectors, dim) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-            ),
-            params![
-                verified.id.as_str(),
-                verified.department.as_deref(),
-                Value::from(verified.questions.clone()).to_string(),
-                verified.answer.as_str(),
-                verified.citations.to_string(),
-                Value::from(verified.document_ids.clone()).to_string(),
-                verified.owner.as_str(),
-                verified.created_ms,
-                verified.expires_ms,
-                verified.source.as_str(),
-                verified.source_ref.as_deref(),
-                encode(&vectors),
-                dim,
-            ],
-        )?;
+                ),
+                params![
+                    verified.id.as_str(),
+                    verified.department.as_deref(),
+                    Value::from(verified.questions.clone()).to_string(),
+                    verified.answer.as_str(),
+                    verified.citations.to_string(),
+                    Value::from(verified.document_ids.clone()).to_string(),
+                    verified.owner.as_str(),
+                    verified.created_ms,
+                    verified.expires_ms,
+                    verified.source.as_str(),
+                    verified.source_ref.as_deref(),
+                    encode(&vectors),
+                    dim,
+                ],
+            )?;
+            Self::bump(tx)
+        })?;
         self.index.write().unwrap_or_else(PoisonError::into_inner).push(Entry { verified: verified.clone(), vectors });
+        drop(_write);
+        self.seen_own_change(version);
         tracing::info!(verified = %verified.id, source = %verified.source, "verified answer created");
         Ok(verified)
     }
@@ -248,14 +297,20 @@ impl VerifiedStore {
     /// Returns whether it existed.
     pub fn delete(&self, id: &str) -> Result<bool, Error> {
         let _write = lock(&self.write);
-        let deleted = self.db.execute("DELETE FROM verified_answers WHERE id = ?1", params![id])? > 0;
+        let (deleted, version) = self.db.transaction(|tx| {
+            let deleted = tx.execute("DELETE FROM verified_answers WHERE id = ?1", params![id])? > 0;
+            Ok((deleted, Self::bump(tx)?))
+        })?;
         self.index.write().unwrap_or_else(PoisonError::into_inner).retain(|entry| entry.verified.id != id);
+        drop(_write);
+        self.seen_own_change(version);
         Ok(deleted)
     }
 
     /// Whether there is no verified answer at all (then a question need not be embedded to
     /// look for one).
     pub fn is_empty(&self) -> bool {
+        self.refresh();
         self.index.read().unwrap_or_else(PoisonError::into_inner).is_empty()
     }
 
@@ -264,6 +319,7 @@ impl VerifiedStore {
     /// query matches nothing.
     pub fn matches(&self, query: &[f32], threshold: f32, now_ms: i64) -> Vec<(Verified, f32)> {
         let Some(query) = normalised(query) else { return Vec::new() };
+        self.refresh();
         let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
         let mut found: Vec<(Verified, f32)> = index
             .iter()
@@ -287,13 +343,53 @@ impl VerifiedStore {
     /// Deletes answers expired at `now_ms`. Returns how many.
     pub fn purge_expired(&self, now_ms: i64) -> Result<usize, Error> {
         let _write = lock(&self.write);
-        let purged = self.db.execute(
-            "DELETE FROM verified_answers WHERE expires_ms IS NOT NULL AND expires_ms <= ?1",
-            params![now_ms],
-        )?;
+        let purged = self.db.transaction(|tx| {
+            let purged = tx.execute(
+                "DELETE FROM verified_answers WHERE expires_ms IS NOT NULL AND expires_ms <= ?1",
+                params![now_ms],
+            )?;
+            let version = if purged > 0 { Some(Self::bump(tx)?) } else { None };
+            Ok((purged, version))
+        })?;
+        let (purged, version) = purged;
         self.index.write().unwrap_or_else(PoisonError::into_inner).retain(|entry| entry.verified.live_at(now_ms));
+        drop(_write);
+        if let Some(version) = version {
+            self.seen_own_change(version);
+        }
         Ok(purged)
     }
+}
+
+fn current_version(db: &Db) -> Result<i64, Error> {
+    Ok(db
+        .query_opt("SELECT version FROM verified_version WHERE id = 1", params![])?
+        .map(|row| row.get::<i64>(0))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// Every verified answer with its vectors, oldest first.
+fn load_index(db: &Db) -> Result<Vec<Entry>, Error> {
+    let rows = db.query(
+        &format!("SELECT {COLUMNS}, vectors, dim FROM verified_answers ORDER BY created_ms, {}", seq(db)),
+        params![],
+    )?;
+    let mut index = Vec::new();
+    for row in &rows {
+        let verified = verified_from_row(row)?;
+        let (blob, dim): (Vec<u8>, i64) = (row.get(11)?, row.get(12)?);
+        let vectors = decode(&blob, dim, verified.questions.len()).ok_or_else(|| {
+            Error::Other(format!(
+                "verified answer {}: {} bytes of vectors do not hold {} vectors of {dim} numbers",
+                verified.id,
+                blob.len(),
+                verified.questions.len()
+            ))
+        })?;
+        index.push(Entry { verified, vectors });
+    }
+    Ok(index)
 }
 
 /// Checks a new verified answer and returns its normalised vectors.
@@ -462,6 +558,27 @@ mod tests {
             source: "manual".into(),
             source_ref: None,
         }
+    }
+
+    /// Two replicas on one PostgreSQL: an answer verified or deleted through one is matched or
+    /// gone in the other within the refresh interval; each sees its own changes at once.
+    #[test]
+    fn replicas_see_each_others_changes_within_the_refresh() {
+        let Some(location) = lore_db::testing::database("replicas_see_each_others_changes_within_the_refresh") else {
+            return;
+        };
+        let database = Database::open(&location).unwrap();
+        let (a, b) = (VerifiedStore::open_in(&database).unwrap(), VerifiedStore::open_in(&database).unwrap());
+        let created = a.create(new("leave", &[&[1.0, 0.0]]), 1_000).unwrap();
+        assert_eq!(answers(&a.matches(&[1.0, 0.0], 0.9, 2_000)), ["leave"], "its own change at once");
+        std::thread::sleep(SHARED_REFRESH + std::time::Duration::from_millis(100));
+        assert_eq!(answers(&b.matches(&[1.0, 0.0], 0.9, 2_000)), ["leave"]);
+        b.create(new("parking", &[&[0.0, 1.0]]), 1_000).unwrap();
+        assert!(a.delete(&created.id).unwrap());
+        assert!(a.matches(&[1.0, 0.0], 0.9, 2_000).is_empty());
+        std::thread::sleep(SHARED_REFRESH + std::time::Duration::from_millis(100));
+        assert!(b.matches(&[1.0, 0.0], 0.9, 2_000).is_empty(), "a deleted answer is not served by the other replica");
+        assert_eq!(answers(&a.matches(&[0.0, 1.0], 0.9, 2_000)), ["parking"], "the other replica's answer arrives");
     }
 
     fn answers(found: &[(Verified, f32)]) -> Vec<&str> {
