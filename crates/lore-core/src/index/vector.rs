@@ -451,11 +451,20 @@ impl ServerIndex {
             CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, Distance, FieldType, Modifier,
             SparseVectorParamsBuilder, SparseVectorsConfigBuilder, VectorParamsBuilder,
         };
-        let mut builder = qdrant_client::Qdrant::from_url(url);
+        // The client's own version check prints to standard output (where `lore serve` prints
+        // its address); Lore checks the version itself below.
+        let mut builder = qdrant_client::Qdrant::from_url(url).skip_compatibility_check();
         if let Some(key) = api_key {
             builder = builder.api_key(key.to_owned());
         }
         let client = builder.build().map_err(server_error)?;
+        let version = client
+            .health_check()
+            .await
+            .map_err(|e| Error::Vector(format!("qdrant server at {url} does not answer: {e}")))?
+            .version;
+        check_server_version(&version)?;
+        tracing::debug!(%version, url, collection, "qdrant server");
         if !client.collection_exists(collection).await.map_err(server_error)? {
             let mut sparse = SparseVectorsConfigBuilder::default();
             sparse.add_named_vector_params(SPARSE_VECTOR, SparseVectorParamsBuilder::default().modifier(Modifier::Idf));
@@ -686,6 +695,20 @@ impl ServerIndex {
         let response =
             self.client.count(CountPointsBuilder::new(&self.collection).exact(true)).await.map_err(server_error)?;
         Ok(response.result.map(|r| r.count as usize).unwrap_or(0))
+    }
+}
+
+/// Keyword search needs sparse vectors with the `idf` modifier (Qdrant 1.10) and weighted
+/// fusion inputs; Lore is tested against 1.18.
+fn check_server_version(version: &str) -> Result<()> {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().flatten(), parts.next().flatten());
+    match (major, minor) {
+        (Some(major), Some(minor)) if (major, minor) < (1, 10) => Err(Error::Vector(format!(
+            "qdrant server {version} is too old: keyword search needs sparse vectors with the idf modifier (1.10 or \
+             later; Lore is tested against 1.18)"
+        ))),
+        _ => Ok(()),
     }
 }
 

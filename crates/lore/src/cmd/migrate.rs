@@ -64,6 +64,13 @@ pub async fn run(args: MigrateArgs, source: &Config) -> anyhow::Result<ExitCode>
     }
     drop(source_indexes);
 
+    // Widget tokens signed with the folder's embed secret must keep verifying on every replica:
+    // the secret goes into the source's table of shared secrets (which the embedded mode does
+    // not read) and is copied with the rest.
+    if let Ok(secret) = std::fs::read_to_string(source.data_dir.join("embed-secret")) {
+        lore_core::keys::KeyStore::open_in(&source_db)?.shared_secret("embed-secret", secret.trim())?;
+    }
+
     let target_db = target.open_database()?;
     lore_server::state::open_every_store(&target, &target_db)?;
     let copied = lore_db::copy::copy_sqlite_to_postgres(&source_db, &target_db)?;
@@ -75,13 +82,6 @@ pub async fn run(args: MigrateArgs, source: &Config) -> anyhow::Result<ExitCode>
     }
     for table in &copied.skipped {
         println!("not copied: {table} (no such table in the target)");
-    }
-    // Widget tokens signed with the folder's embed secret keep verifying on every replica.
-    if let Ok(secret) = std::fs::read_to_string(source.data_dir.join("embed-secret")) {
-        let keys = lore_core::keys::KeyStore::open_in(&target_db)?;
-        if keys.shared_secret("embed-secret", secret.trim())? != secret.trim() {
-            anyhow::bail!("the target database already holds another embed secret: widget tokens would stop verifying");
-        }
     }
 
     // Points are written by chunk id: writing them again (a rerun after an interruption) changes

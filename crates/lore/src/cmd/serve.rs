@@ -74,7 +74,8 @@ pub async fn run(args: ServeArgs, config: Config) -> anyhow::Result<ExitCode> {
     }
     println!("lore: listening on {url}");
     if role != Role::All {
-        println!(
+        // Standard error: whoever reads the address from standard output may stop reading.
+        eprintln!(
             "lore: role {}",
             if role == Role::Api { "api (no job worker)" } else { "worker (jobs; operations endpoints only)" }
         );

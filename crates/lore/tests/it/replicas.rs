@@ -42,16 +42,11 @@ struct Cluster {
 
 impl Cluster {
     fn lore(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_lore"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .expect("run lore")
+        command().arg("--config").arg(&self.config).args(args).output().expect("run lore")
     }
 
     fn serve(&self, role: &str) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lore"))
+        let mut child = command()
             .arg("--config")
             .arg(&self.config)
             .args(["serve", "--bind", "127.0.0.1:0", "--role", role])
@@ -81,6 +76,19 @@ impl Cluster {
     }
 }
 
+/// `lore` with only its configuration file choosing the engines: `QDRANT_URL` (which names the
+/// server to these tests) would otherwise override it, and `lore_chunks` with it.
+fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lore"));
+    command.env_remove(lore_core::env::QDRANT_URL).env_remove(lore_core::env::LORE_DATABASE_URL);
+    command
+}
+
+/// `lore` on an embedded data folder.
+fn embedded_lore(folder: &std::path::Path, args: &[&str]) -> std::process::Output {
+    command().arg("--data-dir").arg(folder).args(args).output().expect("run lore")
+}
+
 fn cluster(test: &str) -> Option<Cluster> {
     let Some(qdrant) = lore_core::env::var(lore_core::env::QDRANT_URL) else {
         eprintln!("SKIP {test}: set QDRANT_URL (e.g. http://127.0.0.1:6334) to run against a Qdrant server");
@@ -91,7 +99,8 @@ fn cluster(test: &str) -> Option<Cluster> {
     // One data folder for every process: in scale-out it holds only the staged uploads (a
     // volume the API replicas and the workers share).
     let data = dir.path().join("shared");
-    let collection = format!("lore_replicas_{}", std::process::id());
+    // One collection per test: the tests of this binary run at the same time.
+    let collection = format!("lore_{}_{}", test.split('_').next().unwrap_or("test"), std::process::id());
     let config = dir.path().join("lore.toml");
     std::fs::write(
         &config,
@@ -268,15 +277,15 @@ async fn migrate_moves_an_embedded_folder_into_postgresql_and_qdrant() {
     let embedded = tempfile::tempdir().unwrap();
     let folder = embedded.path().to_str().unwrap();
     let samples = crate::workspace_root().join("ingest/samples.toml");
-    assert_success(&crate::lore(embedded.path(), &["ingest", samples.to_str().unwrap()]));
+    assert_success(&embedded_lore(embedded.path(), &["ingest", samples.to_str().unwrap()]));
     let output =
-        crate::lore(embedded.path(), &["keys", "create", "--name", "ops", "--role", "employee", "--user", "ops"]);
+        embedded_lore(embedded.path(), &["keys", "create", "--name", "ops", "--role", "employee", "--user", "ops"]);
     assert_success(&output);
     let key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-    let before = crate::lore(embedded.path(), &["status"]);
+    let before = embedded_lore(embedded.path(), &["status"]);
     assert_success(&before);
 
-    let migrated = crate::lore(embedded.path(), &["migrate", "--to", cluster.config.to_str().unwrap()]);
+    let migrated = embedded_lore(embedded.path(), &["migrate", "--to", cluster.config.to_str().unwrap()]);
     assert_success(&migrated);
     let report = String::from_utf8_lossy(&migrated.stdout);
     assert!(report.contains("consistency ok") && report.contains("none embedded again"), "{report}");
@@ -306,14 +315,14 @@ async fn migrate_moves_an_embedded_folder_into_postgresql_and_qdrant() {
     drop(server);
 
     // Running it again changes nothing; a different folder is refused.
-    let again = crate::lore(embedded.path(), &["migrate", "--to", cluster.config.to_str().unwrap()]);
+    let again = embedded_lore(embedded.path(), &["migrate", "--to", cluster.config.to_str().unwrap()]);
     assert_success(&again);
     let report = String::from_utf8_lossy(&again.stdout);
-    assert!(!report.contains("copied ") && report.contains("already there: chunks"), "{report}");
+    assert!(!report.contains("copied chunks") && report.contains("already there: chunks"), "{report}");
     let other = tempfile::tempdir().unwrap();
     let folder = crate::workspace_root().join("ingest/samples/it");
-    assert_success(&crate::lore(other.path(), &["ingest", folder.to_str().unwrap(), "--acl", "everyone"]));
-    let refused = crate::lore(other.path(), &["migrate", "--to", cluster.config.to_str().unwrap()]);
+    assert_success(&embedded_lore(other.path(), &["ingest", folder.to_str().unwrap(), "--acl", "everyone"]));
+    let refused = embedded_lore(other.path(), &["migrate", "--to", cluster.config.to_str().unwrap()]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not this source's"), "{refused:?}");
     let admin_client = qdrant_client::Qdrant::from_url(&cluster.qdrant).build().unwrap();
@@ -323,7 +332,7 @@ async fn migrate_moves_an_embedded_folder_into_postgresql_and_qdrant() {
 impl Process {
     /// `lore serve` on an embedded data folder.
     fn embedded(folder: &str) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lore"))
+        let mut child = command()
             .args(["--data-dir", folder, "serve", "--bind", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
