@@ -293,16 +293,16 @@ impl Retriever {
     /// (`retrieval.mode` picks both engines' rankings or one of them).
     pub async fn hybrid(&self, query: &str, scope: &AccessScope, limit: usize) -> lore_core::Result<HybridResults> {
         let c = &self.config;
+        if c.server_fusion
+            && c.mode == lore_core::config::RetrievalMode::Hybrid
+            && let Some(results) = self.server_fused(query, scope, limit).await?
+        {
+            return Ok(results);
+        }
         let mut candidates = self.candidates(query, scope, c.candidates.max(limit)).await?;
         let started = Instant::now();
         let _fusion = tracing::info_span!("fusion").entered();
-        let model_covers_language = self.model_languages.contains(&candidates.query_lang);
-        // The embedding model ranks poorly in a language it was not trained on (unrelated
-        // Spanish texts score as fairly close under an English model), so its ranking counts
-        // less for such a query. (Weighting only Spanish chunks down would push the English
-        // twin of a Spanish policy above it.)
-        let dense_weight = if model_covers_language { c.dense_weight } else { c.other_language_dense_weight };
-        let weights = Weights { k: c.rrf_k, bm25: c.bm25_weight, dense: dense_weight };
+        let weights = self.weights(candidates.query_lang);
         let fused = fuse_for_mode(c.mode, &candidates.bm25, &candidates.dense, weights);
         let fused = with_document_evidence(fused, c.document_weight);
         let signals = RetrievalSignals {
@@ -313,6 +313,85 @@ impl Retriever {
                 (Some(b), Some(d)) if b.doc_id == d.doc_id
             ),
         };
+        let passages = self.passages(&fused, scope, limit)?;
+        drop(_fusion);
+        candidates.timings.fusion_ms = millis(started.elapsed());
+        Ok(HybridResults {
+            query_lang: candidates.query_lang,
+            passages,
+            signals,
+            query_vector: candidates.query_vector,
+            timings: candidates.timings,
+        })
+    }
+
+    /// The fusion weights for a query in `lang`. The embedding model ranks poorly in a
+    /// language it was not trained on (unrelated Spanish texts score as fairly close under an
+    /// English model), so its ranking counts less for such a query. (Weighting only Spanish
+    /// chunks down would push the English twin of a Spanish policy above it.)
+    fn weights(&self, lang: Lang) -> Weights {
+        let c = &self.config;
+        let dense = if self.model_languages.contains(&lang) { c.dense_weight } else { c.other_language_dense_weight };
+        Weights { k: c.rrf_k, bm25: c.bm25_weight, dense }
+    }
+
+    /// `retrieval.server_fusion`: one Query API request fused by a Qdrant server (`None` on
+    /// the embedded backend). No per-engine ranks or scores come back.
+    async fn server_fused(
+        &self,
+        query: &str,
+        scope: &AccessScope,
+        limit: usize,
+    ) -> lore_core::Result<Option<HybridResults>> {
+        let query_lang = Lang::detect(query);
+        let started = Instant::now();
+        let vector = self.queries.embed(query).instrument(tracing::info_span!("embed")).await?;
+        let embed_ms = millis(started.elapsed());
+        let started = Instant::now();
+        let weights = self.weights(query_lang);
+        let terms = lore_core::index::sparse::query_vector(query, query_lang);
+        let candidates = self.config.candidates.max(limit);
+        let Some(hits) = self
+            .indexes
+            .vector
+            .fused_search(vector.clone(), terms, scope, candidates, weights.k, [weights.bm25, weights.dense])
+            .instrument(tracing::info_span!("fused"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let search_ms = millis(started.elapsed());
+        let fused: Vec<crate::fusion::Fused> = hits
+            .into_iter()
+            .map(|hit| crate::fusion::Fused {
+                chunk_id: hit.chunk_id,
+                doc_id: hit.doc_id,
+                score: hit.score,
+                bm25_rank: None,
+                dense_rank: None,
+                bm25_score: None,
+                dense_score: None,
+            })
+            .collect();
+        let passages = self.passages(&fused, scope, limit)?;
+        Ok(Some(HybridResults {
+            query_lang,
+            passages,
+            signals: RetrievalSignals::default(),
+            query_vector: vector,
+            timings: RetrievalTimings { embed_ms, bm25_ms: search_ms, dense_ms: search_ms, fusion_ms: 0.0 },
+        }))
+    }
+
+    /// Passages from a fused ranking: loaded lazily, best first, near-duplicates dropped and
+    /// chunks per document capped, until `limit` are kept.
+    fn passages(
+        &self,
+        fused: &[crate::fusion::Fused],
+        scope: &AccessScope,
+        limit: usize,
+    ) -> lore_core::Result<Vec<Passage>> {
+        let c = &self.config;
         let mut passages: Vec<Passage> = Vec::new();
         let mut kept_shingles = Vec::new();
         let mut per_document: HashMap<String, usize> = HashMap::new();
@@ -320,7 +399,7 @@ impl Retriever {
         // Chunks are loaded lazily, best first, until `limit` passages are kept: most of the
         // candidates are never read from the catalog.
         let catalog = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
-        for origin in &fused {
+        for origin in fused {
             if passages.len() == limit {
                 break;
             }
@@ -345,14 +424,7 @@ impl Retriever {
             });
         }
         drop(catalog);
-        candidates.timings.fusion_ms = millis(started.elapsed());
-        Ok(HybridResults {
-            query_lang: candidates.query_lang,
-            passages,
-            signals,
-            query_vector: candidates.query_vector,
-            timings: candidates.timings,
-        })
+        Ok(passages)
     }
 
     /// Loads chunks and their documents from the catalog, in hit order (see [`load_one`]).

@@ -199,6 +199,16 @@ impl Catalog {
         self.db.query_opt("SELECT value FROM meta WHERE key = ?1", params![key])?.map(|r| Ok(r.get(0)?)).transpose()
     }
 
+    /// The value of `key`, storing `value` first when there is none: every process sharing the
+    /// database gets the same, however many race to set it.
+    pub fn init_meta(&self, key: &str, value: &str) -> Result<String> {
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+            params![key, value],
+        )?;
+        Ok(self.meta(key)?.unwrap_or_else(|| value.to_owned()))
+    }
+
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.db.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",

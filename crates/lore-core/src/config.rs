@@ -307,6 +307,12 @@ pub struct RetrievalConfig {
     /// Overrides the model's operating point: an answer needs at least this answerability
     /// (0–1). Higher abstains more often.
     pub min_answerability: Option<f32>,
+    /// On a Qdrant server in `hybrid` mode: one Query API request, both rankings fused by the
+    /// server (weighted RRF with `rrf_k` and the weights above, the ACL filter inside each
+    /// prefetch), instead of two requests fused by Lore. The ranking is the same (issue 18's
+    /// note); the BM25 request no longer overlaps the question's embedding, and the per-engine
+    /// ranks and scores (the answerability signals) are not returned, so answers abstain more.
+    pub server_fusion: bool,
 }
 
 impl Default for RetrievalConfig {
@@ -323,6 +329,7 @@ impl Default for RetrievalConfig {
             other_language_dense_weight: 0.0,
             answerability_model: None,
             min_answerability: None,
+            server_fusion: false,
         }
     }
 }

@@ -406,6 +406,7 @@ impl Ingestor {
             .flat_map(|(p, acl)| p.chunks.iter().map(move |chunk| KeywordEntry { chunk, acl }))
             .collect();
 
+        self.indexes.settle_keyword_averages(&self.catalog, batch.iter().flat_map(|p| p.chunks.iter()))?;
         // Journal first: after a crash anywhere below, recovery removes these documents
         // from both indexes and the catalog, and the next run ingests them again.
         self.catalog.journal_begin(&doc_ids)?;

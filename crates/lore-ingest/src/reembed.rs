@@ -101,6 +101,7 @@ pub async fn reembed(
             });
             stored.push((chunk.id.clone(), StoredVector { key, vector }));
         }
+        indexes.settle_keyword_averages(&catalog, &chunks)?;
         indexes.upsert_vectors(points, &chunks).await?;
         catalog.set_chunk_vectors(&stored)?;
         report.chunks += chunks.len();

@@ -28,7 +28,13 @@ pub struct Indexes {
     /// carries its chunk's BM25 terms as a sparse vector ([`sparse`]).
     pub keyword: Option<Arc<KeywordIndex>>,
     pub vector: VectorIndex,
+    /// On a server: the average lengths the BM25 terms are weighted with, and whether they are
+    /// the collection's recorded ones (else the defaults, until a batch is large enough).
+    keyword_averages: std::sync::Mutex<(sparse::AverageLengths, bool)>,
 }
+
+/// The catalog key of the average lengths a collection's BM25 terms are weighted with.
+const KEYWORD_AVERAGES_KEY: &str = "bm25_average_lengths";
 
 impl Indexes {
     /// Opens both indexes for `config`. `writable` takes the keyword index's writer lock.
@@ -38,12 +44,14 @@ impl Indexes {
             VectorStoreConfig::Embedded => Indexes {
                 keyword: Some(Arc::new(KeywordIndex::open(&config.keyword_dir(), writable)?)),
                 vector: VectorIndex::open_embedded(&config.vector_dir(), dimension)?,
+                keyword_averages: Default::default(),
             },
             VectorStoreConfig::Qdrant { url, collection, api_key, shards, replication_factor } => {
                 let layout = ServerLayout { shards: *shards, replication_factor: *replication_factor };
                 Indexes {
                     keyword: None,
                     vector: VectorIndex::open_server(url, collection, api_key.as_deref(), dimension, layout).await?,
+                    keyword_averages: Default::default(),
                 }
             }
         })
@@ -85,6 +93,42 @@ impl Indexes {
         self.vector.flush().await
     }
 
+    /// On a Qdrant server, settles the average lengths BM25 terms are weighted with, the same
+    /// for every process: those the catalog records; when it records none, those of `chunks`
+    /// (the batch about to be written, or a whole corpus) when they are enough to measure, which
+    /// are then recorded. Until then the defaults weight small batches. Nothing to do in the
+    /// embedded mode (Tantivy measures its corpus itself).
+    pub fn settle_keyword_averages<'a>(
+        &self,
+        catalog: &Catalog,
+        chunks: impl IntoIterator<Item = &'a Chunk>,
+    ) -> Result<()> {
+        if self.keyword.is_some() {
+            return Ok(());
+        }
+        let mut state = self.keyword_averages.lock().unwrap_or_else(|p| p.into_inner());
+        if state.1 {
+            return Ok(());
+        }
+        let recorded = match catalog.meta(KEYWORD_AVERAGES_KEY)? {
+            Some(json) => Some(json),
+            None => match sparse::AverageLengths::measure(chunks) {
+                Some(measured) => {
+                    let json = serde_json::to_string(&measured).map_err(|e| Error::Vector(e.to_string()))?;
+                    Some(catalog.init_meta(KEYWORD_AVERAGES_KEY, &json)?)
+                }
+                None => None,
+            },
+        };
+        if let Some(json) = recorded {
+            let averages = serde_json::from_str(&json)
+                .map_err(|e| Error::Vector(format!("catalog {KEYWORD_AVERAGES_KEY}: {e}")))?;
+            *state = (averages, true);
+            tracing::info!(?averages, "BM25 terms weighted with the collection's average lengths");
+        }
+        Ok(())
+    }
+
     /// Writes new vectors for chunks already indexed (a re-embedding), keeping their BM25
     /// terms on a Qdrant server. `chunks` are the points' chunks, in order.
     pub async fn upsert_vectors(&self, points: Vec<VectorPoint>, chunks: &[Chunk]) -> Result<()> {
@@ -103,11 +147,12 @@ impl Indexes {
         if chunks.len() != points.len() {
             return Err(Error::Vector(format!("{} points for {} chunks", points.len(), chunks.len())));
         }
+        let averages = self.keyword_averages.lock().unwrap_or_else(|p| p.into_inner()).0;
         for (point, chunk) in points.iter_mut().zip(chunks) {
             if point.chunk_id != chunk.id {
                 return Err(Error::Vector(format!("point {} is not chunk {}", point.chunk_id, chunk.id)));
             }
-            point.sparse = Some(sparse::document_vector(chunk));
+            point.sparse = Some(sparse::document_vector_with(chunk, &averages));
         }
         Ok(points)
     }

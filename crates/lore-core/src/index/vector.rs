@@ -143,6 +143,32 @@ impl VectorIndex {
         on_backend!(self, search(FilteredQuery { vector, principals, within, limit }))
     }
 
+    /// Both rankings fused by a Qdrant server in one Query API request: a dense and a BM25
+    /// prefetch of `limit` each, the permission filter inside each, reciprocal rank fusion.
+    /// `k` and `weights` (`[bm25, dense]`; a ranking of weight 0 is left out) are Lore's:
+    /// `Σ w / (k + rank)`, ranks from 1. Qdrant counts positions from 0, so it is given
+    /// `k + 1`, which makes unit weights score exactly as Lore does; other weights differ
+    /// (Qdrant divides the rank by the weight instead of multiplying the score). `None` on the
+    /// embedded backend, which has no server to fuse.
+    pub async fn fused_search(
+        &self,
+        vector: Vec<f32>,
+        terms: Option<SparseVector>,
+        scope: &AccessScope,
+        limit: usize,
+        k: f32,
+        weights: [f32; 2],
+    ) -> Result<Option<Vec<ScoredChunkId>>> {
+        let VectorIndex::Server(server) = self else { return Ok(None) };
+        let principals = scope.filter_principals();
+        let within = scope.document_restriction().map(<[String]>::to_vec);
+        if principals.as_ref().is_some_and(Vec::is_empty) || within.as_ref().is_some_and(Vec::is_empty) || limit == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let k = (k + 1.0).round().max(1.0) as u32;
+        server.fused(vector, terms, principals, within, limit, k, weights).await.map(Some)
+    }
+
     /// BM25's inverse document frequency of each body term (see [`super::sparse::body_term_id`])
     /// over every point of a Qdrant server collection, ACLs aside, as the server's `idf`
     /// modifier computes it.
@@ -584,6 +610,65 @@ impl ServerIndex {
         if !conditions.is_empty() {
             request = request.filter(Filter::must(conditions));
         }
+        let response = self.client.query(request).await.map_err(server_error)?;
+        Ok(response
+            .result
+            .into_iter()
+            .map(|p| ScoredChunkId {
+                chunk_id: server_payload_str(&p.payload, CHUNK_ID_FIELD),
+                doc_id: server_payload_str(&p.payload, DOC_ID_FIELD),
+                score: p.score,
+            })
+            .collect())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn fused(
+        &self,
+        vector: Vec<f32>,
+        terms: Option<SparseVector>,
+        principals: Option<Vec<String>>,
+        within: Option<Vec<String>>,
+        limit: usize,
+        k: u32,
+        weights: [f32; 2],
+    ) -> Result<Vec<ScoredChunkId>> {
+        use qdrant_client::qdrant::{
+            Condition, Filter, PrefetchQueryBuilder, Query, QueryPointsBuilder, RrfBuilder, VectorInput,
+        };
+        let mut conditions = Vec::new();
+        if let Some(principals) = principals {
+            conditions.push(Condition::matches(ACL_FIELD, principals));
+        }
+        if let Some(doc_ids) = within {
+            conditions.push(Condition::matches(DOC_ID_FIELD, doc_ids));
+        }
+        let filter = (!conditions.is_empty()).then(|| Filter::must(conditions));
+        let mut request = QueryPointsBuilder::new(&self.collection).limit(limit as u64).with_payload(true);
+        let mut used = Vec::new();
+        if let Some(terms) = terms.filter(|t| !t.is_empty() && weights[0] > 0.0) {
+            let mut prefetch = PrefetchQueryBuilder::default()
+                .query(Query::new_nearest(VectorInput::new_sparse(terms.indices, terms.values)))
+                .using(SPARSE_VECTOR)
+                .limit(limit as u64);
+            if let Some(filter) = &filter {
+                prefetch = prefetch.filter(filter.clone());
+            }
+            request = request.add_prefetch(prefetch);
+            used.push(weights[0]);
+        }
+        if weights[1] > 0.0 {
+            let mut prefetch = PrefetchQueryBuilder::default().query(Query::new_nearest(vector)).limit(limit as u64);
+            if let Some(filter) = &filter {
+                prefetch = prefetch.filter(filter.clone());
+            }
+            request = request.add_prefetch(prefetch);
+            used.push(weights[1]);
+        }
+        if used.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = request.query(Query::new_rrf(RrfBuilder::with_k(k).weights(used)));
         let response = self.client.query(request).await.map_err(server_error)?;
         Ok(response
             .result

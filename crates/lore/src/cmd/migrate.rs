@@ -71,6 +71,14 @@ pub async fn run(args: MigrateArgs, source: &Config) -> anyhow::Result<ExitCode>
         lore_core::keys::KeyStore::open_in(&source_db)?.shared_secret("embed-secret", secret.trim())?;
     }
 
+    // BM25 terms in Qdrant are weighted with the corpus's average lengths, measured here on up
+    // to 20,000 chunks spread over the catalog and recorded in it (so the copy carries them).
+    let target_indexes = Indexes::open(&target, true).await?;
+    let ids = source_catalog.chunk_ids()?;
+    let step = ids.len().div_ceil(20_000).max(1);
+    let sample: Vec<String> = ids.iter().step_by(step).cloned().collect();
+    target_indexes.settle_keyword_averages(&source_catalog, &source_catalog.chunks_by_id(&sample)?)?;
+
     let target_db = target.open_database()?;
     lore_server::state::open_every_store(&target, &target_db)?;
     let copied = lore_db::copy::copy_sqlite_to_postgres(&source_db, &target_db)?;
@@ -86,7 +94,6 @@ pub async fn run(args: MigrateArgs, source: &Config) -> anyhow::Result<ExitCode>
 
     // Points are written by chunk id: writing them again (a rerun after an interruption) changes
     // nothing, and points of other data would fail the consistency check below.
-    let target_indexes = Indexes::open(&target, true).await?;
     let points = lore_ingest::migrate::copy_vectors(&source_catalog, &target_indexes, |done, total| {
         eprint!("\rvectors: {done} of {total} chunks");
     })

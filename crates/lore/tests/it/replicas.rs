@@ -263,7 +263,7 @@ async fn two_api_replicas_and_two_workers_share_postgresql_and_qdrant() {
     // Nothing else is left behind: staged uploads are gone once their jobs are done.
     let staged = std::fs::read_dir(cluster.data.join("uploads")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(staged, 0, "staged uploads left in {}", cluster.data.display());
-    let admin_client = qdrant_client::Qdrant::from_url(&cluster.qdrant).build().unwrap();
+    let admin_client = qdrant_client::Qdrant::from_url(&cluster.qdrant).skip_compatibility_check().build().unwrap();
     let _ = admin_client.delete_collection(&cluster.collection).await;
     drop(workers);
 }
@@ -325,7 +325,7 @@ async fn migrate_moves_an_embedded_folder_into_postgresql_and_qdrant() {
     let refused = embedded_lore(other.path(), &["migrate", "--to", cluster.config.to_str().unwrap()]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not this source's"), "{refused:?}");
-    let admin_client = qdrant_client::Qdrant::from_url(&cluster.qdrant).build().unwrap();
+    let admin_client = qdrant_client::Qdrant::from_url(&cluster.qdrant).skip_compatibility_check().build().unwrap();
     let _ = admin_client.delete_collection(&cluster.collection).await;
 }
 
