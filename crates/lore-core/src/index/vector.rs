@@ -591,7 +591,7 @@ impl ServerIndex {
     }
 
     async fn search(&self, query: FilteredQuery) -> Result<Vec<ScoredChunkId>> {
-        use qdrant_client::qdrant::{Condition, Filter, Query, QueryPointsBuilder, VectorInput};
+        use qdrant_client::qdrant::{Query, QueryPointsBuilder, VectorInput};
         let FilteredQuery { vector, principals, within, limit } = query;
         let request = QueryPointsBuilder::new(&self.collection).limit(limit as u64).with_payload(true);
         let mut request = match vector {
@@ -600,26 +600,10 @@ impl ServerIndex {
                 .query(Query::new_nearest(VectorInput::new_sparse(sparse.indices, sparse.values)))
                 .using(SPARSE_VECTOR),
         };
-        let mut conditions = Vec::new();
-        if let Some(principals) = principals {
-            conditions.push(Condition::matches(ACL_FIELD, principals));
+        if let Some(filter) = server_filter(principals, within) {
+            request = request.filter(filter);
         }
-        if let Some(doc_ids) = within {
-            conditions.push(Condition::matches(DOC_ID_FIELD, doc_ids));
-        }
-        if !conditions.is_empty() {
-            request = request.filter(Filter::must(conditions));
-        }
-        let response = self.client.query(request).await.map_err(server_error)?;
-        Ok(response
-            .result
-            .into_iter()
-            .map(|p| ScoredChunkId {
-                chunk_id: server_payload_str(&p.payload, CHUNK_ID_FIELD),
-                doc_id: server_payload_str(&p.payload, DOC_ID_FIELD),
-                score: p.score,
-            })
-            .collect())
+        Ok(scored(self.client.query(request).await.map_err(server_error)?))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -633,17 +617,8 @@ impl ServerIndex {
         k: u32,
         weights: [f32; 2],
     ) -> Result<Vec<ScoredChunkId>> {
-        use qdrant_client::qdrant::{
-            Condition, Filter, PrefetchQueryBuilder, Query, QueryPointsBuilder, RrfBuilder, VectorInput,
-        };
-        let mut conditions = Vec::new();
-        if let Some(principals) = principals {
-            conditions.push(Condition::matches(ACL_FIELD, principals));
-        }
-        if let Some(doc_ids) = within {
-            conditions.push(Condition::matches(DOC_ID_FIELD, doc_ids));
-        }
-        let filter = (!conditions.is_empty()).then(|| Filter::must(conditions));
+        use qdrant_client::qdrant::{PrefetchQueryBuilder, Query, QueryPointsBuilder, RrfBuilder, VectorInput};
+        let filter = server_filter(principals, within);
         let mut request = QueryPointsBuilder::new(&self.collection).limit(limit as u64).with_payload(true);
         let mut used = Vec::new();
         if let Some(terms) = terms.filter(|t| !t.is_empty() && weights[0] > 0.0) {
@@ -669,16 +644,7 @@ impl ServerIndex {
             return Ok(Vec::new());
         }
         let request = request.query(Query::new_rrf(RrfBuilder::with_k(k).weights(used)));
-        let response = self.client.query(request).await.map_err(server_error)?;
-        Ok(response
-            .result
-            .into_iter()
-            .map(|p| ScoredChunkId {
-                chunk_id: server_payload_str(&p.payload, CHUNK_ID_FIELD),
-                doc_id: server_payload_str(&p.payload, DOC_ID_FIELD),
-                score: p.score,
-            })
-            .collect())
+        Ok(scored(self.client.query(request).await.map_err(server_error)?))
     }
 
     /// The IDF of each term, read back from the server: a one-term query with weight 1 scores
@@ -781,6 +747,36 @@ impl ServerIndex {
             self.client.count(CountPointsBuilder::new(&self.collection).exact(true)).await.map_err(server_error)?;
         Ok(response.result.map(|r| r.count as usize).unwrap_or(0))
     }
+}
+
+/// The payload filter of a server query: the ACL, and the document restriction when there is
+/// one; `None` when nothing is restricted.
+fn server_filter(
+    principals: Option<Vec<String>>,
+    within: Option<Vec<String>>,
+) -> Option<qdrant_client::qdrant::Filter> {
+    use qdrant_client::qdrant::{Condition, Filter};
+    let mut conditions = Vec::new();
+    if let Some(principals) = principals {
+        conditions.push(Condition::matches(ACL_FIELD, principals));
+    }
+    if let Some(doc_ids) = within {
+        conditions.push(Condition::matches(DOC_ID_FIELD, doc_ids));
+    }
+    (!conditions.is_empty()).then(|| Filter::must(conditions))
+}
+
+/// The hits of a server query, as chunk ids with their scores.
+fn scored(response: qdrant_client::qdrant::QueryResponse) -> Vec<ScoredChunkId> {
+    response
+        .result
+        .into_iter()
+        .map(|p| ScoredChunkId {
+            chunk_id: server_payload_str(&p.payload, CHUNK_ID_FIELD),
+            doc_id: server_payload_str(&p.payload, DOC_ID_FIELD),
+            score: p.score,
+        })
+        .collect()
 }
 
 /// Keyword search needs sparse vectors with the `idf` modifier (Qdrant 1.10) and weighted

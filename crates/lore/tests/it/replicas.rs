@@ -46,22 +46,9 @@ impl Cluster {
     }
 
     fn serve(&self, role: &str) -> Process {
-        let mut child = command()
-            .arg("--config")
-            .arg(&self.config)
-            .args(["serve", "--bind", "127.0.0.1:0", "--role", role])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start lore serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("lore: listening on ")
-            .unwrap_or_else(|| panic!("unexpected output of lore serve --role {role}: {line:?}"))
-            .to_owned();
-        Process { child, addr: url.trim_start_matches("http://").parse().unwrap() }
+        let mut command = command();
+        command.arg("--config").arg(&self.config).args(["serve", "--bind", "127.0.0.1:0", "--role", role]);
+        Process::spawn(command)
     }
 
     fn key(&self, name: &str, role: &str, groups: &[&str]) -> String {
@@ -332,15 +319,22 @@ async fn migrate_moves_an_embedded_folder_into_postgresql_and_qdrant() {
 impl Process {
     /// `lore serve` on an embedded data folder.
     fn embedded(folder: &str) -> Process {
-        let mut child = command()
-            .args(["--data-dir", folder, "serve", "--bind", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start lore serve");
+        let mut command = command();
+        command.args(["--data-dir", folder, "serve", "--bind", "127.0.0.1:0"]);
+        Process::spawn(command)
+    }
+
+    /// Starts a `lore serve` command and reads the address it listens on (the first line of
+    /// its standard output; it prints nothing else there).
+    fn spawn(mut command: Command) -> Process {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start lore serve");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("lore: listening on ").expect("listening").to_owned();
+        let url = line
+            .trim()
+            .strip_prefix("lore: listening on ")
+            .unwrap_or_else(|| panic!("unexpected output of lore serve: {line:?}"))
+            .to_owned();
         Process { child, addr: url.trim_start_matches("http://").parse().unwrap() }
     }
 }
