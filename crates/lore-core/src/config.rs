@@ -483,6 +483,32 @@ fn one() -> u32 {
     1
 }
 
+impl VectorStoreConfig {
+    /// This store pointed at the Qdrant server at `url` (`QDRANT_URL`): the file's collection,
+    /// shards, replication and API key stay unless `collection` or `api_key` are given; an
+    /// embedded store becomes collection `lore_chunks`.
+    pub fn with_server(&self, url: String, collection: Option<String>, api_key: Option<String>) -> VectorStoreConfig {
+        match self {
+            VectorStoreConfig::Qdrant {
+                collection: current, api_key: current_key, shards, replication_factor, ..
+            } => VectorStoreConfig::Qdrant {
+                url,
+                collection: collection.unwrap_or_else(|| current.clone()),
+                api_key: api_key.or_else(|| current_key.clone()),
+                shards: *shards,
+                replication_factor: *replication_factor,
+            },
+            VectorStoreConfig::Embedded => VectorStoreConfig::Qdrant {
+                url,
+                collection: collection.unwrap_or_else(|| "lore_chunks".into()),
+                api_key,
+                shards: 1,
+                replication_factor: 1,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
@@ -686,18 +712,11 @@ impl Config {
             self.database.url = Some(url);
         }
         if let Some(url) = env::var(env::QDRANT_URL) {
-            let collection = env::var(env::LORE_QDRANT_COLLECTION).unwrap_or_else(|| "lore_chunks".into());
-            let (shards, replication_factor) = match &self.vector_store {
-                VectorStoreConfig::Qdrant { shards, replication_factor, .. } => (*shards, *replication_factor),
-                VectorStoreConfig::Embedded => (1, 1),
-            };
-            self.vector_store = VectorStoreConfig::Qdrant {
+            self.vector_store = self.vector_store.with_server(
                 url,
-                collection,
-                api_key: env::var(env::QDRANT_API_KEY),
-                shards,
-                replication_factor,
-            };
+                env::var(env::LORE_QDRANT_COLLECTION),
+                env::var(env::QDRANT_API_KEY),
+            );
         }
     }
 
@@ -872,6 +891,26 @@ mod tests {
             toml::from_str("[vector_store]\nkind = \"qdrant\"\nurl = \"http://127.0.0.1:6334\"\ncollection = \"c\"\n")
                 .unwrap();
         assert!(matches!(config.vector_store, VectorStoreConfig::Qdrant { .. }));
+    }
+
+    /// `QDRANT_URL` points a configured store at another server without dropping the file's
+    /// collection (an environment naming only the URL used to reset it to `lore_chunks`).
+    #[test]
+    fn qdrant_url_from_the_environment_keeps_the_files_collection() {
+        let file: Config = toml::from_str(
+            "[vector_store]\nkind = \"qdrant\"\nurl = \"http://a:6334\"\ncollection = \"acme\"\nshards = 3\n",
+        )
+        .unwrap();
+        let moved = file.vector_store.with_server("http://b:6334".into(), None, None);
+        assert!(
+            matches!(&moved, VectorStoreConfig::Qdrant { url, collection, shards: 3, .. } if url == "http://b:6334" && collection == "acme")
+        );
+        let renamed = file.vector_store.with_server("http://b:6334".into(), Some("other".into()), None);
+        assert!(matches!(&renamed, VectorStoreConfig::Qdrant { collection, .. } if collection == "other"));
+        let from_embedded = VectorStoreConfig::Embedded.with_server("http://b:6334".into(), None, Some("k".into()));
+        assert!(
+            matches!(&from_embedded, VectorStoreConfig::Qdrant { collection, api_key: Some(k), shards: 1, .. } if collection == "lore_chunks" && k == "k")
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub const QDRANT_URL: &str = "QDRANT_URL";
 pub const LORE_DATABASE_URL: &str = "LORE_DATABASE_URL";
 /// API key for the Qdrant server.
 pub const QDRANT_API_KEY: &str = "QDRANT_API_KEY";
-/// Collection name in the Qdrant server (default: `lore_chunks`).
+/// Collection name in the Qdrant server (default: the config file's `vector_store.collection`,
+/// else `lore_chunks`).
 pub const LORE_QDRANT_COLLECTION: &str = "LORE_QDRANT_COLLECTION";
 /// Secret (at least 32 bytes, hex) that signs embed tokens; several server processes behind a
 /// load balancer must share it. Default: generated once into `<data>/embed-secret`.
