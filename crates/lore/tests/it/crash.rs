@@ -2,7 +2,7 @@
 //! chunks of a clean ingest: no duplicate, no orphan.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::{assert_success, lore};
@@ -70,7 +70,7 @@ fn killed_ingest_recovers_to_consistent_indexes() {
     let crashed = tmp.path().join("crashed");
     let mut kills = 0;
     for delay_ms in [700, 1500, 2600, 4000] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lore"))
+        let mut child = crate::lore_command()
             .arg("--data-dir")
             .arg(&crashed)
             .args(base)

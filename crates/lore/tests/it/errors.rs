@@ -6,7 +6,7 @@ use crate::{lore, workspace_root};
 fn a_file_that_is_not_onnxruntime_is_reported_not_panicked_on() {
     let tmp = tempfile::tempdir().unwrap();
     let not_a_library = workspace_root().join("README.md");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lore"))
+    let output = crate::lore_command()
         .env("ORT_DYLIB_PATH", &not_a_library)
         .arg("--data-dir")
         .arg(tmp.path())

@@ -1,14 +1,12 @@
 //! `lore eval` through the binary: one case in full detail, the gate's exit code, and a clear
 //! error for a set whose data is missing.
 
-use std::process::Command;
-
 use crate::workspace_root;
 
 fn lore_eval(args: &[&str]) -> std::process::Output {
     let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("lore-eval-cache");
     let out = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_lore"))
+    crate::lore_command()
         .current_dir(workspace_root())
         .env("LORE_EVAL_CACHE", cache)
         .arg("eval")
@@ -56,7 +54,7 @@ fn eval_runs_against_a_running_server() {
     let created = crate::lore(dir, &["keys", "create", "--name", "eval", "--role", "admin", "--user", "eval"]);
     crate::assert_success(&created);
     let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_lore"))
+    let mut server = crate::lore_command()
         .arg("--data-dir")
         .arg(dir)
         .args(["serve", "--bind", "127.0.0.1:0"])
@@ -67,7 +65,7 @@ fn eval_runs_against_a_running_server() {
     std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().trim_start_matches("lore: listening on ").to_owned();
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_lore"))
+    let output = crate::lore_command()
         .current_dir(workspace_root())
         .args(["eval", "eval/sets/samples.toml", "--server", &url, "--api-key", &key, "--out"])
         .arg(out.path())

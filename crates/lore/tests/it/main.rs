@@ -22,7 +22,23 @@ use std::process::{Command, Output};
 /// time (qdrant-edge locks its WAL), so each test uses data folders of its own and runs the
 /// binary on them one call after another.
 pub fn lore(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lore")).arg("--data-dir").arg(data_dir).args(args).output().expect("run lore")
+    lore_command().arg("--data-dir").arg(data_dir).args(args).output().expect("run lore")
+}
+
+/// The `lore` binary with the scale-out variables removed from its environment: the tests
+/// choose their engines themselves, also when this binary runs with `QDRANT_URL` set for the
+/// multi-replica tests.
+pub fn lore_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lore"));
+    for variable in [
+        lore_core::env::QDRANT_URL,
+        lore_core::env::LORE_QDRANT_COLLECTION,
+        lore_core::env::QDRANT_API_KEY,
+        lore_core::env::LORE_DATABASE_URL,
+    ] {
+        command.env_remove(variable);
+    }
+    command
 }
 
 /// A configuration for a data folder, parsing uploads in a child `lore` process as the

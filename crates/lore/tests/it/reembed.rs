@@ -11,7 +11,7 @@ use lore_core::embed::Embedder;
 use crate::{assert_success, workspace_root};
 
 fn with_model(config: &Path, data_dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_lore"))
+    crate::lore_command()
         .arg("--config")
         .arg(config)
         .arg("--data-dir")

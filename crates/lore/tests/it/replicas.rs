@@ -63,12 +63,10 @@ impl Cluster {
     }
 }
 
-/// `lore` with only its configuration file choosing the engines: `QDRANT_URL` (which names the
-/// server to these tests) would otherwise override it, and `lore_chunks` with it.
+/// `lore` with only its configuration file choosing the engines (`QDRANT_URL` names the
+/// server to these tests, not to the processes they start).
 fn command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lore"));
-    command.env_remove(lore_core::env::QDRANT_URL).env_remove(lore_core::env::LORE_DATABASE_URL);
-    command
+    crate::lore_command()
 }
 
 /// `lore` on an embedded data folder.

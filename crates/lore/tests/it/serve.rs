@@ -33,7 +33,7 @@ fn serve(data_dir: &Path) -> Served {
 
 /// `lore serve` with more global arguments (`--config`) and environment variables.
 fn serve_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lore"))
+    let mut child = crate::lore_command()
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
