@@ -99,11 +99,10 @@ pub struct KeyStore {
 
 const SCHEMA: Schema = Schema {
     name: "keys",
-    migrations: &[
-        Migration {
-            version: 1,
-            // Databases made before migrations were recorded already have this table.
-            sqlite: r#"
+    migrations: &[Migration {
+        version: 1,
+        // Databases made before migrations were recorded already have this table.
+        sqlite: r#"
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -121,7 +120,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at INTEGER
 );
 "#,
-            postgres: r#"
+        postgres: r#"
 CREATE TABLE api_keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -139,14 +138,7 @@ CREATE TABLE api_keys (
     revoked_at BIGINT
 );
 "#,
-        },
-        Migration {
-            version: 2,
-            // Secrets every replica sharing the database must agree on (the embed-token key).
-            sqlite: "CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
-            postgres: "CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
-        },
-    ],
+    }],
 };
 
 const COLUMNS: &str = "id, name, role, user_id, principals, department, public, created_at, created_by, expires_at, \
@@ -164,19 +156,6 @@ impl KeyStore {
     /// The keys in the application database (SQLite or PostgreSQL).
     pub fn open_in(database: &Database) -> Result<Self> {
         Ok(KeyStore { db: database.store(&SCHEMA)? })
-    }
-
-    /// The secret stored under `name`, or `proposed` stored there if there is none yet. Every
-    /// process sharing the database gets the same value, however many race to create it.
-    pub fn shared_secret(&self, name: &str, proposed: &str) -> Result<String> {
-        self.db.execute(
-            "INSERT INTO shared_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-            params![name, proposed],
-        )?;
-        let row = self.db.query_opt("SELECT value FROM shared_secrets WHERE name = ?1", params![name])?;
-        row.ok_or_else(|| Error::Config(format!("shared secret {name:?} vanished")))?
-            .get::<String>(0)
-            .map_err(Into::into)
     }
 
     /// Creates a key; returns the secret (shown once) and the stored record.

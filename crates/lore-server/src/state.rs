@@ -88,7 +88,8 @@ impl AppState {
         let webhooks = crate::webhooks::Webhooks::open_in(&config, &database)?;
         let syncs = crate::sync::Syncs::open_in(&database)?;
         let keys = Arc::new(KeyStore::open_in(&database)?);
-        let identity = Identity::new(&config, keys)?;
+        let catalog = Catalog::open_in(&database)?;
+        let identity = Identity::new(&config, keys, &catalog)?;
         let jobs = JobStore::open_in(&database)?.with_lease(Duration::from_secs(config.ingest.job_lease_secs));
         // The embedded database belongs to this one process: what it was doing when it stopped
         // is taken up again now. A shared database's jobs and syncs may be another process's:
@@ -113,7 +114,7 @@ impl AppState {
             chat,
             identity,
             metrics: Metrics::default(),
-            catalog: Mutex::new(Catalog::open_in(&database)?),
+            catalog: Mutex::new(catalog),
             writer: tokio::sync::Mutex::new(writer),
             preparer,
             current_job: Mutex::new(None),

@@ -65,10 +65,10 @@ pub async fn run(args: MigrateArgs, source: &Config) -> anyhow::Result<ExitCode>
     drop(source_indexes);
 
     // Widget tokens signed with the folder's embed secret must keep verifying on every replica:
-    // the secret goes into the source's table of shared secrets (which the embedded mode does
-    // not read) and is copied with the rest.
+    // the secret goes into the source catalog's meta (which the embedded mode does not read
+    // for it) and is copied with the rest.
     if let Ok(secret) = std::fs::read_to_string(source.data_dir.join("embed-secret")) {
-        lore_core::keys::KeyStore::open_in(&source_db)?.shared_secret("embed-secret", secret.trim())?;
+        source_catalog.init_meta(lore_server::http::auth::EMBED_SECRET_KEY, secret.trim())?;
     }
 
     // BM25 terms in Qdrant are weighted with the corpus's average lengths, measured here on up
