@@ -135,11 +135,7 @@ impl VectorIndex {
         scope: &AccessScope,
         limit: usize,
     ) -> Result<Vec<ScoredChunkId>> {
-        let principals = scope.filter_principals();
-        let within = scope.document_restriction().map(<[String]>::to_vec);
-        if principals.as_ref().is_some_and(Vec::is_empty) || within.as_ref().is_some_and(Vec::is_empty) || limit == 0 {
-            return Ok(Vec::new());
-        }
+        let Some((principals, within)) = restriction(scope, limit) else { return Ok(Vec::new()) };
         on_backend!(self, search(FilteredQuery { vector, principals, within, limit }))
     }
 
@@ -160,11 +156,7 @@ impl VectorIndex {
         weights: [f32; 2],
     ) -> Result<Option<Vec<ScoredChunkId>>> {
         let VectorIndex::Server(server) = self else { return Ok(None) };
-        let principals = scope.filter_principals();
-        let within = scope.document_restriction().map(<[String]>::to_vec);
-        if principals.as_ref().is_some_and(Vec::is_empty) || within.as_ref().is_some_and(Vec::is_empty) || limit == 0 {
-            return Ok(Some(Vec::new()));
-        }
+        let Some((principals, within)) = restriction(scope, limit) else { return Ok(Some(Vec::new())) };
         let k = (k + 1.0).round().max(1.0) as u32;
         server.fused(vector, terms, principals, within, limit, k, weights).await.map(Some)
     }
@@ -228,6 +220,19 @@ impl VectorIndex {
             VectorIndex::Server(_) => "qdrant server",
         }
     }
+}
+
+/// The principals and the document ids a search is restricted to (`None`: unrestricted).
+type Restriction = (Option<Vec<String>>, Option<Vec<String>>);
+
+/// What a search for `scope` is restricted to: the principals (any of them in a point's ACL)
+/// and the document ids, `None` for no restriction. `None` overall when nothing can match: an
+/// empty principal set or document restriction (deny by default), or a zero limit.
+fn restriction(scope: &AccessScope, limit: usize) -> Option<Restriction> {
+    let principals = scope.filter_principals();
+    let within = scope.document_restriction().map(<[String]>::to_vec);
+    let nothing = principals.as_ref().is_some_and(Vec::is_empty) || within.as_ref().is_some_and(Vec::is_empty);
+    (!nothing && limit > 0).then_some((principals, within))
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -619,25 +624,22 @@ impl ServerIndex {
     ) -> Result<Vec<ScoredChunkId>> {
         use qdrant_client::qdrant::{PrefetchQueryBuilder, Query, QueryPointsBuilder, RrfBuilder, VectorInput};
         let filter = server_filter(principals, within);
+        // Every prefetch carries the permission filter: a ranking fused from unfiltered ones
+        // could rank chunks the caller may not read.
+        let prefetch = |builder: PrefetchQueryBuilder| match &filter {
+            Some(filter) => builder.limit(limit as u64).filter(filter.clone()),
+            None => builder.limit(limit as u64),
+        };
         let mut request = QueryPointsBuilder::new(&self.collection).limit(limit as u64).with_payload(true);
         let mut used = Vec::new();
         if let Some(terms) = terms.filter(|t| !t.is_empty() && weights[0] > 0.0) {
-            let mut prefetch = PrefetchQueryBuilder::default()
-                .query(Query::new_nearest(VectorInput::new_sparse(terms.indices, terms.values)))
-                .using(SPARSE_VECTOR)
-                .limit(limit as u64);
-            if let Some(filter) = &filter {
-                prefetch = prefetch.filter(filter.clone());
-            }
-            request = request.add_prefetch(prefetch);
+            let sparse = Query::new_nearest(VectorInput::new_sparse(terms.indices, terms.values));
+            request =
+                request.add_prefetch(prefetch(PrefetchQueryBuilder::default().query(sparse).using(SPARSE_VECTOR)));
             used.push(weights[0]);
         }
         if weights[1] > 0.0 {
-            let mut prefetch = PrefetchQueryBuilder::default().query(Query::new_nearest(vector)).limit(limit as u64);
-            if let Some(filter) = &filter {
-                prefetch = prefetch.filter(filter.clone());
-            }
-            request = request.add_prefetch(prefetch);
+            request = request.add_prefetch(prefetch(PrefetchQueryBuilder::default().query(Query::new_nearest(vector))));
             used.push(weights[1]);
         }
         if used.is_empty() {
@@ -673,12 +675,16 @@ impl ServerIndex {
             .query_batch(QueryBatchPointsBuilder::new(&self.collection, queries))
             .await
             .map_err(server_error)?;
-        let n = self.count_approx().await? as f32;
-        let unseen = ((n + 0.5) / 0.5 + 1.0).ln();
+        // A term no point holds (df = 0) needs the number of points; counted once, only then.
+        let mut unseen = None;
         let mut out = Vec::with_capacity(term_ids.len());
         for (&id, batch) in term_ids.iter().zip(response.result) {
             let Some(point) = batch.result.into_iter().next() else {
-                out.push(unseen);
+                if unseen.is_none() {
+                    let n = self.count_approx().await? as f32;
+                    unseen = Some(((n + 0.5) / 0.5 + 1.0).ln());
+                }
+                out.extend(unseen);
                 continue;
             };
             let stored = point
