@@ -9,6 +9,8 @@
 //! schema version or a retention cutoff) takes the source's rows instead. A target table
 //! holding rows of other keys is refused, so nothing is merged.
 
+use std::collections::BTreeSet;
+
 use crate::{Database, Db, Dialect, Error, Result, Schema, Value};
 
 /// Rows read from the source per page.
@@ -127,29 +129,10 @@ fn same_rows(src: &Db, dst: &Db, table: &str, rows: i64) -> Result<bool> {
         return Ok(true);
     }
     let columns = target_columns(src, dst, table)?;
-    let list = columns.iter().map(|(name, _, _)| name.as_str()).collect::<Vec<_>>().join(", ");
-    let read = |db: &Db, convert_types: bool| -> Result<Vec<String>> {
-        let mut rows: Vec<String> = db
-            .query(&format!("SELECT {list} FROM {table}"), &[])?
-            .iter()
-            .map(|row| {
-                let values = columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, data_type, _))| {
-                        let value = row.get::<Value>(i)?;
-                        let value =
-                            if convert_types { convert(value, data_type).map_err(Error::Other)? } else { value };
-                        Ok(format!("{value:?}"))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(values.join("\u{1f}"))
-            })
-            .collect::<Result<_>>()?;
-        rows.sort();
-        Ok(rows)
-    };
-    Ok(read(src, true)? == read(dst, false)?)
+    let (mut source, mut target) = (rendered(src, table, &columns, true)?, rendered(dst, table, &columns, false)?);
+    source.sort();
+    target.sort();
+    Ok(source == target)
 }
 
 /// Whether every row of `dst`'s `table` has a primary key that some row of `src` has.
@@ -169,28 +152,31 @@ fn keys_covered(src: &Db, dst: &Db, table: &str) -> Result<bool> {
     if key.is_empty() {
         return Ok(false);
     }
-    let columns = target_columns(src, dst, table)?;
-    let list = key.join(", ");
-    let keys = |db: &Db, convert_types: bool| -> Result<std::collections::BTreeSet<String>> {
-        db.query(&format!("SELECT {list} FROM {table}"), &[])?
-            .iter()
-            .map(|row| {
-                let values = key
-                    .iter()
-                    .enumerate()
-                    .map(|(i, name)| {
-                        let value = row.get::<Value>(i)?;
-                        let data_type = columns.iter().find(|(c, _, _)| c == name).map_or("", |(_, t, _)| t.as_str());
-                        let value =
-                            if convert_types { convert(value, data_type).map_err(Error::Other)? } else { value };
-                        Ok(format!("{value:?}"))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(values.join("\u{1f}"))
-            })
-            .collect()
-    };
-    Ok(keys(dst, false)?.is_subset(&keys(src, true)?))
+    let columns: Vec<(String, String, bool)> =
+        target_columns(src, dst, table)?.into_iter().filter(|(name, _, _)| key.contains(name)).collect();
+    let source: BTreeSet<String> = rendered(src, table, &columns, true)?.into_iter().collect();
+    Ok(rendered(dst, table, &columns, false)?.iter().all(|row| source.contains(row)))
+}
+
+/// Each row of `table` as one comparable string of `columns`' values, converted to the
+/// target's types first when `convert_types` (the source's rows).
+fn rendered(db: &Db, table: &str, columns: &[(String, String, bool)], convert_types: bool) -> Result<Vec<String>> {
+    let list = columns.iter().map(|(name, _, _)| name.as_str()).collect::<Vec<_>>().join(", ");
+    db.query(&format!("SELECT {list} FROM {table}"), &[])?
+        .iter()
+        .map(|row| {
+            let values = columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, data_type, _))| {
+                    let value = row.get::<Value>(i)?;
+                    let value = if convert_types { convert(value, data_type).map_err(Error::Other)? } else { value };
+                    Ok(format!("{value:?}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(values.join("\u{1f}"))
+        })
+        .collect()
 }
 
 /// The target's columns of `table` that the source also has: name, type, identity.
