@@ -427,8 +427,10 @@ pub fn render(r: &Value) -> String {
             );
             let _ = writeln!(
                 out,
-                "{} chats timed ({} questions skipped on the way: Lore abstained without calling the model).\n",
-                chat["requests"], chat["abstained"]
+                "{} chats timed ({} questions skipped on the way: Lore abstained, cancelling {} model calls it had started while weighing the evidence).\n",
+                chat["requests"],
+                chat["abstained"],
+                chat["cancelled"].as_u64().unwrap_or(0)
             );
             let _ = writeln!(
                 out,

@@ -263,8 +263,10 @@ pub async fn question_mixes(
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ChatOverhead {
     pub requests: usize,
-    /// Questions skipped on the way because Lore abstained (no provider call to time).
+    /// Questions skipped on the way because Lore abstained (no answer from the model to time).
     pub abstained: usize,
+    /// Model calls those abstentions started and cancelled (speculative generation).
+    pub cancelled: usize,
     /// From sending `/v1/chat` to the provider receiving the completion request.
     pub to_provider_p50_ms: f64,
     pub to_provider_p95_ms: f64,
@@ -276,6 +278,14 @@ pub struct ChatOverhead {
     pub end_to_end_minus_provider_p95_ms: f64,
     pub provider_first_token_ms: f64,
     pub provider_total_ms: f64,
+}
+
+/// The `kind` of a chat stream's `final` event.
+fn final_kind(stream: &str) -> Option<String> {
+    let (_, after) = stream.split_once("event: final")?;
+    let data = after.lines().find_map(|line| line.strip_prefix("data:"))?;
+    let answer: serde_json::Value = serde_json::from_str(data.trim()).ok()?;
+    answer["kind"].as_str().map(str::to_owned)
 }
 
 /// Streams `requests` chats one at a time, timing each against the provider's arrivals.
@@ -292,7 +302,7 @@ pub async fn chat_overhead(
     let first_token = timing.first_token.as_secs_f64() * 1e3;
     let total = timing.total().as_secs_f64() * 1e3;
     provider.take_arrivals();
-    let mut abstained = 0;
+    let (mut abstained, mut cancelled) = (0, 0);
     for question in questions {
         if to_provider.len() == requests {
             break;
@@ -317,9 +327,11 @@ pub async fn chat_overhead(
             anyhow::ensure!(!text.contains("event: error"), "chat stream error: {text}");
         }
         let arrivals = provider.take_arrivals();
-        if arrivals.is_empty() {
-            // The knowledge base had nothing confident: Lore said so without asking the model.
+        if final_kind(&text).as_deref() != Some("generated") {
+            // The knowledge base had nothing confident: Lore said so, cancelling the model call
+            // it started while weighing the evidence (`chat.speculative_generation`).
             abstained += 1;
+            cancelled += arrivals.len();
             continue;
         }
         anyhow::ensure!(arrivals.len() == 1, "expected one provider call per chat, saw {}", arrivals.len());
@@ -334,6 +346,7 @@ pub async fn chat_overhead(
     Ok(ChatOverhead {
         requests: to_provider.len(),
         abstained,
+        cancelled,
         to_provider_p50_ms: percentile(&to_provider, 0.5),
         to_provider_p95_ms: percentile(&to_provider, 0.95),
         first_delta_minus_provider_p50_ms: percentile(&first_delta, 0.5),

@@ -3,6 +3,7 @@
 //! otherwise answer with citations: written by the model provider chain when one is configured,
 //! extracted from the passages when none is or all providers fail.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -45,6 +46,13 @@ pub struct ChatTimings {
     /// Weighing the evidence: the answerability model's features, including the embedding of
     /// the passages' candidate sentences (before the provider is called).
     pub answerability_ms: f64,
+    /// From the question's arrival until the evidence was weighed (answer or abstain decided).
+    pub weighed_at_ms: f64,
+    /// From the question's arrival until the answer's model call started: before
+    /// `weighed_at_ms` with `chat.speculative_generation`, after it without. `None` when the
+    /// answer did not ask a model (a speculative call the evidence cancelled does not count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_called_at_ms: Option<f64>,
     pub total_ms: f64,
 }
 
@@ -137,7 +145,8 @@ pub struct ChatEngine {
     retriever: Arc<Retriever>,
     conversations: Mutex<Conversations>,
     prompts: Prompts,
-    providers: ProviderChain,
+    /// Shared with the tasks that run speculative calls.
+    providers: Arc<ProviderChain>,
     answerability: AnswerabilityModel,
     config: ChatConfig,
 }
@@ -157,7 +166,7 @@ impl ChatEngine {
         Ok(ChatEngine {
             conversations: Mutex::new(conversations),
             prompts: Prompts::load(config.prompts_dir.as_deref())?,
-            providers: ProviderChain::new(&config.providers)?,
+            providers: Arc::new(ProviderChain::new(&config.providers)?),
             answerability: match &retriever.config().answerability_model {
                 Some(path) => AnswerabilityModel::load(path).map_err(|e| lore_core::Error::Config(e.to_string()))?,
                 None => AnswerabilityModel::built_in(),
@@ -345,16 +354,16 @@ impl ChatEngine {
     }
 
     pub async fn ask(&self, question: Question<'_>) -> Result<ChatAnswer, ChatError> {
-        let mut prepared = self.prepare(question).await?;
-        let outcome = match prepared.generation.take() {
-            None => prepared.fallback(Vec::new()),
-            Some(generation) => {
-                let started = Instant::now();
-                let result = self
-                    .providers
-                    .complete(&generation.system, &generation.user)
-                    .instrument(tracing::info_span!("generation"))
-                    .await;
+        let providers = self.providers.clone();
+        let (mut prepared, called) = self
+            .prepare(question, |system, user, sent| {
+                // Made here, in the request's span: the call runs in a task of its own.
+                let span = tracing::info_span!("generation");
+                async move { providers.complete_noting(&system, &user, &sent).instrument(span).await }
+            })
+            .await?;
+        let outcome = match (prepared.generation.take(), called) {
+            (Some(generation), Some(Called { started, result })) => {
                 prepared.generation_ms += started.elapsed().as_secs_f64() * 1e3;
                 let dlp = match &result {
                     Ok(completion) => DlpReport::of_call(&completion.redacted, &[], [""; 2]),
@@ -385,6 +394,7 @@ impl ChatEngine {
                 };
                 Outcome { dlp, ..outcome }
             }
+            _ => prepared.fallback(Vec::new()),
         };
         self.finish(prepared, outcome)
     }
@@ -399,16 +409,18 @@ impl ChatEngine {
         events: tokio::sync::mpsc::Sender<ChatEvent>,
     ) -> Result<Streamed, ChatError> {
         use futures::StreamExt;
-        let mut prepared = self.prepare(question).await?;
-        let Some(generation) = prepared.generation.take() else {
+        // The span covers the whole stream, to the last token.
+        let generation_span = tracing::info_span!("generation", streamed = true);
+        let (mut prepared, called) = self
+            .prepare(question, |system, user, sent| {
+                let (providers, span) = (self.providers.clone(), generation_span.clone());
+                async move { providers.stream_noting(&system, &user, &sent).instrument(span).await }
+            })
+            .await?;
+        let (Some(generation), Some(Called { started, result: stream })) = (prepared.generation.take(), called) else {
             let outcome = prepared.fallback(Vec::new());
             return self.send_whole(prepared, outcome, &events).await;
         };
-        let started = Instant::now();
-        // The span covers the whole stream, to the last token.
-        let generation_span = tracing::info_span!("generation", streamed = true);
-        let stream =
-            self.providers.stream(&generation.system, &generation.user).instrument(generation_span.clone()).await;
         let mut started_stream = match stream {
             Ok(stream) => stream,
             Err(errors) => {
@@ -556,8 +568,21 @@ impl ChatEngine {
     }
 
     /// Everything before generation: ownership check, condensation, retrieval, abstention and
-    /// the extractive answer (used when there is no model or every provider fails).
-    async fn prepare(&self, question: Question<'_>) -> Result<Prepared, ChatError> {
+    /// the extractive answer (used when there is no model or every provider fails), and the
+    /// model call `call(system, user)` when the knowledge base answers. With
+    /// `chat.speculative_generation` the call starts as soon as retrieval is done, while the
+    /// evidence is weighed (the prompt depends on the passages only), and is dropped, which
+    /// cancels it, when the evidence says to abstain.
+    async fn prepare<T, F, Fut>(
+        &self,
+        question: Question<'_>,
+        call: F,
+    ) -> Result<(Prepared, Option<Called<T>>), ChatError>
+    where
+        F: FnOnce(String, String, Arc<AtomicBool>) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
         let Question {
             user,
             scope,
@@ -582,9 +607,28 @@ impl ChatEngine {
         let retrieved = self.retriever.hybrid(&standalone_query, scope, depth).await?;
         let passages = &retrieved.passages[..retrieved.passages.len().min(self.config.context_passages)];
         let lang = Lang::detect(question);
+        // The prompt, when a model may answer: it depends on the passages only. A template that
+        // fails to render matters only if the answer is generated.
+        let prompt = (!self.providers.is_empty() && !extract_only && !passages.is_empty()).then(|| {
+            let context = self.context(passages);
+            self.render_answer_prompt(question, lang, &context.text, assistant)
+                .map(|(system, user_prompt)| Generation { context, system, user: user_prompt })
+        });
+        let mut call = Some(call);
+        // A task of its own, so the request goes out while this one weighs the evidence.
+        let pending = match &prompt {
+            Some(Ok(generation)) if self.config.speculative_generation => {
+                let call = call.take().expect("the call is made once");
+                let sent = Arc::new(AtomicBool::new(false));
+                let running = tokio::spawn(call(generation.system.clone(), generation.user.clone(), sent.clone()));
+                Some((Instant::now(), Speculative { running, sent }))
+            }
+            _ => None,
+        };
         let weighing = Instant::now();
         let evidence = self.evidence(&standalone_query, &retrieved).await?;
         let answerability_ms = weighing.elapsed().as_secs_f64() * 1e3;
+        let weighed_at_ms = started.elapsed().as_secs_f64() * 1e3;
         // The reply is the same whether nothing matches or only documents the caller may not
         // read do: both engines filter by the caller's scope before anything is scored.
         let extracted = if evidence.answerable() {
@@ -593,15 +637,33 @@ impl ChatEngine {
         } else {
             None
         };
-        let generation = match &extracted {
-            Some(_) if !self.providers.is_empty() && !extract_only => {
-                let context = self.context(passages);
-                let (system, user_prompt) = self.render_answer_prompt(question, lang, &context.text, assistant)?;
-                Some(Generation { context, system, user: user_prompt })
+        let (generation, cancelled) = match prompt {
+            Some(prompt) if extracted.is_some() => (Some(prompt?), None),
+            // Abstaining: a speculative call is dropped (cancelled); what it sent is counted.
+            Some(Ok(generation)) if pending.as_ref().is_some_and(|(_, call)| call.sent.load(Ordering::Relaxed)) => {
+                let cancelled = self
+                    .providers
+                    .recipient(&generation.system, &generation.user)
+                    .map(|recipient| Cancelled { recipient, usage: self.estimate_usage(&generation, "") });
+                (None, cancelled)
+            }
+            _ => (None, None),
+        };
+        let called = match (&generation, pending, call) {
+            (Some(_), Some((call_started, running)), _) => {
+                Some(Called { started: call_started, result: running.join().await })
+            }
+            (Some(generation), None, Some(call)) => {
+                let call_started = Instant::now();
+                let result =
+                    call(generation.system.clone(), generation.user.clone(), Arc::new(AtomicBool::new(false))).await;
+                Some(Called { started: call_started, result })
             }
             _ => None,
         };
-        Ok(Prepared {
+        let model_called_at_ms =
+            called.as_ref().map(|called| called.started.duration_since(started).as_secs_f64() * 1e3);
+        let prepared = Prepared {
             started,
             user: user.to_owned(),
             question: question.to_owned(),
@@ -611,12 +673,16 @@ impl ChatEngine {
             trace: Trace { retrieved, evidence },
             extracted,
             generation,
+            cancelled,
             generation_ms,
             answerability_ms,
+            weighed_at_ms,
+            model_called_at_ms,
             condense_usage,
             condense_dlp,
             prompt_version: self.prompt_version_with(assistant),
-        })
+        };
+        Ok((prepared, called))
     }
 
     /// The answerability model and its operating point (`retrieval.min_answerability` wins).
@@ -678,6 +744,8 @@ impl ChatEngine {
                 retrieval: prepared.trace.retrieved.timings.clone(),
                 generation_ms: prepared.generation_ms,
                 answerability_ms: prepared.answerability_ms,
+                weighed_at_ms: prepared.weighed_at_ms,
+                model_called_at_ms: prepared.model_called_at_ms,
                 total_ms: prepared.started.elapsed().as_secs_f64() * 1e3,
             },
             trace: Some(Box::new(prepared.trace)),
@@ -719,6 +787,8 @@ impl ChatEngine {
                 retrieval: Default::default(),
                 generation_ms: 0.0,
                 answerability_ms: 0.0,
+                weighed_at_ms: 0.0,
+                model_called_at_ms: None,
                 total_ms: started.elapsed().as_secs_f64() * 1e3,
             },
             trace: None,
@@ -755,6 +825,43 @@ impl Generation {
     }
 }
 
+/// A model call running in its own task; dropping it (an abstention, an error on the way)
+/// aborts the task, which drops the request and so cancels it at the provider.
+struct Speculative<T> {
+    running: tokio::task::JoinHandle<T>,
+    /// Set once the request is handed to the HTTP client.
+    sent: Arc<AtomicBool>,
+}
+
+impl<T> Speculative<T> {
+    async fn join(mut self) -> T {
+        match (&mut self.running).await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => unreachable!("a speculative call is aborted only when dropped: {error}"),
+        }
+    }
+}
+
+impl<T> Drop for Speculative<T> {
+    fn drop(&mut self) {
+        self.running.abort();
+    }
+}
+
+/// A model call `prepare` made, and when it started.
+struct Called<T> {
+    started: Instant,
+    result: T,
+}
+
+/// A speculative call dropped, after it was sent, because the answer abstained: where it most
+/// likely went, and its prompt's tokens (estimated; a provider bills a prompt it received).
+struct Cancelled {
+    recipient: crate::provider::Recipient,
+    usage: Usage,
+}
+
 struct Prepared {
     started: Instant,
     user: String,
@@ -765,8 +872,12 @@ struct Prepared {
     trace: Trace,
     extracted: Option<(String, Vec<Citation>)>,
     generation: Option<Generation>,
+    /// A speculative call the evidence turned down.
+    cancelled: Option<Cancelled>,
     generation_ms: f64,
     answerability_ms: f64,
+    weighed_at_ms: f64,
+    model_called_at_ms: Option<f64>,
     /// Tokens the follow-up condensation used.
     condense_usage: Option<Usage>,
     /// What data loss prevention did to the condensation's prompt.
@@ -784,7 +895,7 @@ impl Prepared {
             }
             None => (AnswerKind::NoAnswer, no_answer_text(self.lang).to_owned(), Vec::new()),
         };
-        Outcome {
+        let outcome = Outcome {
             kind,
             answer,
             citations,
@@ -794,6 +905,17 @@ impl Prepared {
             usage: None,
             provider_errors,
             dlp: DlpReport::default(),
+        };
+        match self.cancelled.take() {
+            // The model was asked, then told to stop: its tokens and what it was sent count.
+            Some(Cancelled { recipient, usage }) => Outcome {
+                model: Some(recipient.model),
+                provider: Some(recipient.provider),
+                usage: Some(usage),
+                dlp: DlpReport { redacted: recipient.redacted, ..DlpReport::default() },
+                ..outcome
+            },
+            None => outcome,
         }
     }
 

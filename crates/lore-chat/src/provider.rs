@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_openai::Client;
@@ -192,9 +193,34 @@ impl ProviderChain {
 
     /// Runs the chain. Returns every error met when all providers failed.
     pub async fn complete(&self, system: &str, user: &str) -> Result<Completion, Vec<ProviderError>> {
-        let (mut completion, attempts) = self.run(|i| self.providers[i].complete_once(system, user)).await?;
+        self.complete_noting(system, user, &AtomicBool::new(false)).await
+    }
+
+    /// [`complete`](Self::complete), setting `sent` once a request is handed to the HTTP client
+    /// (a call cancelled before that sent nothing).
+    pub async fn complete_noting(
+        &self,
+        system: &str,
+        user: &str,
+        sent: &AtomicBool,
+    ) -> Result<Completion, Vec<ProviderError>> {
+        let (mut completion, attempts) = self.run(|i| self.providers[i].complete_once(system, user, sent)).await?;
         completion.attempts = attempts;
         Ok(completion)
+    }
+
+    /// Where a call with this prompt goes first: the first provider whose `dlp` mode lets it
+    /// out, with its configured model and what it receives as placeholders. What a call that
+    /// was cancelled after it was sent and before it answered most likely went to (a failure
+    /// may have moved it on to a fallback, which cannot be known once it is dropped).
+    pub fn recipient(&self, system: &str, user: &str) -> Option<Recipient> {
+        self.providers.iter().find_map(|provider| {
+            provider.outgoing(system, user).ok().map(|outgoing| Recipient {
+                provider: provider.config.name.clone(),
+                model: provider.config.model.clone(),
+                redacted: outgoing.redacted(),
+            })
+        })
     }
 
     /// The retry/fallback policy shared by [`complete`](Self::complete) and
@@ -232,6 +258,14 @@ impl ProviderChain {
     }
 }
 
+/// The provider a prompt goes to first: see [`ProviderChain::recipient`].
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    pub provider: String,
+    pub model: String,
+    pub redacted: BTreeMap<String, usize>,
+}
+
 /// A started streaming completion: the first content already arrived, the rest follows.
 pub struct StartedStream {
     pub provider: String,
@@ -248,7 +282,17 @@ impl ProviderChain {
     /// first chunk arrived; failures before that are retried and fall back as usual. Dropping
     /// the returned stream closes the connection to the provider (cancels generation).
     pub async fn stream(&self, system: &str, user: &str) -> Result<StartedStream, Vec<ProviderError>> {
-        let (mut started, attempts) = self.run(|i| self.providers[i].start_stream(system, user)).await?;
+        self.stream_noting(system, user, &AtomicBool::new(false)).await
+    }
+
+    /// [`stream`](Self::stream), setting `sent` as [`complete_noting`](Self::complete_noting) does.
+    pub async fn stream_noting(
+        &self,
+        system: &str,
+        user: &str,
+        sent: &AtomicBool,
+    ) -> Result<StartedStream, Vec<ProviderError>> {
+        let (mut started, attempts) = self.run(|i| self.providers[i].start_stream(system, user, sent)).await?;
         started.attempts = attempts;
         Ok(started)
     }
@@ -318,13 +362,14 @@ impl Provider {
         })
     }
 
-    async fn start_stream(&self, system: &str, user: &str) -> Result<StartedStream, ProviderError> {
+    async fn start_stream(&self, system: &str, user: &str, sent: &AtomicBool) -> Result<StartedStream, ProviderError> {
         use futures::StreamExt;
         let name = self.config.name.clone();
         let fail = |kind, message: String| ProviderError { provider: name.clone(), kind, message };
         let outgoing = self.outgoing(system, user)?;
         let redacted = outgoing.redacted();
         let request = self.request(&outgoing.system, &outgoing.user)?;
+        sent.store(true, Ordering::Relaxed);
         let mut stream =
             self.client.chat().create_stream(request).await.map_err(|e| fail(classify(&e), e.to_string()))?;
         // Skip role-only chunks until the first content arrives.
@@ -364,11 +409,12 @@ impl Provider {
         Ok(StartedStream { provider: self.config.name.clone(), model, first, rest, attempts: 0, redacted })
     }
 
-    async fn complete_once(&self, system: &str, user: &str) -> Result<Completion, ProviderError> {
+    async fn complete_once(&self, system: &str, user: &str, sent: &AtomicBool) -> Result<Completion, ProviderError> {
         let config = &self.config;
         let fail = |kind, message: String| ProviderError { provider: config.name.clone(), kind, message };
         let outgoing = self.outgoing(system, user)?;
         let request = self.request(&outgoing.system, &outgoing.user)?;
+        sent.store(true, Ordering::Relaxed);
         let response = self.client.chat().create(request).await.map_err(|e| fail(classify(&e), e.to_string()))?;
         let text = response
             .choices

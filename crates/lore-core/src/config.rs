@@ -218,6 +218,12 @@ pub struct ChatConfig {
     pub prompts_dir: Option<PathBuf>,
     /// Company name used in the system prompt.
     pub company: String,
+    /// Call the model while the evidence is still being weighed, and cancel the call when the
+    /// knowledge base turns out not to answer: the provider is asked as soon as retrieval is
+    /// done (the evidence takes tens of milliseconds). An abstention then costs its prompt's
+    /// tokens (counted, estimated) and its prompt reached the provider; `false` asks only
+    /// once the evidence is in.
+    pub speculative_generation: bool,
 }
 
 impl Default for ChatConfig {
@@ -228,6 +234,7 @@ impl Default for ChatConfig {
             context_passages: 8,
             prompts_dir: None,
             company: "the company".into(),
+            speculative_generation: true,
         }
     }
 }

@@ -10,11 +10,22 @@ use lore_chat::{ChatEngine, Question};
 use lore_core::acl::{AccessScope, PrincipalSet};
 use lore_core::config::{ChatConfig, ProviderConfig};
 
-use crate::support::{sample_catalog, sample_retriever};
+use crate::support::{sample_catalog, sample_retriever, uncached_sample_retriever};
 
 fn engine(providers: Vec<ProviderConfig>) -> ChatEngine {
-    let config = ChatConfig { providers, company: "Acme Robotics".into(), ..ChatConfig::default() };
+    engine_with(ChatConfig { providers, ..ChatConfig::default() })
+}
+
+fn engine_with(config: ChatConfig) -> ChatEngine {
+    let config = ChatConfig { company: "Acme Robotics".into(), ..config };
     ChatEngine::new(sample_retriever(), Conversations::open(&sample_catalog()).unwrap(), &config).unwrap()
+}
+
+/// An engine whose retriever keeps no vectors, so weighing the evidence embeds the candidate
+/// sentences each time (as for a first question) instead of finding them cached by other tests.
+fn uncached_engine(config: ChatConfig) -> ChatEngine {
+    let config = ChatConfig { company: "Acme Robotics".into(), ..config };
+    ChatEngine::new(uncached_sample_retriever(), Conversations::open(&sample_catalog()).unwrap(), &config).unwrap()
 }
 
 fn scope(user: &str, groups: &[&str]) -> AccessScope {
@@ -113,14 +124,85 @@ async fn the_prompt_holds_only_passages_the_asker_may_read() {
     assert!(prompts[1].contains("Salary Bands"), "{}", prompts[1]);
 }
 
+const MONGOLIA: &str = "What is the capital of Mongolia?";
+
 #[tokio::test]
-async fn nothing_relevant_means_no_model_call() {
+async fn nothing_relevant_means_no_model_call_without_speculation() {
     let fake = FakeProvider::scripted("primary", vec![]).await;
-    let engine = engine(vec![fake.config(0, 5.0)]);
-    let answer =
-        engine.ask(Question::new("ann", &scope("ann", &[]), "What is the capital of Mongolia?")).await.unwrap();
+    let engine = engine_with(ChatConfig {
+        providers: vec![fake.config(0, 5.0)],
+        speculative_generation: false,
+        ..Default::default()
+    });
+    let answer = engine.ask(Question::new("ann", &scope("ann", &[]), MONGOLIA)).await.unwrap();
     assert_eq!(answer.kind, lore_chat::answer::AnswerKind::NoAnswer);
     assert!(fake.requests().is_empty());
+    assert!(answer.usage.is_none() && answer.model.is_none());
+}
+
+/// With speculative generation (the default) the model is asked while the evidence is weighed;
+/// an abstention cancels the call at once, and counts what it sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abstention_cancels_the_speculative_call_and_counts_its_prompt() {
+    use lore_chat::answer::AnswerKind;
+    use lore_chat::chat::ChatEvent;
+    let slow =
+        Reply::Stream { parts: vec!["Ulaanbaatar.".into()], first: Duration::from_secs(5), every: Duration::ZERO };
+    let fake =
+        FakeProvider::scripted("primary", vec![slow, Reply::Delayed(Duration::from_secs(5), "Late.".into())]).await;
+    let engine = uncached_engine(ChatConfig { providers: vec![fake.config(0, 10.0)], ..Default::default() });
+
+    let started = std::time::Instant::now();
+    let events = collect(&engine, MONGOLIA).await;
+    let ChatEvent::Final(answer) = events.last().unwrap() else { panic!("final must come last") };
+    assert_eq!(answer.kind, AnswerKind::NoAnswer);
+    assert!(started.elapsed() < Duration::from_secs(3), "the abstention waited for the model: {:?}", started.elapsed());
+    assert_eq!(fake.requests().len(), 1, "the call starts before the evidence is in");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(fake.stream_was_cancelled(), "the abstention did not cancel the provider stream");
+    let usage = answer.usage.as_ref().expect("the cancelled call's prompt is counted");
+    assert!(usage.estimated && usage.prompt_tokens > 100 && usage.completion_tokens == 0, "{usage:?}");
+    assert_eq!((answer.model.as_deref(), answer.provider.as_deref()), (Some("fake-primary"), Some("primary")));
+    assert!(answer.citations.is_empty() && answer.prompt_version.is_none());
+
+    let started = std::time::Instant::now();
+    let answer = engine.ask(Question::new("ann", &scope("ann", &[]), MONGOLIA)).await.unwrap();
+    assert_eq!(answer.kind, AnswerKind::NoAnswer);
+    assert!(started.elapsed() < Duration::from_secs(3), "the abstention waited for the model: {:?}", started.elapsed());
+    assert_eq!(fake.requests().len(), 2);
+    assert!(answer.usage.as_ref().is_some_and(|u| u.estimated && u.prompt_tokens > 100));
+}
+
+/// The model is asked before the evidence is weighed, not after; the answer is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_speculative_call_reaches_the_provider_before_the_evidence_is_in() {
+    use lore_chat::answer::AnswerKind;
+    for speculative in [true, false] {
+        let fake = FakeProvider::scripted("primary", vec![Reply::text("You get 25 days [1].")]).await;
+        let engine = uncached_engine(ChatConfig {
+            providers: vec![fake.config(0, 5.0)],
+            speculative_generation: speculative,
+            ..Default::default()
+        });
+        let started = std::time::Instant::now();
+        let answer = engine.ask(Question::new("ann", &scope("ann", &[]), VACATION)).await.unwrap();
+        assert_eq!((answer.kind, answer.answer.as_str()), (AnswerKind::Generated, "You get 25 days [1]."));
+        assert_eq!(answer.citations.len(), 1);
+        // The engine's clock starts after the call to `ask` did; the provider's arrival is
+        // measured from before it, so it can only look later than it was.
+        let arrived = (fake.take_arrivals()[0] - started).as_secs_f64() * 1e3;
+        let timings = &answer.timings;
+        let called = timings.model_called_at_ms.expect("the model wrote the answer");
+        if speculative {
+            assert!(
+                called + timings.answerability_ms <= timings.weighed_at_ms + 0.5,
+                "the call did not start before the evidence was weighed: {timings:?}"
+            );
+            assert!(arrived < timings.weighed_at_ms, "the provider got the call at {arrived:.1} ms: {timings:?}");
+        } else {
+            assert!(called >= timings.weighed_at_ms && arrived >= timings.weighed_at_ms, "{timings:?}");
+        }
+    }
 }
 
 #[tokio::test]

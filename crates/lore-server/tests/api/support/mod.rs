@@ -101,25 +101,44 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A copy of the sample corpus, for tests that use the retriever and the chat engine
 /// directly; it holds the retriever.
-fn sample_copy() -> &'static (Arc<Retriever>, tempfile::TempDir) {
-    static COPY: OnceLock<(Arc<Retriever>, tempfile::TempDir)> = OnceLock::new();
+struct SampleCopy {
+    retriever: Arc<Retriever>,
+    indexes: Arc<lore_core::index::Indexes>,
+    config: Config,
+    dir: tempfile::TempDir,
+}
+
+fn sample_copy() -> &'static SampleCopy {
+    static COPY: OnceLock<SampleCopy> = OnceLock::new();
     COPY.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let config = config_in(dir.path().join("data"));
         copy_samples(&config.data_dir);
-        let retriever = block_on(move || async move { Arc::new(Retriever::open(&config, embedder()).await.unwrap()) });
-        (retriever, dir)
+        let opened = config.clone();
+        let indexes =
+            block_on(move || async move { Arc::new(lore_core::index::Indexes::open(&opened, false).await.unwrap()) });
+        let retriever = Arc::new(Retriever::with_indexes(&config, embedder(), indexes.clone()).unwrap());
+        SampleCopy { retriever, indexes, config, dir }
     })
 }
 
 /// A retriever over a copy of the sample corpus.
 pub fn sample_retriever() -> Arc<Retriever> {
-    sample_copy().0.clone()
+    sample_copy().retriever.clone()
+}
+
+/// A retriever over the same copy that keeps no query or sentence vectors: every question is
+/// embedded, and its candidate sentences too (what a first question costs).
+pub fn uncached_sample_retriever() -> Arc<Retriever> {
+    let copy = sample_copy();
+    let mut config = copy.config.clone();
+    config.embedding.query_cache_size = 0;
+    Arc::new(Retriever::with_indexes(&config, embedder(), copy.indexes.clone()).unwrap())
 }
 
 /// The database of [`sample_retriever`]'s corpus (for conversations).
 pub fn sample_catalog() -> PathBuf {
-    sample_copy().1.path().join("data/catalog.sqlite")
+    sample_copy().dir.path().join("data/catalog.sqlite")
 }
 
 /// A chat engine without a model (extractive answers) over [`sample_retriever`].
