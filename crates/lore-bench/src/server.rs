@@ -87,9 +87,21 @@ pub fn write_config(
     provider: SocketAddr,
     embedding: &lore_core::config::EmbeddingConfig,
 ) -> anyhow::Result<PathBuf> {
+    write_config_with(path, data_dir, provider, embedding, true)
+}
+
+/// [`write_config`] with `chat.speculative_generation` set as given.
+pub fn write_config_with(
+    path: &Path,
+    data_dir: &Path,
+    provider: SocketAddr,
+    embedding: &lore_core::config::EmbeddingConfig,
+    speculative: bool,
+) -> anyhow::Result<PathBuf> {
     let absolute = |p: &Path| std::path::absolute(p).map(|p| p.display().to_string());
     let text = format!(
         "data_dir = {data:?}\n\n[embedding]\nmodel_dir = {model:?}\nonnxruntime_library = {ort:?}\n\n\
+         [chat]\nspeculative_generation = {speculative}\n\n\
          [[chat.providers]]\nname = \"fake\"\nbase_url = \"http://{provider}/v1\"\nmodel = \"fake\"\nmax_retries = 0\n",
         data = absolute(data_dir)?,
         model = absolute(&embedding.model_dir)?,

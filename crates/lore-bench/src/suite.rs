@@ -270,6 +270,11 @@ pub struct ChatOverhead {
     /// From sending `/v1/chat` to the provider receiving the completion request.
     pub to_provider_p50_ms: f64,
     pub to_provider_p95_ms: f64,
+    /// The server's own clock (the answer's `timings`): from the question to the model call,
+    /// to the evidence weighed, and the weighing itself.
+    pub model_called_at_p50_ms: f64,
+    pub weighed_at_p50_ms: f64,
+    pub answerability_p50_ms: f64,
     /// From sending to the first `delta` event, minus the provider's first-token delay.
     pub first_delta_minus_provider_p50_ms: f64,
     pub first_delta_minus_provider_p95_ms: f64,
@@ -280,12 +285,11 @@ pub struct ChatOverhead {
     pub provider_total_ms: f64,
 }
 
-/// The `kind` of a chat stream's `final` event.
-fn final_kind(stream: &str) -> Option<String> {
+/// The answer a chat stream's `final` event carries.
+fn final_answer(stream: &str) -> Option<serde_json::Value> {
     let (_, after) = stream.split_once("event: final")?;
     let data = after.lines().find_map(|line| line.strip_prefix("data:"))?;
-    let answer: serde_json::Value = serde_json::from_str(data.trim()).ok()?;
-    answer["kind"].as_str().map(str::to_owned)
+    serde_json::from_str(data.trim()).ok()
 }
 
 /// Streams `requests` chats one at a time, timing each against the provider's arrivals.
@@ -299,6 +303,7 @@ pub async fn chat_overhead(
 ) -> anyhow::Result<ChatOverhead> {
     let client = reqwest::Client::new();
     let (mut to_provider, mut first_delta, mut end_to_end) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut model_called, mut weighed, mut answerability) = (Vec::new(), Vec::new(), Vec::new());
     let first_token = timing.first_token.as_secs_f64() * 1e3;
     let total = timing.total().as_secs_f64() * 1e3;
     provider.take_arrivals();
@@ -327,7 +332,8 @@ pub async fn chat_overhead(
             anyhow::ensure!(!text.contains("event: error"), "chat stream error: {text}");
         }
         let arrivals = provider.take_arrivals();
-        if final_kind(&text).as_deref() != Some("generated") {
+        let answer = final_answer(&text).unwrap_or_default();
+        if answer["kind"] != "generated" {
             // The knowledge base had nothing confident: Lore said so, cancelling the model call
             // it started while weighing the evidence (`chat.speculative_generation`).
             abstained += 1;
@@ -336,10 +342,16 @@ pub async fn chat_overhead(
         }
         anyhow::ensure!(arrivals.len() == 1, "expected one provider call per chat, saw {}", arrivals.len());
         to_provider.push((arrivals[0] - started).as_secs_f64() * 1e3);
+        let timings = &answer["timings"];
+        let ms = |field: &str| timings[field].as_f64().with_context(|| format!("no timings.{field}: {answer}"));
+        model_called.push(ms("model_called_at_ms")?);
+        weighed.push(ms("weighed_at_ms")?);
+        answerability.push(ms("answerability_ms")?);
         first_delta.push(delta_at.context("no delta event")?.as_secs_f64() * 1e3 - first_token);
         end_to_end.push(final_at.context("no final event")?.as_secs_f64() * 1e3 - total);
     }
-    for v in [&mut to_provider, &mut first_delta, &mut end_to_end] {
+    for v in [&mut to_provider, &mut first_delta, &mut end_to_end, &mut model_called, &mut weighed, &mut answerability]
+    {
         v.sort_by(f64::total_cmp);
     }
     anyhow::ensure!(to_provider.len() == requests, "only {} of the questions reached the provider", to_provider.len());
@@ -349,6 +361,9 @@ pub async fn chat_overhead(
         cancelled,
         to_provider_p50_ms: percentile(&to_provider, 0.5),
         to_provider_p95_ms: percentile(&to_provider, 0.95),
+        model_called_at_p50_ms: percentile(&model_called, 0.5),
+        weighed_at_p50_ms: percentile(&weighed, 0.5),
+        answerability_p50_ms: percentile(&answerability, 0.5),
         first_delta_minus_provider_p50_ms: percentile(&first_delta, 0.5),
         first_delta_minus_provider_p95_ms: percentile(&first_delta, 0.95),
         end_to_end_minus_provider_p50_ms: percentile(&end_to_end, 0.5),
