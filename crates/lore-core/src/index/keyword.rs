@@ -13,6 +13,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 
+use super::sparse::{OTHER_LANGUAGE_WEIGHT, TITLE_BOOST};
 use crate::acl::AccessScope;
 use crate::error::{Error, Result};
 use crate::lang::Lang;
@@ -205,8 +206,8 @@ impl KeywordIndex {
     /// each of the four text fields, exactly as document text does at indexing time. One
     /// token gives a [`TermQuery`], several tokens (`e-mail`, `3.5`) a [`PhraseQuery`] at the
     /// tokens' positions, none gives nothing. These are the queries `QueryParser` builds for
-    /// a bare word, with the same field boosts (title 2x, body 1x; 1.0 for the query's
-    /// language and 0.6 for the other), so ordinary questions rank as they did with the
+    /// a bare word, with the same field boosts (`sparse::TITLE_BOOST` for the title, 1 for the
+    /// body; 1.0 for the query's language and 0.6 for the other), so ordinary questions rank as they did with the
     /// parser. Every clause is `Should`: there are no operators, fields, ranges, phrases,
     /// exclusions, wildcards or boosts a user can spell, so characters like `-`, `"`, `:`,
     /// `*`, `AND` or `(` are just text the analyzers drop or keep. Returns `None` when no
@@ -216,9 +217,9 @@ impl KeywordIndex {
         let mut analyzers = Vec::with_capacity(Lang::ALL.len());
         for lang in Lang::ALL {
             let analyzer = self.analyzer(lang)?;
-            let weight = if lang == query_lang { 1.0 } else { 0.6 };
+            let weight = if lang == query_lang { 1.0 } else { OTHER_LANGUAGE_WEIGHT };
             let slot = lang_slot(lang);
-            analyzers.push((analyzer, [(f.title[slot], 2.0 * weight), (f.body[slot], weight)]));
+            analyzers.push((analyzer, [(f.title[slot], TITLE_BOOST * weight), (f.body[slot], weight)]));
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut tokens: Vec<(usize, String)> = Vec::new();
@@ -474,8 +475,8 @@ mod tests {
         let f = index.fields;
         let mut parser = QueryParser::for_index(&index.index, vec![f.title[0], f.body[0], f.title[1], f.body[1]]);
         for lang in Lang::ALL {
-            let weight = if lang == query_lang { 1.0 } else { 0.6 };
-            parser.set_field_boost(f.title[lang_slot(lang)], 2.0 * weight);
+            let weight = if lang == query_lang { 1.0 } else { OTHER_LANGUAGE_WEIGHT };
+            parser.set_field_boost(f.title[lang_slot(lang)], TITLE_BOOST * weight);
             parser.set_field_boost(f.body[lang_slot(lang)], weight);
         }
         let (text_query, _errors) = parser.parse_query_lenient(query);
