@@ -585,7 +585,7 @@ def render_report(data):
     if speed_runs:
         lore = lore_speed()
         lines += [
-            "## Speed (provisional: 2 shared cores; other work ran on the machine at the same time)",
+            "## Speed (2 cores; each run's load average at its start and end is noted below the table)",
             "",
             "| corpus | stack | chunks | ingest chunks/s | search p50 ms | search p95 ms | embed p50 | BM25 p50 | dense p50 | fusion p50 |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
