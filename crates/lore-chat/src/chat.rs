@@ -637,15 +637,17 @@ impl ChatEngine {
         } else {
             None
         };
+        let mut pending = pending;
         let (generation, cancelled) = match prompt {
             Some(prompt) if extracted.is_some() => (Some(prompt?), None),
-            // Abstaining: a speculative call is dropped (cancelled); what it sent is counted.
-            Some(Ok(generation)) if pending.as_ref().is_some_and(|(_, call)| call.sent.load(Ordering::Relaxed)) => {
-                let cancelled = self
-                    .providers
-                    .recipient(&generation.system, &generation.user)
-                    .map(|recipient| Cancelled { recipient, usage: self.estimate_usage(&generation, "") });
-                (None, cancelled)
+            // Abstaining: a speculative call is cancelled; what it sent is counted.
+            Some(Ok(generation)) => {
+                let sent = match pending.take() {
+                    Some((_, running)) => running.cancel().await,
+                    None => false,
+                };
+                let recipient = sent.then(|| self.providers.recipient(&generation.system, &generation.user)).flatten();
+                (None, recipient.map(|recipient| Cancelled { recipient, usage: self.estimate_usage(&generation, "") }))
             }
             _ => (None, None),
         };
@@ -840,6 +842,16 @@ impl<T> Speculative<T> {
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             Err(error) => unreachable!("a speculative call is aborted only when dropped: {error}"),
         }
+    }
+}
+
+impl<T> Speculative<T> {
+    /// Stops the call and waits until its task has stopped, so whether the request had left
+    /// is final: true when it had been handed to the HTTP client.
+    async fn cancel(mut self) -> bool {
+        self.running.abort();
+        let _ = (&mut self.running).await;
+        self.sent.load(Ordering::Relaxed)
     }
 }
 
