@@ -153,16 +153,19 @@ pub fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             // server that asks the model only after the evidence (the server dropped below).
             let server = if dir == &last {
                 eprintln!("chat overhead: {} streamed chats", args.chats);
-                let chat_start = offset;
-                let chat = suite::chat_overhead(
-                    &server,
-                    &provider,
-                    provider_timing,
-                    &keys.shares[2].1,
-                    &questions[chat_start..],
-                    args.chats,
-                )
-                .await?;
+                let chat_questions = &questions[offset..];
+                let chats = async |server: &Server| {
+                    suite::chat_overhead(
+                        server,
+                        &provider,
+                        provider_timing,
+                        &keys.shares[2].1,
+                        chat_questions,
+                        args.chats,
+                    )
+                    .await
+                };
+                let chat = chats(&server).await?;
                 offset += chat.requests + chat.abstained;
                 entry["chat"] = serde_json::to_value(&chat)?;
                 eprintln!("mixed load: {} requests", args.load_requests);
@@ -179,16 +182,7 @@ pub fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                     false,
                 )?;
                 let server = Server::start(&args.lore, &sequential).await?;
-                let chat = suite::chat_overhead(
-                    &server,
-                    &provider,
-                    provider_timing,
-                    &keys.shares[2].1,
-                    &questions[chat_start..],
-                    args.chats,
-                )
-                .await?;
-                entry["chat_sequential"] = serde_json::to_value(&chat)?;
+                entry["chat_sequential"] = serde_json::to_value(chats(&server).await?)?;
                 server
             } else {
                 server

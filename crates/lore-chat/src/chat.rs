@@ -607,22 +607,18 @@ impl ChatEngine {
         let retrieved = self.retriever.hybrid(&standalone_query, scope, depth).await?;
         let passages = &retrieved.passages[..retrieved.passages.len().min(self.config.context_passages)];
         let lang = Lang::detect(question);
-        // The prompt, when a model may answer: it depends on the passages only. A template that
-        // fails to render matters only if the answer is generated.
-        let prompt = (!self.providers.is_empty() && !extract_only && !passages.is_empty()).then(|| {
+        // The prompt depends on the passages only, so a speculative call can go out before the
+        // evidence is in. A template that fails to render matters only if the answer is generated.
+        let may_generate = !self.providers.is_empty() && !extract_only && !passages.is_empty();
+        let render = || {
             let context = self.context(passages);
             self.render_answer_prompt(question, lang, &context.text, assistant)
                 .map(|(system, user_prompt)| Generation { context, system, user: user_prompt })
-        });
+        };
+        let prompt = (may_generate && self.config.speculative_generation).then(&render);
         let mut call = Some(call);
-        // A task of its own, so the request goes out while this one weighs the evidence.
-        let pending = match &prompt {
-            Some(Ok(generation)) if self.config.speculative_generation => {
-                let call = call.take().expect("the call is made once");
-                let sent = Arc::new(AtomicBool::new(false));
-                let running = tokio::spawn(call(generation.system.clone(), generation.user.clone(), sent.clone()));
-                Some((Instant::now(), Speculative { running, sent }))
-            }
+        let mut pending = match &prompt {
+            Some(Ok(generation)) => Some(Speculative::start(call.take().expect("the call is made once"), generation)),
             _ => None,
         };
         let weighing = Instant::now();
@@ -637,13 +633,13 @@ impl ChatEngine {
         } else {
             None
         };
-        let mut pending = pending;
-        let (generation, cancelled) = match prompt {
-            Some(prompt) if extracted.is_some() => (Some(prompt?), None),
+        let (generation, cancelled) = match (prompt, extracted.is_some()) {
+            (Some(prompt), true) => (Some(prompt?), None),
+            (None, true) if may_generate => (Some(render()?), None),
             // Abstaining: a speculative call is cancelled; what it sent is counted.
-            Some(Ok(generation)) => {
+            (Some(Ok(generation)), false) => {
                 let sent = match pending.take() {
-                    Some((_, running)) => running.cancel().await,
+                    Some(running) => running.cancel().await,
                     None => false,
                 };
                 let recipient = sent.then(|| self.providers.recipient(&generation.system, &generation.user)).flatten();
@@ -651,15 +647,14 @@ impl ChatEngine {
             }
             _ => (None, None),
         };
-        let called = match (&generation, pending, call) {
-            (Some(_), Some((call_started, running)), _) => {
-                Some(Called { started: call_started, result: running.join().await })
-            }
-            (Some(generation), None, Some(call)) => {
-                let call_started = Instant::now();
+        let called = match (&generation, pending) {
+            (Some(_), Some(running)) => Some(running.join().await),
+            (Some(generation), None) => {
+                let call = call.take().expect("a call not made speculatively is still here");
+                let started = Instant::now();
                 let result =
                     call(generation.system.clone(), generation.user.clone(), Arc::new(AtomicBool::new(false))).await;
-                Some(Called { started: call_started, result })
+                Some(Called { started, result })
             }
             _ => None,
         };
@@ -827,30 +822,46 @@ impl Generation {
     }
 }
 
-/// A model call running in its own task; dropping it (an abstention, an error on the way)
-/// aborts the task, which drops the request and so cancels it at the provider.
+/// A model call running in its own task; dropping it (an error on the way) aborts the task,
+/// which drops the request and so cancels it at the provider.
 struct Speculative<T> {
+    started: Instant,
     running: tokio::task::JoinHandle<T>,
     /// Set once the request is handed to the HTTP client.
     sent: Arc<AtomicBool>,
 }
 
-impl<T> Speculative<T> {
-    async fn join(mut self) -> T {
-        match (&mut self.running).await {
+impl<T: Send + 'static> Speculative<T> {
+    /// Starts `call` with `generation`'s prompt in a task of its own, so the request goes out
+    /// while the caller goes on.
+    fn start<F, Fut>(call: F, generation: &Generation) -> Self
+    where
+        F: FnOnce(String, String, Arc<AtomicBool>) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        let sent = Arc::new(AtomicBool::new(false));
+        let running = tokio::spawn(call(generation.system.clone(), generation.user.clone(), sent.clone()));
+        Speculative { started: Instant::now(), running, sent }
+    }
+
+    async fn join(mut self) -> Called<T> {
+        let result = match (&mut self.running).await {
             Ok(result) => result,
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(error) => unreachable!("a speculative call is aborted only when dropped: {error}"),
-        }
+            Err(error) => unreachable!("a speculative call is aborted only when cancelled or dropped: {error}"),
+        };
+        Called { started: self.started, result }
     }
-}
 
-impl<T> Speculative<T> {
     /// Stops the call and waits until its task has stopped, so whether the request had left
     /// is final: true when it had been handed to the HTTP client.
     async fn cancel(mut self) -> bool {
         self.running.abort();
-        let _ = (&mut self.running).await;
+        if let Err(error) = (&mut self.running).await
+            && error.is_panic()
+        {
+            std::panic::resume_unwind(error.into_panic());
+        }
         self.sent.load(Ordering::Relaxed)
     }
 }

@@ -207,8 +207,8 @@ impl KeywordIndex {
     /// token gives a [`TermQuery`], several tokens (`e-mail`, `3.5`) a [`PhraseQuery`] at the
     /// tokens' positions, none gives nothing. These are the queries `QueryParser` builds for
     /// a bare word, with the same field boosts (`sparse::TITLE_BOOST` for the title, 1 for the
-    /// body; 1.0 for the query's language and 0.6 for the other), so ordinary questions rank as they did with the
-    /// parser. Every clause is `Should`: there are no operators, fields, ranges, phrases,
+    /// body; 1.0 for the query's language and 0.6 for the other), so ordinary questions rank
+    /// as they did with the parser. Every clause is `Should`: there are no operators, fields, ranges, phrases,
     /// exclusions, wildcards or boosts a user can spell, so characters like `-`, `"`, `:`,
     /// `*`, `AND` or `(` are just text the analyzers drop or keep. Returns `None` when no
     /// word yields a token.

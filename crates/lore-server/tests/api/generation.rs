@@ -17,15 +17,18 @@ fn engine(providers: Vec<ProviderConfig>) -> ChatEngine {
 }
 
 fn engine_with(config: ChatConfig) -> ChatEngine {
-    let config = ChatConfig { company: "Acme Robotics".into(), ..config };
-    ChatEngine::new(sample_retriever(), Conversations::open(&sample_catalog()).unwrap(), &config).unwrap()
+    engine_over(sample_retriever(), config)
 }
 
 /// An engine whose retriever keeps no vectors, so weighing the evidence embeds the candidate
 /// sentences each time (as for a first question) instead of finding them cached by other tests.
 fn uncached_engine(config: ChatConfig) -> ChatEngine {
+    engine_over(uncached_sample_retriever(), config)
+}
+
+fn engine_over(retriever: Arc<lore_chat::Retriever>, config: ChatConfig) -> ChatEngine {
     let config = ChatConfig { company: "Acme Robotics".into(), ..config };
-    ChatEngine::new(uncached_sample_retriever(), Conversations::open(&sample_catalog()).unwrap(), &config).unwrap()
+    ChatEngine::new(retriever, Conversations::open(&sample_catalog()).unwrap(), &config).unwrap()
 }
 
 fn scope(user: &str, groups: &[&str]) -> AccessScope {
